@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Static checks that `make test` runs first: formatting, vet, generated code,
+# and go.work listing every module.
+set -o errexit -o nounset -o pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "${root}"
+
+modules=(proto pkg mailctl services/storage services/access services/inbound services/submission)
+
+unformatted=$(gofmt -l "${modules[@]}" | grep -v '\.pb\.go$' || true)
+if [[ -n "${unformatted}" ]]; then
+  echo "not gofmt-formatted:" >&2
+  echo "${unformatted}" >&2
+  exit 1
+fi
+
+for m in "${modules[@]}"; do
+  go vet "./${m}/..."
+done
+
+for gomod in $(git ls-files --cached --others --exclude-standard '*go.mod'); do
+  dir=$(dirname "${gomod}")
+  grep -Eq "^\s*\./${dir}\s*$" go.work || { echo "${gomod} is not in go.work" >&2; exit 1; }
+done
+
+bash hack/verify-proto.sh
+echo "verify: ok"

@@ -1,0 +1,3 @@
+module github.com/mailfleet/mailfleet/mailctl
+
+go 1.26.0

@@ -1,0 +1,3 @@
+module github.com/mailfleet/mailfleet/services/access
+
+go 1.26.0

@@ -1,0 +1,254 @@
+// Package app wires the storage binary together: configuration, etcd, the body
+// store, the gRPC server, the sweeper and the ops HTTP server.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/mailfleet/mailfleet/pkg/flagenv"
+	"github.com/mailfleet/mailfleet/pkg/logging"
+	"github.com/mailfleet/mailfleet/pkg/opsserver"
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
+	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
+	"github.com/mailfleet/mailfleet/services/storage/internal/service"
+)
+
+// Config is everything the storage binary can be told.
+type Config struct {
+	GRPCListen string
+	OpsListen  string
+	LogLevel   string
+
+	EtcdEndpoints string
+	EtcdPrefix    string
+	EtcdUsername  string
+	EtcdPassword  string
+	EtcdCA        string
+	EtcdCert      string
+	EtcdKey       string
+
+	BlobDriver  string
+	FSDir       string
+	S3Endpoint  string
+	S3Bucket    string
+	S3Region    string
+	S3AccessKey string
+	S3SecretKey string
+	S3Prefix    string
+	S3TLS       bool
+	S3PartSize  uint64
+
+	MaxMessageSize     int64
+	SweepGrace         time.Duration
+	SweepInterval      time.Duration
+	OrphanScanInterval time.Duration
+	ShutdownTimeout    time.Duration
+}
+
+// Flags registers every setting on fs.
+func Flags(fs *flag.FlagSet) *Config {
+	c := &Config{}
+	fs.StringVar(&c.GRPCListen, "grpc-listen", ":7070", "address of the storage.v1 gRPC API")
+	fs.StringVar(&c.OpsListen, "ops-listen", ":7071", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.EtcdEndpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", keys.DefaultPrefix, "prefix of every etcd key")
+	fs.StringVar(&c.EtcdUsername, "etcd-username", "", "etcd user (optional)")
+	fs.StringVar(&c.EtcdPassword, "etcd-password", "", "etcd password (optional; prefer the environment)")
+	fs.StringVar(&c.EtcdCA, "etcd-ca", "", "CA bundle for etcd TLS")
+	fs.StringVar(&c.EtcdCert, "etcd-cert", "", "client certificate for etcd mTLS")
+	fs.StringVar(&c.EtcdKey, "etcd-key", "", "client key for etcd mTLS")
+	fs.StringVar(&c.BlobDriver, "blob-driver", "fs", "body store: s3 or fs")
+	fs.StringVar(&c.FSDir, "fs-dir", "./data/bodies", "directory of the fs body store")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3 endpoint host:port")
+	fs.StringVar(&c.S3Bucket, "s3-bucket", "mailfleet", "S3 bucket")
+	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region")
+	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key (prefer the environment)")
+	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key (prefer the environment)")
+	fs.StringVar(&c.S3Prefix, "s3-prefix", "", "prefix of every object key in the bucket")
+	fs.BoolVar(&c.S3TLS, "s3-tls", false, "use HTTPS to reach S3")
+	fs.Uint64Var(&c.S3PartSize, "s3-part-size", 8<<20, "multipart part size in bytes (bounds memory per upload)")
+	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes")
+	fs.DurationVar(&c.SweepGrace, "sweep-grace", time.Hour, "how long unreferenced bodies are kept before deletion")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
+	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long in-flight requests may take after SIGTERM")
+	return c
+}
+
+// Main is the storage binary.
+func Main() {
+	fs := flag.NewFlagSet("storage", flag.ExitOnError)
+	cfg := Flags(fs)
+	if err := flagenv.Parse(fs, "MAILFLEET", os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, "storage")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg, log); err != nil {
+		log.Error("storage failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	if cfg.SweepGrace < time.Minute && os.Getenv("MAILFLEET_TEST_SHORT_GRACE") == "" {
+		return errors.New("--sweep-grace must be at least 1m: it must outlast the longest upload")
+	}
+	etcd, err := newEtcdClient(cfg)
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer etcd.Close()
+	blobs, err := newBlobStore(cfg)
+	if err != nil {
+		return fmt.Errorf("body store: %w", err)
+	}
+	svc := service.New(etcd, cfg.EtcdPrefix, blobs, service.Config{
+		MaxMessageSize: cfg.MaxMessageSize,
+		SweepGrace:     cfg.SweepGrace,
+		QueueLifetime:  service.DefaultConfig().QueueLifetime,
+	}, log)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := newRPCMetrics(reg)
+
+	grpcServer := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(metrics.unary, recoverUnary(log)),
+		grpc.ChainStreamInterceptor(metrics.stream, recoverStream(log)),
+		grpc.MaxRecvMsgSize(4<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	storagev1.RegisterAccountServiceServer(grpcServer, svc)
+	storagev1.RegisterMailboxServiceServer(grpcServer, svc)
+	storagev1.RegisterMessageServiceServer(grpcServer, svc)
+	storagev1.RegisterDeliveryServiceServer(grpcServer, svc)
+	storagev1.RegisterWatchServiceServer(grpcServer, svc)
+	storagev1.RegisterQueueServiceServer(grpcServer, svc)
+
+	ln, err := net.Listen("tcp", cfg.GRPCListen)
+	if err != nil {
+		return err
+	}
+	ops, err := opsserver.Listen(cfg.OpsListen, reg, svc.Ready, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("storage serving", "grpc", ln.Addr().String(), "ops", ops.Addr(), "blob_driver", cfg.BlobDriver, "etcd_prefix", cfg.EtcdPrefix)
+
+	sweepCtx, stopSweeper := context.WithCancel(ctx)
+	defer stopSweeper()
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("sweeper panicked", "panic", r)
+			}
+		}()
+		svc.RunSweeper(sweepCtx, cfg.SweepInterval, cfg.OrphanScanInterval)
+	}()
+	errc := make(chan error, 2)
+	go func() { errc <- grpcServer.Serve(ln) }()
+	go func() { errc <- ops.Serve() }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	done := make(chan struct{})
+	go func() { grpcServer.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(cfg.ShutdownTimeout):
+		grpcServer.Stop()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ops.Shutdown(shutdownCtx)
+	log.Info("stopped")
+	return nil
+}
+
+func newEtcdClient(cfg *Config) (*clientv3.Client, error) {
+	c := clientv3.Config{
+		Endpoints:            strings.Split(cfg.EtcdEndpoints, ","),
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		Username:             cfg.EtcdUsername,
+		Password:             cfg.EtcdPassword,
+		Logger:               zap.NewNop(),
+		// Retries of idempotent reads are the client's; writes are retried
+		// by etcdtx on conflict only.
+		MaxCallSendMsgSize: 2 << 20,
+	}
+	if cfg.EtcdCA != "" || cfg.EtcdCert != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.EtcdCA != "" {
+			pem, err := os.ReadFile(cfg.EtcdCA)
+			if err != nil {
+				return nil, err
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, errors.New("no certificate in --etcd-ca")
+			}
+		}
+		if cfg.EtcdCert != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.EtcdCert, cfg.EtcdKey)
+			if err != nil {
+				return nil, err
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		c.TLS = tc
+	}
+	return clientv3.New(c)
+}
+
+func newBlobStore(cfg *Config) (blobstore.Store, error) {
+	switch cfg.BlobDriver {
+	case "fs":
+		return blobstore.NewFS(cfg.FSDir)
+	case "s3":
+		if cfg.S3Endpoint == "" {
+			return nil, errors.New("--s3-endpoint is required with --blob-driver=s3")
+		}
+		return blobstore.NewS3(blobstore.S3Config{
+			Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, Region: cfg.S3Region,
+			AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Prefix: cfg.S3Prefix,
+			UseTLS: cfg.S3TLS, PartSize: cfg.S3PartSize,
+		})
+	}
+	return nil, fmt.Errorf("unknown --blob-driver %q (want s3 or fs)", cfg.BlobDriver)
+}

@@ -1,0 +1,174 @@
+package blobstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3Config configures the S3 driver.
+type S3Config struct {
+	Endpoint  string // host:port
+	AccessKey string
+	SecretKey string
+	Bucket    string
+	Region    string
+	// Prefix is prepended to every key (e.g. a cell's name), without a leading slash.
+	Prefix string
+	UseTLS bool
+	// PartSize is the multipart part size for bodies larger than one part; it
+	// bounds the memory of one upload (S3's minimum is 5 MiB).
+	PartSize uint64
+}
+
+// S3 stores each object in an S3-compatible bucket through minio-go.
+type S3 struct {
+	client   *minio.Client
+	bucket   string
+	prefix   string
+	partSize uint64
+}
+
+// singlePutMax is the largest body sent as one PUT. Bodies up to it are
+// buffered (bounded memory) so that small messages avoid minio-go's multipart
+// path, which allocates a whole part per upload.
+const singlePutMax = 1 << 20
+
+// NewS3 connects to the object store; it does not check the bucket (Ping does).
+func NewS3(cfg S3Config) (*S3, error) {
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: cfg.UseTLS,
+		Region: cfg.Region,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PartSize == 0 {
+		cfg.PartSize = 8 << 20
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &S3{client: client, bucket: cfg.Bucket, prefix: prefix, partSize: cfg.PartSize}, nil
+}
+
+// Client exposes the minio client (tests create buckets with it).
+func (s *S3) Client() *minio.Client { return s.client }
+
+func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if err := ValidKey(key); err != nil {
+		return 0, err
+	}
+	head := make([]byte, singlePutMax+1)
+	n, err := io.ReadFull(r, head)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		// The whole body fits one PUT.
+		info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, bytes.NewReader(head[:n]), int64(n),
+			minio.PutObjectOptions{ContentType: "message/rfc822"})
+		return info.Size, err
+	case err != nil:
+		return 0, err
+	}
+	// Larger: stream it in parts of PartSize; minio-go aborts the multipart
+	// upload on error, so no partial object is left.
+	info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, io.MultiReader(bytes.NewReader(head[:n]), r), -1,
+		minio.PutObjectOptions{ContentType: "message/rfc822", PartSize: s.partSize})
+	return info.Size, err
+}
+
+func (s *S3) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := ValidKey(key); err != nil {
+		return nil, err
+	}
+	opts := minio.GetObjectOptions{}
+	if offset > 0 || length > 0 {
+		end := int64(0)
+		if length > 0 {
+			end = offset + length - 1
+		}
+		if err := opts.SetRange(offset, end); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.prefix+key, opts)
+	if err != nil {
+		return nil, mapS3Error(err)
+	}
+	// GetObject is lazy: Stat sends the request and reports a missing object.
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		if isInvalidRange(err) {
+			return io.NopCloser(bytes.NewReader(nil)), nil
+		}
+		return nil, mapS3Error(err)
+	}
+	return obj, nil
+}
+
+func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
+	if err := ValidKey(key); err != nil {
+		return Info{}, err
+	}
+	oi, err := s.client.StatObject(ctx, s.bucket, s.prefix+key, minio.StatObjectOptions{})
+	if err != nil {
+		return Info{}, mapS3Error(err)
+	}
+	return Info{Key: key, Size: oi.Size, Modified: oi.LastModified}, nil
+}
+
+func (s *S3) Delete(ctx context.Context, key string) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	return mapS3Error(s.client.RemoveObject(ctx, s.bucket, s.prefix+key, minio.RemoveObjectOptions{}))
+}
+
+func (s *S3) List(ctx context.Context, fn func(Info) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops minio-go's listing goroutine if fn stops early
+	for oi := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, Recursive: true}) {
+		if oi.Err != nil {
+			return oi.Err
+		}
+		if err := fn(Info{Key: strings.TrimPrefix(oi.Key, s.prefix), Size: oi.Size, Modified: oi.LastModified}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *S3) Ping(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("blobstore: bucket " + s.bucket + " does not exist")
+	}
+	return nil
+}
+
+func mapS3Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch minio.ToErrorResponse(err).Code {
+	case minio.NoSuchKey, "NoSuchObject":
+		return ErrNotFound
+	}
+	return err
+}
+
+func isInvalidRange(err error) bool {
+	return minio.ToErrorResponse(err).Code == "InvalidRange"
+}
+
+var _ Store = (*S3)(nil)

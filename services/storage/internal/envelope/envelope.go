@@ -1,0 +1,146 @@
+// Package envelope parses the header of a message into the summary stored in its
+// index entry (IMAP's ENVELOPE), leniently: real mail is often malformed, and a
+// header that does not parse still yields what can be read. The body itself is
+// stored byte for byte; nothing here changes it.
+package envelope
+
+import (
+	"bytes"
+	"mime"
+	"net/mail"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+// Limits that keep one index entry well inside etcd's request size.
+const (
+	maxAddresses = 50
+	maxFieldLen  = 1000
+)
+
+var decoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// HeaderSize returns the length of the header section of msg (up to and
+// including the empty line that ends it), or -1 if msg holds no complete header.
+// A message with no empty line is all header.
+func HeaderSize(msg []byte) int {
+	for i := 0; i < len(msg); {
+		end := bytes.IndexByte(msg[i:], '\n')
+		if end < 0 {
+			return -1
+		}
+		line := msg[i : i+end+1]
+		i += end + 1
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// Fields splits a header section into (name, unfolded value) pairs, in order.
+// Lines without a colon are skipped.
+func Fields(header []byte) [][2]string {
+	var fields [][2]string
+	for _, line := range bytes.SplitAfter(header, []byte("\n")) {
+		text := strings.TrimRight(string(line), "\r\n")
+		if text == "" {
+			break
+		}
+		if (text[0] == ' ' || text[0] == '\t') && len(fields) > 0 {
+			fields[len(fields)-1][1] += " " + strings.TrimSpace(text)
+			continue
+		}
+		name, value, ok := strings.Cut(text, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			continue
+		}
+		fields = append(fields, [2]string{strings.TrimSpace(name), strings.TrimSpace(value)})
+	}
+	return fields
+}
+
+// Parse builds the envelope from a header section. The first occurrence of each
+// field counts.
+func Parse(header []byte) *storagev1.Envelope {
+	first := map[string]string{}
+	for _, f := range Fields(header) {
+		key := strings.ToLower(f[0])
+		if _, seen := first[key]; !seen {
+			first[key] = f[1]
+		}
+	}
+	env := &storagev1.Envelope{
+		DateRaw:   clean(first["date"]),
+		Subject:   clean(decodeWords(first["subject"])),
+		From:      addresses(first["from"]),
+		Sender:    addresses(first["sender"]),
+		ReplyTo:   addresses(first["reply-to"]),
+		To:        addresses(first["to"]),
+		Cc:        addresses(first["cc"]),
+		Bcc:       addresses(first["bcc"]),
+		InReplyTo: clean(first["in-reply-to"]),
+		MessageId: clean(first["message-id"]),
+	}
+	if d, err := mail.ParseDate(first["date"]); err == nil {
+		env.Date = timestamppb.New(d)
+	}
+	return env
+}
+
+func decodeWords(s string) string {
+	decoded, err := decoder.DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return decoded
+}
+
+// addresses parses an address list; when the whole list does not parse, each
+// comma-separated piece is tried on its own and the readable ones are kept.
+func addresses(value string) []*storagev1.Address {
+	if strings.TrimSpace(value) == "" {
+		return nil
+	}
+	parser := mail.AddressParser{WordDecoder: decoder}
+	list, err := parser.ParseList(value)
+	if err != nil {
+		list = nil
+		for _, piece := range strings.Split(value, ",") {
+			if a, err := parser.Parse(piece); err == nil {
+				list = append(list, a)
+			}
+		}
+	}
+	var out []*storagev1.Address
+	for _, a := range list {
+		if len(out) == maxAddresses {
+			break
+		}
+		local, host, _ := strings.Cut(a.Address, "@")
+		if i := strings.LastIndex(a.Address, "@"); i >= 0 {
+			local, host = a.Address[:i], a.Address[i+1:]
+		}
+		out = append(out, &storagev1.Address{Name: clean(a.Name), Mailbox: clean(local), Host: clean(host)})
+	}
+	return out
+}
+
+// clean makes s valid UTF-8 (protobuf strings must be) and bounds its length.
+func clean(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) > maxFieldLen {
+		s = s[:maxFieldLen]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}

@@ -1,0 +1,245 @@
+// Package etcdtx runs optimistic read-modify-write transactions on etcd.
+//
+// A transaction function reads keys through a Tx (each read remembers the key's
+// ModRevision) and stages writes. Run commits the writes only if none of the
+// read keys changed in the meantime, and runs the function again on conflict.
+// This is how UIDNEXT, HIGHESTMODSEQ, usage counters and reference counts change
+// together with the entries they describe, from any number of storage replicas.
+package etcdtx
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// MaxOps is how many compares or writes one transaction may hold. etcd's
+// default --max-txn-ops is 128; we stay below it with room for bookkeeping.
+const MaxOps = 120
+
+// UncertainError wraps a failure of the commit itself (timeout, lost
+// connection): the transaction may or may not have been applied. Whoever
+// uploaded a body for it must not delete the body; the sweeper decides later.
+type UncertainError struct{ Err error }
+
+func (e *UncertainError) Error() string { return "etcd commit outcome unknown: " + e.Err.Error() }
+func (e *UncertainError) Unwrap() error { return e.Err }
+
+type read struct {
+	value  []byte // nil when the key is absent
+	modRev int64  // 0 when the key is absent
+}
+
+type write struct {
+	value  []byte
+	delete bool
+	opts   []clientv3.OpOption
+}
+
+// Tx collects the reads and writes of one attempt.
+type Tx struct {
+	ctx    context.Context
+	kv     clientv3.KV
+	reads  map[string]read
+	writes map[string]write
+	order  []string // write order, for readable transactions
+}
+
+// Get returns the value of key as this transaction sees it (its own staged
+// writes first). ok is false when the key does not exist.
+func (t *Tx) Get(key string) (value []byte, ok bool, err error) {
+	if w, staged := t.writes[key]; staged {
+		return w.value, !w.delete, nil
+	}
+	if r, seen := t.reads[key]; seen {
+		return r.value, r.value != nil, nil
+	}
+	resp, err := t.kv.Get(t.ctx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	r := read{}
+	if len(resp.Kvs) == 1 {
+		r.value, r.modRev = resp.Kvs[0].Value, resp.Kvs[0].ModRevision
+		if r.value == nil {
+			r.value = []byte{}
+		}
+	}
+	t.reads[key] = r
+	return r.value, r.value != nil, nil
+}
+
+// Put stages a write of key.
+func (t *Tx) Put(key string, value []byte, opts ...clientv3.OpOption) {
+	if _, staged := t.writes[key]; !staged {
+		t.order = append(t.order, key)
+	}
+	t.writes[key] = write{value: value, opts: opts}
+}
+
+// Delete stages a delete of key.
+func (t *Tx) Delete(key string) {
+	if _, staged := t.writes[key]; !staged {
+		t.order = append(t.order, key)
+	}
+	t.writes[key] = write{delete: true}
+}
+
+// Size is the larger of the number of compares and of writes so far: keep it
+// at most MaxOps.
+func (t *Tx) Size() int { return max(len(t.reads), len(t.writes)) }
+
+// Savepoint is the state of the staged writes at one moment.
+type Savepoint struct {
+	writes map[string]write
+	order  int
+}
+
+// Savepoint records the staged writes so that Rollback can undo what a failed
+// step staged after it (reads stay: compares on them are harmless).
+func (t *Tx) Savepoint() Savepoint {
+	copied := make(map[string]write, len(t.writes))
+	for k, v := range t.writes {
+		copied[k] = v
+	}
+	return Savepoint{writes: copied, order: len(t.order)}
+}
+
+// Rollback drops every write staged after sp.
+func (t *Tx) Rollback(sp Savepoint) {
+	t.writes = sp.writes
+	t.order = t.order[:sp.order]
+}
+
+// Run calls fn and commits what it staged, conditioned on every key it read
+// being unchanged; on conflict it calls fn again with fresh reads. An error from
+// fn is returned as is and nothing is written. It returns the revision of the
+// commit (0 when fn staged nothing).
+func Run(ctx context.Context, kv clientv3.KV, fn func(tx *Tx) error) (int64, error) {
+	backoff := 2 * time.Millisecond
+	for {
+		tx := &Tx{ctx: ctx, kv: kv, reads: map[string]read{}, writes: map[string]write{}}
+		if err := fn(tx); err != nil {
+			return 0, err
+		}
+		if len(tx.writes) == 0 {
+			return 0, nil
+		}
+		cmps := make([]clientv3.Cmp, 0, len(tx.reads))
+		for key, r := range tx.reads {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", r.modRev))
+		}
+		ops := make([]clientv3.Op, 0, len(tx.order))
+		for _, key := range tx.order {
+			w := tx.writes[key]
+			if w.delete {
+				ops = append(ops, clientv3.OpDelete(key))
+			} else {
+				ops = append(ops, clientv3.OpPut(key, string(w.value), w.opts...))
+			}
+		}
+		resp, err := kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return 0, &UncertainError{Err: err}
+		}
+		if resp.Succeeded {
+			return resp.Header.Revision, nil
+		}
+		// Someone else changed a key we read: back off a little (with jitter,
+		// so that competing replicas do not collide again) and redo.
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(backoff/2 + rand.N(backoff)):
+		}
+		backoff = min(backoff*2, 100*time.Millisecond)
+	}
+}
+
+// IsUncertain reports whether err leaves the outcome of a commit unknown.
+func IsUncertain(err error) bool {
+	var u *UncertainError
+	return errors.As(err, &u)
+}
+
+// Prefetch reads several keys in one round trip, as Get would one by one (each
+// is compared at commit). Keys already read or staged are skipped.
+func (t *Tx) Prefetch(keys []string) error {
+	var ops []clientv3.Op
+	var wanted []string
+	for _, key := range keys {
+		if _, staged := t.writes[key]; staged {
+			continue
+		}
+		if _, seen := t.reads[key]; seen {
+			continue
+		}
+		ops = append(ops, clientv3.OpGet(key))
+		wanted = append(wanted, key)
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), MaxOps)
+		resp, err := t.kv.Txn(t.ctx).Then(ops[:n]...).Commit()
+		if err != nil {
+			return err
+		}
+		for i, r := range resp.Responses {
+			rd := read{}
+			if kvs := r.GetResponseRange().Kvs; len(kvs) == 1 {
+				rd.value, rd.modRev = kvs[0].Value, kvs[0].ModRevision
+				if rd.value == nil {
+					rd.value = []byte{}
+				}
+			}
+			t.reads[wanted[i]] = rd
+		}
+		ops, wanted = ops[n:], wanted[n:]
+	}
+	return nil
+}
+
+// KeyValue is one key and value returned by Range.
+type KeyValue struct {
+	Key   string
+	Value []byte
+}
+
+// Range returns up to limit keys in [start, end) in key order, with this
+// transaction's staged writes applied. The keys are NOT compared at commit:
+// use it only for keys whose every change also changes a key this transaction
+// did Get (as every message entry change puts its mailbox record).
+func (t *Tx) Range(start, end string, limit int64) ([]KeyValue, error) {
+	resp, err := t.kv.Get(t.ctx, start, clientv3.WithRange(end), clientv3.WithLimit(limit))
+	if err != nil {
+		return nil, err
+	}
+	merged := map[string][]byte{}
+	for _, kv := range resp.Kvs {
+		merged[string(kv.Key)] = kv.Value
+	}
+	last := end
+	if resp.More && len(resp.Kvs) > 0 {
+		// Staged keys beyond the last one read belong to the next page.
+		last = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	for key, w := range t.writes {
+		if key < start || key >= last {
+			continue
+		}
+		if w.delete {
+			delete(merged, key)
+		} else {
+			merged[key] = w.value
+		}
+	}
+	out := make([]KeyValue, 0, len(merged))
+	for k, v := range merged {
+		out = append(out, KeyValue{Key: k, Value: v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}

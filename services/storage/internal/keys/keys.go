@@ -1,0 +1,98 @@
+// Package keys is the etcd key layout of the storage tier, in one place.
+//
+// Every key lives under one configurable prefix (default "/mailfleet/v1/"). Apart
+// from the domain list, the address directory, the body reference counts and the
+// outbound queue (all per cell), every key is scoped to one account, so that
+// accounts can later be spread over several cells (an etcd cluster and a bucket
+// each) without a rewrite.
+//
+//	domains/<domain>                         Domain
+//	addresses/<domain>/<local part>          AddressRecord ("@" as local part =
+//	                                         the domain's catch-all)
+//	accounts/<id>/account                    AccountRecord (password hash)
+//	accounts/<id>/quota                      Quota (limits and usage, one key so that
+//	                                         one compare covers both)
+//	accounts/<id>/mailboxes/<mailbox id>     Mailbox (UIDVALIDITY, UIDNEXT,
+//	                                         HIGHESTMODSEQ, counters)
+//	accounts/<id>/names/<mailbox name>       mailbox id
+//	accounts/<id>/messages/<mailbox id>/<uid as 10 digits>
+//	                                         Message (index entry)
+//	accounts/<id>/pop3lock                   maildrop lock (with an etcd lease)
+//	bodies/<body key>                        BodyRef (reference count)
+//	gc/<body key>                            GCMarker (unreferenced since)
+//	queue/items/<id>                         QueueRecord
+//	queue/due/<unix ms, 16 digits>/<id>      "" (the due index)
+//	queue/leases/<id>                        lease id (attached to an etcd lease)
+//	locks/sweeper                            the orphan sweeper's election
+package keys
+
+import "fmt"
+
+// DefaultPrefix is the prefix every key lives under unless configured otherwise.
+const DefaultPrefix = "/mailfleet/v1/"
+
+// Layout builds keys under one prefix.
+type Layout struct {
+	Prefix string
+}
+
+func (l Layout) Domain(name string) string { return l.Prefix + "domains/" + name }
+func (l Layout) Domains() string           { return l.Prefix + "domains/" }
+
+// Address is the directory key of local@domain; local "@" is the catch-all.
+func (l Layout) Address(domain, local string) string {
+	return l.Prefix + "addresses/" + domain + "/" + local
+}
+func (l Layout) DomainAddresses(domain string) string { return l.Prefix + "addresses/" + domain + "/" }
+func (l Layout) Addresses() string                    { return l.Prefix + "addresses/" }
+
+func (l Layout) Accounts() string                  { return l.Prefix + "accounts/" }
+func (l Layout) AccountRoot(account string) string { return l.Prefix + "accounts/" + account + "/" }
+func (l Layout) Account(account string) string     { return l.AccountRoot(account) + "account" }
+func (l Layout) Quota(account string) string       { return l.AccountRoot(account) + "quota" }
+func (l Layout) POP3Lock(account string) string    { return l.AccountRoot(account) + "pop3lock" }
+
+func (l Layout) Mailboxes(account string) string { return l.AccountRoot(account) + "mailboxes/" }
+func (l Layout) Mailbox(account, mailboxID string) string {
+	return l.Mailboxes(account) + mailboxID
+}
+func (l Layout) Names(account string) string { return l.AccountRoot(account) + "names/" }
+func (l Layout) Name(account, name string) string {
+	return l.Names(account) + name
+}
+
+// Messages is the prefix of one mailbox's index entries; UIDs are zero-padded
+// so that etcd's byte order is UID order.
+func (l Layout) Messages(account, mailboxID string) string {
+	return l.AccountRoot(account) + "messages/" + mailboxID + "/"
+}
+func (l Layout) Message(account, mailboxID string, uid uint32) string {
+	return l.Messages(account, mailboxID) + fmt.Sprintf("%010d", uid)
+}
+
+func (l Layout) Bodies() string             { return l.Prefix + "bodies/" }
+func (l Layout) Body(key string) string     { return l.Prefix + "bodies/" + key }
+func (l Layout) GCMarkers() string          { return l.Prefix + "gc/" }
+func (l Layout) GCMarker(key string) string { return l.Prefix + "gc/" + key }
+
+func (l Layout) QueueItems() string          { return l.Prefix + "queue/items/" }
+func (l Layout) QueueItem(id string) string  { return l.Prefix + "queue/items/" + id }
+func (l Layout) QueueDueAll() string         { return l.Prefix + "queue/due/" }
+func (l Layout) QueueLease(id string) string { return l.Prefix + "queue/leases/" + id }
+func (l Layout) QueueDue(unixMilli int64, id string) string {
+	return fmt.Sprintf("%squeue/due/%016d/%s", l.Prefix, unixMilli, id)
+}
+
+func (l Layout) SweeperLock() string { return l.Prefix + "locks/sweeper" }
+
+// PrefixEnd returns the end of the range that covers every key starting with p.
+func PrefixEnd(p string) string {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return "\x00"
+}

@@ -1,0 +1,117 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/envelope"
+)
+
+// headerCapture is how much of a body's start is kept in memory to parse the
+// header; a header longer than this is indexed from its first part only.
+const headerCapture = 256 << 10
+
+// upload is a body written to the body store, not yet referenced.
+type upload struct {
+	key        string
+	size       uint64
+	headerSize uint64
+	envelope   *storagev1.Envelope
+}
+
+var errTooLarge = errors.New("message too large")
+
+// receiveBody streams the chunks that next returns (until io.EOF) into a new
+// body object and parses its header on the way. Memory stays bounded by the
+// chunk size, the header capture and the driver's part size.
+func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (*upload, error) {
+	pr, pw := io.Pipe()
+	var head []byte
+	var total int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			data, err := next()
+			if err == io.EOF {
+				pw.Close()
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			total += int64(len(data))
+			if total > s.cfg.MaxMessageSize {
+				pw.CloseWithError(errTooLarge)
+				return
+			}
+			if len(head) < headerCapture {
+				head = append(head, data[:min(len(data), headerCapture-len(head))]...)
+			}
+			if _, err := pw.Write(data); err != nil {
+				return // the reader side failed; Put reports why
+			}
+		}
+	}()
+	key := newBodyKey(time.Now())
+	n, err := s.blobs.Put(ctx, key, pr)
+	pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
+	<-done
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return nil, fail(reasonTooLarge, "message larger than %d bytes", s.cfg.MaxMessageSize)
+		}
+		if st := toStatus(err); ctx.Err() == nil {
+			return nil, st
+		}
+		return nil, toStatus(ctx.Err())
+	}
+	hs := envelope.HeaderSize(head)
+	if hs < 0 {
+		hs = len(head) // no blank line seen: it is all header (as far as we read)
+	}
+	return &upload{
+		key:        key,
+		size:       uint64(n),
+		headerSize: uint64(hs),
+		envelope:   envelope.Parse(head[:hs]),
+	}, nil
+}
+
+// discardBody deletes a body whose transaction definitely did not commit. If
+// this fails, the orphan scan removes it later.
+func (s *Server) discardBody(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.blobs.Delete(ctx, key); err != nil {
+		s.log.Warn("could not delete unreferenced body; the sweeper will", "body", key, "err", err)
+	}
+}
+
+// streamBody sends a body range to send in chunks of 64 KiB.
+func (s *Server) streamBody(ctx context.Context, key string, offset, length uint64, send func([]byte) error) error {
+	rc, err := s.blobs.Get(ctx, key, int64(offset), int64(length))
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := io.ReadFull(rc, buf)
+		if n > 0 {
+			if serr := send(buf[:n]); serr != nil {
+				return serr
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package service
+
+import (
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
+	"github.com/mailfleet/mailfleet/services/storage/internal/records"
+)
+
+// accountsPerTxn bounds the recipients' accounts committed in one transaction
+// (each costs two compares and three writes).
+const accountsPerTxn = 30
+
+// maxRecipients bounds one delivery (RFC 5321 4.5.3.1.8 asks for at least 100).
+const maxRecipients = 1000
+
+func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return toStatus(err)
+	}
+	meta := first.GetMetadata()
+	if meta == nil {
+		return errInvalid("the first request must carry the metadata")
+	}
+	if len(meta.Recipients)+len(meta.Outbound.GetRecipients()) == 0 {
+		return errInvalid("no recipients")
+	}
+	if len(meta.Recipients) > maxRecipients || len(meta.Outbound.GetRecipients()) > maxRecipients {
+		return errInvalid("too many recipients")
+	}
+	if meta.SizeHint > uint64(s.cfg.MaxMessageSize) {
+		return fail(reasonTooLarge, "message larger than %d bytes", s.cfg.MaxMessageSize)
+	}
+	var outbound *records.QueueRecord
+	if meta.Outbound != nil {
+		if outbound, err = s.newQueueRecord(meta.Outbound); err != nil {
+			return err
+		}
+	}
+
+	// Resolve every recipient first; each account is delivered to once, even
+	// when several of its addresses were given.
+	resp := &storagev1.DeliverResponse{}
+	var accounts []string
+	byAccount := map[string][]*storagev1.RecipientResult{}
+	for _, rcpt := range meta.Recipients {
+		r := &storagev1.RecipientResult{Recipient: rcpt}
+		resp.Results = append(resp.Results, r)
+		local, domain, err := normalizeAddress(rcpt)
+		if err != nil {
+			r.Status, r.Detail = storagev1.RecipientResult_STATUS_UNKNOWN_USER, "invalid address"
+			continue
+		}
+		res, err := s.resolve(ctx, local, domain)
+		if err != nil {
+			return toStatus(err)
+		}
+		switch res.Result {
+		case storagev1.ResolveRecipientResponse_RESULT_LOCAL:
+			r.AccountId = res.Account.Id
+			if _, seen := byAccount[r.AccountId]; !seen {
+				accounts = append(accounts, r.AccountId)
+			}
+			byAccount[r.AccountId] = append(byAccount[r.AccountId], r)
+		case storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL:
+			r.Status = storagev1.RecipientResult_STATUS_NOT_LOCAL
+		case storagev1.ResolveRecipientResponse_RESULT_DISABLED:
+			r.Status = storagev1.RecipientResult_STATUS_DISABLED
+		default:
+			r.Status = storagev1.RecipientResult_STATUS_UNKNOWN_USER
+		}
+	}
+
+	up, err := s.receiveBody(ctx, chunkReader(func() (*storagev1.BodyChunk, bool, error) {
+		req, err := stream.Recv()
+		return req.GetChunk(), req.GetMetadata() != nil, err
+	}))
+	if err != nil {
+		return err
+	}
+	resp.Size = up.size
+	internalDate := timestamppb.New(timeOr(meta.InternalDate, time.Now()))
+
+	refs := 0
+	for start := 0; start < len(accounts) || (start == 0 && outbound != nil); start += accountsPerTxn {
+		batch := accounts[start:min(start+accountsPerTxn, len(accounts))]
+		withQueue := start == 0 && outbound != nil
+		var added int
+		_, err := etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
+			added = 0
+			for _, account := range batch {
+				rs := byAccount[account]
+				sp := tx.Savepoint()
+				uid, mbID, err := s.deliverOne(tx, account, up, internalDate)
+				status, detail := storagev1.RecipientResult_STATUS_DELIVERED, ""
+				switch storagev1.ReasonOf(err) {
+				case storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED:
+					if err != nil {
+						return err // etcd trouble: the whole step fails
+					}
+					added++
+				case reasonOverQuota:
+					status, detail = storagev1.RecipientResult_STATUS_OVER_QUOTA, "mailbox full"
+				case reasonAccountNotFound, reasonMailboxNotFound:
+					status, detail = storagev1.RecipientResult_STATUS_UNKNOWN_USER, "account or INBOX gone"
+				default:
+					return err
+				}
+				if err != nil {
+					tx.Rollback(sp)
+				}
+				for _, r := range rs {
+					r.Status, r.Detail, r.Uid, r.MailboxId = status, detail, uid, mbID
+				}
+			}
+			n := added
+			if withQueue {
+				outbound.BodyKey = up.key
+				outbound.Item.Size = up.size
+				s.stageQueueRecord(tx, outbound)
+				n++
+			}
+			if n == 0 {
+				return nil
+			}
+			if refs == 0 {
+				s.newBodyRef(tx, up, uint32(n))
+				return nil
+			}
+			return s.addBodyRefs(tx, up, uint32(n))
+		})
+		if err != nil {
+			if refs == 0 && !etcdtx.IsUncertain(err) {
+				s.discardBody(up.key)
+			}
+			return toStatus(err)
+		}
+		refs += added
+		if withQueue {
+			refs++
+			resp.QueueId = outbound.Item.Id
+		}
+	}
+	if refs == 0 {
+		s.discardBody(up.key)
+	}
+	for _, r := range resp.Results {
+		s.log.Info("delivery", "recipient", r.Recipient, "status", strings.TrimPrefix(r.Status.String(), "STATUS_"),
+			"account", r.AccountId, "uid", r.Uid, "size", up.size)
+	}
+	return stream.SendAndClose(resp)
+}
+
+// deliverOne stages the delivery of a body to one account's INBOX.
+func (s *Server) deliverOne(tx *etcdtx.Tx, account string, up *upload, internalDate *timestamppb.Timestamp) (uint32, string, error) {
+	q, err := s.loadQuota(tx, account)
+	if err != nil {
+		return 0, "", err
+	}
+	id, err := s.mailboxIDByName(tx, account, "INBOX")
+	if err != nil {
+		return 0, "", err
+	}
+	mb, err := s.loadMailbox(tx, account, id)
+	if err != nil {
+		return 0, "", err
+	}
+	msg := &storagev1.Message{
+		Size: up.size, InternalDate: internalDate, Envelope: up.envelope,
+		BodyKey: up.key, HeaderSize: up.headerSize,
+	}
+	if err := s.addMessage(tx, account, mb, q, msg); err != nil {
+		return 0, "", err
+	}
+	s.saveMailbox(tx, account, mb)
+	s.saveQuota(tx, account, q)
+	return msg.Uid, mb.Id, nil
+}
+
+// addBodyRefs adds n references to an existing body record.
+func (s *Server) addBodyRefs(tx *etcdtx.Tx, up *upload, n uint32) error {
+	ref := &records.BodyRef{}
+	ok, err := getRecord(tx, s.keys.Body(up.key), ref)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		ref = &records.BodyRef{Size: up.size, CreatedAt: timestamppb.Now()}
+	}
+	ref.Refs += n
+	tx.Put(s.keys.Body(up.key), marshal(ref))
+	return nil
+}
