@@ -3,6 +3,7 @@ package engines
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -24,6 +25,9 @@ type MinIO struct {
 func StartMinIO(dir string) (*MinIO, error) {
 	bin, err := binary("MAILFLEET_MINIO_BIN", "install-minio.sh")
 	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	port, err := FreePort()

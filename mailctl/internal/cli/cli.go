@@ -1,0 +1,331 @@
+// Package cli implements mailctl's commands.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+const usage = `mailctl administers Mailfleet through the storage API.
+
+Usage: mailctl [--storage ADDR] COMMAND ...
+
+  domain create DOMAIN | list | delete DOMAIN
+  account create ADDRESS [--quota-bytes N] [--quota-messages N]   (password on stdin)
+  account list [DOMAIN] | delete ADDRESS | passwd ADDRESS           (password on stdin)
+  account quota ADDRESS BYTES [MESSAGES]                            (0 = unlimited)
+  account disable ADDRESS | enable ADDRESS
+  alias add ALIAS ADDRESS | remove ALIAS                            (ALIAS "@domain" = catch-all)
+  queue list | show ID | retry ID | delete ID
+
+The storage address comes from --storage or $MAILFLEET_STORAGE (default 127.0.0.1:7070).
+`
+
+// clients bundles the storage API clients.
+type clients struct {
+	accounts storagev1.AccountServiceClient
+	queue    storagev1.QueueServiceClient
+}
+
+// Main runs mailctl and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mailctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	def := os.Getenv("MAILFLEET_STORAGE")
+	if def == "" {
+		def = "127.0.0.1:7070"
+	}
+	addr := fs.String("storage", def, "storage gRPC address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() < 2 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Fprintln(stderr, "mailctl:", err)
+		return 1
+	}
+	defer conn.Close()
+	c := &clients{accounts: storagev1.NewAccountServiceClient(conn), queue: storagev1.NewQueueServiceClient(conn)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.run(ctx, fs.Args(), stdin, stdout)
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		fmt.Fprintf(stderr, "mailctl: %s\n\n%s", u, usage)
+		return 2
+	default:
+		if st, ok := status.FromError(err); ok {
+			fmt.Fprintf(stderr, "mailctl: %s\n", st.Message())
+		} else {
+			fmt.Fprintln(stderr, "mailctl:", err)
+		}
+		return 1
+	}
+}
+
+type usageError string
+
+func (u usageError) Error() string { return string(u) }
+
+func want(args []string, n int, what string) error {
+	if len(args) < n {
+		return usageError("missing " + what)
+	}
+	return nil
+}
+
+func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) error {
+	group, cmd, rest := args[0], args[1], args[2:]
+	switch group + " " + cmd {
+	case "domain create":
+		if err := want(rest, 1, "DOMAIN"); err != nil {
+			return err
+		}
+		resp, err := c.accounts.CreateDomain(ctx, &storagev1.CreateDomainRequest{Name: rest[0]})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "domain %s created\n", resp.Domain.Name)
+	case "domain list":
+		resp, err := c.accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{})
+		if err != nil {
+			return err
+		}
+		for _, d := range resp.Domains {
+			fmt.Fprintln(out, d.Name)
+		}
+	case "domain delete":
+		if err := want(rest, 1, "DOMAIN"); err != nil {
+			return err
+		}
+		if _, err := c.accounts.DeleteDomain(ctx, &storagev1.DeleteDomainRequest{Name: rest[0]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "domain %s deleted\n", rest[0])
+	case "account create":
+		fs := flag.NewFlagSet("account create", flag.ContinueOnError)
+		qb := fs.Uint64("quota-bytes", 0, "byte quota (0 = unlimited)")
+		qm := fs.Uint64("quota-messages", 0, "message quota (0 = unlimited)")
+		if err := fs.Parse(reorder(rest)); err != nil {
+			return usageError(err.Error())
+		}
+		if err := want(fs.Args(), 1, "ADDRESS"); err != nil {
+			return err
+		}
+		pw, err := readPassword(stdin)
+		if err != nil {
+			return err
+		}
+		resp, err := c.accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: fs.Arg(0), Password: pw, QuotaBytes: *qb, QuotaMessages: *qm})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "account %s created (id %s)\n", resp.Account.Address, resp.Account.Id)
+	case "account list":
+		req := &storagev1.ListAccountsRequest{}
+		if len(rest) > 0 {
+			req.Domain = rest[0]
+		}
+		resp, err := c.accounts.ListAccounts(ctx, req)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ADDRESS\tID\tUSED\tQUOTA\tMESSAGES\tDISABLED\tALIASES")
+		for _, a := range resp.Accounts {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%v\t%s\n", a.Address, a.Id, a.Quota.GetUsedBytes(),
+				limit(a.Quota.GetLimitBytes()), a.Quota.GetUsedMessages(), a.Disabled, strings.Join(a.Aliases, ","))
+		}
+		tw.Flush()
+	case "account delete", "account passwd", "account quota", "account disable", "account enable":
+		if err := want(rest, 1, "ADDRESS"); err != nil {
+			return err
+		}
+		acc, err := c.accounts.GetAccount(ctx, &storagev1.GetAccountRequest{Address: rest[0]})
+		if err != nil {
+			return err
+		}
+		id := acc.Account.Id
+		switch cmd {
+		case "delete":
+			_, err = c.accounts.DeleteAccount(ctx, &storagev1.DeleteAccountRequest{AccountId: id})
+		case "passwd":
+			var pw string
+			if pw, err = readPassword(stdin); err == nil {
+				_, err = c.accounts.SetPassword(ctx, &storagev1.SetPasswordRequest{AccountId: id, Password: pw})
+			}
+		case "quota":
+			if err := want(rest, 2, "BYTES"); err != nil {
+				return err
+			}
+			req := &storagev1.SetQuotaRequest{AccountId: id}
+			if req.LimitBytes, err = parseSize(rest[1]); err != nil {
+				return usageError(err.Error())
+			}
+			if len(rest) > 2 {
+				if req.LimitMessages, err = strconv.ParseUint(rest[2], 10, 64); err != nil {
+					return usageError("MESSAGES must be a number")
+				}
+			}
+			_, err = c.accounts.SetQuota(ctx, req)
+		case "disable", "enable":
+			_, err = c.accounts.SetDisabled(ctx, &storagev1.SetDisabledRequest{AccountId: id, Disabled: cmd == "disable"})
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "account %s: %s done\n", acc.Account.Address, cmd)
+	case "alias add":
+		if err := want(rest, 2, "ALIAS ADDRESS"); err != nil {
+			return err
+		}
+		acc, err := c.accounts.GetAccount(ctx, &storagev1.GetAccountRequest{Address: rest[1]})
+		if err != nil {
+			return err
+		}
+		if _, err := c.accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: rest[0], AccountId: acc.Account.Id}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "alias %s -> %s added\n", rest[0], acc.Account.Address)
+	case "alias remove":
+		if err := want(rest, 1, "ALIAS"); err != nil {
+			return err
+		}
+		if _, err := c.accounts.RemoveAlias(ctx, &storagev1.RemoveAliasRequest{Alias: rest[0]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "alias %s removed\n", rest[0])
+	case "queue list":
+		resp, err := c.queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tFROM\tRECIPIENTS\tSIZE\tATTEMPTS\tNEXT ATTEMPT\tLEASED")
+		for _, it := range resp.Items {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%v\n", it.Id, orNull(it.MailFrom), len(it.Recipients), it.Size, it.Attempts,
+				it.NextAttemptAt.AsTime().Format(time.RFC3339), it.Leased)
+		}
+		tw.Flush()
+	case "queue show":
+		if err := want(rest, 1, "ID"); err != nil {
+			return err
+		}
+		resp, err := c.queue.GetQueueItem(ctx, &storagev1.GetQueueItemRequest{Id: rest[0]})
+		if err != nil {
+			return err
+		}
+		it := resp.Item
+		fmt.Fprintf(out, "id: %s\nfrom: %s\nsize: %d\ncreated: %s\nnext attempt: %s\nexpires: %s\nattempts: %d\nlast error: %s\nleased: %v\n",
+			it.Id, orNull(it.MailFrom), it.Size, it.CreatedAt.AsTime().Format(time.RFC3339), it.NextAttemptAt.AsTime().Format(time.RFC3339),
+			it.ExpiresAt.AsTime().Format(time.RFC3339), it.Attempts, it.LastError, it.Leased)
+		for _, r := range it.Recipients {
+			fmt.Fprintf(out, "recipient: %s %s %s\n", r.Address, strings.TrimPrefix(r.State.String(), "STATE_"), r.LastResult)
+		}
+	case "queue retry":
+		if err := want(rest, 1, "ID"); err != nil {
+			return err
+		}
+		if _, err := c.queue.RetryQueueItem(ctx, &storagev1.RetryQueueItemRequest{Id: rest[0]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "queue item %s is due now\n", rest[0])
+	case "queue delete":
+		if err := want(rest, 1, "ID"); err != nil {
+			return err
+		}
+		if _, err := c.queue.DeleteQueueItem(ctx, &storagev1.DeleteQueueItemRequest{Id: rest[0]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "queue item %s deleted\n", rest[0])
+	default:
+		return usageError("unknown command " + group + " " + cmd)
+	}
+	return nil
+}
+
+// reorder puts flags before positional arguments so that both
+// "account create --quota-bytes 1 a@b" and "account create a@b --quota-bytes 1" work.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		if strings.HasPrefix(args[i], "-") {
+			flags = append(flags, args[i])
+			if !strings.Contains(args[i], "=") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, args[i])
+	}
+	return append(flags, pos...)
+}
+
+// readPassword reads one line from stdin, so that passwords never appear in
+// process lists or shell history.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		return "", usageError("the password is read from stdin (e.g. `echo -n secret | mailctl ...`) and was empty")
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", usageError("empty password on stdin")
+	}
+	return pw, nil
+}
+
+// parseSize accepts plain bytes or a K/M/G/T suffix (powers of 1024).
+func parseSize(s string) (uint64, error) {
+	mult := uint64(1)
+	upper := strings.ToUpper(strings.TrimSuffix(strings.ToUpper(s), "B"))
+	for i, suf := range []string{"K", "M", "G", "T"} {
+		if strings.HasSuffix(upper, suf) {
+			mult = 1 << (10 * (i + 1))
+			upper = strings.TrimSuffix(upper, suf)
+		}
+	}
+	n, err := strconv.ParseUint(upper, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return n * mult, nil
+}
+
+func limit(n uint64) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+func orNull(s string) string {
+	if s == "" {
+		return "<>"
+	}
+	return s
+}

@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"testing"
+	"time"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+// One delivery to three recipients stores one body; it survives expunges from
+// two mailboxes and is swept after the grace period once the third goes.
+func TestDeliveryStoresBodyOnceAndSweeperRemovesIt(t *testing.T) {
+	c := newCluster(t, options{sweepGrace: 2 * time.Second})
+	r := c.replicas[0]
+	ctx := ctxT(t)
+	var accounts []*storagev1.Account
+	for _, a := range []string{"one@example.test", "two@example.test", "three@example.test"} {
+		accounts = append(accounts, setupAccount(t, r, a, 0, 0))
+	}
+	body := message(1, 5000)
+	resp, err := deliver(ctx, r, []string{"one@example.test", "TWO@example.test", "three+tag@example.test", "nobody@example.test", "x@elsewhere.example"}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus := []storagev1.RecipientResult_Status{
+		storagev1.RecipientResult_STATUS_DELIVERED, storagev1.RecipientResult_STATUS_DELIVERED, storagev1.RecipientResult_STATUS_DELIVERED,
+		storagev1.RecipientResult_STATUS_UNKNOWN_USER, storagev1.RecipientResult_STATUS_NOT_LOCAL,
+	}
+	for i, res := range resp.Results {
+		if res.Status != wantStatus[i] {
+			t.Fatalf("recipient %s: %v, want %v", res.Recipient, res.Status, wantStatus[i])
+		}
+	}
+	if n := c.objectCount(); n != 1 {
+		t.Fatalf("bucket holds %d objects after one delivery to three, want 1", n)
+	}
+	var bodyKey string
+	for i, acc := range accounts {
+		inbox := mailboxID(t, r, acc.Id, "INBOX")
+		_, msgs := listAll(t, r, acc.Id, inbox)
+		if len(msgs) != 1 {
+			t.Fatalf("account %d has %d messages", i, len(msgs))
+		}
+		if i == 0 {
+			bodyKey = msgs[0].BodyKey
+		} else if msgs[0].BodyKey != bodyKey {
+			t.Fatalf("bodies differ: %s vs %s", msgs[0].BodyKey, bodyKey)
+		}
+		got, err := readBody(ctx, r, acc.Id, inbox, msgs[0].Uid, 0, 0)
+		if err != nil || string(got) != string(body) {
+			t.Fatalf("account %d reads %d bytes (%v), want the delivered body", i, len(got), err)
+		}
+	}
+	expunge := func(acc *storagev1.Account) {
+		inbox := mailboxID(t, r, acc.Id, "INBOX")
+		out, err := r.Messages.ExpungeMessages(ctx, &storagev1.ExpungeMessagesRequest{AccountId: acc.Id, MailboxId: inbox,
+			Uids: &storagev1.UIDSet{Ranges: []*storagev1.UIDRange{{First: 1, Last: 1}}}, IgnoreDeletedFlag: true})
+		if err != nil || len(out.ExpungedUids) != 1 {
+			t.Fatalf("expunge: %v %v", out, err)
+		}
+	}
+	expunge(accounts[0])
+	expunge(accounts[1])
+	time.Sleep(4 * time.Second) // two grace periods, many sweeps
+	if n := c.objectCount(); n != 1 {
+		t.Fatalf("body removed while one mailbox still references it (%d objects)", n)
+	}
+	inbox2 := mailboxID(t, r, accounts[2].Id, "INBOX")
+	if got, err := readBody(ctx, r, accounts[2].Id, inbox2, 1, 0, 0); err != nil || string(got) != string(body) {
+		t.Fatalf("third mailbox cannot read its message: %v", err)
+	}
+	expunge(accounts[2])
+	if n := c.objectCount(); n != 1 {
+		t.Fatalf("body removed before the grace period (%d objects)", n)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for c.objectCount() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sweeper did not remove the unreferenced body")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Aliases, catch-alls, +subaddresses and disabled accounts resolve as users of
+// Postfix and Dovecot expect.
+func TestResolveRecipient(t *testing.T) {
+	c := newCluster(t, options{driver: "fs"})
+	r := c.replicas[0]
+	ctx := ctxT(t)
+	alice := setupAccount(t, r, "alice@example.test", 0, 0)
+	bob := setupAccount(t, r, "bob@example.test", 0, 0)
+	if _, err := r.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "postmaster@example.test", AccountId: alice.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "alice@example.test", AccountId: bob.Id}); err == nil {
+		t.Fatal("an alias could take a primary address")
+	}
+	cases := []struct {
+		addr    string
+		result  storagev1.ResolveRecipientResponse_Result
+		account string
+	}{
+		{"alice@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, alice.Id},
+		{"Alice@Example.TEST", storagev1.ResolveRecipientResponse_RESULT_LOCAL, alice.Id},
+		{"alice+lists@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, alice.Id},
+		{"postmaster@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, alice.Id},
+		{"carol@example.test", storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER, ""},
+		{"alice@example.org", storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL, ""},
+	}
+	check := func() {
+		for _, tc := range cases {
+			resp, err := r.Accounts.ResolveRecipient(ctx, &storagev1.ResolveRecipientRequest{Address: tc.addr})
+			if err != nil {
+				t.Fatalf("%s: %v", tc.addr, err)
+			}
+			if resp.Result != tc.result || resp.Account.GetId() != tc.account {
+				t.Fatalf("%s resolved to %v %q, want %v %q", tc.addr, resp.Result, resp.Account.GetId(), tc.result, tc.account)
+			}
+		}
+	}
+	check()
+	if _, err := r.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "@example.test", AccountId: bob.Id}); err != nil {
+		t.Fatal(err)
+	}
+	cases[4].result, cases[4].account = storagev1.ResolveRecipientResponse_RESULT_LOCAL, bob.Id
+	check()
+	if _, err := r.Accounts.SetDisabled(ctx, &storagev1.SetDisabledRequest{AccountId: alice.Id, Disabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := r.Accounts.ResolveRecipient(ctx, &storagev1.ResolveRecipientRequest{Address: "alice@example.test"})
+	if err != nil || resp.Result != storagev1.ResolveRecipientResponse_RESULT_DISABLED {
+		t.Fatalf("disabled account resolves to %v (%v)", resp.GetResult(), err)
+	}
+	if _, err := r.Accounts.DeleteDomain(ctx, &storagev1.DeleteDomainRequest{Name: "example.test"}); storagev1.ReasonOf(err) != storagev1.ErrorReason_ERROR_REASON_DOMAIN_NOT_EMPTY {
+		t.Fatalf("deleting a domain with accounts: %v", err)
+	}
+}
