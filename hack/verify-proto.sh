@@ -7,7 +7,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "${tmp}"' EXIT
 
-cp -a "${root}/." "${tmp}/"
+mkdir -p "${tmp}/services/storage/internal"
+cp -a "${root}/hack" "${root}/proto" "${tmp}/"
+cp -a "${root}/services/storage/internal/records" "${tmp}/services/storage/internal/"
 bash "${tmp}/hack/gen-proto.sh"
 if ! diff -r -q "${root}/proto" "${tmp}/proto" >/dev/null || \
    ! diff -r -q "${root}/services/storage/internal/records" "${tmp}/services/storage/internal/records" >/dev/null; then
