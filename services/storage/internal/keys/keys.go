@@ -17,7 +17,6 @@
 //	accounts/<id>/names/<mailbox name>       mailbox id
 //	accounts/<id>/messages/<mailbox id>/<uid as 10 digits>
 //	                                         Message (index entry)
-//	accounts/<id>/pop3lock                   maildrop lock (with an etcd lease)
 //	bodies/<body key>                        BodyRef (reference count)
 //	gc/<body key>                            GCMarker (unreferenced since)
 //	queue/items/<id>                         QueueRecord
@@ -50,7 +49,6 @@ func (l Layout) Accounts() string                  { return l.Prefix + "accounts
 func (l Layout) AccountRoot(account string) string { return l.Prefix + "accounts/" + account + "/" }
 func (l Layout) Account(account string) string     { return l.AccountRoot(account) + "account" }
 func (l Layout) Quota(account string) string       { return l.AccountRoot(account) + "quota" }
-func (l Layout) POP3Lock(account string) string    { return l.AccountRoot(account) + "pop3lock" }
 
 func (l Layout) Mailboxes(account string) string { return l.AccountRoot(account) + "mailboxes/" }
 func (l Layout) Mailbox(account, mailboxID string) string {

@@ -105,24 +105,24 @@ func (s *Server) DeleteDomain(ctx context.Context, req *storagev1.DeleteDomainRe
 	if err != nil {
 		return nil, err
 	}
-	// The domain must hold no address. The check and the delete are not one
-	// transaction; an account created in between is refused by CreateAccount's
-	// own domain check only if it came first, so we re-check after deleting.
+	// One transaction: the domain exists and no address key lies under it.
+	// An account created concurrently either commits first (and this fails)
+	// or finds the domain gone (its own transaction compares the domain key).
+	domainKey, addrs := s.keys.Domain(name), s.keys.DomainAddresses(name)
 	resp, err := s.etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(s.keys.Domain(name)), ">", 0)).
-		Then(clientv3.OpGet(s.keys.DomainAddresses(name), clientv3.WithPrefix(), clientv3.WithCountOnly())).
+		If(clientv3.Compare(clientv3.CreateRevision(domainKey), ">", 0),
+			clientv3.Compare(clientv3.CreateRevision(addrs), "=", 0).WithPrefix()).
+		Then(clientv3.OpDelete(domainKey)).
+		Else(clientv3.OpGet(domainKey, clientv3.WithCountOnly()), clientv3.OpGet(addrs, clientv3.WithPrefix(), clientv3.WithCountOnly())).
 		Commit()
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	if !resp.Succeeded {
-		return nil, fail(reasonDomainNotFound, "no such domain %s", name)
-	}
-	if n := resp.Responses[0].GetResponseRange().Count; n > 0 {
-		return nil, fail(reasonDomainNotEmpty, "domain %s still has %d addresses", name, n)
-	}
-	if _, err := s.etcd.Delete(ctx, s.keys.Domain(name)); err != nil {
-		return nil, toStatus(err)
+		if resp.Responses[0].GetResponseRange().Count == 0 {
+			return nil, fail(reasonDomainNotFound, "no such domain %s", name)
+		}
+		return nil, fail(reasonDomainNotEmpty, "domain %s still has %d addresses", name, resp.Responses[1].GetResponseRange().Count)
 	}
 	s.log.Info("domain deleted", "domain", name)
 	return &storagev1.DeleteDomainResponse{}, nil

@@ -254,6 +254,12 @@ func (s *Server) RenameMailbox(ctx context.Context, req *storagev1.RenameMailbox
 	}
 	var renamed *storagev1.Mailbox
 	_, err = s.committer.do(ctx, req.AccountId, func(tx *etcdtx.Tx) error {
+		// Reading the account record makes a concurrent CREATE (which bumps
+		// its next UIDVALIDITY) conflict with this rename, so no child
+		// created meanwhile is left behind under the old name.
+		if _, err := s.loadAccount(tx, req.AccountId); err != nil {
+			return err
+		}
 		id, err := s.mailboxIDByName(tx, req.AccountId, from)
 		if err != nil {
 			return err
