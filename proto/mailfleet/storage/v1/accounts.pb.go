@@ -1556,6 +1556,304 @@ func (x *ResolveRecipientResponse) GetAccount() *Account {
 	return nil
 }
 
+type LockAccountRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// What the lock is for, e.g. "maildrop": [a-z0-9-]+.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// 0 = 60 seconds.
+	TtlSeconds    uint32 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockAccountRequest) Reset() {
+	*x = LockAccountRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockAccountRequest) ProtoMessage() {}
+
+func (x *LockAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockAccountRequest.ProtoReflect.Descriptor instead.
+func (*LockAccountRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *LockAccountRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *LockAccountRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockAccountRequest) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type LockAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LockId        int64                  `protobuf:"varint,1,opt,name=lock_id,json=lockId,proto3" json:"lock_id,omitempty"`
+	TtlSeconds    uint32                 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockAccountResponse) Reset() {
+	*x = LockAccountResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockAccountResponse) ProtoMessage() {}
+
+func (x *LockAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockAccountResponse.ProtoReflect.Descriptor instead.
+func (*LockAccountResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *LockAccountResponse) GetLockId() int64 {
+	if x != nil {
+		return x.LockId
+	}
+	return 0
+}
+
+func (x *LockAccountResponse) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type RenewAccountLockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LockId        int64                  `protobuf:"varint,1,opt,name=lock_id,json=lockId,proto3" json:"lock_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewAccountLockRequest) Reset() {
+	*x = RenewAccountLockRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewAccountLockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewAccountLockRequest) ProtoMessage() {}
+
+func (x *RenewAccountLockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewAccountLockRequest.ProtoReflect.Descriptor instead.
+func (*RenewAccountLockRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RenewAccountLockRequest) GetLockId() int64 {
+	if x != nil {
+		return x.LockId
+	}
+	return 0
+}
+
+type RenewAccountLockResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TtlSeconds    uint32                 `protobuf:"varint,1,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewAccountLockResponse) Reset() {
+	*x = RenewAccountLockResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewAccountLockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewAccountLockResponse) ProtoMessage() {}
+
+func (x *RenewAccountLockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewAccountLockResponse.ProtoReflect.Descriptor instead.
+func (*RenewAccountLockResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RenewAccountLockResponse) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type UnlockAccountRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	LockId        int64                  `protobuf:"varint,3,opt,name=lock_id,json=lockId,proto3" json:"lock_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockAccountRequest) Reset() {
+	*x = UnlockAccountRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockAccountRequest) ProtoMessage() {}
+
+func (x *UnlockAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockAccountRequest.ProtoReflect.Descriptor instead.
+func (*UnlockAccountRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UnlockAccountRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *UnlockAccountRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UnlockAccountRequest) GetLockId() int64 {
+	if x != nil {
+		return x.LockId
+	}
+	return 0
+}
+
+type UnlockAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlockAccountResponse) Reset() {
+	*x = UnlockAccountResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlockAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlockAccountResponse) ProtoMessage() {}
+
+func (x *UnlockAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlockAccountResponse.ProtoReflect.Descriptor instead.
+func (*UnlockAccountResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{36}
+}
+
 var File_mailfleet_storage_v1_accounts_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
@@ -1653,7 +1951,28 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\fRESULT_LOCAL\x10\x01\x12\x17\n" +
 	"\x13RESULT_UNKNOWN_USER\x10\x02\x12\x14\n" +
 	"\x10RESULT_NOT_LOCAL\x10\x03\x12\x13\n" +
-	"\x0fRESULT_DISABLED\x10\x042\x9a\v\n" +
+	"\x0fRESULT_DISABLED\x10\x04\"h\n" +
+	"\x12LockAccountRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\rR\n" +
+	"ttlSeconds\"O\n" +
+	"\x13LockAccountResponse\x12\x17\n" +
+	"\alock_id\x18\x01 \x01(\x03R\x06lockId\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\rR\n" +
+	"ttlSeconds\"2\n" +
+	"\x17RenewAccountLockRequest\x12\x17\n" +
+	"\alock_id\x18\x01 \x01(\x03R\x06lockId\";\n" +
+	"\x18RenewAccountLockResponse\x12\x1f\n" +
+	"\vttl_seconds\x18\x01 \x01(\rR\n" +
+	"ttlSeconds\"b\n" +
+	"\x14UnlockAccountRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
+	"\alock_id\x18\x03 \x01(\x03R\x06lockId\"\x17\n" +
+	"\x15UnlockAccountResponse2\xdb\r\n" +
 	"\x0eAccountService\x12e\n" +
 	"\fCreateDomain\x12).mailfleet.storage.v1.CreateDomainRequest\x1a*.mailfleet.storage.v1.CreateDomainResponse\x12e\n" +
 	"\fDeleteDomain\x12).mailfleet.storage.v1.DeleteDomainRequest\x1a*.mailfleet.storage.v1.DeleteDomainResponse\x12b\n" +
@@ -1669,7 +1988,10 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\bAddAlias\x12%.mailfleet.storage.v1.AddAliasRequest\x1a&.mailfleet.storage.v1.AddAliasResponse\x12b\n" +
 	"\vRemoveAlias\x12(.mailfleet.storage.v1.RemoveAliasRequest\x1a).mailfleet.storage.v1.RemoveAliasResponse\x12e\n" +
 	"\fAuthenticate\x12).mailfleet.storage.v1.AuthenticateRequest\x1a*.mailfleet.storage.v1.AuthenticateResponse\x12q\n" +
-	"\x10ResolveRecipient\x12-.mailfleet.storage.v1.ResolveRecipientRequest\x1a..mailfleet.storage.v1.ResolveRecipientResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
+	"\x10ResolveRecipient\x12-.mailfleet.storage.v1.ResolveRecipientRequest\x1a..mailfleet.storage.v1.ResolveRecipientResponse\x12b\n" +
+	"\vLockAccount\x12(.mailfleet.storage.v1.LockAccountRequest\x1a).mailfleet.storage.v1.LockAccountResponse\x12q\n" +
+	"\x10RenewAccountLock\x12-.mailfleet.storage.v1.RenewAccountLockRequest\x1a..mailfleet.storage.v1.RenewAccountLockResponse\x12h\n" +
+	"\rUnlockAccount\x12*.mailfleet.storage.v1.UnlockAccountRequest\x1a+.mailfleet.storage.v1.UnlockAccountResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_mailfleet_storage_v1_accounts_proto_rawDescOnce sync.Once
@@ -1684,7 +2006,7 @@ func file_mailfleet_storage_v1_accounts_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_accounts_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(ResolveRecipientResponse_Result)(0), // 0: mailfleet.storage.v1.ResolveRecipientResponse.Result
 	(*Account)(nil),                      // 1: mailfleet.storage.v1.Account
@@ -1718,12 +2040,18 @@ var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(*AuthenticateResponse)(nil),         // 29: mailfleet.storage.v1.AuthenticateResponse
 	(*ResolveRecipientRequest)(nil),      // 30: mailfleet.storage.v1.ResolveRecipientRequest
 	(*ResolveRecipientResponse)(nil),     // 31: mailfleet.storage.v1.ResolveRecipientResponse
-	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
+	(*LockAccountRequest)(nil),           // 32: mailfleet.storage.v1.LockAccountRequest
+	(*LockAccountResponse)(nil),          // 33: mailfleet.storage.v1.LockAccountResponse
+	(*RenewAccountLockRequest)(nil),      // 34: mailfleet.storage.v1.RenewAccountLockRequest
+	(*RenewAccountLockResponse)(nil),     // 35: mailfleet.storage.v1.RenewAccountLockResponse
+	(*UnlockAccountRequest)(nil),         // 36: mailfleet.storage.v1.UnlockAccountRequest
+	(*UnlockAccountResponse)(nil),        // 37: mailfleet.storage.v1.UnlockAccountResponse
+	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	2,  // 0: mailfleet.storage.v1.Account.quota:type_name -> mailfleet.storage.v1.Quota
-	32, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	32, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
+	38, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	38, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: mailfleet.storage.v1.CreateDomainResponse.domain:type_name -> mailfleet.storage.v1.Domain
 	3,  // 4: mailfleet.storage.v1.ListDomainsResponse.domains:type_name -> mailfleet.storage.v1.Domain
 	1,  // 5: mailfleet.storage.v1.CreateAccountResponse.account:type_name -> mailfleet.storage.v1.Account
@@ -1747,22 +2075,28 @@ var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	26, // 23: mailfleet.storage.v1.AccountService.RemoveAlias:input_type -> mailfleet.storage.v1.RemoveAliasRequest
 	28, // 24: mailfleet.storage.v1.AccountService.Authenticate:input_type -> mailfleet.storage.v1.AuthenticateRequest
 	30, // 25: mailfleet.storage.v1.AccountService.ResolveRecipient:input_type -> mailfleet.storage.v1.ResolveRecipientRequest
-	5,  // 26: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
-	7,  // 27: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
-	9,  // 28: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
-	11, // 29: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
-	13, // 30: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
-	15, // 31: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
-	17, // 32: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
-	19, // 33: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
-	21, // 34: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
-	23, // 35: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
-	25, // 36: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
-	27, // 37: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
-	29, // 38: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
-	31, // 39: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
-	26, // [26:40] is the sub-list for method output_type
-	12, // [12:26] is the sub-list for method input_type
+	32, // 26: mailfleet.storage.v1.AccountService.LockAccount:input_type -> mailfleet.storage.v1.LockAccountRequest
+	34, // 27: mailfleet.storage.v1.AccountService.RenewAccountLock:input_type -> mailfleet.storage.v1.RenewAccountLockRequest
+	36, // 28: mailfleet.storage.v1.AccountService.UnlockAccount:input_type -> mailfleet.storage.v1.UnlockAccountRequest
+	5,  // 29: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
+	7,  // 30: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
+	9,  // 31: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
+	11, // 32: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
+	13, // 33: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
+	15, // 34: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
+	17, // 35: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
+	19, // 36: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
+	21, // 37: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
+	23, // 38: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
+	25, // 39: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
+	27, // 40: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
+	29, // 41: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
+	31, // 42: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
+	33, // 43: mailfleet.storage.v1.AccountService.LockAccount:output_type -> mailfleet.storage.v1.LockAccountResponse
+	35, // 44: mailfleet.storage.v1.AccountService.RenewAccountLock:output_type -> mailfleet.storage.v1.RenewAccountLockResponse
+	37, // 45: mailfleet.storage.v1.AccountService.UnlockAccount:output_type -> mailfleet.storage.v1.UnlockAccountResponse
+	29, // [29:46] is the sub-list for method output_type
+	12, // [12:29] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1779,7 +2113,7 @@ func file_mailfleet_storage_v1_accounts_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_accounts_proto_rawDesc), len(file_mailfleet_storage_v1_accounts_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

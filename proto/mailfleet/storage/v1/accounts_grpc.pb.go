@@ -33,6 +33,9 @@ const (
 	AccountService_RemoveAlias_FullMethodName      = "/mailfleet.storage.v1.AccountService/RemoveAlias"
 	AccountService_Authenticate_FullMethodName     = "/mailfleet.storage.v1.AccountService/Authenticate"
 	AccountService_ResolveRecipient_FullMethodName = "/mailfleet.storage.v1.AccountService/ResolveRecipient"
+	AccountService_LockAccount_FullMethodName      = "/mailfleet.storage.v1.AccountService/LockAccount"
+	AccountService_RenewAccountLock_FullMethodName = "/mailfleet.storage.v1.AccountService/RenewAccountLock"
+	AccountService_UnlockAccount_FullMethodName    = "/mailfleet.storage.v1.AccountService/UnlockAccount"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -75,6 +78,15 @@ type AccountServiceClient interface {
 	// an alias, a +subaddress or a catch-all), an unknown user of a local domain, or
 	// not local at all.
 	ResolveRecipient(ctx context.Context, in *ResolveRecipientRequest, opts ...grpc.CallOption) (*ResolveRecipientResponse, error)
+	// LockAccount takes a cluster-wide, named lock on an account (POP3 holds
+	// "maildrop" for its whole session). The lock lives on an etcd lease: if the
+	// holder dies and stops renewing, it expires after ttl_seconds. A lock held
+	// by someone else fails with FailedPrecondition / IN_USE.
+	LockAccount(ctx context.Context, in *LockAccountRequest, opts ...grpc.CallOption) (*LockAccountResponse, error)
+	// RenewAccountLock keeps a lock alive; LEASE_LOST if it already expired.
+	RenewAccountLock(ctx context.Context, in *RenewAccountLockRequest, opts ...grpc.CallOption) (*RenewAccountLockResponse, error)
+	// UnlockAccount releases a lock (no error if it had expired already).
+	UnlockAccount(ctx context.Context, in *UnlockAccountRequest, opts ...grpc.CallOption) (*UnlockAccountResponse, error)
 }
 
 type accountServiceClient struct {
@@ -225,6 +237,36 @@ func (c *accountServiceClient) ResolveRecipient(ctx context.Context, in *Resolve
 	return out, nil
 }
 
+func (c *accountServiceClient) LockAccount(ctx context.Context, in *LockAccountRequest, opts ...grpc.CallOption) (*LockAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LockAccountResponse)
+	err := c.cc.Invoke(ctx, AccountService_LockAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) RenewAccountLock(ctx context.Context, in *RenewAccountLockRequest, opts ...grpc.CallOption) (*RenewAccountLockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewAccountLockResponse)
+	err := c.cc.Invoke(ctx, AccountService_RenewAccountLock_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) UnlockAccount(ctx context.Context, in *UnlockAccountRequest, opts ...grpc.CallOption) (*UnlockAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnlockAccountResponse)
+	err := c.cc.Invoke(ctx, AccountService_UnlockAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -265,6 +307,15 @@ type AccountServiceServer interface {
 	// an alias, a +subaddress or a catch-all), an unknown user of a local domain, or
 	// not local at all.
 	ResolveRecipient(context.Context, *ResolveRecipientRequest) (*ResolveRecipientResponse, error)
+	// LockAccount takes a cluster-wide, named lock on an account (POP3 holds
+	// "maildrop" for its whole session). The lock lives on an etcd lease: if the
+	// holder dies and stops renewing, it expires after ttl_seconds. A lock held
+	// by someone else fails with FailedPrecondition / IN_USE.
+	LockAccount(context.Context, *LockAccountRequest) (*LockAccountResponse, error)
+	// RenewAccountLock keeps a lock alive; LEASE_LOST if it already expired.
+	RenewAccountLock(context.Context, *RenewAccountLockRequest) (*RenewAccountLockResponse, error)
+	// UnlockAccount releases a lock (no error if it had expired already).
+	UnlockAccount(context.Context, *UnlockAccountRequest) (*UnlockAccountResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -316,6 +367,15 @@ func (UnimplementedAccountServiceServer) Authenticate(context.Context, *Authenti
 }
 func (UnimplementedAccountServiceServer) ResolveRecipient(context.Context, *ResolveRecipientRequest) (*ResolveRecipientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveRecipient not implemented")
+}
+func (UnimplementedAccountServiceServer) LockAccount(context.Context, *LockAccountRequest) (*LockAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LockAccount not implemented")
+}
+func (UnimplementedAccountServiceServer) RenewAccountLock(context.Context, *RenewAccountLockRequest) (*RenewAccountLockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewAccountLock not implemented")
+}
+func (UnimplementedAccountServiceServer) UnlockAccount(context.Context, *UnlockAccountRequest) (*UnlockAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnlockAccount not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -590,6 +650,60 @@ func _AccountService_ResolveRecipient_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_LockAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LockAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).LockAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_LockAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).LockAccount(ctx, req.(*LockAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_RenewAccountLock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewAccountLockRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).RenewAccountLock(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_RenewAccountLock_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).RenewAccountLock(ctx, req.(*RenewAccountLockRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_UnlockAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlockAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).UnlockAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_UnlockAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).UnlockAccount(ctx, req.(*UnlockAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -652,6 +766,18 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolveRecipient",
 			Handler:    _AccountService_ResolveRecipient_Handler,
+		},
+		{
+			MethodName: "LockAccount",
+			Handler:    _AccountService_LockAccount_Handler,
+		},
+		{
+			MethodName: "RenewAccountLock",
+			Handler:    _AccountService_RenewAccountLock_Handler,
+		},
+		{
+			MethodName: "UnlockAccount",
+			Handler:    _AccountService_UnlockAccount_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -12,6 +12,7 @@
 //	accounts/<id>/account                    AccountRecord (password hash)
 //	accounts/<id>/quota                      Quota (limits and usage, one key so that
 //	                                         one compare covers both)
+//	accounts/<id>/locks/<name>               holder's lock id (on an etcd lease)
 //	accounts/<id>/mailboxes/<mailbox id>     Mailbox (UIDVALIDITY, UIDNEXT,
 //	                                         HIGHESTMODSEQ, counters)
 //	accounts/<id>/names/<mailbox name>       mailbox id
@@ -49,6 +50,7 @@ func (l Layout) Accounts() string                  { return l.Prefix + "accounts
 func (l Layout) AccountRoot(account string) string { return l.Prefix + "accounts/" + account + "/" }
 func (l Layout) Account(account string) string     { return l.AccountRoot(account) + "account" }
 func (l Layout) Quota(account string) string       { return l.AccountRoot(account) + "quota" }
+func (l Layout) Lock(account, name string) string  { return l.AccountRoot(account) + "locks/" + name }
 
 func (l Layout) Mailboxes(account string) string { return l.AccountRoot(account) + "mailboxes/" }
 func (l Layout) Mailbox(account, mailboxID string) string {
