@@ -91,6 +91,10 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	if err != nil || !bytes.Equal(got, broken) {
 		t.Fatalf("broken MIME not returned byte for byte: %q (%v)", got, err)
 	}
+	// Its CRLF size counts the one bare LF as two octets (what POP3 serves).
+	if _, msgs := listAll(t, r, acc.Id, inbox); len(msgs) != 1 || msgs[0].CrlfSize != uint64(len(broken))+1 || msgs[0].Size != uint64(len(broken)) {
+		t.Fatalf("sizes of the broken message: %+v", msgs)
+	}
 	part, err := readBody(ctx, r, acc.Id, inbox, resp.Uid, 5, 9)
 	if err != nil || string(part) != string(broken[5:14]) {
 		t.Fatalf("byte range 5+9 = %q (%v), want %q", part, err, broken[5:14])

@@ -87,7 +87,10 @@ type Message struct {
 	// Opaque key of the body in the body store.
 	BodyKey string `protobuf:"bytes,7,opt,name=body_key,json=bodyKey,proto3" json:"body_key,omitempty"`
 	// Length of the header section in bytes (up to and including the blank line).
-	HeaderSize    uint64 `protobuf:"varint,8,opt,name=header_size,json=headerSize,proto3" json:"header_size,omitempty"`
+	HeaderSize uint64 `protobuf:"varint,8,opt,name=header_size,json=headerSize,proto3" json:"header_size,omitempty"`
+	// Size with every bare LF counted as CRLF: the exact octet count when the
+	// message is served with CRLF line endings (POP3 LIST, IMAP RFC822.SIZE).
+	CrlfSize      uint64 `protobuf:"varint,9,opt,name=crlf_size,json=crlfSize,proto3" json:"crlf_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -174,6 +177,13 @@ func (x *Message) GetBodyKey() string {
 func (x *Message) GetHeaderSize() uint64 {
 	if x != nil {
 		return x.HeaderSize
+	}
+	return 0
+}
+
+func (x *Message) GetCrlfSize() uint64 {
+	if x != nil {
+		return x.CrlfSize
 	}
 	return 0
 }
@@ -1277,7 +1287,7 @@ var File_mailfleet_storage_v1_messages_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\n" +
-	"#mailfleet/storage/v1/messages.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$mailfleet/storage/v1/mailboxes.proto\x1a mailfleet/storage/v1/types.proto\"\x96\x02\n" +
+	"#mailfleet/storage/v1/messages.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$mailfleet/storage/v1/mailboxes.proto\x1a mailfleet/storage/v1/types.proto\"\xb3\x02\n" +
 	"\aMessage\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x16\n" +
 	"\x06modseq\x18\x02 \x01(\x04R\x06modseq\x12\x14\n" +
@@ -1287,7 +1297,8 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\benvelope\x18\x06 \x01(\v2\x1e.mailfleet.storage.v1.EnvelopeR\benvelope\x12\x19\n" +
 	"\bbody_key\x18\a \x01(\tR\abodyKey\x12\x1f\n" +
 	"\vheader_size\x18\b \x01(\x04R\n" +
-	"headerSize\"\x8c\x03\n" +
+	"headerSize\x12\x1b\n" +
+	"\tcrlf_size\x18\t \x01(\x04R\bcrlfSize\"\x8c\x03\n" +
 	"\x14AppendMessageRequest\x12Q\n" +
 	"\bmetadata\x18\x01 \x01(\v23.mailfleet.storage.v1.AppendMessageRequest.MetadataH\x00R\bmetadata\x127\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xdf\x01\n" +

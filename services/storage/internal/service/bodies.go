@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -18,6 +19,7 @@ const headerCapture = 256 << 10
 type upload struct {
 	key        string
 	size       uint64
+	crlfSize   uint64 // size with bare LFs counted as CRLF
 	headerSize uint64
 	envelope   *storagev1.Envelope
 }
@@ -30,7 +32,8 @@ var errTooLarge = errors.New("message too large")
 func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (*upload, error) {
 	pr, pw := io.Pipe()
 	var head []byte
-	var total int64
+	var total, bareLF int64
+	prevCR := false
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -48,6 +51,10 @@ func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (
 			if total > s.cfg.MaxMessageSize {
 				pw.CloseWithError(errTooLarge)
 				return
+			}
+			bareLF += countBareLF(data, prevCR)
+			if len(data) > 0 {
+				prevCR = data[len(data)-1] == '\r'
 			}
 			if len(head) < headerCapture {
 				head = append(head, data[:min(len(data), headerCapture-len(head))]...)
@@ -77,9 +84,20 @@ func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (
 	return &upload{
 		key:        key,
 		size:       uint64(n),
+		crlfSize:   uint64(n + bareLF),
 		headerSize: uint64(hs),
 		envelope:   envelope.Parse(head[:hs]),
 	}, nil
+}
+
+// countBareLF counts the LFs in data not preceded by CR (prevCR: the byte
+// before data was a CR).
+func countBareLF(data []byte, prevCR bool) int64 {
+	n := int64(bytes.Count(data, []byte("\n")) - bytes.Count(data, []byte("\r\n")))
+	if prevCR && len(data) > 0 && data[0] == '\n' {
+		n--
+	}
+	return n
 }
 
 // discardBody deletes a body whose transaction definitely did not commit. If

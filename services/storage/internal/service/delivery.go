@@ -173,7 +173,7 @@ func (s *Server) deliverOne(tx *etcdtx.Tx, account string, up *upload, internalD
 	}
 	msg := &storagev1.Message{
 		Size: up.size, InternalDate: internalDate, Envelope: up.envelope,
-		BodyKey: up.key, HeaderSize: up.headerSize,
+		BodyKey: up.key, HeaderSize: up.headerSize, CrlfSize: up.crlfSize,
 	}
 	if err := s.addMessage(tx, account, mb, q, msg); err != nil {
 		return 0, "", err

@@ -82,6 +82,7 @@ func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServ
 		Envelope:     up.envelope,
 		BodyKey:      up.key,
 		HeaderSize:   up.headerSize,
+		CrlfSize:     up.crlfSize,
 	}
 	var mb *storagev1.Mailbox
 	_, err = s.committer.do(ctx, meta.AccountId, func(tx *etcdtx.Tx) error {

@@ -1,0 +1,137 @@
+// Package tlsreload serves a TLS certificate from files (a Kubernetes Secret
+// mount) and picks up a renewed one without a restart: at most once per
+// CheckInterval, a handshake looks at the files' modification times and
+// reloads them if they changed. A broken renewal keeps the old certificate.
+package tlsreload
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// CheckInterval bounds how often the files are looked at.
+const CheckInterval = time.Second
+
+// Reloader holds the current certificate.
+type Reloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu        sync.Mutex
+	cert      *tls.Certificate
+	certMod   time.Time
+	keyMod    time.Time
+	lastCheck time.Time
+}
+
+// New loads the certificate once; it fails if the files are not a valid pair.
+func New(certFile, keyFile string, log *slog.Logger) (*Reloader, error) {
+	r := &Reloader{certFile: certFile, keyFile: keyFile, log: log}
+	if err := r.load(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func modTime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+func (r *Reloader) load() error {
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return err
+	}
+	r.cert, r.certMod, r.keyMod = &cert, modTime(r.certFile), modTime(r.keyFile)
+	return nil
+}
+
+// GetCertificate is tls.Config.GetCertificate.
+func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.lastCheck) >= CheckInterval {
+		r.lastCheck = time.Now()
+		if !modTime(r.certFile).Equal(r.certMod) || !modTime(r.keyFile).Equal(r.keyMod) {
+			if err := r.load(); err != nil {
+				r.log.Warn("TLS certificate changed but does not load; keeping the old one", "cert", r.certFile, "err", err)
+			} else {
+				r.log.Info("TLS certificate reloaded", "cert", r.certFile)
+			}
+		}
+	}
+	return r.cert, nil
+}
+
+// Config returns a server tls.Config using the reloader (TLS 1.2 at least).
+func (r *Reloader) Config() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate}
+}
+
+// SelfSigned writes a self-signed certificate for hosts into dir (cert.pem,
+// key.pem) unless one is there already, and returns the paths. For
+// development only: production certificates come from files.
+func SelfSigned(dir string, hosts []string) (certFile, keyFile string, err error) {
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
+		return certFile, keyFile, nil
+	}
+	if len(hosts) == 0 {
+		return "", "", errors.New("tlsreload: no host names")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"Mailfleet development"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(2, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
+}
