@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -o errexit -o nounset -o pipefail -c
 
-MODULES := proto pkg mailctl services/storage services/access services/inbound services/submission
+MODULES := proto pkg mailctl services/storage services/access services/inbound services/submission test
 BINARIES := storage access inbound submission
 GO_PACKAGES := $(foreach m,$(MODULES),./$(m)/...)
 

@@ -6,7 +6,7 @@ set -o errexit -o nounset -o pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${root}"
 
-modules=(proto pkg mailctl services/storage services/access services/inbound services/submission)
+modules=(proto pkg mailctl services/storage services/access services/inbound services/submission test)
 
 unformatted=$(gofmt -l "${modules[@]}" | grep -v '\.pb\.go$' || true)
 if [[ -n "${unformatted}" ]]; then
@@ -22,6 +22,14 @@ done
 for gomod in $(git ls-files --cached --others --exclude-standard '*go.mod'); do
   dir=$(dirname "${gomod}")
   grep -Eq "^\s*\./${dir}\s*$" go.work || { echo "${gomod} is not in go.work" >&2; exit 1; }
+done
+
+# DESIGN.md: only the storage tier talks to etcd and S3.
+for svc in access inbound submission; do
+  if go list -deps "./services/${svc}" | grep -Eq '^(go\.etcd\.io/|github\.com/minio/)'; then
+    echo "services/${svc} links etcd or minio-go: only the storage tier may" >&2
+    exit 1
+  fi
 done
 
 bash hack/verify-proto.sh

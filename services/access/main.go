@@ -1,13 +1,7 @@
-// Command access is a Mailfleet frontend. It is a placeholder until its issue
-// lands: it exits with a clear message instead of pretending to serve.
+// Command access serves IMAP and POP3 for every user from any pod, holding no
+// state but its connections.
 package main
 
-import (
-	"fmt"
-	"os"
-)
+import "github.com/mailfleet/mailfleet/services/access/internal/app"
 
-func main() {
-	fmt.Fprintln(os.Stderr, "access: not implemented yet (see the issue tracker)")
-	os.Exit(1)
-}
+func main() { app.Main() }

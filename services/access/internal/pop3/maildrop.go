@@ -102,6 +102,7 @@ func (s *session) send(i, bodyLines int) error {
 		return s.reply(false, "[SYS/TEMP] cannot read the message now")
 	}
 	defer rc.Close()
+	s.lastOK = true
 	if bodyLines < 0 {
 		fmt.Fprintf(s.w, "+OK %d octets\r\n", s.msgs[i].Size)
 	} else {

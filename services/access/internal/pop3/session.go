@@ -39,6 +39,7 @@ type session struct {
 	deleted     []bool
 	badCommands int
 	quit        bool // QUIT was answered
+	lastOK      bool // the last reply was +OK (for metrics)
 
 	mu       sync.Mutex
 	stopping bool
@@ -98,7 +99,7 @@ func (s *session) serve() {
 		name = strings.ToUpper(name)
 		start := time.Now()
 		err = s.dispatch(name, args)
-		s.srv.cfg.Observer.Command(name, err == nil || err == errQuit, time.Since(start))
+		s.srv.cfg.Observer.Command(name, s.lastOK && (err == nil || err == errQuit), time.Since(start))
 		if err == errQuit {
 			s.quit = true
 			s.w.Flush() // a pipelined QUIT's reply must still go out
@@ -151,6 +152,7 @@ func (s *session) readLine() (string, error) {
 // commands are waiting.
 func (s *session) reply(ok bool, text string) error {
 	status := "-ERR"
+	s.lastOK = ok
 	if ok {
 		status = "+OK"
 	}
@@ -166,6 +168,7 @@ func (s *session) reply(ok bool, text string) error {
 
 // replyLines writes a multi-line response (RFC 1939 3: dot-stuffed).
 func (s *session) replyLines(first string, lines []string) error {
+	s.lastOK = true
 	s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
 	fmt.Fprintf(s.w, "+OK %s\r\n", first)
 	for _, l := range lines {

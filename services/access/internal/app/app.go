@@ -1,0 +1,206 @@
+// Package app wires the access binary: configuration, the storage client,
+// the POP3 (and, to come, IMAP) listeners, TLS, metrics and shutdown.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailfleet/mailfleet/pkg/flagenv"
+	"github.com/mailfleet/mailfleet/pkg/logging"
+	"github.com/mailfleet/mailfleet/pkg/opsserver"
+	"github.com/mailfleet/mailfleet/pkg/tlsreload"
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
+	"github.com/mailfleet/mailfleet/services/access/internal/metrics"
+	"github.com/mailfleet/mailfleet/services/access/internal/pop3"
+	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
+)
+
+// Config is everything the access binary can be told.
+type Config struct {
+	Storage      string
+	OpsListen    string
+	LogLevel     string
+	POP3Listen   string
+	POP3SListen  string
+	TLSCert      string
+	TLSKey       string
+	DevTLSDir    string
+	InsecureAuth bool
+
+	POP3LockTTL     time.Duration
+	POP3IdleTimeout time.Duration
+	MaxConnsPerIP   int
+	LoginFailures   int
+	LoginLockout    time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// Flags registers every setting on fs.
+func Flags(fs *flag.FlagSet) *Config {
+	c := &Config{}
+	fs.StringVar(&c.Storage, "storage", "127.0.0.1:7070", "storage tier gRPC address")
+	fs.StringVar(&c.OpsListen, "ops-listen", ":7081", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.POP3Listen, "pop3-listen", ":1100", "POP3 with STLS (empty = off)")
+	fs.StringVar(&c.POP3SListen, "pop3s-listen", ":9950", "POP3 over implicit TLS (empty = off)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM), reloaded when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file (PEM)")
+	fs.StringVar(&c.DevTLSDir, "dev-tls-dir", "", "development only: generate a self-signed certificate here if --tls-cert is not set")
+	fs.BoolVar(&c.InsecureAuth, "insecure-auth", false, "development only: allow passwords without TLS")
+	fs.DurationVar(&c.POP3LockTTL, "pop3-lock-ttl", time.Minute, "how long a crashed pod's POP3 maildrop lock outlives it")
+	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", 10*time.Minute, "POP3 autologout timer")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "concurrent connections per client address and protocol")
+	fs.IntVar(&c.LoginFailures, "login-failures", 10, "failed logins per IP or user within 5 minutes before a lockout")
+	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long sessions get to finish after SIGTERM")
+	return c
+}
+
+// Main is the access binary.
+func Main() {
+	fs := flag.NewFlagSet("access", flag.ExitOnError)
+	cfg := Flags(fs)
+	if err := flagenv.Parse(fs, "MAILFLEET", os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, "access")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg, log); err != nil {
+		log.Error("access failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func tlsConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {
+	cert, key := cfg.TLSCert, cfg.TLSKey
+	if cert == "" && cfg.DevTLSDir != "" {
+		var err error
+		if cert, key, err = tlsreload.SelfSigned(cfg.DevTLSDir, []string{"localhost", "127.0.0.1"}); err != nil {
+			return nil, err
+		}
+		log.Warn("using a self-signed development certificate", "cert", cert)
+	}
+	if cert == "" {
+		return nil, nil
+	}
+	r, err := tlsreload.New(cert, key, log)
+	if err != nil {
+		return nil, err
+	}
+	return r.Config(), nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	tlsCfg, err := tlsConfig(cfg, log)
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	if tlsCfg == nil && !cfg.InsecureAuth {
+		return errors.New("no TLS certificate (--tls-cert/--tls-key, or --dev-tls-dir for development): users could not log in")
+	}
+	if cfg.InsecureAuth {
+		log.Warn("--insecure-auth: passwords are accepted without TLS; never use this in production")
+	}
+	store, err := storeclient.Dial(cfg.Storage)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	limiter := authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, time.Second)
+
+	pop3Server := pop3.NewServer(&storeclient.POP3{Client: store, LockTTL: cfg.POP3LockTTL, Log: log}, pop3.Config{
+		TLS:               tlsCfg,
+		AllowInsecureAuth: cfg.InsecureAuth,
+		IdleTimeout:       cfg.POP3IdleTimeout,
+		MaxConnsPerIP:     cfg.MaxConnsPerIP,
+		Limiter:           limiter,
+		Observer:          m.For("pop3"),
+		Logger:            log,
+	})
+
+	ready := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := store.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{})
+		if err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		return nil
+	}
+	ops, err := opsserver.Listen(cfg.OpsListen, reg, ready, log)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 4)
+	var listeners []net.Listener
+	serve := func(addr string, implicitTLS bool, name string) error {
+		if addr == "" {
+			return nil
+		}
+		if implicitTLS && tlsCfg == nil {
+			return fmt.Errorf("%s needs a TLS certificate", name)
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, ln)
+		log.Info("listening", "proto", name, "addr", ln.Addr().String())
+		go func() {
+			if err := pop3Server.Serve(ln, implicitTLS); err != nil && !errors.Is(err, pop3.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		return nil
+	}
+	if err := serve(cfg.POP3Listen, false, "pop3"); err != nil {
+		return err
+	}
+	if err := serve(cfg.POP3SListen, true, "pop3s"); err != nil {
+		return err
+	}
+	go func() { errc <- ops.Serve() }()
+	log.Info("access serving", "storage", cfg.Storage, "ops", ops.Addr())
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	log.Info("shutting down: closing listeners and sessions")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); pop3Server.Shutdown(shutdownCtx) }()
+	wg.Wait()
+	ops.Shutdown(shutdownCtx)
+	log.Info("stopped")
+	return nil
+}
