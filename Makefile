@@ -6,7 +6,7 @@ MODULES := proto pkg mailctl services/storage services/access services/inbound s
 BINARIES := storage access inbound submission
 GO_PACKAGES := $(foreach m,$(MODULES),./$(m)/...)
 
-.PHONY: help build test test-short bench verify run engines fmt
+.PHONY: help build test test-short fuzz-short bench verify run engines fmt
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,8 +21,12 @@ engines: ## build the pinned etcd and MinIO used by tests (cached outside the ch
 	@bash hack/install-etcd.sh >/dev/null
 	@bash hack/install-minio.sh >/dev/null
 
-test: verify engines ## run every test (unit, integration on real etcd and MinIO)
+test: verify engines ## run every test (unit, integration and e2e on real etcd and MinIO, short fuzz runs)
 	go test -count=1 -timeout 20m $(GO_PACKAGES)
+	$(MAKE) fuzz-short
+
+fuzz-short: ## a short run of every fuzz target (a long one: FUZZTIME=10m make fuzz-short)
+	go test -run '^$$' -fuzz FuzzSession -fuzztime $${FUZZTIME:-10s} ./services/access/internal/pop3
 
 test-short: ## the fast loop: unit tests only
 	go test -short -count=1 $(GO_PACKAGES)
