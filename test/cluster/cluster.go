@@ -72,7 +72,7 @@ type Cluster struct {
 // Access is one access process and its endpoints.
 type Access struct {
 	*Process
-	POP3, POP3S, Ops string
+	IMAP, IMAPS, POP3, POP3S, Ops string
 }
 
 // Start starts a cluster and stops it when the test ends.
@@ -119,9 +119,11 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 }
 
 func (c *Cluster) startAccess(i int, storage string, extra []string) *Access {
-	a := &Access{POP3: "127.0.0.1:" + freePort(c.t), POP3S: "127.0.0.1:" + freePort(c.t), Ops: "127.0.0.1:" + freePort(c.t)}
+	a := &Access{IMAP: "127.0.0.1:" + freePort(c.t), IMAPS: "127.0.0.1:" + freePort(c.t),
+		POP3: "127.0.0.1:" + freePort(c.t), POP3S: "127.0.0.1:" + freePort(c.t), Ops: "127.0.0.1:" + freePort(c.t)}
 	a.Process = c.newProcess(fmt.Sprintf("access-%d", i), "access", append([]string{
 		"--storage", storage, "--ops-listen", a.Ops,
+		"--imap-listen", a.IMAP, "--imaps-listen", a.IMAPS,
 		"--pop3-listen", a.POP3, "--pop3s-listen", a.POP3S,
 		"--dev-tls-dir", filepath.Join(c.Dir, "tls"),
 	}, extra...))

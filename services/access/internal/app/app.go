@@ -1,5 +1,5 @@
 // Package app wires the access binary: configuration, the storage client,
-// the POP3 (and, to come, IMAP) listeners, TLS, metrics and shutdown.
+// the IMAP and POP3 listeners, TLS, metrics and shutdown.
 package app
 
 import (
@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapd"
 	"github.com/mailfleet/mailfleet/services/access/internal/metrics"
 	"github.com/mailfleet/mailfleet/services/access/internal/pop3"
 	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
@@ -35,6 +37,8 @@ type Config struct {
 	Storage      string
 	OpsListen    string
 	LogLevel     string
+	IMAPListen   string
+	IMAPSListen  string
 	POP3Listen   string
 	POP3SListen  string
 	TLSCert      string
@@ -42,12 +46,14 @@ type Config struct {
 	DevTLSDir    string
 	InsecureAuth bool
 
-	POP3LockTTL     time.Duration
-	POP3IdleTimeout time.Duration
-	MaxConnsPerIP   int
-	LoginFailures   int
-	LoginLockout    time.Duration
-	ShutdownTimeout time.Duration
+	MaxMessageSize        int64
+	MaxSessionsPerAccount int
+	POP3LockTTL           time.Duration
+	POP3IdleTimeout       time.Duration
+	MaxConnsPerIP         int
+	LoginFailures         int
+	LoginLockout          time.Duration
+	ShutdownTimeout       time.Duration
 }
 
 // Flags registers every setting on fs.
@@ -56,12 +62,16 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.Storage, "storage", "127.0.0.1:7070", "storage tier gRPC address")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7081", "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.IMAPListen, "imap-listen", ":1430", "IMAP with STARTTLS (empty = off)")
+	fs.StringVar(&c.IMAPSListen, "imaps-listen", ":9930", "IMAP over implicit TLS (empty = off)")
 	fs.StringVar(&c.POP3Listen, "pop3-listen", ":1100", "POP3 with STLS (empty = off)")
 	fs.StringVar(&c.POP3SListen, "pop3s-listen", ":9950", "POP3 over implicit TLS (empty = off)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM), reloaded when it changes")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&c.DevTLSDir, "dev-tls-dir", "", "development only: generate a self-signed certificate here if --tls-cert is not set")
 	fs.BoolVar(&c.InsecureAuth, "insecure-auth", false, "development only: allow passwords without TLS")
+	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest APPEND accepted (keep equal to the storage tier's)")
+	fs.IntVar(&c.MaxSessionsPerAccount, "max-sessions-per-account", 50, "concurrent IMAP sessions of one account on this pod")
 	fs.DurationVar(&c.POP3LockTTL, "pop3-lock-ttl", time.Minute, "how long a crashed pod's POP3 maildrop lock outlives it")
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", 10*time.Minute, "POP3 autologout timer")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "concurrent connections per client address and protocol")
@@ -144,6 +154,17 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Logger:            log,
 	})
 
+	imapServer := imapd.New(store, imapd.Config{
+		TLS:                   tlsCfg,
+		InsecureAuth:          cfg.InsecureAuth,
+		MaxMessageSize:        cfg.MaxMessageSize,
+		MaxConnsPerIP:         cfg.MaxConnsPerIP,
+		MaxSessionsPerAccount: cfg.MaxSessionsPerAccount,
+		Limiter:               limiter,
+		Observer:              m.For("imap"),
+		Logger:                log,
+	})
+
 	ready := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -157,9 +178,13 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
+	var shuttingDown atomic.Value
 	var listeners []net.Listener
-	serve := func(addr string, implicitTLS bool, name string) error {
+	type server interface {
+		Serve(net.Listener, bool) error
+	}
+	serve := func(srv server, addr string, implicitTLS bool, name string) error {
 		if addr == "" {
 			return nil
 		}
@@ -173,17 +198,29 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		listeners = append(listeners, ln)
 		log.Info("listening", "proto", name, "addr", ln.Addr().String())
 		go func() {
-			if err := pop3Server.Serve(ln, implicitTLS); err != nil && !errors.Is(err, pop3.ErrServerClosed) {
-				errc <- err
+			if err := srv.Serve(ln, implicitTLS); err != nil && !errors.Is(err, pop3.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s, _ := shuttingDown.Load().(bool)
+				if !s {
+					errc <- err
+				}
 			}
 		}()
 		return nil
 	}
-	if err := serve(cfg.POP3Listen, false, "pop3"); err != nil {
-		return err
-	}
-	if err := serve(cfg.POP3SListen, true, "pop3s"); err != nil {
-		return err
+	for _, l := range []struct {
+		srv      server
+		addr     string
+		implicit bool
+		name     string
+	}{
+		{imapServer, cfg.IMAPListen, false, "imap"},
+		{imapServer, cfg.IMAPSListen, true, "imaps"},
+		{pop3Server, cfg.POP3Listen, false, "pop3"},
+		{pop3Server, cfg.POP3SListen, true, "pop3s"},
+	} {
+		if err := serve(l.srv, l.addr, l.implicit, l.name); err != nil {
+			return err
+		}
 	}
 	go func() { errc <- ops.Serve() }()
 	log.Info("access serving", "storage", cfg.Storage, "ops", ops.Addr())
@@ -194,10 +231,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("shutting down: closing listeners and sessions")
+	shuttingDown.Store(true)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() { defer wg.Done(); imapServer.Shutdown(shutdownCtx) }()
 	go func() { defer wg.Done(); pop3Server.Shutdown(shutdownCtx) }()
 	wg.Wait()
 	ops.Shutdown(shutdownCtx)

@@ -1,0 +1,257 @@
+package imapd
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+// entry is one message as a mailbox view needs it in memory.
+type entry struct {
+	uid   uint32
+	flags []string
+}
+
+// mailboxState is the pod's shared, watch-fed state of one mailbox.
+type mailboxState struct {
+	acct *accountHub
+	id   string
+	refs int // under acct.mu
+
+	ready   chan struct{} // closed when loaded
+	loadErr error
+
+	mu          sync.Mutex
+	loaded      bool
+	loadRev     int64
+	buffered    []batch // changes seen while loading
+	uidValidity uint32
+	uidNext     uint32
+	modseq      uint64
+	entries     []entry
+	deleted     bool
+	tracker     *imapserver.MailboxTracker
+	notify      chan struct{} // closed and replaced whenever modseq moves
+}
+
+type batch struct {
+	rev     int64
+	changes []*storagev1.Change
+}
+
+func newMailboxState(a *accountHub, id string) *mailboxState {
+	return &mailboxState{acct: a, id: id, ready: make(chan struct{}), notify: make(chan struct{})}
+}
+
+func (m *mailboxState) release() {
+	a := m.acct
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m.refs--
+	if m.refs == 0 {
+		delete(a.mailboxes, m.id)
+	}
+}
+
+// list reads the whole mailbox index at one revision.
+func (m *mailboxState) list(ctx context.Context) (*storagev1.Mailbox, []entry, int64, error) {
+	st := m.acct.hub.store
+	req := &storagev1.ListMessagesRequest{AccountId: m.acct.id, MailboxId: m.id, Limit: 5000}
+	var entries []entry
+	for {
+		resp, err := st.Messages.ListMessages(ctx, req)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		for _, msg := range resp.Messages {
+			entries = append(entries, entry{uid: msg.Uid, flags: msg.Flags})
+		}
+		if !resp.More {
+			return resp.Mailbox, entries, resp.Revision, nil
+		}
+		req.AfterUid, req.Revision = resp.NextAfterUid, resp.Revision
+	}
+}
+
+func (m *mailboxState) load() {
+	defer close(m.ready)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mb, entries, rev, err := m.list(ctx)
+	if err != nil {
+		m.loadErr = err
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.entries, m.loadRev = entries, rev
+	m.uidValidity, m.uidNext, m.modseq = mb.UidValidity, mb.UidNext, mb.HighestModseq
+	m.tracker = imapserver.NewMailboxTracker(uint32(len(entries)))
+	m.loaded = true
+	for _, b := range m.buffered {
+		m.applyLocked(b.rev, b.changes)
+	}
+	m.buffered = nil
+}
+
+// index returns the position of uid, or -1.
+func (m *mailboxState) index(uid uint32) int {
+	i := sort.Search(len(m.entries), func(i int) bool { return m.entries[i].uid >= uid })
+	if i < len(m.entries) && m.entries[i].uid == uid {
+		return i
+	}
+	return -1
+}
+
+// apply applies the changes of one revision.
+func (m *mailboxState) apply(rev int64, changes []*storagev1.Change) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.loaded {
+		m.buffered = append(m.buffered, batch{rev, changes})
+		return
+	}
+	m.applyLocked(rev, changes)
+}
+
+func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
+	if rev <= m.loadRev {
+		return // already in the listing
+	}
+	existsPending := false
+	flushExists := func() {
+		if existsPending {
+			m.tracker.QueueNumMessages(uint32(len(m.entries)))
+			existsPending = false
+		}
+	}
+	for _, c := range changes {
+		switch c.Kind {
+		case storagev1.Change_KIND_MESSAGE_ADDED:
+			if n := len(m.entries); n == 0 || c.Uid > m.entries[n-1].uid {
+				m.entries = append(m.entries, entry{uid: c.Uid, flags: c.Flags})
+				existsPending = true
+			}
+		case storagev1.Change_KIND_FLAGS_CHANGED:
+			flushExists()
+			if i := m.index(c.Uid); i >= 0 {
+				m.entries[i].flags = c.Flags
+				m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.Uid), toIMAPFlags(c.Flags), nil)
+			}
+		case storagev1.Change_KIND_MESSAGE_EXPUNGED:
+			flushExists()
+			if i := m.index(c.Uid); i >= 0 {
+				m.entries = append(m.entries[:i], m.entries[i+1:]...)
+				m.tracker.QueueExpunge(uint32(i + 1))
+			}
+		case storagev1.Change_KIND_MAILBOX_UPDATED, storagev1.Change_KIND_MAILBOX_CREATED:
+			if c.Mailbox != nil {
+				m.uidNext = max(m.uidNext, c.Mailbox.UidNext)
+			}
+		case storagev1.Change_KIND_MAILBOX_DELETED:
+			m.deleted = true
+		}
+		m.modseq = max(m.modseq, c.Modseq)
+	}
+	flushExists()
+	close(m.notify)
+	m.notify = make(chan struct{})
+}
+
+// resync reloads the mailbox and turns the difference into updates.
+func (m *mailboxState) resync(ctx context.Context) error {
+	mb, fresh, rev, err := m.list(ctx)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.loaded {
+		return nil // its load is still running and will see the present
+	}
+	freshIdx := map[uint32]int{}
+	for i, e := range fresh {
+		freshIdx[e.uid] = i
+	}
+	// Expunges, from the end so that sequence numbers stay right.
+	for i := len(m.entries) - 1; i >= 0; i-- {
+		if _, ok := freshIdx[m.entries[i].uid]; !ok {
+			m.entries = append(m.entries[:i], m.entries[i+1:]...)
+			m.tracker.QueueExpunge(uint32(i + 1))
+		}
+	}
+	for i := range m.entries {
+		f := fresh[freshIdx[m.entries[i].uid]].flags
+		if !sameStrings(f, m.entries[i].flags) {
+			m.entries[i].flags = f
+			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(f), nil)
+		}
+	}
+	last := uint32(0)
+	if n := len(m.entries); n > 0 {
+		last = m.entries[n-1].uid
+	}
+	added := false
+	for _, e := range fresh {
+		if e.uid > last {
+			m.entries = append(m.entries, e)
+			added = true
+		}
+	}
+	if added {
+		m.tracker.QueueNumMessages(uint32(len(m.entries)))
+	}
+	m.loadRev = rev
+	m.uidNext, m.modseq = mb.UidNext, max(m.modseq, mb.HighestModseq)
+	close(m.notify)
+	m.notify = make(chan struct{})
+	return nil
+}
+
+// waitModseq waits until the state reflects modseq (a change this session
+// made), so that the session sees its own writes. After the timeout it gives
+// up quietly: the change is committed and will show up with the next update.
+func (m *mailboxState) waitModseq(modseq uint64, timeout time.Duration) {
+	deadline := time.After(timeout)
+	for {
+		m.mu.Lock()
+		done := m.modseq >= modseq || m.deleted
+		ch := m.notify
+		m.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			m.acct.hub.log.Warn("mailbox view lags behind a committed change", "account", m.acct.id, "mailbox", m.id, "modseq", modseq)
+			return
+		}
+	}
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func toIMAPFlags(flags []string) []imap.Flag {
+	out := make([]imap.Flag, 0, len(flags))
+	for _, f := range flags {
+		out = append(out, imap.Flag(f))
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+package imapd
+
+import (
+	"context"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
+)
+
+// selfWait bounds how long a command waits for its own change to come back
+// through the watch stream.
+const selfWait = 5 * time.Second
+
+// target is one message a command acts on.
+type target struct {
+	seq   uint32 // in the client's view
+	uid   uint32
+	flags []string
+}
+
+// resolve turns a sequence or UID set (with "*" and SEARCHRES "$") into the
+// messages it names, in mailbox order, as the client sees them.
+func (v *view) resolve(numSet imap.NumSet) []target {
+	if imap.IsSearchRes(numSet) {
+		numSet = v.searchRes
+	}
+	m := v.state
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []target
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		// "*" is the client's highest sequence number.
+		maxSeq := uint32(0)
+		for i := len(m.entries); i > 0 && maxSeq == 0; i-- {
+			maxSeq = v.tracker.EncodeSeqNum(uint32(i))
+		}
+		set = staticSeqSet(set, maxSeq)
+		for i, e := range m.entries {
+			seq := v.tracker.EncodeSeqNum(uint32(i + 1))
+			if seq != 0 && set.Contains(seq) {
+				out = append(out, target{seq: seq, uid: e.uid, flags: e.flags})
+			}
+		}
+	case imap.UIDSet:
+		maxUID := uint32(0)
+		if n := len(m.entries); n > 0 {
+			maxUID = m.entries[n-1].uid
+		}
+		set = staticUIDSet(set, maxUID)
+		for i, e := range m.entries {
+			if set.Contains(imap.UID(e.uid)) {
+				out = append(out, target{seq: v.tracker.EncodeSeqNum(uint32(i + 1)), uid: e.uid, flags: e.flags})
+			}
+		}
+	}
+	return out
+}
+
+func staticSeqSet(set imap.SeqSet, maxSeq uint32) imap.SeqSet {
+	out := make(imap.SeqSet, len(set))
+	for i, r := range set {
+		if r.Start == 0 {
+			r.Start = maxSeq
+		}
+		if r.Stop == 0 {
+			r.Stop = maxSeq
+		}
+		if r.Start > r.Stop {
+			r.Start, r.Stop = r.Stop, r.Start
+		}
+		out[i] = r
+	}
+	return out
+}
+
+func staticUIDSet(set imap.UIDSet, maxUID uint32) imap.UIDSet {
+	out := make(imap.UIDSet, len(set))
+	for i, r := range set {
+		if r.Start == 0 {
+			r.Start = imap.UID(maxUID)
+		}
+		if r.Stop == 0 {
+			r.Stop = imap.UID(maxUID)
+		}
+		if r.Start > r.Stop {
+			r.Start, r.Stop = r.Stop, r.Start
+		}
+		out[i] = r
+	}
+	return out
+}
+
+func uidsOf(targets []target) []uint32 {
+	uids := make([]uint32, len(targets))
+	for i, t := range targets {
+		uids[i] = t.uid
+	}
+	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
+	return uids
+}
+
+func readOnlyErr() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only (EXAMINE)"}
+}
+
+// storeFlags turns IMAP flags into storage flags (\Recent is not storable).
+func storeFlags(flags []imap.Flag) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if f == "\\Recent" {
+			continue
+		}
+		out = append(out, string(f))
+	}
+	return out
+}
+
+// RFC 9051 6.3.12 APPEND (RFC 4315 APPENDUID).
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	mb, err := s.srv.store.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: s.account.Id, Name: name})
+	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND {
+		io.Copy(io.Discard, r)
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	if err != nil {
+		io.Copy(io.Discard, r)
+		return nil, mapError(err)
+	}
+	meta := &storagev1.AppendMessageRequest_Metadata{
+		AccountId: s.account.Id, MailboxId: mb.Mailbox.Id, SizeHint: uint64(r.Size()),
+	}
+	if options != nil {
+		meta.Flags = storeFlags(options.Flags)
+		if !options.Time.IsZero() {
+			meta.InternalDate = timestamppb.New(options.Time)
+		}
+	}
+	resp, err := s.appendStream(meta, r)
+	if err != nil {
+		io.Copy(io.Discard, r) // the literal must be consumed whatever happened
+		return nil, mapError(err)
+	}
+	if v := s.selected; v != nil && v.state.id == resp.MailboxId {
+		v.state.waitModseq(resp.Modseq, selfWait)
+	}
+	s.log.Info("appended", "mailbox", resp.MailboxId, "uid", resp.Uid, "size", resp.Size)
+	return &imap.AppendData{UID: imap.UID(resp.Uid), UIDValidity: resp.UidValidity}, nil
+}
+
+// appendStream streams the literal to the storage tier. Its deadline is
+// longer than a command's: the client may upload slowly.
+func (s *session) appendStream(meta *storagev1.AppendMessageRequest_Metadata, r io.Reader) (*storagev1.AppendMessageResponse, error) {
+	c, cancel := context.WithTimeout(context.Background(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
+	defer cancel()
+	stream, err := s.srv.store.Messages.AppendMessage(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&storagev1.AppendMessageRequest{Part: &storagev1.AppendMessageRequest_Metadata_{Metadata: meta}}); err != nil {
+		return stream.CloseAndRecv()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if err := stream.Send(&storagev1.AppendMessageRequest{Part: &storagev1.AppendMessageRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: append([]byte(nil), buf[:n]...)}}}); err != nil {
+				// The server answered early (over quota, too large): its
+				// answer comes from CloseAndRecv.
+				return stream.CloseAndRecv()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			cancel()
+			return nil, rerr
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
+// RFC 9051 6.4.6 STORE.
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	v := s.selected
+	if v.readOnly {
+		return readOnlyErr()
+	}
+	targets := v.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+	op := map[imap.StoreFlagsOp]storagev1.StoreFlagsRequest_Op{
+		imap.StoreFlagsSet: storagev1.StoreFlagsRequest_OP_REPLACE,
+		imap.StoreFlagsAdd: storagev1.StoreFlagsRequest_OP_ADD,
+		imap.StoreFlagsDel: storagev1.StoreFlagsRequest_OP_REMOVE,
+	}[flags.Op]
+	ctx, cancel := s.ctx()
+	defer cancel()
+	req := &storagev1.StoreFlagsRequest{AccountId: s.account.Id, MailboxId: v.state.id,
+		Uids: storeclient.UIDSetOf(uidsOf(targets)), Op: op, Flags: storeFlags(flags.Flags)}
+	if options != nil {
+		req.UnchangedSince = options.UnchangedSince
+	}
+	resp, err := s.srv.store.Messages.StoreFlags(ctx, req)
+	if err != nil {
+		return mapError(err)
+	}
+	v.state.waitModseq(resp.HighestModseq, selfWait)
+	if flags.Silent {
+		return nil
+	}
+	after := map[uint32][]string{}
+	for _, m := range resp.Messages {
+		after[m.Uid] = m.Flags
+	}
+	for _, t := range targets {
+		f, ok := after[t.uid]
+		if !ok {
+			continue
+		}
+		rw := w.CreateMessage(t.seq)
+		rw.WriteUID(imap.UID(t.uid))
+		rw.WriteFlags(toIMAPFlags(f))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// destMailbox resolves a COPY/MOVE destination.
+func (s *session) destMailbox(name string) (*storagev1.Mailbox, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.srv.store.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: s.account.Id, Name: name})
+	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	if err != nil {
+		return nil, mapError(err)
+	}
+	if resp.Mailbox.Id == s.selected.state.id {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
+	}
+	return resp.Mailbox, nil
+}
+
+func copyData(validity uint32, src, dst []uint32) *imap.CopyData {
+	data := &imap.CopyData{UIDValidity: validity}
+	for i := range src {
+		data.SourceUIDs.AddNum(imap.UID(src[i]))
+		data.DestUIDs.AddNum(imap.UID(dst[i]))
+	}
+	return data
+}
+
+// RFC 9051 6.4.7 COPY (RFC 4315 COPYUID).
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	targets := s.selected.resolve(numSet)
+	mb, err := s.destMailbox(dest)
+	if err != nil {
+		return nil, err
+	}
+	if len(targets) == 0 {
+		return &imap.CopyData{UIDValidity: mb.UidValidity}, nil
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.srv.store.Messages.CopyMessages(ctx, &storagev1.CopyMessagesRequest{AccountId: s.account.Id,
+		MailboxId: s.selected.state.id, Uids: storeclient.UIDSetOf(uidsOf(targets)), DestMailboxId: mb.Id})
+	if err != nil {
+		return nil, mapError(err)
+	}
+	return copyData(resp.DestUidValidity, resp.SourceUids, resp.DestUids), nil
+}
+
+// RFC 6851 MOVE: COPYUID first, then the expunges (from the watch, via the
+// poll that follows the command).
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	v := s.selected
+	if v.readOnly {
+		return readOnlyErr()
+	}
+	targets := v.resolve(numSet)
+	mb, err := s.destMailbox(dest)
+	if err != nil {
+		return err
+	}
+	if len(targets) == 0 {
+		return w.WriteCopyData(&imap.CopyData{UIDValidity: mb.UidValidity})
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.srv.store.Messages.MoveMessages(ctx, &storagev1.MoveMessagesRequest{AccountId: s.account.Id,
+		MailboxId: v.state.id, Uids: storeclient.UIDSetOf(uidsOf(targets)), DestMailboxId: mb.Id})
+	if err != nil {
+		return mapError(err)
+	}
+	if err := w.WriteCopyData(copyData(resp.DestUidValidity, resp.SourceUids, resp.DestUids)); err != nil {
+		return err
+	}
+	v.state.waitModseq(resp.HighestModseq, selfWait)
+	return nil
+}
+
+// RFC 9051 6.4.3 EXPUNGE and RFC 4315 UID EXPUNGE; the EXPUNGE responses
+// come from the watch, via the poll that follows the command.
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	v := s.selected
+	if v.readOnly {
+		return readOnlyErr()
+	}
+	req := &storagev1.ExpungeMessagesRequest{AccountId: s.account.Id, MailboxId: v.state.id}
+	if uids != nil {
+		targets := v.resolve(*uids)
+		if len(targets) == 0 {
+			return nil
+		}
+		req.Uids = storeclient.UIDSetOf(uidsOf(targets))
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.srv.store.Messages.ExpungeMessages(ctx, req)
+	if err != nil {
+		return mapError(err)
+	}
+	if len(resp.ExpungedUids) > 0 {
+		v.state.waitModseq(resp.HighestModseq, selfWait)
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
+	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
+)
+
+// Observer is told about connections and logins (for metrics).
+type Observer interface {
+	Connection()
+	Login(result string)
+}
+
+// Config tunes the IMAP server.
+type Config struct {
+	// TLS enables STARTTLS and port 993; nil disables both.
+	TLS *tls.Config
+	// InsecureAuth allows LOGIN/AUTHENTICATE without TLS (development only).
+	InsecureAuth bool
+	// MaxMessageSize caps APPENDLIMIT (the storage tier's limit).
+	MaxMessageSize int64
+	// CommandTimeout bounds the storage calls of one command.
+	CommandTimeout time.Duration
+	// MaxConnsPerIP bounds concurrent connections from one address.
+	MaxConnsPerIP int
+	// MaxSessionsPerAccount bounds one account's sessions on this pod.
+	MaxSessionsPerAccount int
+	Limiter               *authlimit.Limiter
+	Observer              Observer
+	Logger                *slog.Logger
+}
+
+// Server is the IMAP server of one access pod.
+type Server struct {
+	cfg   Config
+	store *storeclient.Client
+	hub   *Hub
+	imap  *imapserver.Server
+
+	mu        sync.Mutex
+	conns     map[*imapserver.Conn]bool
+	perIP     map[string]int
+	perAcct   map[string]int
+	nextID    uint64
+	closing   bool
+	listeners []net.Listener
+}
+
+// New builds the server.
+func New(store *storeclient.Client, cfg Config) *Server {
+	if cfg.CommandTimeout == 0 {
+		cfg.CommandTimeout = 2 * time.Minute
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = 50
+	}
+	if cfg.MaxSessionsPerAccount == 0 {
+		cfg.MaxSessionsPerAccount = 50
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = 50 << 20
+	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = authlimit.New(10, 5*time.Minute, 15*time.Minute, time.Second)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, store: store, hub: NewHub(store, cfg.Logger),
+		conns: map[*imapserver.Conn]bool{}, perIP: map[string]int{}, perAcct: map[string]int{}}
+	s.imap = imapserver.New(&imapserver.Options{
+		NewSession:   s.newSession,
+		Caps:         capabilities,
+		TLSConfig:    cfg.TLS,
+		InsecureAuth: cfg.InsecureAuth,
+		Logger:       logAdapter{cfg.Logger},
+	})
+	return s
+}
+
+// capabilities is everything go-imap v2 implements and we back.
+var capabilities = imap.CapSet{
+	imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
+	imap.CapIdle: {}, imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapNamespace: {},
+	imap.CapSpecialUse: {}, imap.CapCreateSpecialUse: {}, imap.CapESearch: {}, imap.CapSearchRes: {},
+	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {}, imap.CapBinary: {},
+	imap.CapLiteralPlus: {}, imap.CapUnselect: {}, imap.CapEnable: {}, imap.CapAppendLimit: {},
+	imap.CapSASLIR: {}, imap.CapChildren: {}, imap.CapUnauthenticate: {},
+}
+
+type logAdapter struct{ log *slog.Logger }
+
+func (l logAdapter) Printf(format string, args ...any) {
+	l.log.Warn("imap: " + fmt.Sprintf(format, args...))
+}
+
+func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	s.mu.Lock()
+	s.conns[conn] = true
+	s.nextID++
+	id := s.nextID
+	s.mu.Unlock()
+	ip := remoteIP(conn.NetConn())
+	sess := &session{srv: s, conn: conn, ip: ip, log: s.cfg.Logger.With("proto", "imap", "conn", id, "remote", ip)}
+	return &closingSession{session: sess}, nil, nil
+}
+
+// closingSession forgets the connection when the library closes the session.
+type closingSession struct{ *session }
+
+func (c *closingSession) Close() error {
+	c.srv.mu.Lock()
+	delete(c.srv.conns, c.conn)
+	c.srv.mu.Unlock()
+	return c.session.Close()
+}
+
+func (s *Server) acquireAccountSession(account string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAcct[account] >= s.cfg.MaxSessionsPerAccount {
+		return false
+	}
+	s.perAcct[account]++
+	return true
+}
+
+func (s *Server) releaseAccountSession(account string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAcct[account]--; s.perAcct[account] <= 0 {
+		delete(s.perAcct, account)
+	}
+}
+
+// Serve serves IMAP on ln; with implicitTLS (port 993) every connection
+// starts with a TLS handshake.
+func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
+	// The limit wraps the TCP connection and TLS wraps that: go-imap
+	// recognises a TLS connection only as a *tls.Conn.
+	ln = &limitListener{Listener: ln, srv: s}
+	if implicitTLS {
+		if s.cfg.TLS == nil {
+			return fmt.Errorf("imap: implicit TLS needs a TLS config")
+		}
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	return s.imap.Serve(ln)
+}
+
+// Shutdown says BYE to every client (so it reconnects, to another pod) and
+// closes the server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*imapserver.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Bye("Server shutting down, please reconnect")
+	}
+	return s.imap.Close()
+}
+
+// limitListener refuses connections beyond the per-IP limit and counts them.
+type limitListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.srv.cfg.Observer != nil {
+			l.srv.cfg.Observer.Connection()
+		}
+		ip := remoteIP(c)
+		l.srv.mu.Lock()
+		over := l.srv.perIP[ip] >= l.srv.cfg.MaxConnsPerIP
+		if !over {
+			l.srv.perIP[ip]++
+		}
+		l.srv.mu.Unlock()
+		if over {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte("* BYE Too many connections from your address\r\n"))
+			c.Close()
+			continue
+		}
+		return &countedConn{Conn: c, srv: l.srv, ip: ip}, nil
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	srv  *Server
+	ip   string
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.srv.mu.Lock()
+		if c.srv.perIP[c.ip]--; c.srv.perIP[c.ip] <= 0 {
+			delete(c.srv.perIP, c.ip)
+		}
+		c.srv.mu.Unlock()
+	})
+	return c.Conn.Close()
+}

@@ -1,0 +1,248 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-sasl"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+// session is one IMAP connection.
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+	ip   string
+	log  *slog.Logger
+
+	// Authenticated state.
+	account     *storagev1.Account
+	acct        *accountHub
+	appendLimit uint32
+
+	// Selected state.
+	selected *view
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2       = (*session)(nil)
+	_ imapserver.SessionSASL            = (*session)(nil)
+	_ imapserver.SessionUnauthenticate  = (*session)(nil)
+	_ imapserver.SessionAppendLimit     = (*session)(nil)
+	_ imapserver.SessionNamespace       = (*session)(nil)
+	_ imapserver.SessionMove            = (*session)(nil)
+)
+
+// view is a session's window on a selected mailbox.
+type view struct {
+	state     *mailboxState
+	tracker   *imapserver.SessionTracker
+	name      string
+	readOnly  bool
+	searchRes imap.UIDSet
+}
+
+// ctx bounds one command's storage calls.
+func (s *session) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.srv.cfg.CommandTimeout)
+}
+
+func (s *session) Close() error {
+	s.unselect()
+	s.logout()
+	return nil
+}
+
+func (s *session) logout() {
+	if s.acct != nil {
+		s.srv.releaseAccountSession(s.account.Id)
+		s.acct.release()
+		s.acct, s.account = nil, nil
+	}
+}
+
+func (s *session) Login(username, password string) error {
+	cfg := s.srv.cfg
+	if cfg.Limiter.Locked(s.ip, username) {
+		cfg.Observer.Login("locked")
+		s.log.Info("login refused: too many failures", "user", username)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try later"}
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.srv.store.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: username, Password: password})
+	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED {
+		cfg.Observer.Login("failed")
+		s.log.Info("login failed", "user", username)
+		time.Sleep(cfg.Limiter.Failed(s.ip, username))
+		return imapserver.ErrAuthFailed
+	}
+	if err != nil {
+		cfg.Observer.Login("error")
+		s.log.Warn("login error", "user", username, "err", err)
+		return unavailable()
+	}
+	cfg.Limiter.Succeeded(s.ip, username)
+	if !s.srv.acquireAccountSession(resp.Account.Id) {
+		cfg.Observer.Login("limit")
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "Too many sessions for this account"}
+	}
+	acct, err := s.srv.hub.acquire(ctx, resp.Account.Id)
+	if err != nil {
+		s.srv.releaseAccountSession(resp.Account.Id)
+		cfg.Observer.Login("error")
+		s.log.Warn("starting the account watch failed", "account", resp.Account.Id, "err", err)
+		return unavailable()
+	}
+	s.account, s.acct = resp.Account, acct
+	s.log = s.log.With("account", resp.Account.Id)
+	s.appendLimit = s.computeAppendLimit(resp.Account.Quota)
+	if err := s.ensureDefaultMailboxes(ctx); err != nil {
+		s.log.Warn("creating default mailboxes failed", "err", err)
+	}
+	cfg.Observer.Login("ok")
+	s.log.Info("logged in")
+	return nil
+}
+
+// computeAppendLimit is the largest APPEND the account can take now: the
+// server's message size limit, or what is left of the byte quota.
+func (s *session) computeAppendLimit(q *storagev1.Quota) uint32 {
+	limit := uint64(s.srv.cfg.MaxMessageSize)
+	if q.GetLimitBytes() > 0 {
+		left := uint64(0)
+		if q.LimitBytes > q.UsedBytes {
+			left = q.LimitBytes - q.UsedBytes
+		}
+		limit = min(limit, left)
+	}
+	return uint32(min(limit, 1<<32-1))
+}
+
+func (s *session) AppendLimit() uint32 { return s.appendLimit }
+
+// ensureDefaultMailboxes creates the special-use folders a client expects if
+// an account lacks them (accounts get them at creation; this repairs).
+func (s *session) ensureDefaultMailboxes(ctx context.Context) error {
+	resp, err := s.srv.store.Mailboxes.ListMailboxes(ctx, &storagev1.ListMailboxesRequest{AccountId: s.account.Id})
+	if err != nil {
+		return err
+	}
+	have := map[storagev1.SpecialUse]bool{}
+	for _, mb := range resp.Mailboxes {
+		have[mb.SpecialUse] = true
+	}
+	for name, use := range map[string]storagev1.SpecialUse{
+		"Drafts": storagev1.SpecialUse_SPECIAL_USE_DRAFTS, "Sent": storagev1.SpecialUse_SPECIAL_USE_SENT,
+		"Trash": storagev1.SpecialUse_SPECIAL_USE_TRASH, "Junk": storagev1.SpecialUse_SPECIAL_USE_JUNK,
+		"Archive": storagev1.SpecialUse_SPECIAL_USE_ARCHIVE,
+	} {
+		if !have[use] {
+			_, err := s.srv.store.Mailboxes.CreateMailbox(ctx, &storagev1.CreateMailboxRequest{AccountId: s.account.Id, Name: name, SpecialUse: use, Subscribed: true})
+			if err != nil && storagev1.ReasonOf(err) != storagev1.ErrorReason_ERROR_REASON_MAILBOX_EXISTS {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RFC 4616 PLAIN via AUTHENTICATE (with SASL-IR).
+func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *session) Authenticate(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported mechanism"}
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed, Text: "Cannot act as another user"}
+		}
+		return s.Login(username, password)
+	}), nil
+}
+
+// RFC 8437 UNAUTHENTICATE.
+func (s *session) Unauthenticate() error {
+	s.unselect()
+	s.logout()
+	return nil
+}
+
+// RFC 2342 NAMESPACE: one personal namespace.
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delim}}}, nil
+}
+
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.selected == nil {
+		return nil
+	}
+	return s.selected.tracker.Poll(w, allowExpunge)
+}
+
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if s.selected == nil {
+		<-stop
+		return nil
+	}
+	return s.selected.tracker.Idle(w, stop)
+}
+
+// mapError turns a storage error into the IMAP reply for it (RFC 5530 codes).
+func mapError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		return err
+	}
+	no := func(code imap.ResponseCode, text string) error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	switch storagev1.ReasonOf(err) {
+	case storagev1.ErrorReason_ERROR_REASON_OVER_QUOTA:
+		return no(imap.ResponseCodeOverQuota, "Quota exceeded")
+	case storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND:
+		return no(imap.ResponseCodeNonExistent, "No such mailbox")
+	case storagev1.ErrorReason_ERROR_REASON_MAILBOX_EXISTS:
+		return no(imap.ResponseCodeAlreadyExists, "Mailbox already exists")
+	case storagev1.ErrorReason_ERROR_REASON_MAILBOX_HAS_CHILDREN:
+		return no(imap.ResponseCodeHasChildren, "Mailbox has children; delete them first")
+	case storagev1.ErrorReason_ERROR_REASON_MAILBOX_PROTECTED:
+		return no(imap.ResponseCodeCannot, "Not allowed on this mailbox")
+	case storagev1.ErrorReason_ERROR_REASON_INVALID_ARGUMENT:
+		return no(imap.ResponseCodeCannot, status.Convert(err).Message())
+	case storagev1.ErrorReason_ERROR_REASON_MESSAGE_TOO_LARGE:
+		return no(imap.ResponseCodeTooBig, "Message too large")
+	case storagev1.ErrorReason_ERROR_REASON_TOO_MANY_ITEMS:
+		return no(imap.ResponseCodeLimit, "Too many mailboxes or messages in one step")
+	case storagev1.ErrorReason_ERROR_REASON_ACCOUNT_NOT_FOUND:
+		return no(imap.ResponseCodeUnavailable, "Account unavailable")
+	}
+	if status.Code(err) == codes.InvalidArgument {
+		return no(imap.ResponseCodeCannot, "Invalid request")
+	}
+	return unavailable()
+}
+
+func unavailable() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Temporary failure, try again later"}
+}
+
+func remoteIP(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
