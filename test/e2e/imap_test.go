@@ -24,7 +24,9 @@ type events struct {
 	ch      chan struct{}
 }
 
-func newEvents() *events { return &events{fetch: map[uint32][]imap.Flag{}, ch: make(chan struct{}, 1000)} }
+func newEvents() *events {
+	return &events{fetch: map[uint32][]imap.Flag{}, ch: make(chan struct{}, 1000)}
+}
 
 func (e *events) handler() *imapclient.UnilateralDataHandler {
 	return &imapclient.UnilateralDataHandler{

@@ -33,12 +33,12 @@ type session struct {
 }
 
 var (
-	_ imapserver.SessionIMAP4rev2       = (*session)(nil)
-	_ imapserver.SessionSASL            = (*session)(nil)
-	_ imapserver.SessionUnauthenticate  = (*session)(nil)
-	_ imapserver.SessionAppendLimit     = (*session)(nil)
-	_ imapserver.SessionNamespace       = (*session)(nil)
-	_ imapserver.SessionMove            = (*session)(nil)
+	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
+	_ imapserver.SessionSASL           = (*session)(nil)
+	_ imapserver.SessionUnauthenticate = (*session)(nil)
+	_ imapserver.SessionAppendLimit    = (*session)(nil)
+	_ imapserver.SessionNamespace      = (*session)(nil)
+	_ imapserver.SessionMove           = (*session)(nil)
 )
 
 // view is a session's window on a selected mailbox.
