@@ -91,6 +91,7 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, BinDir: binDir, Dir: dir, Etcd: etcd, MinIO: minio, Bucket: bucket}
+	t.Cleanup(c.dumpLogsOnFailure)
 	for i := 0; i < o.Storage; i++ {
 		port, ops := freePort(t), freePort(t)
 		p := c.newProcess(fmt.Sprintf("storage-%d", i), "storage", []string{
@@ -130,6 +131,28 @@ func (c *Cluster) startAccess(i int, storage string, extra []string) *Access {
 	a.ReadyURL = "http://" + a.Ops + "/readyz"
 	a.Start()
 	return a
+}
+
+// dumpLogsOnFailure prints the end of every process log of a failed test.
+func (c *Cluster) dumpLogsOnFailure() {
+	if !c.t.Failed() {
+		return
+	}
+	for _, p := range append(append([]*Process{}, c.Storage...), c.accessProcesses()...) {
+		log := p.Log()
+		if len(log) > 6000 {
+			log = log[len(log)-6000:]
+		}
+		c.t.Logf("--- %s log (end) ---\n%s", p.Name, log)
+	}
+}
+
+func (c *Cluster) accessProcesses() []*Process {
+	var out []*Process
+	for _, a := range c.Access {
+		out = append(out, a.Process)
+	}
+	return out
 }
 
 // Process is one Mailfleet process; it can be killed and started again.

@@ -103,8 +103,14 @@ func (s *session) markSeen(targets []target) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	resp, err := s.srv.store.Messages.StoreFlags(ctx, &storagev1.StoreFlagsRequest{AccountId: s.account.Id,
-		MailboxId: s.selected.state.id, Uids: storeclient.UIDSetOf(unseen), Op: storagev1.StoreFlagsRequest_OP_ADD, Flags: []string{string(imap.FlagSeen)}})
+	v := s.selected
+	var resp *storagev1.StoreFlagsResponse
+	err := v.state.ownFlagChange(v.tracker, func() ([]*storagev1.Message, error) {
+		var err error
+		resp, err = s.srv.store.Messages.StoreFlags(ctx, &storagev1.StoreFlagsRequest{AccountId: s.account.Id,
+			MailboxId: v.state.id, Uids: storeclient.UIDSetOf(unseen), Op: storagev1.StoreFlagsRequest_OP_ADD, Flags: []string{string(imap.FlagSeen)}})
+		return resp.GetMessages(), err
+	})
 	if err != nil {
 		return mapError(err)
 	}

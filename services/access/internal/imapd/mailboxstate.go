@@ -27,6 +27,12 @@ type mailboxState struct {
 	ready   chan struct{} // closed when loaded
 	loadErr error
 
+	// gate pauses applying watch changes while a session makes a flag change
+	// and records it as its own (so .SILENT stays silent and a FETCH that
+	// set \Seen does not echo). Lock order: gate, then mu.
+	gate sync.Mutex
+	own  map[ownChange]*imapserver.SessionTracker
+
 	mu          sync.Mutex
 	loaded      bool
 	loadRev     int64
@@ -40,13 +46,19 @@ type mailboxState struct {
 	notify      chan struct{} // closed and replaced whenever modseq moves
 }
 
+// ownChange names one flag change a session made itself.
+type ownChange struct {
+	uid    uint32
+	modseq uint64
+}
+
 type batch struct {
 	rev     int64
 	changes []*storagev1.Change
 }
 
 func newMailboxState(a *accountHub, id string) *mailboxState {
-	return &mailboxState{acct: a, id: id, ready: make(chan struct{}), notify: make(chan struct{})}
+	return &mailboxState{acct: a, id: id, ready: make(chan struct{}), notify: make(chan struct{}), own: map[ownChange]*imapserver.SessionTracker{}}
 }
 
 func (m *mailboxState) release() {
@@ -111,6 +123,8 @@ func (m *mailboxState) index(uid uint32) int {
 
 // apply applies the changes of one revision.
 func (m *mailboxState) apply(rev int64, changes []*storagev1.Change) {
+	m.gate.Lock()
+	defer m.gate.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.loaded {
@@ -142,7 +156,9 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 			flushExists()
 			if i := m.index(c.Uid); i >= 0 {
 				m.entries[i].flags = c.Flags
-				m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.Uid), toIMAPFlags(c.Flags), nil)
+				key := ownChange{c.Uid, c.Modseq}
+				m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.Uid), toIMAPFlags(c.Flags), m.own[key])
+				delete(m.own, key)
 			}
 		case storagev1.Change_KIND_MESSAGE_EXPUNGED:
 			flushExists()
@@ -160,8 +176,33 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 		m.modseq = max(m.modseq, c.Modseq)
 	}
 	flushExists()
+	for k := range m.own {
+		if k.modseq <= m.modseq-min(m.modseq, 1000) {
+			delete(m.own, k) // a change that never came back (it changed nothing)
+		}
+	}
 	close(m.notify)
 	m.notify = make(chan struct{})
+}
+
+// ownFlagChange runs fn (which changes flags through the storage tier) with
+// the watch paused for this mailbox, and records the changes it reports as
+// made by tracker, which then gets no FETCH update for them.
+func (m *mailboxState) ownFlagChange(tracker *imapserver.SessionTracker, fn func() ([]*storagev1.Message, error)) error {
+	m.gate.Lock()
+	defer m.gate.Unlock()
+	msgs, err := fn()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	for _, msg := range msgs {
+		if msg.Modseq > m.modseq {
+			m.own[ownChange{msg.Uid, msg.Modseq}] = tracker
+		}
+	}
+	m.mu.Unlock()
+	return nil
 }
 
 // resync reloads the mailbox and turns the difference into updates.

@@ -212,7 +212,12 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if options != nil {
 		req.UnchangedSince = options.UnchangedSince
 	}
-	resp, err := s.srv.store.Messages.StoreFlags(ctx, req)
+	var resp *storagev1.StoreFlagsResponse
+	err := v.state.ownFlagChange(v.tracker, func() ([]*storagev1.Message, error) {
+		var err error
+		resp, err = s.srv.store.Messages.StoreFlags(ctx, req)
+		return resp.GetMessages(), err
+	})
 	if err != nil {
 		return mapError(err)
 	}
