@@ -53,6 +53,7 @@ type Config struct {
 	MaxConnsPerIP         int
 	LoginFailures         int
 	LoginLockout          time.Duration
+	LoginDelay            time.Duration
 	ShutdownTimeout       time.Duration
 }
 
@@ -77,6 +78,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "concurrent connections per client address and protocol")
 	fs.IntVar(&c.LoginFailures, "login-failures", 10, "failed logins per IP or user within 5 minutes before a lockout")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
+	fs.DurationVar(&c.LoginDelay, "login-failure-delay", time.Second, "delay after a failed login (doubling per failure, up to 8x)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long sessions get to finish after SIGTERM")
 	return c
 }
@@ -142,7 +144,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	limiter := authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, time.Second)
+	limiter := authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay)
 
 	pop3Server := pop3.NewServer(&storeclient.POP3{Client: store, LockTTL: cfg.POP3LockTTL, Log: log}, pop3.Config{
 		TLS:               tlsCfg,

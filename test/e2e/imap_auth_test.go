@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/mailfleet/mailfleet/test/cluster"
+)
+
+// Port 143: STARTTLS first; no LOGIN or AUTHENTICATE in plaintext.
+func TestIMAPAuthNeedsTLS(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("auth@example.test", "auth-secret")
+	r := rawDial(t, c.Access[0].IMAP, false)
+	caps := r.expect("CAPABILITY", "OK")
+	if !contains(caps, "STARTTLS") || !contains(caps, "LOGINDISABLED") || contains(caps, "AUTH=PLAIN") {
+		t.Fatalf("plaintext CAPABILITY %q", caps)
+	}
+	r.expect("LOGIN auth@example.test auth-secret", "NO")
+	r.starttls()
+	caps = r.expect("CAPABILITY", "OK")
+	if contains(caps, "LOGINDISABLED") || !contains(caps, "AUTH=PLAIN") {
+		t.Fatalf("CAPABILITY after STARTTLS %q", caps)
+	}
+	r.expect("LOGIN auth@example.test wrong", "NO [AUTHENTICATIONFAILED]")
+	r.expect("LOGIN auth@example.test auth-secret", "OK")
+	caps = r.expect("CAPABILITY", "OK")
+	for _, want := range []string{"IMAP4rev2", "IDLE", "MOVE", "UIDPLUS", "SPECIAL-USE", "LIST-STATUS", "STATUS=SIZE", "APPENDLIMIT=", "UNAUTHENTICATE", "ESEARCH", "BINARY", "NAMESPACE"} {
+		if !contains(caps, want) {
+			t.Errorf("CAPABILITY lacks %s: %q", want, caps)
+		}
+	}
+	r.expect("UNAUTHENTICATE", "OK")
+	r.expect("SELECT INBOX", "BAD")
+	// SASL PLAIN with an initial response (SASL-IR), on port 993.
+	s := rawDial(t, c.Access[0].IMAPS, true)
+	ir := base64.StdEncoding.EncodeToString([]byte("\x00auth@example.test\x00auth-secret"))
+	s.expect("AUTHENTICATE PLAIN "+ir, "OK")
+	ns := s.expect("NAMESPACE", "OK")
+	if !contains(ns, `(("" "/"))`) {
+		t.Fatalf("NAMESPACE %q", ns)
+	}
+}
+
+// Unknown commands before login end the connection (cross-protocol attacks).
+func TestIMAPUnknownCommandBeforeLogin(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	r := rawDial(t, c.Access[0].IMAP, false)
+	r.conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	if !r.closed() {
+		t.Fatal("connection still open after an HTTP request")
+	}
+}
+
+// Failed logins are slowed down and then locked out per IP and per user.
+func TestIMAPLoginLockout(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, AccessArgs: []string{"--login-failures", "3", "--login-failure-delay", "10ms"}})
+	c.CreateAccount("lock@example.test", "lock-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	for i := 0; i < 3; i++ {
+		r.expect("LOGIN lock@example.test nope", "NO")
+	}
+	_, status := r.do("LOGIN lock@example.test lock-secret")
+	if !strings.HasPrefix(status, "NO") {
+		t.Fatalf("login during lockout: %q", status)
+	}
+}
