@@ -260,6 +260,16 @@ func (c *Cluster) Deliver(recipients []string, body []byte) {
 	}
 }
 
+// SetQuota sets an account's limits (0 = unlimited).
+func (c *Cluster) SetQuota(account string, bytes, messages uint64) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Accounts.SetQuota(ctx, &storagev1.SetQuotaRequest{AccountId: account, LimitBytes: bytes, LimitMessages: messages}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // InboxUIDs lists the UIDs in an account's INBOX.
 func (c *Cluster) InboxUIDs(account string) []uint32 {
 	c.t.Helper()
