@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"bufio"
-	"errors"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
