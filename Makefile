@@ -32,8 +32,9 @@ fuzz-short: ## a short run of every fuzz target (a long one: FUZZTIME=10m make f
 test-short: ## the fast loop: unit tests only
 	go test -short -count=1 $(GO_PACKAGES)
 
-bench: engines ## storage append benchmark against etcd + MinIO and etcd + fs
+bench: engines ## benchmarks: storage appends (etcd + MinIO / fs), then the access tier on a real cluster
 	go run ./services/storage/cmd/bench
+	go test -run '^$$' -bench . -benchtime 1x ./test/e2e
 
 verify: ## gofmt, go vet, generated code and go.work up to date
 	@bash hack/verify.sh

@@ -218,6 +218,28 @@ func (p *Process) Signal(sig syscall.Signal) {
 	}
 }
 
+// RSSKiB returns the process's resident memory in KiB (Linux), or 0.
+func (p *Process) RSSKiB() int64 {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kib int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kib)
+			return kib
+		}
+	}
+	return 0
+}
+
 // Log returns the process's log.
 func (p *Process) Log() string {
 	b, _ := os.ReadFile(p.LogPath)

@@ -51,7 +51,7 @@ func FuzzIMAPSession(f *testing.F) {
 				break
 			}
 		}
-		conn.Write([]byte(input + "\r\nDONE\r\nZ LOGOUT\r\n"))
+		go conn.Write([]byte(input + "\r\nDONE\r\nZ LOGOUT\r\n")) // write while reading
 		conn.SetDeadline(time.Now().Add(3 * time.Second))
 		for {
 			if _, err := r.ReadString('\n'); err != nil {
