@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailfleet/mailfleet/test/cluster"
 )
 
@@ -112,20 +114,30 @@ func TestPOP3AcrossPods(t *testing.T) {
 	if got := strings.Join(b2.lines(), "\r\n") + "\r\n"; got != string(message(2)) {
 		t.Fatalf("RETR 2 = %q", got)
 	}
-	// DELE + QUIT expunges for good.
+	// DELE + QUIT expunges for good: an IMAP session selected on the other
+	// pod is told, and the INBOX holds only UID 2.
+	ev := newEvents()
+	im := dialIMAP(t, c.Access[0].IMAPS, ev)
+	login(t, im, "pop@example.test", "pop-secret")
+	if _, err := im.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := im.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
 	b2.do("DELE 1", "+OK")
 	b2.do("DELE 3", "+OK")
 	b2.do("QUIT", "+OK")
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		uids := c.InboxUIDs(acc.Id)
-		if len(uids) == 1 && uids[0] == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("INBOX after DELE 1,3 + QUIT: %v, want [2]", uids)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ev.waitFor(t, "two EXPUNGEs over IMAP", 5*time.Second, func(e *events) bool { return len(e.expunge) == 2 })
+	idle.Close()
+	idle.Wait()
+	msgs, err := im.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true}).Collect()
+	if err != nil || len(msgs) != 1 || msgs[0].UID != 2 {
+		t.Fatalf("IMAP view after POP3 DELE 1,3 + QUIT: %v %v", msgs, err)
+	}
+	if uids := c.InboxUIDs(acc.Id); len(uids) != 1 || uids[0] != 2 {
+		t.Fatalf("INBOX after DELE 1,3 + QUIT: %v, want [2]", uids)
 	}
 
 	// kill -9 of the pod holding the maildrop: after the lock's TTL a session
