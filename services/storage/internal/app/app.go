@@ -63,6 +63,7 @@ type Config struct {
 	SweepInterval      time.Duration
 	OrphanScanInterval time.Duration
 	ShutdownTimeout    time.Duration
+	AuthCacheTTL       time.Duration
 }
 
 // Flags registers every setting on fs.
@@ -92,6 +93,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.SweepGrace, "sweep-grace", time.Hour, "how long unreferenced bodies are kept before deletion")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
+	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "remember successful logins this long (0 = off); a password change takes effect at once")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long in-flight requests may take after SIGTERM")
 	return c
 }
@@ -135,6 +137,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxMessageSize: cfg.MaxMessageSize,
 		SweepGrace:     cfg.SweepGrace,
 		QueueLifetime:  service.DefaultConfig().QueueLifetime,
+		AuthCacheTTL:   cfg.AuthCacheTTL,
 	}, log)
 
 	reg := prometheus.NewRegistry()

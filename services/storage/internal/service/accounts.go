@@ -466,7 +466,7 @@ func (s *Server) Authenticate(ctx context.Context, req *storagev1.AuthenticateRe
 		password.Verify("", req.Password)
 		return nil, denied
 	}
-	if !password.Verify(rec.PasswordHash, req.Password) || rec.Disabled {
+	if !s.authCache.Verify(rec.Id, rec.PasswordHash, req.Password) || rec.Disabled {
 		return nil, denied
 	}
 	return &storagev1.AuthenticateResponse{Account: accountView(rec, q)}, nil

@@ -34,6 +34,7 @@ import (
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
 	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
+	"github.com/mailfleet/mailfleet/services/storage/internal/password"
 )
 
 // Config tunes the service.
@@ -46,6 +47,8 @@ type Config struct {
 	SweepGrace time.Duration
 	// QueueLifetime is how long an outbound message is retried by default.
 	QueueLifetime time.Duration
+	// AuthCacheTTL keeps successful logins for this long (0 = no cache).
+	AuthCacheTTL time.Duration
 }
 
 // DefaultConfig returns production defaults.
@@ -54,6 +57,7 @@ func DefaultConfig() Config {
 		MaxMessageSize: 50 << 20,
 		SweepGrace:     time.Hour,
 		QueueLifetime:  5 * 24 * time.Hour,
+		AuthCacheTTL:   5 * time.Minute,
 	}
 }
 
@@ -72,6 +76,7 @@ type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	committer *committer
+	authCache *password.Cache
 }
 
 // New builds a Server. prefix is the etcd key prefix (keys.DefaultPrefix if empty).
@@ -84,6 +89,7 @@ func New(etcd *clientv3.Client, prefix string, blobs blobstore.Store, cfg Config
 	}
 	s := &Server{etcd: etcd, keys: keys.Layout{Prefix: prefix}, blobs: blobs, cfg: cfg, log: log}
 	s.committer = newCommitter(etcd)
+	s.authCache = password.NewCache(cfg.AuthCacheTTL, 100000)
 	return s
 }
 
