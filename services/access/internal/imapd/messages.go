@@ -125,19 +125,9 @@ func storeFlags(flags []imap.Flag) []string {
 
 // RFC 9051 6.3.12 APPEND (RFC 4315 APPENDUID).
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
-	ctx, cancel := s.ctx()
-	defer cancel()
-	mb, err := s.srv.store.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: s.account.Id, Name: name})
-	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND {
-		io.Copy(io.Discard, r)
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
-	}
-	if err != nil {
-		io.Copy(io.Discard, r)
-		return nil, mapError(err)
-	}
+	// The storage tier resolves the name itself: one call for the APPEND.
 	meta := &storagev1.AppendMessageRequest_Metadata{
-		AccountId: s.account.Id, MailboxId: mb.Mailbox.Id, SizeHint: uint64(r.Size()),
+		AccountId: s.account.Id, MailboxName: name, SizeHint: uint64(r.Size()),
 	}
 	if options != nil {
 		meta.Flags = storeFlags(options.Flags)
@@ -148,6 +138,9 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	resp, err := s.appendStream(meta, r)
 	if err != nil {
 		io.Copy(io.Discard, r) // the literal must be consumed whatever happened
+		if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND {
+			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+		}
 		return nil, mapError(err)
 	}
 	if v := s.selected; v != nil && v.state.id == resp.MailboxId {

@@ -44,26 +44,8 @@ func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServ
 		return fail(reasonTooLarge, "message larger than %d bytes", s.cfg.MaxMessageSize)
 	}
 	// Check the target before reading the body, so that a wrong mailbox or a
-	// full quota costs no upload.
-	mailboxID := meta.MailboxId
-	_, err = etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
-		q, err := s.loadQuota(tx, meta.AccountId)
-		if err != nil {
-			return err
-		}
-		if mailboxID == "" {
-			name, err := normalizeMailboxName(meta.MailboxName)
-			if err != nil {
-				return err
-			}
-			if mailboxID, err = s.mailboxIDByName(tx, meta.AccountId, name); err != nil {
-				return err
-			}
-		} else if _, err := s.loadMailbox(tx, meta.AccountId, mailboxID); err != nil {
-			return err
-		}
-		return checkQuota(q, meta.SizeHint)
-	})
+	// full quota costs no upload: one round trip, no transaction.
+	mailboxID, err := s.appendPrecheck(ctx, meta)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -86,6 +68,10 @@ func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServ
 	}
 	var mb *storagev1.Mailbox
 	_, err = s.committer.do(ctx, meta.AccountId, func(tx *etcdtx.Tx) error {
+		// Both keys in one round trip (cached for the rest of the batch).
+		if err := tx.Prefetch([]string{s.keys.Quota(meta.AccountId), s.keys.Mailbox(meta.AccountId, mailboxID)}); err != nil {
+			return err
+		}
 		q, err := s.loadQuota(tx, meta.AccountId)
 		if err != nil {
 			return err
@@ -110,6 +96,46 @@ func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServ
 	return stream.SendAndClose(&storagev1.AppendMessageResponse{
 		MailboxId: mailboxID, UidValidity: mb.UidValidity, Uid: msg.Uid, Modseq: msg.Modseq, Size: msg.Size,
 	})
+}
+
+// appendPrecheck resolves the target mailbox and checks the announced size
+// against the quota, reading everything in one etcd round trip.
+func (s *Server) appendPrecheck(ctx context.Context, meta *storagev1.AppendMessageRequest_Metadata) (string, error) {
+	if meta.AccountId == "" || strings.Contains(meta.AccountId, "/") {
+		return "", errInvalid("account id is required")
+	}
+	target := s.keys.Mailbox(meta.AccountId, meta.MailboxId)
+	if meta.MailboxId == "" {
+		name, err := normalizeMailboxName(meta.MailboxName)
+		if err != nil {
+			return "", err
+		}
+		target = s.keys.Name(meta.AccountId, name)
+	} else if strings.Contains(meta.MailboxId, "/") {
+		return "", fail(reasonMailboxNotFound, "no such mailbox")
+	}
+	resp, err := s.etcd.Txn(ctx).Then(clientv3.OpGet(s.keys.Quota(meta.AccountId)), clientv3.OpGet(target)).Commit()
+	if err != nil {
+		return "", err
+	}
+	quotaKvs, targetKvs := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
+	if len(quotaKvs) == 0 {
+		return "", fail(reasonAccountNotFound, "no such account")
+	}
+	if len(targetKvs) == 0 {
+		return "", fail(reasonMailboxNotFound, "no such mailbox")
+	}
+	q := &storagev1.Quota{}
+	if err := proto.Unmarshal(quotaKvs[0].Value, q); err != nil {
+		return "", err
+	}
+	if err := checkQuota(q, meta.SizeHint); err != nil {
+		return "", err
+	}
+	if meta.MailboxId == "" {
+		return string(targetKvs[0].Value), nil
+	}
+	return meta.MailboxId, nil
 }
 
 // chunkReader adapts a stream of requests to receiveBody: it yields each
