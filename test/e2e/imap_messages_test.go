@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 
 	"strings"
 	"testing"
@@ -53,7 +55,7 @@ func bodySection(msg *imapclient.FetchMessageBuffer, section *imap.FetchItemBody
 
 // APPEND and every FETCH item, with the exact bytes back.
 func TestIMAPAppendAndFetch(t *testing.T) {
-	_, cl := startIMAP(t)
+	c, cl := startIMAP(t)
 	date := time.Date(2026, 11, 1, 12, 30, 0, 0, time.UTC)
 	data := appendMsg(t, cl, "INBOX", []byte(multipartMsg), &imap.AppendOptions{Flags: []imap.Flag{"$Important"}, Time: date})
 	if data.UID != 1 || data.UIDValidity == 0 {
@@ -119,6 +121,22 @@ func TestIMAPAppendAndFetch(t *testing.T) {
 	st, err := cl.Status("INBOX", &imap.StatusOptions{NumUnseen: true, Size: true, NumMessages: true}).Wait()
 	if err != nil || *st.NumUnseen != 0 || *st.Size != int64(len(multipartMsg)) || *st.NumMessages != 1 {
 		t.Fatalf("status: %+v %v", st, err)
+	}
+	// The ops endpoint counts what happened.
+	resp, err := http.Get("http://" + c.Access[0].Ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`mailfleet_access_commands_total{command="FETCH",proto="imap",result="ok"} 2`,
+		`mailfleet_access_commands_total{command="APPEND",proto="imap",result="ok"} 1`,
+		`mailfleet_access_logins_total{proto="imap",result="ok"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 

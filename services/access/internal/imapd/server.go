@@ -16,10 +16,11 @@ import (
 	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
 )
 
-// Observer is told about connections and logins (for metrics).
+// Observer is told about connections, logins and commands (for metrics).
 type Observer interface {
 	Connection()
 	Login(result string)
+	Command(name string, ok bool, d time.Duration)
 }
 
 // Config tunes the IMAP server.
@@ -113,17 +114,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	s.mu.Unlock()
 	ip := remoteIP(conn.NetConn())
 	sess := &session{srv: s, conn: conn, ip: ip, log: s.cfg.Logger.With("proto", "imap", "conn", id, "remote", ip)}
-	return &closingSession{session: sess}, nil, nil
-}
-
-// closingSession forgets the connection when the library closes the session.
-type closingSession struct{ *session }
-
-func (c *closingSession) Close() error {
-	c.srv.mu.Lock()
-	delete(c.srv.conns, c.conn)
-	c.srv.mu.Unlock()
-	return c.session.Close()
+	return &instrumented{session: sess}, nil, nil
 }
 
 func (s *Server) acquireAccountSession(account string) bool {

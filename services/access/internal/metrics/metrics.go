@@ -50,7 +50,13 @@ func (s *Set) For(proto string) *Protocol {
 var knownCommands = map[string]bool{}
 
 func init() {
-	for _, c := range []string{"CAPA", "STLS", "USER", "PASS", "AUTH", "QUIT", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP"} {
+	for _, c := range []string{
+		// POP3
+		"CAPA", "STLS", "USER", "PASS", "AUTH", "QUIT", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP",
+		// IMAP (the session methods; CAPABILITY, NOOP, ENABLE… are the library's own)
+		"LOGIN", "SELECT", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "STATUS", "APPEND",
+		"UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "IDLE",
+	} {
 		knownCommands[c] = true
 	}
 }
