@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,4 +170,32 @@ func TestIMAPShutdownSaysBye(t *testing.T) {
 	if !r.closed() {
 		t.Fatal("connection open after BYE")
 	}
+}
+
+// Connection limits: per client address, and sessions per account.
+func TestIMAPConnectionLimits(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1,
+		AccessArgs: []string{"--max-conns-per-ip", "3", "--max-sessions-per-account", "1"}})
+	c.CreateAccount("lim@example.test", "lim-secret")
+	first := rawDial(t, c.Access[0].IMAPS, true)
+	first.expect("LOGIN lim@example.test lim-secret", "OK")
+	second := rawDial(t, c.Access[0].IMAPS, true)
+	second.expect("LOGIN lim@example.test lim-secret", "NO [LIMIT]")
+	rawDial(t, c.Access[0].IMAPS, true)
+	// The limit counts every listener; the plaintext port shows the refusal.
+	conn, err := net.Dial("tcp", c.Access[0].IMAP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 100)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := conn.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "* BYE Too many connections") {
+		t.Fatalf("fourth connection from one address got %q", buf[:n])
+	}
+	// Logging out frees the account's session slot.
+	first.expect("LOGOUT", "OK")
+	time.Sleep(200 * time.Millisecond)
+	second.expect("LOGIN lim@example.test lim-secret", "OK")
 }
