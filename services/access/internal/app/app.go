@@ -10,19 +10,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/mailfleet/mailfleet/pkg/flagenv"
-	"github.com/mailfleet/mailfleet/pkg/logging"
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
+	"github.com/mailfleet/mailfleet/pkg/servicemain"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
@@ -36,7 +32,6 @@ import (
 type Config struct {
 	Storage      string
 	OpsListen    string
-	LogLevel     string
 	IMAPListen   string
 	IMAPSListen  string
 	POP3Listen   string
@@ -62,7 +57,6 @@ func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{}
 	fs.StringVar(&c.Storage, "storage", "127.0.0.1:7070", "storage tier gRPC address")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7081", "address of /healthz, /readyz and /metrics")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.IMAPListen, "imap-listen", ":1430", "IMAP with STARTTLS (empty = off)")
 	fs.StringVar(&c.IMAPSListen, "imaps-listen", ":9930", "IMAP over implicit TLS (empty = off)")
 	fs.StringVar(&c.POP3Listen, "pop3-listen", ":1100", "POP3 with STLS (empty = off)")
@@ -87,21 +81,7 @@ func Flags(fs *flag.FlagSet) *Config {
 func Main() {
 	fs := flag.NewFlagSet("access", flag.ExitOnError)
 	cfg := Flags(fs)
-	if err := flagenv.Parse(fs, "MAILFLEET", os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, "access")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := Run(ctx, cfg, log); err != nil {
-		log.Error("access failed", "err", err)
-		os.Exit(1)
-	}
+	servicemain.Main("access", fs, func(ctx context.Context, log *slog.Logger) error { return Run(ctx, cfg, log) })
 }
 
 func tlsConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {

@@ -12,9 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +22,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/mailfleet/mailfleet/pkg/flagenv"
-	"github.com/mailfleet/mailfleet/pkg/logging"
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
+	"github.com/mailfleet/mailfleet/pkg/servicemain"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
 	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
@@ -37,7 +34,6 @@ import (
 type Config struct {
 	GRPCListen string
 	OpsListen  string
-	LogLevel   string
 
 	EtcdEndpoints string
 	EtcdPrefix    string
@@ -71,7 +67,6 @@ func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{}
 	fs.StringVar(&c.GRPCListen, "grpc-listen", ":7070", "address of the storage.v1 gRPC API")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7071", "address of /healthz, /readyz and /metrics")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.EtcdEndpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", keys.DefaultPrefix, "prefix of every etcd key")
 	fs.StringVar(&c.EtcdUsername, "etcd-username", "", "etcd user (optional)")
@@ -102,21 +97,7 @@ func Flags(fs *flag.FlagSet) *Config {
 func Main() {
 	fs := flag.NewFlagSet("storage", flag.ExitOnError)
 	cfg := Flags(fs)
-	if err := flagenv.Parse(fs, "MAILFLEET", os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, "storage")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := Run(ctx, cfg, log); err != nil {
-		log.Error("storage failed", "err", err)
-		os.Exit(1)
-	}
+	servicemain.Main("storage", fs, func(ctx context.Context, log *slog.Logger) error { return Run(ctx, cfg, log) })
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
