@@ -2,8 +2,11 @@ package imapd
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -157,6 +160,14 @@ func (s *session) fetchOne(rw *imapserver.FetchResponseWriter, t target, m *stor
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(full)))
 	}
 	for _, bs := range options.BodySection {
+		if full == nil && len(bs.Part) == 0 && (bs.Specifier == imap.PartSpecifierNone || bs.Specifier == imap.PartSpecifierText) {
+			// The whole message or its text: stream the byte range, so that
+			// memory does not grow with the message.
+			if err := s.streamSection(rw, t.uid, m, bs); err != nil {
+				return err
+			}
+			continue
+		}
 		data, err := s.section(t.uid, m, bs, full)
 		if err != nil {
 			return mapError(err)
@@ -177,8 +188,45 @@ func (s *session) fetchOne(rw *imapserver.FetchResponseWriter, t target, m *stor
 	return rw.Close()
 }
 
+// streamSection copies BODY[] or BODY[TEXT] (possibly partial) from the body
+// store to the client. The size is known from the index; if the store fails
+// midway the connection cannot carry on (the literal is cut), so the error
+// ends it.
+func (s *session) streamSection(rw *imapserver.FetchResponseWriter, uid uint32, m *storagev1.Message, bs *imap.FetchItemBodySection) error {
+	start, total := uint64(0), m.Size
+	if bs.Specifier == imap.PartSpecifierText {
+		start = min(m.HeaderSize, m.Size)
+		total = m.Size - start
+	}
+	off, n := partialRange(bs.Partial, total)
+	wc := rw.WriteBodySection(bs, int64(n))
+	if n == 0 {
+		return wc.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
+	defer cancel()
+	rc, err := s.srv.store.BodyReader(ctx, s.account.Id, s.selected.state.id, uid, start+off, n)
+	if err != nil {
+		wc.Close()
+		return fmt.Errorf("reading message %d: %w", uid, err)
+	}
+	defer rc.Close()
+	copied, err := io.Copy(wc, rc)
+	if err == nil && uint64(copied) != n {
+		err = fmt.Errorf("message %d: %d of %d bytes", uid, copied, n)
+	}
+	if err != nil {
+		// The literal is cut: the client could not tell what follows, so
+		// the connection ends here and the client reconnects.
+		s.log.Warn("body stream failed; closing the connection", "uid", uid, "err", err)
+		s.conn.NetConn().Close()
+		return err
+	}
+	return wc.Close()
+}
+
 // section returns the bytes of one BODY[...] item, reading only the byte
-// range it needs when the section is the whole message, its header or its text.
+// range it needs when the section is the header.
 func (s *session) section(uid uint32, m *storagev1.Message, bs *imap.FetchItemBodySection, full []byte) ([]byte, error) {
 	if full != nil || len(bs.Part) > 0 {
 		if full == nil {
