@@ -19,13 +19,14 @@ import (
 
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
 	"github.com/mailfleet/mailfleet/services/access/internal/imapd"
+	"github.com/mailfleet/mailfleet/services/access/internal/maildrop"
 	"github.com/mailfleet/mailfleet/services/access/internal/metrics"
 	"github.com/mailfleet/mailfleet/services/access/internal/pop3"
-	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
 )
 
 // Config is everything the access binary can be told.
@@ -126,7 +127,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	m := metrics.New(reg)
 	limiter := authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay)
 
-	pop3Server := pop3.NewServer(&storeclient.POP3{Client: store, LockTTL: cfg.POP3LockTTL, Log: log}, pop3.Config{
+	pop3Server := pop3.NewServer(&maildrop.POP3{Client: store, LockTTL: cfg.POP3LockTTL, Log: log}, pop3.Config{
 		TLS:               tlsCfg,
 		AllowInsecureAuth: cfg.InsecureAuth,
 		IdleTimeout:       cfg.POP3IdleTimeout,

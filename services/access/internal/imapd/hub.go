@@ -22,8 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
 )
 
 // Hub is the per-pod registry of watched accounts.

@@ -10,8 +10,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/access/internal/storeclient"
 )
 
 // selfWait bounds how long a command waits for its own change to come back

@@ -1,4 +1,6 @@
-package storeclient
+// Package maildrop is the POP3 maildrop on the storage tier: INBOX, locked
+// cluster-wide for the session.
+package maildrop
 
 import (
 	"context"
@@ -10,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/access/internal/pop3"
 )
@@ -17,7 +20,7 @@ import (
 // POP3 is the pop3.Backend on the storage tier: the maildrop is the
 // account's INBOX, locked cluster-wide with a storage account lock.
 type POP3 struct {
-	Client  *Client
+	Client  *storeclient.Client
 	LockTTL time.Duration
 	Log     *slog.Logger
 }
@@ -149,7 +152,7 @@ func (d *maildrop) Delete(ctx context.Context, idx []int) error {
 	}
 	sort.Slice(uids, func(a, b int) bool { return uids[a] < uids[b] })
 	_, err := d.p.Client.Messages.ExpungeMessages(ctx, &storagev1.ExpungeMessagesRequest{
-		AccountId: d.account, MailboxId: d.inbox, Uids: UIDSetOf(uids), IgnoreDeletedFlag: true})
+		AccountId: d.account, MailboxId: d.inbox, Uids: storeclient.UIDSetOf(uids), IgnoreDeletedFlag: true})
 	return err
 }
 

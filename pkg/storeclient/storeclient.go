@@ -1,4 +1,4 @@
-// Package storeclient is the access tier's connection to the storage tier.
+// Package storeclient is the frontends' connection to the storage tier.
 package storeclient
 
 import (
@@ -20,6 +20,8 @@ type Client struct {
 	Mailboxes storagev1.MailboxServiceClient
 	Messages  storagev1.MessageServiceClient
 	Watch     storagev1.WatchServiceClient
+	Delivery  storagev1.DeliveryServiceClient
+	Queue     storagev1.QueueServiceClient
 	// Timeout bounds every unary call.
 	Timeout time.Duration
 }
@@ -42,6 +44,8 @@ func Dial(addr string) (*Client, error) {
 		Mailboxes: storagev1.NewMailboxServiceClient(conn),
 		Messages:  storagev1.NewMessageServiceClient(conn),
 		Watch:     storagev1.NewWatchServiceClient(conn),
+		Delivery:  storagev1.NewDeliveryServiceClient(conn),
+		Queue:     storagev1.NewQueueServiceClient(conn),
 		Timeout:   30 * time.Second,
 	}, nil
 }
