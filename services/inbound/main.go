@@ -1,13 +1,7 @@
-// Command inbound is a Mailfleet frontend. It is a placeholder until its issue
-// lands: it exits with a clear message instead of pretending to serve.
+// Command inbound is the MX: SMTP from the Internet for local recipients,
+// with SPF, DKIM and DMARC checks.
 package main
 
-import (
-	"fmt"
-	"os"
-)
+import "github.com/mailfleet/mailfleet/services/inbound/internal/app"
 
-func main() {
-	fmt.Fprintln(os.Stderr, "inbound: not implemented yet (see the issue tracker)")
-	os.Exit(1)
-}
+func main() { app.Main() }

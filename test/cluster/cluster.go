@@ -29,6 +29,7 @@ func Binaries(dir string) (string, error) {
 	for _, b := range []struct{ out, pkg string }{
 		{"storage", "github.com/mailfleet/mailfleet/services/storage"},
 		{"access", "github.com/mailfleet/mailfleet/services/access"},
+		{"inbound", "github.com/mailfleet/mailfleet/services/inbound"},
 		{"mailctl", "github.com/mailfleet/mailfleet/mailctl"},
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
@@ -48,6 +49,11 @@ type Options struct {
 	Access      int
 	// AccessArgs are extra flags for every access process.
 	AccessArgs []string
+	Inbound    int
+	// InboundArgs are extra flags for every inbound process.
+	InboundArgs []string
+	// DNS is the DNS server (host:port) inbound and submission ask.
+	DNS string
 }
 
 // Cluster is a running Mailfleet.
@@ -60,6 +66,7 @@ type Cluster struct {
 	Bucket  string
 	Storage []*Process
 	Access  []*Access
+	Inbound []*Inbound
 
 	conn *grpc.ClientConn
 	// Admin clients, talking to the first storage process.
@@ -67,6 +74,12 @@ type Cluster struct {
 	Delivery storagev1.DeliveryServiceClient
 	Messages storagev1.MessageServiceClient
 	Mailbox  storagev1.MailboxServiceClient
+}
+
+// Inbound is one inbound (MX) process.
+type Inbound struct {
+	*Process
+	SMTP, Ops string
 }
 
 // Access is one access process and its endpoints.
@@ -107,6 +120,15 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	for i := 0; i < o.Access; i++ {
 		c.Access = append(c.Access, c.startAccess(i, c.Storage[i%len(c.Storage)].Addr, o.AccessArgs))
 	}
+	for i := 0; i < o.Inbound; i++ {
+		in := &Inbound{SMTP: "127.0.0.1:" + freePort(t), Ops: "127.0.0.1:" + freePort(t)}
+		args := []string{"--storage", c.Storage[i%len(c.Storage)].Addr, "--smtp-listen", in.SMTP, "--ops-listen", in.Ops,
+			"--hostname", "mx.example.test", "--dev-tls-dir", filepath.Join(dir, "tls"), "--dns-server", o.DNS}
+		in.Process = c.newProcess(fmt.Sprintf("inbound-%d", i), "inbound", append(args, o.InboundArgs...))
+		in.ReadyURL = "http://" + in.Ops + "/readyz"
+		in.Start()
+		c.Inbound = append(c.Inbound, in)
+	}
 	c.conn, err = grpc.NewClient(c.Storage[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +160,11 @@ func (c *Cluster) dumpLogsOnFailure() {
 	if !c.t.Failed() {
 		return
 	}
-	for _, p := range append(append([]*Process{}, c.Storage...), c.accessProcesses()...) {
+	procs := append(append([]*Process{}, c.Storage...), c.accessProcesses()...)
+	for _, in := range c.Inbound {
+		procs = append(procs, in.Process)
+	}
+	for _, p := range procs {
 		log := p.Log()
 		if len(log) > 6000 {
 			log = log[len(log)-6000:]

@@ -1,0 +1,189 @@
+// Package app wires the inbound binary: configuration, the storage client,
+// DNS, TLS, the SMTP listener (optionally behind PROXY protocol), metrics and
+// graceful shutdown.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailfleet/mailfleet/pkg/dnsresolver"
+	"github.com/mailfleet/mailfleet/pkg/opsserver"
+	"github.com/mailfleet/mailfleet/pkg/servicemain"
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
+	"github.com/mailfleet/mailfleet/pkg/tlsreload"
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
+	"github.com/mailfleet/mailfleet/services/inbound/internal/mx"
+)
+
+// Config is everything the inbound binary can be told.
+type Config struct {
+	SMTPListen      string
+	OpsListen       string
+	Storage         string
+	Hostname        string
+	TLSCert         string
+	TLSKey          string
+	DevTLSDir       string
+	DNSServer       string
+	MaxMessageSize  int64
+	MaxRecipients   int
+	MaxConnsPerIP   int
+	DMARCPolicy     string
+	SpoolDir        string
+	ProxyProtocol   bool
+	ShutdownTimeout time.Duration
+}
+
+// Flags registers every setting on fs.
+func Flags(fs *flag.FlagSet) *Config {
+	host, _ := os.Hostname()
+	c := &Config{}
+	fs.StringVar(&c.SMTPListen, "smtp-listen", ":2525", "SMTP (the MX, port 25 behind the Service)")
+	fs.StringVar(&c.OpsListen, "ops-listen", ":7091", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.Storage, "storage", "127.0.0.1:7070", "storage tier gRPC address")
+	fs.StringVar(&c.Hostname, "hostname", host, "this MX's public name (greeting, Received, Authentication-Results)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for STARTTLS, reloaded when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file (PEM)")
+	fs.StringVar(&c.DevTLSDir, "dev-tls-dir", "", "development only: generate a self-signed certificate here if --tls-cert is not set")
+	fs.StringVar(&c.DNSServer, "dns-server", "", "DNS server host:port for SPF/DKIM/DMARC (empty = the system's)")
+	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes (SIZE)")
+	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
+	fs.StringVar(&c.DMARCPolicy, "dmarc-policy", "reject", "what to do when DMARC fails with p=reject: reject or tag")
+	fs.StringVar(&c.SpoolDir, "spool-dir", "", "where messages over 1 MiB wait during DATA (default: the temp dir)")
+	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol v1/v2 header on every connection (behind a load balancer)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long transactions may finish after SIGTERM")
+	return c
+}
+
+// Main is the inbound binary.
+func Main() {
+	fs := flag.NewFlagSet("inbound", flag.ExitOnError)
+	cfg := Flags(fs)
+	servicemain.Main("inbound", fs, func(ctx context.Context, log *slog.Logger) error { return Run(ctx, cfg, log) })
+}
+
+// metrics implements mx.Observer.
+type metrics struct {
+	sessions, messages, bytes prometheus.Counter
+	rejections                *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		sessions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_inbound_sessions_total", Help: "SMTP sessions."}),
+		messages:   prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_inbound_messages_total", Help: "Messages accepted and stored."}),
+		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_inbound_bytes_total", Help: "Bytes of accepted messages."}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_inbound_rejections_total", Help: "Refusals by reason."}, []string{"reason"}),
+	}
+	reg.MustRegister(m.sessions, m.messages, m.bytes, m.rejections)
+	return m
+}
+
+func (m *metrics) Session()                    { m.sessions.Inc() }
+func (m *metrics) Accepted(_ int, bytes int64) { m.messages.Inc(); m.bytes.Add(float64(bytes)) }
+func (m *metrics) Rejected(reason string)      { m.rejections.WithLabelValues(reason).Inc() }
+
+func tlsConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {
+	cert, key := cfg.TLSCert, cfg.TLSKey
+	if cert == "" && cfg.DevTLSDir != "" {
+		var err error
+		if cert, key, err = tlsreload.SelfSigned(cfg.DevTLSDir, []string{"localhost", "127.0.0.1"}); err != nil {
+			return nil, err
+		}
+		log.Warn("using a self-signed development certificate", "cert", cert)
+	}
+	if cert == "" {
+		return nil, nil
+	}
+	r, err := tlsreload.New(cert, key, log)
+	if err != nil {
+		return nil, err
+	}
+	return r.Config(), nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	if cfg.DMARCPolicy != "reject" && cfg.DMARCPolicy != "tag" {
+		return fmt.Errorf("--dmarc-policy must be reject or tag, not %q", cfg.DMARCPolicy)
+	}
+	tlsCfg, err := tlsConfig(cfg, log)
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	if tlsCfg == nil {
+		log.Warn("no TLS certificate: STARTTLS is not offered")
+	}
+	store, err := storeclient.Dial(cfg.Storage)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	server := mx.New(store, &authcheck.Checker{Resolver: dnsresolver.New(cfg.DNSServer), AuthServID: cfg.Hostname}, mx.Config{
+		Hostname:       cfg.Hostname,
+		MaxMessageSize: cfg.MaxMessageSize,
+		MaxRecipients:  cfg.MaxRecipients,
+		MaxConnsPerIP:  cfg.MaxConnsPerIP,
+		DMARCReject:    cfg.DMARCPolicy == "reject",
+		SpoolDir:       cfg.SpoolDir,
+		TLS:            tlsCfg,
+		Observer:       newMetrics(reg),
+		Logger:         log,
+	})
+	ready := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if _, err := store.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{}); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		return nil
+	}
+	ops, err := opsserver.Listen(cfg.OpsListen, reg, ready, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.SMTPListen)
+	if err != nil {
+		return err
+	}
+	if cfg.ProxyProtocol {
+		// The load balancer's header gives the client's real address, which
+		// SPF, limits and logs then use.
+		ln = &proxyproto.Listener{Listener: ln, ReadHeaderTimeout: 5 * time.Second,
+			ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
+	}
+	log.Info("inbound serving", "smtp", ln.Addr().String(), "ops", ops.Addr(), "hostname", cfg.Hostname, "proxy_protocol", cfg.ProxyProtocol)
+	errc := make(chan error, 2)
+	go func() { errc <- server.Serve(ln) }()
+	go func() { errc <- ops.Serve() }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+	}
+	log.Info("shutting down: finishing transactions, refusing new ones with 421")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	server.Shutdown(shutdownCtx)
+	ops.Shutdown(shutdownCtx)
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,194 @@
+// Package mx is the inbound SMTP server (RFC 5321): it accepts mail for local
+// recipients only, checks SPF, DKIM and DMARC, and stores each message once
+// for all its recipients through the storage tier.
+//
+// Implementation notes:
+//   - RCPT is checked against the storage resolver at once: unknown users and
+//     foreign domains are refused there (no open relay, ever).
+//   - 250 after DATA is sent only when the storage tier answered that the body
+//     is durable and every recipient's index entry committed; any storage
+//     failure is a 451, never a 250.
+//   - The message is spooled (memory, then an unlinked temp file) only for
+//     the length of the transaction, to verify DKIM before the
+//     Authentication-Results header is prepended.
+//   - Bare LF in DATA is refused (SMTP smuggling); only CRLF.CRLF ends DATA.
+//   - No body and no password ever reaches the log.
+package mx
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
+	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
+)
+
+// Config tunes the MX.
+type Config struct {
+	// Hostname is this server's name in the greeting, Received and
+	// Authentication-Results.
+	Hostname       string
+	MaxMessageSize int64
+	MaxRecipients  int
+	// MaxCommands bounds MAIL/RCPT/RSET commands in one session.
+	MaxCommands int
+	// DMARCReject refuses mail whose DMARC policy is reject and fails;
+	// otherwise such mail is only tagged.
+	DMARCReject    bool
+	SpoolDir       string
+	StorageTimeout time.Duration
+	TLS            *tls.Config
+	MaxConnsPerIP  int
+	Observer       Observer
+	Logger         *slog.Logger
+}
+
+// Observer is told what happens, for metrics.
+type Observer interface {
+	Session()
+	Accepted(recipients int, bytes int64)
+	Rejected(reason string)
+}
+
+// Server is the MX.
+type Server struct {
+	cfg     Config
+	store   *storeclient.Client
+	checker *authcheck.Checker
+	smtp    *smtp.Server
+
+	closing atomic.Bool
+	nextID  atomic.Uint64
+
+	mu    sync.Mutex
+	perIP map[string]int
+}
+
+// New builds the server.
+func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Server {
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = 50 << 20
+	}
+	if cfg.MaxRecipients == 0 {
+		cfg.MaxRecipients = 100
+	}
+	if cfg.MaxCommands == 0 {
+		cfg.MaxCommands = 1000
+	}
+	if cfg.StorageTimeout == 0 {
+		cfg.StorageTimeout = time.Minute
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = 20
+	}
+	s := &Server{cfg: cfg, store: store, checker: checker, perIP: map[string]int{}}
+	srv := smtp.NewServer(s)
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxMessageSize
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.MaxLineLength = 2000          // RFC 5321 4.5.3.1.6 doubled, as the library suggests
+	srv.ReadTimeout = 5 * time.Minute // RFC 5321 4.5.3.2
+	srv.WriteTimeout = 5 * time.Minute
+	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = cfg.TLS
+	srv.ErrorLog = logAdapter{cfg.Logger}
+	s.smtp = srv
+	return s
+}
+
+type logAdapter struct{ log *slog.Logger }
+
+func (l logAdapter) Printf(format string, v ...any) { l.log.Debug("smtp: " + sprintf(format, v...)) }
+func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + sprint(v...)) }
+
+// Serve accepts connections on ln (already wrapped for PROXY protocol if used).
+func (s *Server) Serve(ln net.Listener) error {
+	return s.smtp.Serve(&limitListener{Listener: ln, srv: s})
+}
+
+// Shutdown stops accepting; sessions get 421 for new transactions and the
+// current ones finish, until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.smtp.Close()
+	}
+	return err
+}
+
+// NewSession is smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Session()
+	}
+	id := s.nextID.Add(1)
+	ip := remoteIP(c.Conn())
+	return &session{srv: s, conn: c, ip: ip, id: id,
+		log: s.cfg.Logger.With("proto", "smtp", "conn", id, "remote", ip.String())}, nil
+}
+
+func remoteIP(c net.Conn) net.IP {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP
+	}
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return net.ParseIP(host)
+}
+
+// limitListener refuses connections over the per-IP limit with a 421.
+type limitListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c).String()
+		l.srv.mu.Lock()
+		over := l.srv.perIP[ip] >= l.srv.cfg.MaxConnsPerIP
+		if !over {
+			l.srv.perIP[ip]++
+		}
+		l.srv.mu.Unlock()
+		if over {
+			if l.srv.cfg.Observer != nil {
+				l.srv.cfg.Observer.Rejected("connections-per-ip")
+			}
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.Write([]byte("421 4.7.0 Too many connections from your address, try later\r\n"))
+			c.Close()
+			continue
+		}
+		return &countedConn{Conn: c, srv: l.srv, ip: ip}, nil
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	srv  *Server
+	ip   string
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.srv.mu.Lock()
+		if c.srv.perIP[c.ip]--; c.srv.perIP[c.ip] <= 0 {
+			delete(c.srv.perIP, c.ip)
+		}
+		c.srv.mu.Unlock()
+	})
+	return c.Conn.Close()
+}

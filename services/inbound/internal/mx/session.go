@@ -1,0 +1,287 @@
+package mx
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/inbound/internal/spool"
+)
+
+var sprintf = fmt.Sprintf
+var sprint = fmt.Sprint
+
+// session is one SMTP connection.
+type session struct {
+	srv  *Server
+	conn *smtp.Conn
+	ip   net.IP
+	id   uint64
+	log  *slog.Logger
+
+	commands   int
+	from       string
+	size       int64
+	recipients []string
+}
+
+// reply builds an SMTP error; go-smtp recognises *smtp.SMTPError by type, so
+// it is returned unwrapped.
+func reply(code int, enhanced smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enhanced, Message: msg}
+}
+
+func (s *session) reject(reason string, err *smtp.SMTPError) error {
+	if s.srv.cfg.Observer != nil {
+		s.srv.cfg.Observer.Rejected(reason)
+	}
+	s.log.Info("rejected", "reason", reason, "code", err.Code)
+	return err
+}
+
+func (s *session) count() error {
+	s.commands++
+	if s.commands > s.srv.cfg.MaxCommands {
+		return s.reject("too-many-commands", reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many commands, closing"))
+	}
+	if s.srv.closing.Load() {
+		return reply(421, smtp.EnhancedCode{4, 3, 2}, "Server shutting down, try again later")
+	}
+	return nil
+}
+
+func (s *session) Reset() {
+	s.from, s.size, s.recipients = "", 0, nil
+}
+
+func (s *session) Logout() error { return nil }
+
+// RFC 5321 4.1.1.2 MAIL.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.count(); err != nil {
+		return err
+	}
+	s.Reset()
+	if opts != nil && opts.Size > s.srv.cfg.MaxMessageSize {
+		return s.reject("too-large", reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Message too large (limit %d bytes)", s.srv.cfg.MaxMessageSize)))
+	}
+	s.from = from
+	if opts != nil {
+		s.size = opts.Size
+	}
+	return nil
+}
+
+// RFC 5321 4.1.1.3 RCPT: only local recipients, checked now.
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if err := s.count(); err != nil {
+		return err
+	}
+	if len(s.recipients) >= s.srv.cfg.MaxRecipients {
+		return s.reject("too-many-recipients", reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
+	defer cancel()
+	resp, err := s.srv.store.Accounts.ResolveRecipient(ctx, &storagev1.ResolveRecipientRequest{Address: to})
+	switch {
+	case storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_INVALID_ARGUMENT:
+		return s.reject("bad-address", reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"))
+	case err != nil:
+		s.log.Warn("resolving a recipient failed", "err", err)
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure, try again later")
+	}
+	switch resp.Result {
+	case storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL:
+		return s.reject("relay-denied", reply(550, smtp.EnhancedCode{5, 7, 1}, "Relay access denied"))
+	case storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER:
+		return s.reject("unknown-user", reply(550, smtp.EnhancedCode{5, 1, 1}, "No such user here"))
+	case storagev1.ResolveRecipientResponse_RESULT_DISABLED:
+		return s.reject("disabled", reply(550, smtp.EnhancedCode{5, 2, 1}, "Mailbox disabled"))
+	}
+	if q := resp.Account.GetQuota(); q != nil {
+		full := q.LimitBytes > 0 && q.UsedBytes >= q.LimitBytes || q.LimitMessages > 0 && q.UsedMessages >= q.LimitMessages
+		if full {
+			return s.reject("over-quota", reply(452, smtp.EnhancedCode{4, 2, 2}, "Mailbox full, try again later"))
+		}
+		if q.LimitBytes > 0 && uint64(s.size) > q.LimitBytes {
+			return s.reject("over-quota", reply(552, smtp.EnhancedCode{5, 2, 2}, "Message larger than the mailbox quota"))
+		}
+	}
+	s.recipients = append(s.recipients, to)
+	return nil
+}
+
+// RFC 5321 4.1.1.4 DATA.
+func (s *session) Data(r io.Reader) error {
+	sp := spool.New(s.srv.cfg.SpoolDir)
+	defer sp.Close()
+	if _, err := sp.ReadFrom(r); err != nil {
+		if errors.Is(err, spool.ErrBareLF) {
+			return s.reject("bare-lf", reply(550, smtp.EnhancedCode{5, 5, 2}, "Bare LF in message data is not allowed (RFC 5321 2.3.8)"))
+		}
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			s.reject("too-large", smtp.ErrDataTooLarge)
+			return smtp.ErrDataTooLarge
+		}
+		s.log.Info("reading DATA failed", "err", err)
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
+	defer cancel()
+	auth := s.srv.checker.Check(ctx, s.ip, s.conn.Hostname(), s.from, sp.Reader)
+	s.log.Info("authentication", "spf", auth.SPF, "dmarc", auth.DMARC, "from_domain", auth.FromDomain)
+	if auth.Reject() && s.srv.cfg.DMARCReject {
+		return s.reject("dmarc", reply(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected by the sender domain's DMARC policy"))
+	}
+	id := newID()
+	prefix := s.receivedHeader(id) + auth.Header + "\r\n"
+	msg, err := stripForgedAuthResults(sp.Reader(), s.srv.cfg.Hostname)
+	if err != nil {
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
+	}
+	resp, err := s.deliver(ctx, io.MultiReader(strings.NewReader(prefix), msg), int64(len(prefix))+sp.Size())
+	if err != nil {
+		s.log.Warn("storing the message failed", "id", id, "err", err)
+		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))
+	}
+	return s.outcome(id, resp)
+}
+
+// outcome turns per-recipient results into the one DATA reply.
+func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
+	delivered := 0
+	var firstFailure storagev1.RecipientResult_Status
+	for _, r := range resp.Results {
+		if r.Status == storagev1.RecipientResult_STATUS_DELIVERED {
+			delivered++
+		} else if firstFailure == storagev1.RecipientResult_STATUS_UNSPECIFIED {
+			firstFailure = r.Status
+		}
+	}
+	if delivered == len(resp.Results) {
+		if s.srv.cfg.Observer != nil {
+			s.srv.cfg.Observer.Accepted(delivered, int64(resp.Size))
+		}
+		s.log.Info("accepted", "id", id, "recipients", delivered, "size", resp.Size)
+		return nil
+	}
+	if delivered > 0 {
+		// Only a race between RCPT and DATA gets here (a quota filled in
+		// between): the message is durable for the others, so it is accepted;
+		// the failed recipients are logged for the postmaster.
+		s.log.Error("message accepted but not stored for every recipient", "id", id, "delivered", delivered, "recipients", len(resp.Results))
+		return nil
+	}
+	switch firstFailure {
+	case storagev1.RecipientResult_STATUS_OVER_QUOTA:
+		return s.reject("over-quota", reply(452, smtp.EnhancedCode{4, 2, 2}, "Mailbox full, try again later"))
+	case storagev1.RecipientResult_STATUS_TEMPORARY_FAILURE:
+		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))
+	}
+	return s.reject("unknown-user", reply(550, smtp.EnhancedCode{5, 1, 1}, "No such user here"))
+}
+
+// deliver streams the message to the storage tier for every recipient.
+func (s *session) deliver(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
+	stream, err := s.srv.store.Delivery.Deliver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{
+		Recipients: s.recipients, SizeHint: uint64(size)}}}); err != nil {
+		return stream.CloseAndRecv()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := io.ReadFull(msg, buf)
+		if n > 0 {
+			if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: append([]byte(nil), buf[:n]...)}}}); err != nil {
+				return stream.CloseAndRecv()
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return stream.CloseAndRecv()
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+	}
+}
+
+// receivedHeader is the RFC 5321 4.4 trace field, with the RFC 3848
+// protocol name.
+func (s *session) receivedHeader(id string) string {
+	proto := "ESMTP"
+	if _, ok := s.conn.TLSConnectionState(); ok {
+		proto = "ESMTPS"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Mailfleet) with %s id %s", sanitize(s.conn.Hostname()), s.ip, s.srv.cfg.Hostname, proto, id)
+	if len(s.recipients) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(s.recipients[0]))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
+	return b.String()
+}
+
+// sanitize keeps client-supplied text from breaking the header.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '(' || r == ')' || r == '<' || r == '>' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// stripForgedAuthResults drops Authentication-Results fields that claim to
+// come from this server (RFC 8601 5): only we may add those.
+func stripForgedAuthResults(r io.Reader, authServID string) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	var header bytes.Buffer
+	dropping := false
+	for {
+		line, err := br.ReadString('\n')
+		if line == "\r\n" || line == "" || err != nil {
+			header.WriteString(line)
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if !dropping {
+				header.WriteString(line)
+			}
+			continue
+		}
+		dropping = false
+		name, value, _ := strings.Cut(line, ":")
+		if strings.EqualFold(strings.TrimSpace(name), "Authentication-Results") {
+			id := strings.TrimSpace(strings.SplitN(strings.TrimSpace(value), ";", 2)[0])
+			if strings.EqualFold(id, authServID) {
+				dropping = true
+				continue
+			}
+		}
+		header.WriteString(line)
+	}
+	return io.MultiReader(&header, br), nil
+}
+
+var _ smtp.Session = (*session)(nil)

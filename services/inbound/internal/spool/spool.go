@@ -1,0 +1,101 @@
+// Package spool holds one incoming message while its signatures are
+// checked: in memory up to a threshold, then in a temporary file that is
+// removed when the message is done. Nothing survives the transaction; the
+// sender has no 250 until the message is in the storage tier.
+package spool
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+)
+
+// memoryLimit is how much of a message stays in memory.
+const memoryLimit = 1 << 20
+
+// ErrBareLF reports a line ending in LF without CR (RFC 5321 2.3.8). Such
+// messages are refused: relayed on, `\n.\n` could end a message early at a
+// lenient next hop and turn one message into two (SMTP smuggling).
+var ErrBareLF = errors.New("bare LF in message data")
+
+// Spool is one message.
+type Spool struct {
+	dir    string
+	mem    bytes.Buffer
+	file   *os.File
+	size   int64
+	prevCR bool
+}
+
+// New returns an empty spool whose overflow goes to dir (os.TempDir if empty).
+func New(dir string) *Spool { return &Spool{dir: dir} }
+
+// ReadFrom fills the spool from r, refusing bare LFs.
+func (s *Spool) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := s.write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+func (s *Spool) write(p []byte) error {
+	for i, c := range p {
+		if c == '\n' && !(i == 0 && s.prevCR || i > 0 && p[i-1] == '\r') {
+			return ErrBareLF
+		}
+	}
+	s.prevCR = p[len(p)-1] == '\r'
+	s.size += int64(len(p))
+	if s.file == nil && s.mem.Len()+len(p) <= memoryLimit {
+		s.mem.Write(p)
+		return nil
+	}
+	if s.file == nil {
+		f, err := os.CreateTemp(s.dir, "mailfleet-spool-*")
+		if err != nil {
+			return err
+		}
+		os.Remove(f.Name()) // unlinked at once: gone even if the pod dies
+		if _, err := f.Write(s.mem.Bytes()); err != nil {
+			f.Close()
+			return err
+		}
+		s.file = f
+		s.mem = bytes.Buffer{}
+	}
+	_, err := s.file.Write(p)
+	return err
+}
+
+// Size is the message size in bytes.
+func (s *Spool) Size() int64 { return s.size }
+
+// Reader returns a reader over the whole message (call it as often as needed).
+func (s *Spool) Reader() io.Reader {
+	if s.file == nil {
+		return bytes.NewReader(s.mem.Bytes())
+	}
+	return io.NewSectionReader(s.file, 0, s.size)
+}
+
+// Close releases the spool.
+func (s *Spool) Close() error {
+	if s.file != nil {
+		return s.file.Close()
+	}
+	return nil
+}

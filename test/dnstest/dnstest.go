@@ -1,0 +1,104 @@
+// Package dnstest is a tiny authoritative DNS server on loopback for tests:
+// TXT, MX, A and AAAA records from a map, NXDOMAIN for everything else. It
+// never forwards a query anywhere.
+package dnstest
+
+import (
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+)
+
+// Server answers from its records.
+type Server struct {
+	Addr string // host:port, UDP and TCP
+
+	mu      sync.Mutex
+	records map[string][]dns.RR
+	udp     *dns.Server
+	tcp     *dns.Server
+}
+
+// Start serves on a random loopback port.
+func Start() (*Server, error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	s := &Server{Addr: pc.LocalAddr().String(), records: map[string][]dns.RR{}}
+	s.udp = &dns.Server{PacketConn: pc, Handler: s}
+	s.tcp = &dns.Server{Listener: ln, Handler: s}
+	go s.udp.ActivateAndServe()
+	go s.tcp.ActivateAndServe()
+	return s, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() {
+	s.udp.Shutdown()
+	s.tcp.Shutdown()
+}
+
+func (s *Server) add(rr dns.RR) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := strings.ToLower(rr.Header().Name)
+	s.records[name] = append(s.records[name], rr)
+}
+
+func hdr(name string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: dns.Fqdn(name), Rrtype: t, Class: dns.ClassINET, Ttl: 60}
+}
+
+// TXT adds a TXT record (long values are split into 255-byte strings).
+func (s *Server) TXT(name, value string) {
+	var parts []string
+	for len(value) > 255 {
+		parts, value = append(parts, value[:255]), value[255:]
+	}
+	s.add(&dns.TXT{Hdr: hdr(name, dns.TypeTXT), Txt: append(parts, value)})
+}
+
+// MX adds an MX record.
+func (s *Server) MX(name, host string, pref uint16) {
+	s.add(&dns.MX{Hdr: hdr(name, dns.TypeMX), Mx: dns.Fqdn(host), Preference: pref})
+}
+
+// A adds an A (or AAAA) record.
+func (s *Server) A(name, ip string) {
+	addr := net.ParseIP(ip)
+	if addr.To4() != nil {
+		s.add(&dns.A{Hdr: hdr(name, dns.TypeA), A: addr.To4()})
+		return
+	}
+	s.add(&dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: addr})
+}
+
+// ServeDNS answers one query.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	resp := new(dns.Msg)
+	resp.SetReply(req)
+	resp.Authoritative = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range req.Question {
+		rrs, known := s.records[strings.ToLower(q.Name)]
+		if !known {
+			resp.Rcode = dns.RcodeNameError
+			continue
+		}
+		for _, rr := range rrs {
+			if rr.Header().Rrtype == q.Qtype {
+				resp.Answer = append(resp.Answer, rr)
+			}
+		}
+	}
+	w.WriteMsg(resp)
+}
