@@ -31,6 +31,8 @@ Usage: mailctl [--storage ADDR] COMMAND ...
   account quota ADDRESS BYTES [MESSAGES]                            (0 = unlimited)
   account disable ADDRESS | enable ADDRESS
   alias add ALIAS ADDRESS | remove ALIAS                            (ALIAS "@domain" = catch-all)
+  dkim generate DOMAIN [--selector S] [--algorithm rsa|ed25519]   (prints the DNS TXT record)
+  dkim show DOMAIN
   queue list | show ID | retry ID | delete ID
 
 The storage address comes from --storage or $MAILFLEET_STORAGE (default 127.0.0.1:7070).
@@ -218,6 +220,30 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 			return err
 		}
 		fmt.Fprintf(out, "alias %s removed\n", rest[0])
+	case "dkim generate":
+		fs := flag.NewFlagSet("dkim generate", flag.ContinueOnError)
+		selector := fs.String("selector", "mf", "DKIM selector")
+		algo := fs.String("algorithm", "rsa", "rsa or ed25519")
+		if err := fs.Parse(reorder(rest)); err != nil {
+			return usageError(err.Error())
+		}
+		if err := want(fs.Args(), 1, "DOMAIN"); err != nil {
+			return err
+		}
+		resp, err := c.accounts.GenerateDKIMKey(ctx, &storagev1.GenerateDKIMKeyRequest{Domain: fs.Arg(0), Selector: *selector, Algorithm: *algo})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "DKIM key for %s created. Publish this DNS record:\n%s. IN TXT %s\n", resp.Key.Domain, resp.Key.DnsName, quoteTXT(resp.Key.DnsValue))
+	case "dkim show":
+		if err := want(rest, 1, "DOMAIN"); err != nil {
+			return err
+		}
+		resp, err := c.accounts.GetDKIMKey(ctx, &storagev1.GetDKIMKeyRequest{Domain: rest[0]})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s. IN TXT %s\n", resp.Key.DnsName, quoteTXT(resp.Key.DnsValue))
 	case "queue list":
 		resp, err := c.queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
 		if err != nil {
@@ -314,6 +340,15 @@ func parseSize(s string) (uint64, error) {
 		return 0, fmt.Errorf("invalid size %q", s)
 	}
 	return n * mult, nil
+}
+
+// quoteTXT splits a TXT value into 255-byte quoted strings, as zone files want.
+func quoteTXT(v string) string {
+	var parts []string
+	for len(v) > 255 {
+		parts, v = append(parts, `"`+v[:255]+`"`), v[255:]
+	}
+	return strings.Join(append(parts, `"`+v+`"`), " ")
 }
 
 func limit(n uint64) string {

@@ -1854,6 +1854,288 @@ func (*UnlockAccountResponse) Descriptor() ([]byte, []int) {
 	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{36}
 }
 
+// DKIMKey is one domain's signing key.
+type DKIMKey struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Domain   string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Selector string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	// "ed25519" or "rsa" (2048 bits).
+	Algorithm string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	// PKCS#8 private key, PEM. Only GetDKIMKey returns it.
+	PrivateKeyPem string `protobuf:"bytes,4,opt,name=private_key_pem,json=privateKeyPem,proto3" json:"private_key_pem,omitempty"`
+	// The TXT record to publish at <selector>._domainkey.<domain>.
+	DnsName       string `protobuf:"bytes,5,opt,name=dns_name,json=dnsName,proto3" json:"dns_name,omitempty"`
+	DnsValue      string `protobuf:"bytes,6,opt,name=dns_value,json=dnsValue,proto3" json:"dns_value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DKIMKey) Reset() {
+	*x = DKIMKey{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DKIMKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DKIMKey) ProtoMessage() {}
+
+func (x *DKIMKey) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DKIMKey.ProtoReflect.Descriptor instead.
+func (*DKIMKey) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DKIMKey) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *DKIMKey) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *DKIMKey) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *DKIMKey) GetPrivateKeyPem() string {
+	if x != nil {
+		return x.PrivateKeyPem
+	}
+	return ""
+}
+
+func (x *DKIMKey) GetDnsName() string {
+	if x != nil {
+		return x.DnsName
+	}
+	return ""
+}
+
+func (x *DKIMKey) GetDnsValue() string {
+	if x != nil {
+		return x.DnsValue
+	}
+	return ""
+}
+
+type GenerateDKIMKeyRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Default "mf".
+	Selector string `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	// "rsa" (default: what every verifier supports) or "ed25519".
+	Algorithm     string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateDKIMKeyRequest) Reset() {
+	*x = GenerateDKIMKeyRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateDKIMKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateDKIMKeyRequest) ProtoMessage() {}
+
+func (x *GenerateDKIMKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateDKIMKeyRequest.ProtoReflect.Descriptor instead.
+func (*GenerateDKIMKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GenerateDKIMKeyRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *GenerateDKIMKeyRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *GenerateDKIMKeyRequest) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+type GenerateDKIMKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *DKIMKey               `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateDKIMKeyResponse) Reset() {
+	*x = GenerateDKIMKeyResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateDKIMKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateDKIMKeyResponse) ProtoMessage() {}
+
+func (x *GenerateDKIMKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateDKIMKeyResponse.ProtoReflect.Descriptor instead.
+func (*GenerateDKIMKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GenerateDKIMKeyResponse) GetKey() *DKIMKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type GetDKIMKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDKIMKeyRequest) Reset() {
+	*x = GetDKIMKeyRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDKIMKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDKIMKeyRequest) ProtoMessage() {}
+
+func (x *GetDKIMKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDKIMKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetDKIMKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetDKIMKeyRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+type GetDKIMKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *DKIMKey               `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDKIMKeyResponse) Reset() {
+	*x = GetDKIMKeyResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDKIMKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDKIMKeyResponse) ProtoMessage() {}
+
+func (x *GetDKIMKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDKIMKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetDKIMKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetDKIMKeyResponse) GetKey() *DKIMKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 var File_mailfleet_storage_v1_accounts_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
@@ -1972,7 +2254,24 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
 	"\alock_id\x18\x03 \x01(\x03R\x06lockId\"\x17\n" +
-	"\x15UnlockAccountResponse2\xdb\r\n" +
+	"\x15UnlockAccountResponse\"\xbb\x01\n" +
+	"\aDKIMKey\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x12\x1c\n" +
+	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12&\n" +
+	"\x0fprivate_key_pem\x18\x04 \x01(\tR\rprivateKeyPem\x12\x19\n" +
+	"\bdns_name\x18\x05 \x01(\tR\adnsName\x12\x1b\n" +
+	"\tdns_value\x18\x06 \x01(\tR\bdnsValue\"j\n" +
+	"\x16GenerateDKIMKeyRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\x12\x1c\n" +
+	"\talgorithm\x18\x03 \x01(\tR\talgorithm\"J\n" +
+	"\x17GenerateDKIMKeyResponse\x12/\n" +
+	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key\"+\n" +
+	"\x11GetDKIMKeyRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\"E\n" +
+	"\x12GetDKIMKeyResponse\x12/\n" +
+	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key2\xac\x0f\n" +
 	"\x0eAccountService\x12e\n" +
 	"\fCreateDomain\x12).mailfleet.storage.v1.CreateDomainRequest\x1a*.mailfleet.storage.v1.CreateDomainResponse\x12e\n" +
 	"\fDeleteDomain\x12).mailfleet.storage.v1.DeleteDomainRequest\x1a*.mailfleet.storage.v1.DeleteDomainResponse\x12b\n" +
@@ -1991,7 +2290,10 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\x10ResolveRecipient\x12-.mailfleet.storage.v1.ResolveRecipientRequest\x1a..mailfleet.storage.v1.ResolveRecipientResponse\x12b\n" +
 	"\vLockAccount\x12(.mailfleet.storage.v1.LockAccountRequest\x1a).mailfleet.storage.v1.LockAccountResponse\x12q\n" +
 	"\x10RenewAccountLock\x12-.mailfleet.storage.v1.RenewAccountLockRequest\x1a..mailfleet.storage.v1.RenewAccountLockResponse\x12h\n" +
-	"\rUnlockAccount\x12*.mailfleet.storage.v1.UnlockAccountRequest\x1a+.mailfleet.storage.v1.UnlockAccountResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
+	"\rUnlockAccount\x12*.mailfleet.storage.v1.UnlockAccountRequest\x1a+.mailfleet.storage.v1.UnlockAccountResponse\x12n\n" +
+	"\x0fGenerateDKIMKey\x12,.mailfleet.storage.v1.GenerateDKIMKeyRequest\x1a-.mailfleet.storage.v1.GenerateDKIMKeyResponse\x12_\n" +
+	"\n" +
+	"GetDKIMKey\x12'.mailfleet.storage.v1.GetDKIMKeyRequest\x1a(.mailfleet.storage.v1.GetDKIMKeyResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_mailfleet_storage_v1_accounts_proto_rawDescOnce sync.Once
@@ -2006,7 +2308,7 @@ func file_mailfleet_storage_v1_accounts_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_accounts_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(ResolveRecipientResponse_Result)(0), // 0: mailfleet.storage.v1.ResolveRecipientResponse.Result
 	(*Account)(nil),                      // 1: mailfleet.storage.v1.Account
@@ -2046,12 +2348,17 @@ var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(*RenewAccountLockResponse)(nil),     // 35: mailfleet.storage.v1.RenewAccountLockResponse
 	(*UnlockAccountRequest)(nil),         // 36: mailfleet.storage.v1.UnlockAccountRequest
 	(*UnlockAccountResponse)(nil),        // 37: mailfleet.storage.v1.UnlockAccountResponse
-	(*timestamppb.Timestamp)(nil),        // 38: google.protobuf.Timestamp
+	(*DKIMKey)(nil),                      // 38: mailfleet.storage.v1.DKIMKey
+	(*GenerateDKIMKeyRequest)(nil),       // 39: mailfleet.storage.v1.GenerateDKIMKeyRequest
+	(*GenerateDKIMKeyResponse)(nil),      // 40: mailfleet.storage.v1.GenerateDKIMKeyResponse
+	(*GetDKIMKeyRequest)(nil),            // 41: mailfleet.storage.v1.GetDKIMKeyRequest
+	(*GetDKIMKeyResponse)(nil),           // 42: mailfleet.storage.v1.GetDKIMKeyResponse
+	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	2,  // 0: mailfleet.storage.v1.Account.quota:type_name -> mailfleet.storage.v1.Quota
-	38, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	38, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
+	43, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	43, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: mailfleet.storage.v1.CreateDomainResponse.domain:type_name -> mailfleet.storage.v1.Domain
 	3,  // 4: mailfleet.storage.v1.ListDomainsResponse.domains:type_name -> mailfleet.storage.v1.Domain
 	1,  // 5: mailfleet.storage.v1.CreateAccountResponse.account:type_name -> mailfleet.storage.v1.Account
@@ -2061,45 +2368,51 @@ var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	1,  // 9: mailfleet.storage.v1.AuthenticateResponse.account:type_name -> mailfleet.storage.v1.Account
 	0,  // 10: mailfleet.storage.v1.ResolveRecipientResponse.result:type_name -> mailfleet.storage.v1.ResolveRecipientResponse.Result
 	1,  // 11: mailfleet.storage.v1.ResolveRecipientResponse.account:type_name -> mailfleet.storage.v1.Account
-	4,  // 12: mailfleet.storage.v1.AccountService.CreateDomain:input_type -> mailfleet.storage.v1.CreateDomainRequest
-	6,  // 13: mailfleet.storage.v1.AccountService.DeleteDomain:input_type -> mailfleet.storage.v1.DeleteDomainRequest
-	8,  // 14: mailfleet.storage.v1.AccountService.ListDomains:input_type -> mailfleet.storage.v1.ListDomainsRequest
-	10, // 15: mailfleet.storage.v1.AccountService.CreateAccount:input_type -> mailfleet.storage.v1.CreateAccountRequest
-	12, // 16: mailfleet.storage.v1.AccountService.DeleteAccount:input_type -> mailfleet.storage.v1.DeleteAccountRequest
-	14, // 17: mailfleet.storage.v1.AccountService.GetAccount:input_type -> mailfleet.storage.v1.GetAccountRequest
-	16, // 18: mailfleet.storage.v1.AccountService.ListAccounts:input_type -> mailfleet.storage.v1.ListAccountsRequest
-	18, // 19: mailfleet.storage.v1.AccountService.SetPassword:input_type -> mailfleet.storage.v1.SetPasswordRequest
-	20, // 20: mailfleet.storage.v1.AccountService.SetQuota:input_type -> mailfleet.storage.v1.SetQuotaRequest
-	22, // 21: mailfleet.storage.v1.AccountService.SetDisabled:input_type -> mailfleet.storage.v1.SetDisabledRequest
-	24, // 22: mailfleet.storage.v1.AccountService.AddAlias:input_type -> mailfleet.storage.v1.AddAliasRequest
-	26, // 23: mailfleet.storage.v1.AccountService.RemoveAlias:input_type -> mailfleet.storage.v1.RemoveAliasRequest
-	28, // 24: mailfleet.storage.v1.AccountService.Authenticate:input_type -> mailfleet.storage.v1.AuthenticateRequest
-	30, // 25: mailfleet.storage.v1.AccountService.ResolveRecipient:input_type -> mailfleet.storage.v1.ResolveRecipientRequest
-	32, // 26: mailfleet.storage.v1.AccountService.LockAccount:input_type -> mailfleet.storage.v1.LockAccountRequest
-	34, // 27: mailfleet.storage.v1.AccountService.RenewAccountLock:input_type -> mailfleet.storage.v1.RenewAccountLockRequest
-	36, // 28: mailfleet.storage.v1.AccountService.UnlockAccount:input_type -> mailfleet.storage.v1.UnlockAccountRequest
-	5,  // 29: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
-	7,  // 30: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
-	9,  // 31: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
-	11, // 32: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
-	13, // 33: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
-	15, // 34: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
-	17, // 35: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
-	19, // 36: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
-	21, // 37: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
-	23, // 38: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
-	25, // 39: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
-	27, // 40: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
-	29, // 41: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
-	31, // 42: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
-	33, // 43: mailfleet.storage.v1.AccountService.LockAccount:output_type -> mailfleet.storage.v1.LockAccountResponse
-	35, // 44: mailfleet.storage.v1.AccountService.RenewAccountLock:output_type -> mailfleet.storage.v1.RenewAccountLockResponse
-	37, // 45: mailfleet.storage.v1.AccountService.UnlockAccount:output_type -> mailfleet.storage.v1.UnlockAccountResponse
-	29, // [29:46] is the sub-list for method output_type
-	12, // [12:29] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	38, // 12: mailfleet.storage.v1.GenerateDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
+	38, // 13: mailfleet.storage.v1.GetDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
+	4,  // 14: mailfleet.storage.v1.AccountService.CreateDomain:input_type -> mailfleet.storage.v1.CreateDomainRequest
+	6,  // 15: mailfleet.storage.v1.AccountService.DeleteDomain:input_type -> mailfleet.storage.v1.DeleteDomainRequest
+	8,  // 16: mailfleet.storage.v1.AccountService.ListDomains:input_type -> mailfleet.storage.v1.ListDomainsRequest
+	10, // 17: mailfleet.storage.v1.AccountService.CreateAccount:input_type -> mailfleet.storage.v1.CreateAccountRequest
+	12, // 18: mailfleet.storage.v1.AccountService.DeleteAccount:input_type -> mailfleet.storage.v1.DeleteAccountRequest
+	14, // 19: mailfleet.storage.v1.AccountService.GetAccount:input_type -> mailfleet.storage.v1.GetAccountRequest
+	16, // 20: mailfleet.storage.v1.AccountService.ListAccounts:input_type -> mailfleet.storage.v1.ListAccountsRequest
+	18, // 21: mailfleet.storage.v1.AccountService.SetPassword:input_type -> mailfleet.storage.v1.SetPasswordRequest
+	20, // 22: mailfleet.storage.v1.AccountService.SetQuota:input_type -> mailfleet.storage.v1.SetQuotaRequest
+	22, // 23: mailfleet.storage.v1.AccountService.SetDisabled:input_type -> mailfleet.storage.v1.SetDisabledRequest
+	24, // 24: mailfleet.storage.v1.AccountService.AddAlias:input_type -> mailfleet.storage.v1.AddAliasRequest
+	26, // 25: mailfleet.storage.v1.AccountService.RemoveAlias:input_type -> mailfleet.storage.v1.RemoveAliasRequest
+	28, // 26: mailfleet.storage.v1.AccountService.Authenticate:input_type -> mailfleet.storage.v1.AuthenticateRequest
+	30, // 27: mailfleet.storage.v1.AccountService.ResolveRecipient:input_type -> mailfleet.storage.v1.ResolveRecipientRequest
+	32, // 28: mailfleet.storage.v1.AccountService.LockAccount:input_type -> mailfleet.storage.v1.LockAccountRequest
+	34, // 29: mailfleet.storage.v1.AccountService.RenewAccountLock:input_type -> mailfleet.storage.v1.RenewAccountLockRequest
+	36, // 30: mailfleet.storage.v1.AccountService.UnlockAccount:input_type -> mailfleet.storage.v1.UnlockAccountRequest
+	39, // 31: mailfleet.storage.v1.AccountService.GenerateDKIMKey:input_type -> mailfleet.storage.v1.GenerateDKIMKeyRequest
+	41, // 32: mailfleet.storage.v1.AccountService.GetDKIMKey:input_type -> mailfleet.storage.v1.GetDKIMKeyRequest
+	5,  // 33: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
+	7,  // 34: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
+	9,  // 35: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
+	11, // 36: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
+	13, // 37: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
+	15, // 38: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
+	17, // 39: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
+	19, // 40: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
+	21, // 41: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
+	23, // 42: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
+	25, // 43: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
+	27, // 44: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
+	29, // 45: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
+	31, // 46: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
+	33, // 47: mailfleet.storage.v1.AccountService.LockAccount:output_type -> mailfleet.storage.v1.LockAccountResponse
+	35, // 48: mailfleet.storage.v1.AccountService.RenewAccountLock:output_type -> mailfleet.storage.v1.RenewAccountLockResponse
+	37, // 49: mailfleet.storage.v1.AccountService.UnlockAccount:output_type -> mailfleet.storage.v1.UnlockAccountResponse
+	40, // 50: mailfleet.storage.v1.AccountService.GenerateDKIMKey:output_type -> mailfleet.storage.v1.GenerateDKIMKeyResponse
+	42, // 51: mailfleet.storage.v1.AccountService.GetDKIMKey:output_type -> mailfleet.storage.v1.GetDKIMKeyResponse
+	33, // [33:52] is the sub-list for method output_type
+	14, // [14:33] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_accounts_proto_init() }
@@ -2113,7 +2426,7 @@ func file_mailfleet_storage_v1_accounts_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_accounts_proto_rawDesc), len(file_mailfleet_storage_v1_accounts_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

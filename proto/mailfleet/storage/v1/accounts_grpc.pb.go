@@ -36,6 +36,8 @@ const (
 	AccountService_LockAccount_FullMethodName      = "/mailfleet.storage.v1.AccountService/LockAccount"
 	AccountService_RenewAccountLock_FullMethodName = "/mailfleet.storage.v1.AccountService/RenewAccountLock"
 	AccountService_UnlockAccount_FullMethodName    = "/mailfleet.storage.v1.AccountService/UnlockAccount"
+	AccountService_GenerateDKIMKey_FullMethodName  = "/mailfleet.storage.v1.AccountService/GenerateDKIMKey"
+	AccountService_GetDKIMKey_FullMethodName       = "/mailfleet.storage.v1.AccountService/GetDKIMKey"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -87,6 +89,12 @@ type AccountServiceClient interface {
 	RenewAccountLock(ctx context.Context, in *RenewAccountLockRequest, opts ...grpc.CallOption) (*RenewAccountLockResponse, error)
 	// UnlockAccount releases a lock (no error if it had expired already).
 	UnlockAccount(ctx context.Context, in *UnlockAccountRequest, opts ...grpc.CallOption) (*UnlockAccountResponse, error)
+	// GenerateDKIMKey creates (or replaces) a domain's DKIM signing key and
+	// returns the DNS TXT record to publish.
+	GenerateDKIMKey(ctx context.Context, in *GenerateDKIMKeyRequest, opts ...grpc.CallOption) (*GenerateDKIMKeyResponse, error)
+	// GetDKIMKey returns a domain's signing key (for the submission tier, which
+	// signs outgoing mail); NotFound if the domain has none.
+	GetDKIMKey(ctx context.Context, in *GetDKIMKeyRequest, opts ...grpc.CallOption) (*GetDKIMKeyResponse, error)
 }
 
 type accountServiceClient struct {
@@ -267,6 +275,26 @@ func (c *accountServiceClient) UnlockAccount(ctx context.Context, in *UnlockAcco
 	return out, nil
 }
 
+func (c *accountServiceClient) GenerateDKIMKey(ctx context.Context, in *GenerateDKIMKeyRequest, opts ...grpc.CallOption) (*GenerateDKIMKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GenerateDKIMKeyResponse)
+	err := c.cc.Invoke(ctx, AccountService_GenerateDKIMKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) GetDKIMKey(ctx context.Context, in *GetDKIMKeyRequest, opts ...grpc.CallOption) (*GetDKIMKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDKIMKeyResponse)
+	err := c.cc.Invoke(ctx, AccountService_GetDKIMKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -316,6 +344,12 @@ type AccountServiceServer interface {
 	RenewAccountLock(context.Context, *RenewAccountLockRequest) (*RenewAccountLockResponse, error)
 	// UnlockAccount releases a lock (no error if it had expired already).
 	UnlockAccount(context.Context, *UnlockAccountRequest) (*UnlockAccountResponse, error)
+	// GenerateDKIMKey creates (or replaces) a domain's DKIM signing key and
+	// returns the DNS TXT record to publish.
+	GenerateDKIMKey(context.Context, *GenerateDKIMKeyRequest) (*GenerateDKIMKeyResponse, error)
+	// GetDKIMKey returns a domain's signing key (for the submission tier, which
+	// signs outgoing mail); NotFound if the domain has none.
+	GetDKIMKey(context.Context, *GetDKIMKeyRequest) (*GetDKIMKeyResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -376,6 +410,12 @@ func (UnimplementedAccountServiceServer) RenewAccountLock(context.Context, *Rene
 }
 func (UnimplementedAccountServiceServer) UnlockAccount(context.Context, *UnlockAccountRequest) (*UnlockAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnlockAccount not implemented")
+}
+func (UnimplementedAccountServiceServer) GenerateDKIMKey(context.Context, *GenerateDKIMKeyRequest) (*GenerateDKIMKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GenerateDKIMKey not implemented")
+}
+func (UnimplementedAccountServiceServer) GetDKIMKey(context.Context, *GetDKIMKeyRequest) (*GetDKIMKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDKIMKey not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -704,6 +744,42 @@ func _AccountService_UnlockAccount_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_GenerateDKIMKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateDKIMKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).GenerateDKIMKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_GenerateDKIMKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).GenerateDKIMKey(ctx, req.(*GenerateDKIMKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_GetDKIMKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDKIMKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).GetDKIMKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_GetDKIMKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).GetDKIMKey(ctx, req.(*GetDKIMKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -778,6 +854,14 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnlockAccount",
 			Handler:    _AccountService_UnlockAccount_Handler,
+		},
+		{
+			MethodName: "GenerateDKIMKey",
+			Handler:    _AccountService_GenerateDKIMKey_Handler,
+		},
+		{
+			MethodName: "GetDKIMKey",
+			Handler:    _AccountService_GetDKIMKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

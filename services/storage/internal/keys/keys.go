@@ -7,6 +7,7 @@
 // each) without a rewrite.
 //
 //	domains/<domain>                         Domain
+//	dkim/<domain>                            DKIMKey (private key included)
 //	addresses/<domain>/<local part>          AddressRecord ("@" as local part =
 //	                                         the domain's catch-all)
 //	accounts/<id>/account                    AccountRecord (password hash)
@@ -38,6 +39,7 @@ type Layout struct {
 
 func (l Layout) Domain(name string) string { return l.Prefix + "domains/" + name }
 func (l Layout) Domains() string           { return l.Prefix + "domains/" }
+func (l Layout) DKIM(domain string) string { return l.Prefix + "dkim/" + domain }
 
 // Address is the directory key of local@domain; local "@" is the catch-all.
 func (l Layout) Address(domain, local string) string {
