@@ -1,13 +1,7 @@
-// Command submission is a Mailfleet frontend. It is a placeholder until its issue
-// lands: it exits with a clear message instead of pretending to serve.
+// Command submission accepts mail from users' clients (587/465, AUTH over
+// TLS) and delivers it: locally at once, remotely through the durable queue.
 package main
 
-import (
-	"fmt"
-	"os"
-)
+import "github.com/mailfleet/mailfleet/services/submission/internal/app"
 
-func main() {
-	fmt.Fprintln(os.Stderr, "submission: not implemented yet (see the issue tracker)")
-	os.Exit(1)
-}
+func main() { app.Main() }

@@ -17,12 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
 	"github.com/mailfleet/mailfleet/services/access/internal/imapd"
 	"github.com/mailfleet/mailfleet/services/access/internal/maildrop"
 	"github.com/mailfleet/mailfleet/services/access/internal/metrics"

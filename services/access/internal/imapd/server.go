@@ -12,8 +12,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
-	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
 )
 
 // Observer is told about connections, logins and commands (for metrics).

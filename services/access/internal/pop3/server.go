@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
+	"github.com/mailfleet/mailfleet/pkg/authlimit"
 )
 
 // Config tunes the server. Zero values take the defaults noted.

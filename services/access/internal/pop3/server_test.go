@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
-	"github.com/mailfleet/mailfleet/services/access/internal/authlimit"
 )
 
 // fakeBackend is an in-memory Backend for protocol tests. The real one, on

@@ -17,7 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/inbound/internal/spool"
+	"github.com/mailfleet/mailfleet/pkg/spool"
 )
 
 var sprintf = fmt.Sprintf

@@ -39,3 +39,15 @@ func TestSpoolRefusesBareLF(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSpoolNormalizesWhenAsked(t *testing.T) {
+	s := New(t.TempDir())
+	s.NormalizeLF = true
+	if _, err := s.ReadFrom(iotest.OneByteReader(strings.NewReader("a\nb\r\n\n.\n"))); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(s.Reader())
+	if string(got) != "a\r\nb\r\n\r\n.\r\n" {
+		t.Fatalf("normalized to %q", got)
+	}
+}

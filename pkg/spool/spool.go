@@ -21,6 +21,11 @@ var ErrBareLF = errors.New("bare LF in message data")
 
 // Spool is one message.
 type Spool struct {
+	// NormalizeLF turns bare LFs into CRLF instead of refusing them (for
+	// submission, where a user's client may send them; what is relayed on
+	// is then well-formed).
+	NormalizeLF bool
+
 	dir    string
 	mem    bytes.Buffer
 	file   *os.File
@@ -55,7 +60,10 @@ func (s *Spool) ReadFrom(r io.Reader) (int64, error) {
 func (s *Spool) write(p []byte) error {
 	for i, c := range p {
 		if c == '\n' && !(i == 0 && s.prevCR || i > 0 && p[i-1] == '\r') {
-			return ErrBareLF
+			if !s.NormalizeLF {
+				return ErrBareLF
+			}
+			return s.write(normalize(p, s.prevCR))
 		}
 	}
 	s.prevCR = p[len(p)-1] == '\r'
@@ -79,6 +87,18 @@ func (s *Spool) write(p []byte) error {
 	}
 	_, err := s.file.Write(p)
 	return err
+}
+
+// normalize returns p with every bare LF preceded by a CR.
+func normalize(p []byte, prevCR bool) []byte {
+	out := make([]byte, 0, len(p)+16)
+	for i, c := range p {
+		if c == '\n' && !(i == 0 && prevCR || i > 0 && p[i-1] == '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // Size is the message size in bytes.

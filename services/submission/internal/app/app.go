@@ -1,0 +1,294 @@
+// Package app wires the submission binary: the submission listeners (587
+// STARTTLS, 465 TLS), the outbound queue runner, TLS, DNS, metrics and
+// graceful shutdown.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailfleet/mailfleet/pkg/authlimit"
+	"github.com/mailfleet/mailfleet/pkg/dnsresolver"
+	"github.com/mailfleet/mailfleet/pkg/opsserver"
+	"github.com/mailfleet/mailfleet/pkg/servicemain"
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
+	"github.com/mailfleet/mailfleet/pkg/tlsreload"
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/submission/internal/queue"
+	"github.com/mailfleet/mailfleet/services/submission/internal/submit"
+)
+
+// Config is everything the submission binary can be told.
+type Config struct {
+	SubmissionListen  string
+	SubmissionsListen string
+	OpsListen         string
+	Storage           string
+	Hostname          string
+	TLSCert           string
+	TLSKey            string
+	DevTLSDir         string
+	InsecureAuth      bool
+	DNSServer         string
+	MaxMessageSize    int64
+	MaxRecipients     int
+	MaxConnsPerIP     int
+	LoginFailures     int
+	LoginLockout      time.Duration
+	LoginDelay        time.Duration
+	Deliver           bool
+	Routes            string
+	RemotePort        int
+	RetrySchedule     string
+	QueueWorkers      int
+	LeaseTTL          time.Duration
+	QueuePoll         time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+// Flags registers every setting on fs.
+func Flags(fs *flag.FlagSet) *Config {
+	host, _ := os.Hostname()
+	c := &Config{}
+	fs.StringVar(&c.SubmissionListen, "submission-listen", ":5870", "submission with STARTTLS (port 587 behind the Service; empty = off)")
+	fs.StringVar(&c.SubmissionsListen, "submissions-listen", ":4650", "submission over implicit TLS (port 465; empty = off)")
+	fs.StringVar(&c.OpsListen, "ops-listen", ":7101", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.Storage, "storage", "127.0.0.1:7070", "storage tier gRPC address")
+	fs.StringVar(&c.Hostname, "hostname", host, "this server's public name (greeting, EHLO, Received, DSNs)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM), reloaded when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file (PEM)")
+	fs.StringVar(&c.DevTLSDir, "dev-tls-dir", "", "development only: generate a self-signed certificate here if --tls-cert is not set")
+	fs.BoolVar(&c.InsecureAuth, "insecure-auth", false, "development only: allow AUTH without TLS")
+	fs.StringVar(&c.DNSServer, "dns-server", "", "DNS server host:port for MX lookups (empty = the system's)")
+	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes")
+	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
+	fs.IntVar(&c.LoginFailures, "login-failures", 10, "failed logins per IP or user within 5 minutes before a lockout")
+	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
+	fs.DurationVar(&c.LoginDelay, "login-failure-delay", time.Second, "delay after a failed login (doubling per failure, up to 8x)")
+	fs.BoolVar(&c.Deliver, "deliver", true, "run the outbound queue runner (false: mail for other domains stays queued)")
+	fs.StringVar(&c.Routes, "routes", "", `static next hops: "example.com=mx.example.net:25,*=smarthost:587" (* = every other domain)`)
+	fs.IntVar(&c.RemotePort, "remote-port", 25, "SMTP port of remote servers found through MX records")
+	fs.StringVar(&c.RetrySchedule, "retry-schedule", "1m,5m,15m,30m,1h,2h,4h", "back-off between delivery attempts; the last repeats")
+	fs.IntVar(&c.QueueWorkers, "queue-workers", 8, "queue items delivered at once by this pod")
+	fs.DurationVar(&c.LeaseTTL, "queue-lease-ttl", 5*time.Minute, "how long a dead pod's queue items stay leased")
+	fs.DurationVar(&c.QueuePoll, "queue-poll", time.Second, "pause between queue scans when nothing is due")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long transactions and deliveries may finish after SIGTERM")
+	return c
+}
+
+// Main is the submission binary.
+func Main() {
+	fs := flag.NewFlagSet("submission", flag.ExitOnError)
+	cfg := Flags(fs)
+	servicemain.Main("submission", fs, func(ctx context.Context, log *slog.Logger) error { return Run(ctx, cfg, log) })
+}
+
+func parseRoutes(s string) (map[string]string, error) {
+	routes := map[string]string{}
+	for _, r := range strings.Split(s, ",") {
+		if strings.TrimSpace(r) == "" {
+			continue
+		}
+		domain, hop, ok := strings.Cut(strings.TrimSpace(r), "=")
+		if _, _, err := net.SplitHostPort(hop); !ok || err != nil || domain == "" {
+			return nil, fmt.Errorf("bad route %q (want domain=host:port)", r)
+		}
+		routes[strings.ToLower(domain)] = hop
+	}
+	return routes, nil
+}
+
+func parseSchedule(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, p := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("bad retry schedule entry %q", p)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+type metrics struct {
+	sessions, messages, bytes, bounces prometheus.Counter
+	rejections, attempts               *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		sessions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_sessions_total", Help: "Submission sessions."}),
+		messages:   prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_messages_total", Help: "Messages accepted."}),
+		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_bytes_total", Help: "Bytes accepted."}),
+		bounces:    prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_queue_bounces_total", Help: "DSNs sent for failed recipients."}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_submission_rejections_total", Help: "Refusals by reason."}, []string{"reason"}),
+		attempts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_queue_attempts_total", Help: "Per-recipient delivery attempts by result."}, []string{"result"}),
+	}
+	reg.MustRegister(m.sessions, m.messages, m.bytes, m.bounces, m.rejections, m.attempts)
+	return m
+}
+
+func (m *metrics) Session()                            { m.sessions.Inc() }
+func (m *metrics) Accepted(local, remote int, b int64) { m.messages.Inc(); m.bytes.Add(float64(b)) }
+func (m *metrics) Rejected(reason string)              { m.rejections.WithLabelValues(reason).Inc() }
+func (m *metrics) Attempt(result string)               { m.attempts.WithLabelValues(result).Inc() }
+func (m *metrics) Bounced()                            { m.bounces.Inc() }
+
+// queueGauges reports queue depth and the oldest item's age at scrape time.
+type queueGauges struct {
+	store      *storeclient.Client
+	depth, age *prometheus.Desc
+}
+
+func (g *queueGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.depth; ch <- g.age }
+func (g *queueGauges) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := g.store.Queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
+	if err != nil {
+		return
+	}
+	oldest := 0.0
+	for _, it := range resp.Items {
+		oldest = max(oldest, time.Since(it.CreatedAt.AsTime()).Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(g.depth, prometheus.GaugeValue, float64(len(resp.Items)))
+	ch <- prometheus.MustNewConstMetric(g.age, prometheus.GaugeValue, oldest)
+}
+
+func tlsConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {
+	cert, key := cfg.TLSCert, cfg.TLSKey
+	if cert == "" && cfg.DevTLSDir != "" {
+		var err error
+		if cert, key, err = tlsreload.SelfSigned(cfg.DevTLSDir, []string{"localhost", "127.0.0.1"}); err != nil {
+			return nil, err
+		}
+		log.Warn("using a self-signed development certificate", "cert", cert)
+	}
+	if cert == "" {
+		return nil, nil
+	}
+	r, err := tlsreload.New(cert, key, log)
+	if err != nil {
+		return nil, err
+	}
+	return r.Config(), nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	routes, err := parseRoutes(cfg.Routes)
+	if err != nil {
+		return err
+	}
+	schedule, err := parseSchedule(cfg.RetrySchedule)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := tlsConfig(cfg, log)
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	if tlsCfg == nil && !cfg.InsecureAuth {
+		return errors.New("no TLS certificate (--tls-cert/--tls-key, or --dev-tls-dir for development): users could not log in")
+	}
+	store, err := storeclient.Dial(cfg.Storage)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
+	reg.MustRegister(&queueGauges{store: store,
+		depth: prometheus.NewDesc("mailfleet_queue_depth", "Items in the outbound queue.", nil, nil),
+		age:   prometheus.NewDesc("mailfleet_queue_oldest_age_seconds", "Age of the oldest queued item.", nil, nil)})
+
+	server := submit.New(store, submit.Config{
+		Hostname: cfg.Hostname, MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
+		TLS: tlsCfg, AllowInsecureAuth: cfg.InsecureAuth, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		Limiter:  authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay),
+		Observer: m, Logger: log,
+	})
+	ready := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if _, err := store.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{}); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		return nil
+	}
+	ops, err := opsserver.Listen(cfg.OpsListen, reg, ready, log)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 4)
+	for _, l := range []struct {
+		addr     string
+		implicit bool
+	}{{cfg.SubmissionListen, false}, {cfg.SubmissionsListen, true}} {
+		if l.addr == "" {
+			continue
+		}
+		if l.implicit && tlsCfg == nil {
+			return errors.New("--submissions-listen needs a TLS certificate")
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return err
+		}
+		log.Info("listening", "addr", ln.Addr().String(), "implicit_tls", l.implicit)
+		go func(ln net.Listener, implicit bool) { errc <- server.Serve(ln, implicit) }(ln, l.implicit)
+	}
+	go func() { errc <- ops.Serve() }()
+
+	runCtx, stopRunner := context.WithCancel(context.Background())
+	var runnerDone sync.WaitGroup
+	if cfg.Deliver {
+		runner := queue.New(store, dnsresolver.New(cfg.DNSServer), queue.Config{
+			Hostname: cfg.Hostname, Workers: cfg.QueueWorkers, LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.QueuePoll,
+			RemotePort: cfg.RemotePort, Routes: routes, Schedule: schedule, Observer: m, Logger: log,
+		})
+		runnerDone.Add(1)
+		go func() { defer runnerDone.Done(); runner.Run(runCtx) }()
+		log.Info("queue runner started", "workers", cfg.QueueWorkers, "routes", len(routes))
+	} else {
+		log.Warn("--deliver=false: mail for other domains stays in the queue")
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			stopRunner()
+			return err
+		}
+	}
+	log.Info("shutting down: finishing transactions and deliveries")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	stopRunner() // no new leases; items in flight finish
+	server.Shutdown(shutdownCtx)
+	done := make(chan struct{})
+	go func() { runnerDone.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-shutdownCtx.Done():
+		log.Warn("deliveries still running at shutdown; their leases will expire and another pod retries them")
+	}
+	ops.Shutdown(shutdownCtx)
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,116 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/textproto"
+	"regexp"
+	"strings"
+	"time"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+var enhancedRE = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
+
+// statusOf extracts the RFC 3463 status from an SMTP reply, or a generic one.
+func statusOf(result string) string {
+	if m := enhancedRE.FindString(result); m != "" && strings.HasPrefix(m, "5") {
+		return m
+	}
+	return "5.0.0"
+}
+
+// sendDSN delivers a delivery status notification (RFC 3464, in a
+// multipart/report, RFC 6522) for the failed recipients to the sender's
+// INBOX. A null sender gets none (a DSN never bounces).
+func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed []*storagev1.QueueRecipient) error {
+	if item.MailFrom == "" {
+		return nil
+	}
+	headers, err := r.originalHeaders(ctx, item.Id)
+	if err != nil {
+		return err
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	b := make([]byte, 6)
+	rand.Read(b)
+	now := time.Now()
+	var msg bytes.Buffer
+	fmt.Fprintf(&msg, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r.cfg.Hostname)
+	fmt.Fprintf(&msg, "To: <%s>\r\n", item.MailFrom)
+	fmt.Fprintf(&msg, "Subject: Undelivered Mail Returned to Sender\r\n")
+	fmt.Fprintf(&msg, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	fmt.Fprintf(&msg, "Message-ID: <%s.dsn@%s>\r\n", hex.EncodeToString(b), r.cfg.Hostname)
+	fmt.Fprintf(&msg, "Auto-Submitted: auto-replied\r\n")
+	fmt.Fprintf(&msg, "MIME-Version: 1.0\r\n")
+	fmt.Fprintf(&msg, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n\r\n", mw.Boundary())
+
+	// 1: for people.
+	part, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain; charset=utf-8"}})
+	fmt.Fprintf(part, "This is the mail system at %s.\r\n\r\nYour message could not be delivered to these recipients:\r\n\r\n", r.cfg.Hostname)
+	for _, f := range failed {
+		fmt.Fprintf(part, "<%s>: %s\r\n", f.Address, f.LastResult)
+	}
+	// 2: for programs (RFC 3464 2).
+	part, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"message/delivery-status"}})
+	fmt.Fprintf(part, "Reporting-MTA: dns; %s\r\n", r.cfg.Hostname)
+	fmt.Fprintf(part, "X-Mailfleet-Queue-ID: %s\r\n", item.Id)
+	fmt.Fprintf(part, "Arrival-Date: %s\r\n", item.CreatedAt.AsTime().Format(time.RFC1123Z))
+	for _, f := range failed {
+		fmt.Fprintf(part, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n", f.Address, statusOf(f.LastResult))
+		if strings.HasPrefix(f.LastResult, "5") || strings.HasPrefix(f.LastResult, "4") {
+			fmt.Fprintf(part, "Diagnostic-Code: smtp; %s\r\n", f.LastResult)
+		}
+		fmt.Fprintf(part, "Last-Attempt-Date: %s\r\n", now.Format(time.RFC1123Z))
+	}
+	// 3: the original headers (RFC 6522 text/rfc822-headers).
+	part, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/rfc822-headers"}})
+	part.Write(headers)
+	mw.Close()
+	msg.Write(body.Bytes())
+
+	stream, err := r.store.Delivery.Deliver(ctx)
+	if err != nil {
+		return err
+	}
+	stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{Recipients: []string{item.MailFrom}}}})
+	stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: msg.Bytes()}}})
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return err
+	}
+	if st := resp.Results[0].Status; st != storagev1.RecipientResult_STATUS_DELIVERED && st != storagev1.RecipientResult_STATUS_UNKNOWN_USER && st != storagev1.RecipientResult_STATUS_NOT_LOCAL {
+		return fmt.Errorf("DSN not stored: %v", st)
+	}
+	return nil
+}
+
+// originalHeaders reads the queued message's header section (up to 64 KiB).
+func (r *Runner) originalHeaders(ctx context.Context, id string) ([]byte, error) {
+	stream, err := r.store.Queue.GetQueueBody(ctx, &storagev1.GetQueueBodyRequest{Id: id})
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	for buf.Len() < 64<<10 {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(resp.GetChunk().GetData())
+		if i := bytes.Index(buf.Bytes(), []byte("\r\n\r\n")); i >= 0 {
+			return buf.Bytes()[:i+2], nil
+		}
+	}
+	return buf.Bytes(), nil
+}

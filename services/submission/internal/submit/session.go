@@ -1,0 +1,309 @@
+package submit
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailfleet/mailfleet/pkg/spool"
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+var sprintf = fmt.Sprintf
+var sprint = fmt.Sprint
+
+type session struct {
+	srv  *Server
+	conn *smtp.Conn
+	ip   net.IP
+	log  *slog.Logger
+
+	account *storagev1.Account
+	from    string
+	local   []string
+	remote  []string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func reply(code int, enhanced smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enhanced, Message: msg}
+}
+
+func (s *session) reject(reason string, err *smtp.SMTPError) error {
+	if s.srv.cfg.Observer != nil {
+		s.srv.cfg.Observer.Rejected(reason)
+	}
+	s.log.Info("rejected", "reason", reason, "code", err.Code)
+	return err
+}
+
+func (s *session) Reset()        { s.from, s.local, s.remote = "", nil, nil }
+func (s *session) Logout() error { return nil }
+
+// RFC 4954 AUTH with PLAIN (RFC 4616) and LOGIN.
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && !strings.EqualFold(identity, username) {
+				return reply(535, smtp.EnhancedCode{5, 7, 8}, "Cannot act as another user")
+			}
+			return s.login(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{auth: s.login}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) login(username, password string) error {
+	lim := s.srv.cfg.Limiter
+	if lim.Locked(s.ip.String(), username) {
+		return s.reject("auth-locked", reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins, try later"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
+	defer cancel()
+	resp, err := s.srv.store.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: username, Password: password})
+	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED {
+		time.Sleep(lim.Failed(s.ip.String(), username))
+		s.log.Info("login failed", "user", username)
+		return s.reject("auth-failed", smtp.ErrAuthFailed)
+	}
+	if err != nil {
+		s.log.Warn("login error", "err", err)
+		return reply(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
+	}
+	lim.Succeeded(s.ip.String(), username)
+	s.account = resp.Account
+	s.log = s.log.With("account", resp.Account.Id)
+	s.log.Info("logged in")
+	return nil
+}
+
+// owns reports whether address belongs to the authenticated account.
+func (s *session) owns(address string) bool {
+	address = strings.ToLower(strings.TrimSpace(address))
+	if address == strings.ToLower(s.account.Address) {
+		return true
+	}
+	for _, a := range s.account.Aliases {
+		if strings.EqualFold(a, address) {
+			return true
+		}
+	}
+	return false
+}
+
+// RFC 6409 4.1, 6.1: MAIL needs AUTH, and the sender must be the user's.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.srv.closing.Load() {
+		return reply(421, smtp.EnhancedCode{4, 3, 2}, "Server shutting down, try again later")
+	}
+	if s.account == nil {
+		return s.reject("auth-required", reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required"))
+	}
+	s.Reset()
+	if opts != nil && opts.Size > s.srv.cfg.MaxMessageSize {
+		return s.reject("too-large", reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too large"))
+	}
+	if from == "" || !s.owns(from) {
+		return s.reject("sender-not-owned", reply(553, smtp.EnhancedCode{5, 7, 1}, "Sender address not owned by the authenticated user"))
+	}
+	s.from = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if len(s.local)+len(s.remote) >= s.srv.cfg.MaxRecipients {
+		return s.reject("too-many-recipients", reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
+	defer cancel()
+	resp, err := s.srv.store.Accounts.ResolveRecipient(ctx, &storagev1.ResolveRecipientRequest{Address: to})
+	switch {
+	case storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_INVALID_ARGUMENT:
+		return s.reject("bad-address", reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"))
+	case err != nil:
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure, try again later")
+	}
+	switch resp.Result {
+	case storagev1.ResolveRecipientResponse_RESULT_LOCAL:
+		s.local = append(s.local, to)
+	case storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL:
+		s.remote = append(s.remote, to)
+	case storagev1.ResolveRecipientResponse_RESULT_DISABLED:
+		return s.reject("disabled", reply(550, smtp.EnhancedCode{5, 2, 1}, "Mailbox disabled"))
+	default:
+		return s.reject("unknown-user", reply(550, smtp.EnhancedCode{5, 1, 1}, "No such user here"))
+	}
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	sp := spool.New(s.srv.cfg.SpoolDir)
+	sp.NormalizeLF = true
+	defer sp.Close()
+	if _, err := sp.ReadFrom(r); err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return smtp.ErrDataTooLarge
+		}
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
+	}
+	// RFC 6409 8.1: the From: must be the user's too.
+	froms, err := fromAddresses(sp.Reader())
+	if err != nil || len(froms) == 0 {
+		return s.reject("bad-from", reply(553, smtp.EnhancedCode{5, 7, 1}, "Message needs a From: header with your address"))
+	}
+	for _, f := range froms {
+		if !s.owns(f) {
+			return s.reject("from-not-owned", reply(553, smtp.EnhancedCode{5, 7, 1}, "From: address not owned by the authenticated user"))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
+	defer cancel()
+	fromDomain := froms[0][strings.LastIndexByte(froms[0], '@')+1:]
+	signature, err := s.srv.dkim.sign(ctx, strings.ToLower(fromDomain), sp.Reader())
+	if err != nil {
+		s.log.Warn("DKIM signing failed", "domain", fromDomain, "err", err)
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure, try again later")
+	}
+	id := newID()
+	prefix := s.receivedHeader(id) + signature
+	resp, err := s.store(ctx, io.MultiReader(strings.NewReader(prefix), sp.Reader()), int64(len(prefix))+sp.Size())
+	if err != nil {
+		s.log.Warn("storing the message failed", "id", id, "err", err)
+		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))
+	}
+	delivered := 0
+	for _, r := range resp.Results {
+		if r.Status == storagev1.RecipientResult_STATUS_DELIVERED {
+			delivered++
+		} else {
+			s.log.Error("local recipient not delivered", "id", id, "recipient", r.Recipient, "status", r.Status.String())
+		}
+	}
+	if delivered == 0 && len(s.remote) == 0 {
+		return s.reject("local-failed", reply(452, smtp.EnhancedCode{4, 2, 2}, "Recipient mailbox unavailable, try again later"))
+	}
+	if s.srv.cfg.Observer != nil {
+		s.srv.cfg.Observer.Accepted(delivered, len(s.remote), int64(resp.Size))
+	}
+	s.log.Info("accepted", "id", id, "local", delivered, "remote", len(s.remote), "queue_id", resp.QueueId, "size", resp.Size)
+	return nil
+}
+
+// store hands the message to the storage tier: local recipients delivered
+// and remote ones queued in one step.
+func (s *session) store(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
+	meta := &storagev1.DeliverRequest_Metadata{Recipients: s.local, SizeHint: uint64(size)}
+	if len(s.remote) > 0 {
+		meta.Outbound = &storagev1.EnqueueRequest_Metadata{AccountId: s.account.Id, MailFrom: s.from, Recipients: s.remote}
+	}
+	stream, err := s.srv.store.Delivery.Deliver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: meta}}); err != nil {
+		return stream.CloseAndRecv()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := io.ReadFull(msg, buf)
+		if n > 0 {
+			if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: append([]byte(nil), buf[:n]...)}}}); err != nil {
+				return stream.CloseAndRecv()
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return stream.CloseAndRecv()
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+	}
+}
+
+// receivedHeader records the submission (RFC 3848 ESMTPSA: with TLS and AUTH).
+func (s *session) receivedHeader(id string) string {
+	proto := "ESMTPA"
+	if _, ok := s.conn.TLSConnectionState(); ok {
+		proto = "ESMTPSA"
+	}
+	return fmt.Sprintf("Received: from %s ([%s])\r\n\tby %s (Mailfleet) with %s id %s;\r\n\t%s\r\n",
+		sanitize(s.conn.Hostname()), s.ip, s.srv.cfg.Hostname, proto, id, time.Now().Format(time.RFC1123Z))
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '(' || r == ')' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// fromAddresses returns the addresses of the From: header.
+func fromAddresses(r io.Reader) ([]string, error) {
+	h, err := textproto.ReadHeader(bufio.NewReader(r))
+	if err != nil {
+		return nil, err
+	}
+	list, err := mail.ParseAddressList(h.Get("From"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range list {
+		out = append(out, a.Address)
+	}
+	return out, nil
+}
+
+// loginServer is the SASL LOGIN mechanism (draft-murchison-sasl-login):
+// "Username:" then "Password:".
+type loginServer struct {
+	auth     func(user, pass string) error
+	username string
+	step     int
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch l.step {
+	case 0:
+		l.step++
+		if len(response) > 0 { // initial response carries the username
+			l.username = string(response)
+			l.step++
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		l.username = string(response)
+		l.step++
+		return []byte("Password:"), false, nil
+	default:
+		return nil, true, l.auth(l.username, string(response))
+	}
+}

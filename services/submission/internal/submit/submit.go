@@ -1,0 +1,181 @@
+// Package submit is the message submission server (RFC 6409, RFC 8314):
+// authenticated users hand in mail on 587 (STARTTLS) or 465 (implicit TLS).
+// Local recipients are delivered at once and remote ones handed to the
+// durable outbound queue, in one storage step, before the 250.
+//
+// Implementation notes:
+//   - AUTH exists only over TLS (go-smtp hides it otherwise), and MAIL needs
+//     AUTH: without it nobody relays anything.
+//   - The envelope sender and every From: address must belong to the
+//     authenticated account (its address or an alias).
+//   - Messages are DKIM-signed with the From: domain's key when it has one.
+//   - No body and no password ever reaches the log.
+package submit
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailfleet/mailfleet/pkg/authlimit"
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
+)
+
+// Config tunes the server.
+type Config struct {
+	Hostname       string
+	MaxMessageSize int64
+	MaxRecipients  int
+	StorageTimeout time.Duration
+	TLS            *tls.Config
+	// AllowInsecureAuth permits AUTH without TLS (development only).
+	AllowInsecureAuth bool
+	MaxConnsPerIP     int
+	Limiter           *authlimit.Limiter
+	SpoolDir          string
+	Observer          Observer
+	Logger            *slog.Logger
+}
+
+// Observer is told what happens, for metrics.
+type Observer interface {
+	Session()
+	Accepted(local, remote int, bytes int64)
+	Rejected(reason string)
+}
+
+// Server is the submission server; Serve it on 587 and 465.
+type Server struct {
+	cfg   Config
+	store *storeclient.Client
+	dkim  *keyCache
+	smtp  *smtp.Server
+
+	closing atomic.Bool
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	perIP   map[string]int
+}
+
+// New builds the server.
+func New(store *storeclient.Client, cfg Config) *Server {
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = 50 << 20
+	}
+	if cfg.MaxRecipients == 0 {
+		cfg.MaxRecipients = 100
+	}
+	if cfg.StorageTimeout == 0 {
+		cfg.StorageTimeout = time.Minute
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = 20
+	}
+	if cfg.Limiter == nil {
+		cfg.Limiter = authlimit.New(10, 5*time.Minute, 15*time.Minute, time.Second)
+	}
+	s := &Server{cfg: cfg, store: store, dkim: newKeyCache(store, time.Minute), perIP: map[string]int{}}
+	srv := smtp.NewServer(s)
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxMessageSize
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.ReadTimeout = 5 * time.Minute
+	srv.WriteTimeout = 5 * time.Minute
+	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = cfg.TLS
+	srv.AllowInsecureAuth = cfg.AllowInsecureAuth
+	srv.ErrorLog = logAdapter{cfg.Logger}
+	s.smtp = srv
+	return s
+}
+
+type logAdapter struct{ log *slog.Logger }
+
+func (l logAdapter) Printf(format string, v ...any) { l.log.Debug("smtp: " + sprintf(format, v...)) }
+func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + sprint(v...)) }
+
+// Serve serves on ln; with implicitTLS (port 465) every connection starts
+// with a TLS handshake.
+func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
+	ln = &limitListener{Listener: ln, srv: s}
+	if implicitTLS {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	return s.smtp.Serve(ln)
+}
+
+// Shutdown stops accepting; new transactions get 421, current ones finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.smtp.Close()
+	}
+	return err
+}
+
+// NewSession is smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Session()
+	}
+	id := s.nextID.Add(1)
+	ip := remoteIP(c.Conn())
+	return &session{srv: s, conn: c, ip: ip, log: s.cfg.Logger.With("proto", "submission", "conn", id, "remote", ip.String())}, nil
+}
+
+func remoteIP(c net.Conn) net.IP {
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return net.ParseIP(host)
+}
+
+// limitListener refuses connections over the per-IP limit with a 421.
+type limitListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c).String()
+		l.srv.mu.Lock()
+		over := l.srv.perIP[ip] >= l.srv.cfg.MaxConnsPerIP
+		if !over {
+			l.srv.perIP[ip]++
+		}
+		l.srv.mu.Unlock()
+		if over {
+			c.Close()
+			continue
+		}
+		return &countedConn{Conn: c, srv: l.srv, ip: ip}, nil
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	srv  *Server
+	ip   string
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.srv.mu.Lock()
+		if c.srv.perIP[c.ip]--; c.srv.perIP[c.ip] <= 0 {
+			delete(c.srv.perIP, c.ip)
+		}
+		c.srv.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
