@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/emersion/go-msgauth v0.7.0
+	github.com/emersion/go-smtp v0.25.1
 	github.com/mailfleet/mailfleet/proto v0.0.0
 	github.com/mailfleet/mailfleet/services/storage v0.0.0
 	github.com/miekg/dns v1.1.73

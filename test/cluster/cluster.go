@@ -30,6 +30,7 @@ func Binaries(dir string) (string, error) {
 		{"storage", "github.com/mailfleet/mailfleet/services/storage"},
 		{"access", "github.com/mailfleet/mailfleet/services/access"},
 		{"inbound", "github.com/mailfleet/mailfleet/services/inbound"},
+		{"submission", "github.com/mailfleet/mailfleet/services/submission"},
 		{"mailctl", "github.com/mailfleet/mailfleet/mailctl"},
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
@@ -53,21 +54,26 @@ type Options struct {
 	// InboundArgs are extra flags for every inbound process.
 	InboundArgs []string
 	// DNS is the DNS server (host:port) inbound and submission ask.
-	DNS string
+	DNS        string
+	Submission int
+	// SubmissionArgs are extra flags for every submission process.
+	SubmissionArgs []string
 }
 
 // Cluster is a running Mailfleet.
 type Cluster struct {
-	t       testing.TB
-	BinDir  string
-	Dir     string
-	Etcd    *engines.EtcdCluster
-	MinIO   *engines.MinIO
-	Bucket  string
-	Storage []*Process
-	Access  []*Access
-	Inbound []*Inbound
+	t          testing.TB
+	BinDir     string
+	Dir        string
+	Etcd       *engines.EtcdCluster
+	MinIO      *engines.MinIO
+	Bucket     string
+	Storage    []*Process
+	Access     []*Access
+	Inbound    []*Inbound
+	Submission []*Submission
 
+	opts Options
 	conn *grpc.ClientConn
 	// Admin clients, talking to the first storage process.
 	Accounts storagev1.AccountServiceClient
@@ -80,6 +86,12 @@ type Cluster struct {
 type Inbound struct {
 	*Process
 	SMTP, Ops string
+}
+
+// Submission is one submission process (with its queue runner).
+type Submission struct {
+	*Process
+	Submission, Submissions, Ops string
 }
 
 // Access is one access process and its endpoints.
@@ -103,7 +115,7 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, BinDir: binDir, Dir: dir, Etcd: etcd, MinIO: minio, Bucket: bucket}
+	c := &Cluster{t: t, BinDir: binDir, Dir: dir, Etcd: etcd, MinIO: minio, Bucket: bucket, opts: o}
 	t.Cleanup(c.dumpLogsOnFailure)
 	for i := 0; i < o.Storage; i++ {
 		port, ops := freePort(t), freePort(t)
@@ -129,6 +141,9 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 		in.Start()
 		c.Inbound = append(c.Inbound, in)
 	}
+	for i := 0; i < o.Submission; i++ {
+		c.Submission = append(c.Submission, c.startSubmission(i, o))
+	}
 	c.conn, err = grpc.NewClient(c.Storage[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +154,25 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	c.Messages = storagev1.NewMessageServiceClient(c.conn)
 	c.Mailbox = storagev1.NewMailboxServiceClient(c.conn)
 	return c
+}
+
+// AddSubmission starts one more submission process.
+func (c *Cluster) AddSubmission() *Submission {
+	sub := c.startSubmission(len(c.Submission), c.opts)
+	c.Submission = append(c.Submission, sub)
+	return sub
+}
+
+func (c *Cluster) startSubmission(i int, o Options) *Submission {
+	sub := &Submission{Submission: "127.0.0.1:" + freePort(c.t), Submissions: "127.0.0.1:" + freePort(c.t), Ops: "127.0.0.1:" + freePort(c.t)}
+	args := []string{"--storage", c.Storage[i%len(c.Storage)].Addr, "--ops-listen", sub.Ops,
+		"--submission-listen", sub.Submission, "--submissions-listen", sub.Submissions,
+		"--hostname", "smtp.example.test", "--dev-tls-dir", filepath.Join(c.Dir, "tls"), "--dns-server", o.DNS,
+		"--queue-poll", "100ms", "--login-failure-delay", "10ms"}
+	sub.Process = c.newProcess(fmt.Sprintf("submission-%d", i), "submission", append(args, o.SubmissionArgs...))
+	sub.ReadyURL = "http://" + sub.Ops + "/readyz"
+	sub.Start()
+	return sub
 }
 
 func (c *Cluster) startAccess(i int, storage string, extra []string) *Access {
@@ -163,6 +197,9 @@ func (c *Cluster) dumpLogsOnFailure() {
 	procs := append(append([]*Process{}, c.Storage...), c.accessProcesses()...)
 	for _, in := range c.Inbound {
 		procs = append(procs, in.Process)
+	}
+	for _, sub := range c.Submission {
+		procs = append(procs, sub.Process)
 	}
 	for _, p := range procs {
 		log := p.Log()
@@ -306,6 +343,11 @@ func (c *Cluster) Deliver(recipients []string, body []byte) {
 			c.t.Fatalf("delivery to %s: %v", r.Recipient, r.Status)
 		}
 	}
+}
+
+// Queue returns a queue client on the first storage process.
+func (c *Cluster) Queue() storagev1.QueueServiceClient {
+	return storagev1.NewQueueServiceClient(c.conn)
 }
 
 // SetQuota sets an account's limits (0 = unlimited).

@@ -285,20 +285,48 @@ func (r *Runner) deliverDomain(ctx context.Context, item *storagev1.QueueItem, d
 	}
 	var lastErr error
 	for _, host := range hosts {
-		out, err := r.deliverHost(ctx, item, host, rcpts)
-		if err == nil {
-			return out
+		addrs, err := r.addresses(ctx, host)
+		if err != nil {
+			lastErr = err
+			continue
 		}
-		lastErr = err // connection-level failure: try the next host
+		for _, addr := range addrs {
+			out, err := r.deliverHost(ctx, item, host, addr, rcpts)
+			if err == nil {
+				return out
+			}
+			lastErr = err // connection-level failure: try the next address
+		}
 	}
 	return all(storagev1.RecipientOutcome_OUTCOME_DEFERRED, "connection failed: "+lastErr.Error())
 }
 
-// deliverHost runs one SMTP transaction with host. A non-nil error means no
-// transaction happened (try another host).
-func (r *Runner) deliverHost(ctx context.Context, item *storagev1.QueueItem, host string, rcpts []string) ([]*storagev1.RecipientOutcome, error) {
+// addresses resolves a next hop "host:port" to "ip:port"s through the
+// configured resolver (never the system's behind the runner's back).
+func (r *Runner) addresses(ctx context.Context, hostport string) ([]string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, err
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return []string{hostport}, nil
+	}
+	ips, err := r.resolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ip := range ips {
+		out = append(out, net.JoinHostPort(ip.IP.String(), port))
+	}
+	return out, nil
+}
+
+// deliverHost runs one SMTP transaction with host (at addr). A non-nil error
+// means no transaction happened (try another address).
+func (r *Runner) deliverHost(ctx context.Context, item *storagev1.QueueItem, host, addr string, rcpts []string) ([]*storagev1.RecipientOutcome, error) {
 	d := net.Dialer{Timeout: r.cfg.ConnectTimeout}
-	conn, err := d.DialContext(ctx, "tcp", host)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
