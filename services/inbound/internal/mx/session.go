@@ -16,8 +16,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/pkg/spool"
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
 var sprintf = fmt.Sprintf

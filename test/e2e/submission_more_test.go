@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// python3's smtplib submits over 465 and 587 with AUTH.
+func TestSubmissionWithPythonSmtplib(t *testing.T) {
+	c, _, _ := startSubmission(t, 1)
+	c.CreateAccount("amy@example.test", "amy-secret-pw")
+	bob := c.CreateAccount("bob@example.test", "bob-secret-pw")
+	host, p587 := split(c.Submission[0].Submission)
+	_, p465 := split(c.Submission[0].Submissions)
+	out, err := exec.Command("python3", "testdata/smtp_submission.py", host, p587, p465, "amy@example.test", "amy-secret-pw", "bob@example.test").CombinedOutput()
+	if err != nil {
+		t.Fatalf("smtplib: %v\n%s", err, out)
+	}
+	if bodies, _ := inboxBodies(t, c, bob.Id); len(bodies) != 2 {
+		t.Fatalf("bob has %d messages, want 2", len(bodies))
+	}
+}
+
+// mailctl shows and manages the queue.
+func TestMailctlQueue(t *testing.T) {
+	c, _, mx := startSubmission(t, 1, "--deliver=false")
+	c.CreateAccount("amy@example.test", "amy-secret-pw")
+	for i := 0; i < 2; i++ {
+		if err := submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"zed@remote.example"},
+			[]byte("From: amy@example.test\r\nSubject: held\r\n\r\nx\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mailctl := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binDir+"/mailctl", append([]string{"--storage", c.Storage[0].Addr}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mailctl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	list := mailctl("queue", "list")
+	lines := strings.Split(strings.TrimSpace(list), "\n")
+	if len(lines) != 3 || !strings.Contains(list, "amy@example.test") {
+		t.Fatalf("queue list:\n%s", list)
+	}
+	id := strings.Fields(lines[1])[0]
+	show := mailctl("queue", "show", id)
+	if !strings.Contains(show, "recipient: zed@remote.example PENDING") {
+		t.Fatalf("queue show:\n%s", show)
+	}
+	mailctl("queue", "retry", id)
+	mailctl("queue", "delete", id)
+	if list := mailctl("queue", "list"); strings.Count(list, "\n") != 2 {
+		t.Fatalf("after delete:\n%s", list)
+	}
+	if len(mx.Received()) != 0 {
+		t.Fatal("--deliver=false delivered mail")
+	}
+}
