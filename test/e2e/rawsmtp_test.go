@@ -70,3 +70,20 @@ func (c *rawSMTPConn) cmd(line, want string) string {
 	}
 	return r
 }
+
+// rawSMTPWithPreface connects, writes preface (a PROXY header) first, then
+// reads the greeting.
+func rawSMTPWithPreface(t *testing.T, addr, preface string) *rawSMTPConn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.Write([]byte(preface))
+	c := &rawSMTPConn{t: t, conn: conn, r: bufio.NewReader(conn)}
+	if l := c.reply(); !strings.HasPrefix(l, "220") {
+		t.Fatalf("greeting %q", l)
+	}
+	return c
+}

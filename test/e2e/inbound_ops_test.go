@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Behind a load balancer: the PROXY header's client address feeds SPF and
+// the Received header (203.0.113.7 is only text here; nothing is sent to it).
+func TestInboundProxyProtocol(t *testing.T) {
+	c, dns := startMX(t, "--proxy-protocol")
+	acc := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	dns.TXT("lb.example", "v=spf1 ip4:203.0.113.7 -all")
+	r := rawSMTPWithPreface(t, c.Inbound[0].SMTP, "PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n")
+	r.cmd("EHLO client.lb.example", "250")
+	r.cmd("MAIL FROM:<a@lb.example>", "250")
+	r.cmd("RCPT TO:<ann@example.test>", "250")
+	r.cmd("DATA", "354")
+	r.cmd("From: a@lb.example\r\n\r\nbehind a balancer\r\n.", "250")
+	bodies, _ := inboxBodies(t, c, acc.Id)
+	if len(bodies) != 1 || !strings.Contains(string(bodies[0]), "([203.0.113.7])") || !strings.Contains(string(bodies[0]), "spf=pass") {
+		t.Fatalf("stored:\n%s", bodies)
+	}
+}
+
+// SIGTERM: the transaction in progress finishes; a new one gets 421.
+func TestInboundGracefulShutdown(t *testing.T) {
+	c, _ := startMX(t)
+	acc := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	r := rawSMTP(t, c.Inbound[0].SMTP)
+	r.cmd("EHLO client.example.org", "250")
+	r.cmd("MAIL FROM:<s@example.org>", "250")
+	r.cmd("RCPT TO:<ann@example.test>", "250")
+	r.cmd("DATA", "354")
+	go c.Inbound[0].Signal(syscall.SIGTERM)
+	r.cmd("Subject: last\r\n\r\nin flight\r\n.", "250")
+	r.cmd("MAIL FROM:<s@example.org>", "421")
+	if bodies, _ := inboxBodies(t, c, acc.Id); len(bodies) != 1 {
+		t.Fatalf("%d messages stored, want the one in flight", len(bodies))
+	}
+}
+
+// The ops endpoint counts sessions, messages and rejections by reason.
+func TestInboundMetrics(t *testing.T) {
+	c, _ := startMX(t)
+	c.CreateAccount("ann@example.test", "pw-ann-secret")
+	if err := sendSMTP(c.Inbound[0].SMTP, "s@example.org", []string{"ann@example.test"}, []byte("Subject: m\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	sendSMTP(c.Inbound[0].SMTP, "s@example.org", []string{"x@elsewhere.example"}, []byte("x\r\n"))
+	resp, err := http.Get("http://" + c.Inbound[0].Ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"mailfleet_inbound_messages_total 1", `mailfleet_inbound_rejections_total{reason="relay-denied"} 1`, "mailfleet_inbound_sessions_total 2"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
