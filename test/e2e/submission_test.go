@@ -24,6 +24,14 @@ import (
 // startSubmission starts a cluster with submission processes, a loopback DNS
 // whose MX for remote.example is a fake server on loopback.
 func startSubmission(t *testing.T, n int, args ...string) (*cluster.Cluster, *dnstest.Server, *fakemx.Server) {
+	return startSubmissionTB(t, n, args...)
+}
+
+func startSubmissionB(b *testing.B) (*cluster.Cluster, *dnstest.Server, *fakemx.Server) {
+	return startSubmissionTB(b, 1, "--max-conns-per-ip", "1000", "--queue-workers", "16")
+}
+
+func startSubmissionTB(t testing.TB, n int, args ...string) (*cluster.Cluster, *dnstest.Server, *fakemx.Server) {
 	t.Helper()
 	dns, err := dnstest.Start()
 	if err != nil {

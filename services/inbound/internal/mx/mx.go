@@ -37,7 +37,8 @@ type Config struct {
 	Hostname       string
 	MaxMessageSize int64
 	MaxRecipients  int
-	// MaxCommands bounds MAIL/RCPT/RSET commands in one session.
+	// MaxCommands bounds MAIL/RCPT commands before DATA (a session that
+	// never sends DATA, RSETs included).
 	MaxCommands int
 	// DMARCReject refuses mail whose DMARC policy is reject and fails;
 	// otherwise such mail is only tagged.

@@ -125,6 +125,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 // RFC 5321 4.1.1.4 DATA.
 func (s *session) Data(r io.Reader) error {
+	s.commands = 0 // the limit is on commands before DATA, per transaction
 	sp := spool.New(s.srv.cfg.SpoolDir)
 	defer sp.Close()
 	if _, err := sp.ReadFrom(r); err != nil {
@@ -134,6 +135,9 @@ func (s *session) Data(r io.Reader) error {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.reject("too-large", smtp.ErrDataTooLarge)
 			return smtp.ErrDataTooLarge
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			return s.reject("long-line", reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long (RFC 5321 4.5.3.1.6)"))
 		}
 		s.log.Info("reading DATA failed", "err", err)
 		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")

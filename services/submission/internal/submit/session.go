@@ -163,6 +163,9 @@ func (s *session) Data(r io.Reader) error {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return smtp.ErrDataTooLarge
 		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			return s.reject("long-line", reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long (RFC 5321 4.5.3.1.6)"))
+		}
 		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
 	}
 	// RFC 6409 8.1: the From: must be the user's too.
