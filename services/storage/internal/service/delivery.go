@@ -92,7 +92,14 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 		batch := accounts[start:min(start+accountsPerTxn, len(accounts))]
 		withQueue := start == 0 && outbound != nil
 		var added int
-		_, err := etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
+		// One account (the common case): join the account's group commit,
+		// so concurrent deliveries to a busy mailbox share transactions
+		// instead of conflicting. Several accounts: one transaction for all.
+		run := func(fn func(tx *etcdtx.Tx) error) (int64, error) { return etcdtx.Run(ctx, s.etcd, fn) }
+		if len(batch) == 1 && !withQueue {
+			run = func(fn func(tx *etcdtx.Tx) error) (int64, error) { return s.committer.do(ctx, batch[0], fn) }
+		}
+		_, err := run(func(tx *etcdtx.Tx) error {
 			added = 0
 			for _, account := range batch {
 				rs := byAccount[account]
