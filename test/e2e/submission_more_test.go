@@ -4,6 +4,11 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/mailfleet/mailfleet/test/fakemx"
 )
 
 // python3's smtplib submits over 465 and 587 with AUTH.
@@ -59,4 +64,45 @@ func TestMailctlQueue(t *testing.T) {
 	if len(mx.Received()) != 0 {
 		t.Fatal("--deliver=false delivered mail")
 	}
+}
+
+// A remote that keeps answering 4xx: after the queue lifetime the sender
+// gets a DSN saying the message expired.
+func TestQueueExpiry(t *testing.T) {
+	c, _, mx := startSubmission(t, 1, "--queue-lifetime", "2s")
+	amy := c.CreateAccount("amy@example.test", "amy-secret-pw")
+	mx.Set(func(s *fakemx.Server) {
+		s.RcptReply = &gosmtp.SMTPError{Code: 450, EnhancedCode: gosmtp.EnhancedCode{4, 2, 1}, Message: "try later"}
+	})
+	if err := submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"zed@remote.example"},
+		[]byte("From: amy@example.test\r\nSubject: slow\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var dsn []byte
+	waitFor(t, "an expiry DSN", 20*time.Second, func() bool {
+		b, _ := inboxBodies(t, c, amy.Id)
+		if len(b) == 1 {
+			dsn = b[0]
+		}
+		return len(b) == 1
+	})
+	if !strings.Contains(string(dsn), "expired after") || !strings.Contains(string(dsn), "450") || !strings.Contains(string(dsn), "Final-Recipient: rfc822; zed@remote.example") {
+		t.Fatalf("expiry DSN:\n%s", dsn)
+	}
+}
+
+// A static route sends a domain's mail to a fixed next hop, without DNS.
+func TestQueueStaticRoute(t *testing.T) {
+	mx, err := fakemx.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mx.Close()
+	c, _, _ := startSubmission(t, 1, "--routes", "partner.example="+mx.Addr)
+	c.CreateAccount("amy@example.test", "amy-secret-pw")
+	if err := submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"p@partner.example"},
+		[]byte("From: amy@example.test\r\nSubject: routed\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivery through the static route", 10*time.Second, func() bool { return len(mx.Received()) == 1 })
 }

@@ -55,6 +55,7 @@ type Config struct {
 	QueueWorkers      int
 	LeaseTTL          time.Duration
 	QueuePoll         time.Duration
+	QueueLifetime     time.Duration
 	ShutdownTimeout   time.Duration
 }
 
@@ -84,6 +85,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.RetrySchedule, "retry-schedule", "1m,5m,15m,30m,1h,2h,4h", "back-off between delivery attempts; the last repeats")
 	fs.IntVar(&c.QueueWorkers, "queue-workers", 8, "queue items delivered at once by this pod")
 	fs.DurationVar(&c.LeaseTTL, "queue-lease-ttl", 5*time.Minute, "how long a dead pod's queue items stay leased")
+	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", 5*24*time.Hour, "how long remote delivery is retried before the sender gets a DSN")
 	fs.DurationVar(&c.QueuePoll, "queue-poll", time.Second, "pause between queue scans when nothing is due")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long transactions and deliveries may finish after SIGTERM")
 	return c
@@ -220,8 +222,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	server := submit.New(store, submit.Config{
 		Hostname: cfg.Hostname, MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
 		TLS: tlsCfg, AllowInsecureAuth: cfg.InsecureAuth, MaxConnsPerIP: cfg.MaxConnsPerIP,
-		Limiter:  authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay),
-		Observer: m, Logger: log,
+		Limiter:       authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay),
+		QueueLifetime: cfg.QueueLifetime,
+		Observer:      m, Logger: log,
 	})
 	ready := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)

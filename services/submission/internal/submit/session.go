@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailfleet/mailfleet/pkg/spool"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
@@ -217,6 +218,9 @@ func (s *session) store(ctx context.Context, msg io.Reader, size int64) (*storag
 	meta := &storagev1.DeliverRequest_Metadata{Recipients: s.local, SizeHint: uint64(size)}
 	if len(s.remote) > 0 {
 		meta.Outbound = &storagev1.EnqueueRequest_Metadata{AccountId: s.account.Id, MailFrom: s.from, Recipients: s.remote}
+		if s.srv.cfg.QueueLifetime > 0 {
+			meta.Outbound.ExpiresAt = timestamppb.New(time.Now().Add(s.srv.cfg.QueueLifetime))
+		}
 	}
 	stream, err := s.srv.store.Delivery.Deliver(ctx)
 	if err != nil {

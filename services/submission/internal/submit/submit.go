@@ -39,8 +39,10 @@ type Config struct {
 	MaxConnsPerIP     int
 	Limiter           *authlimit.Limiter
 	SpoolDir          string
-	Observer          Observer
-	Logger            *slog.Logger
+	// QueueLifetime is how long remote delivery is retried before a DSN.
+	QueueLifetime time.Duration
+	Observer      Observer
+	Logger        *slog.Logger
 }
 
 // Observer is told what happens, for metrics.
