@@ -112,3 +112,31 @@ func UIDSetOf(uids []uint32) *storagev1.UIDSet {
 	}
 	return set
 }
+
+// Deliver streams one message to the storage tier (metadata, then the body
+// in 64 KiB chunks) and returns its per-recipient answer.
+func (c *Client) Deliver(ctx context.Context, meta *storagev1.DeliverRequest_Metadata, body io.Reader) (*storagev1.DeliverResponse, error) {
+	stream, err := c.Delivery.Deliver(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: meta}}); err != nil {
+		return stream.CloseAndRecv()
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := io.ReadFull(body, buf)
+		if n > 0 {
+			chunk := &storagev1.BodyChunk{Data: append([]byte(nil), buf[:n]...)}
+			if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: chunk}}); err != nil {
+				return stream.CloseAndRecv() // the server answered early; its answer says why
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return stream.CloseAndRecv()
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+	}
+}

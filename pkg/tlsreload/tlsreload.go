@@ -135,3 +135,24 @@ func SelfSigned(dir string, hosts []string) (certFile, keyFile string, err error
 	}
 	return certFile, keyFile, nil
 }
+
+// FromFlags is the TLS setup every frontend shares: certificate files
+// (reloaded on change), else a self-signed development certificate in devDir,
+// else nil (no TLS).
+func FromFlags(certFile, keyFile, devDir string, log *slog.Logger) (*tls.Config, error) {
+	if certFile == "" && devDir != "" {
+		var err error
+		if certFile, keyFile, err = SelfSigned(devDir, []string{"localhost", "127.0.0.1"}); err != nil {
+			return nil, err
+		}
+		log.Warn("using a self-signed development certificate", "cert", certFile)
+	}
+	if certFile == "" {
+		return nil, nil
+	}
+	r, err := New(certFile, keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	return r.Config(), nil
+}

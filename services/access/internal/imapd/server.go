@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
+	"github.com/mailfleet/mailfleet/pkg/connlimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 )
 
@@ -50,8 +51,8 @@ type Server struct {
 	imap  *imapserver.Server
 
 	mu        sync.Mutex
+	connLimit *connlimit.Limit
 	conns     map[*imapserver.Conn]bool
-	perIP     map[string]int
 	perAcct   map[string]int
 	nextID    uint64
 	closing   bool
@@ -78,8 +79,8 @@ func New(store *storeclient.Client, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, store: store, hub: NewHub(store, cfg.Logger),
-		conns: map[*imapserver.Conn]bool{}, perIP: map[string]int{}, perAcct: map[string]int{}}
+	s := &Server{cfg: cfg, store: store, hub: NewHub(store, cfg.Logger), connLimit: connlimit.New(cfg.MaxConnsPerIP),
+		conns: map[*imapserver.Conn]bool{}, perAcct: map[string]int{}}
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,
 		Caps:         capabilities,
@@ -140,7 +141,11 @@ func (s *Server) releaseAccountSession(account string) {
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	// The limit wraps the TCP connection and TLS wraps that: go-imap
 	// recognises a TLS connection only as a *tls.Conn.
-	ln = &limitListener{Listener: ln, srv: s}
+	limited := s.connLimit.Wrap(ln, "* BYE Too many connections from your address\r\n")
+	if s.cfg.Observer != nil {
+		limited.OnAccept = s.cfg.Observer.Connection
+	}
+	ln = limited
 	if implicitTLS {
 		if s.cfg.TLS == nil {
 			return fmt.Errorf("imap: implicit TLS needs a TLS config")
@@ -167,54 +172,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.Bye("Server shutting down, please reconnect")
 	}
 	return s.imap.Close()
-}
-
-// limitListener refuses connections beyond the per-IP limit and counts them.
-type limitListener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.srv.cfg.Observer != nil {
-			l.srv.cfg.Observer.Connection()
-		}
-		ip := remoteIP(c)
-		l.srv.mu.Lock()
-		over := l.srv.perIP[ip] >= l.srv.cfg.MaxConnsPerIP
-		if !over {
-			l.srv.perIP[ip]++
-		}
-		l.srv.mu.Unlock()
-		if over {
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write([]byte("* BYE Too many connections from your address\r\n"))
-			c.Close()
-			continue
-		}
-		return &countedConn{Conn: c, srv: l.srv, ip: ip}, nil
-	}
-}
-
-type countedConn struct {
-	net.Conn
-	srv  *Server
-	ip   string
-	once sync.Once
-}
-
-func (c *countedConn) Close() error {
-	c.once.Do(func() {
-		c.srv.mu.Lock()
-		if c.srv.perIP[c.ip]--; c.srv.perIP[c.ip] <= 0 {
-			delete(c.srv.perIP, c.ip)
-		}
-		c.srv.mu.Unlock()
-	})
-	return c.Conn.Close()
 }

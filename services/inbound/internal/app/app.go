@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -97,31 +96,12 @@ func (m *metrics) Session()                    { m.sessions.Inc() }
 func (m *metrics) Accepted(_ int, bytes int64) { m.messages.Inc(); m.bytes.Add(float64(bytes)) }
 func (m *metrics) Rejected(reason string)      { m.rejections.WithLabelValues(reason).Inc() }
 
-func tlsConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {
-	cert, key := cfg.TLSCert, cfg.TLSKey
-	if cert == "" && cfg.DevTLSDir != "" {
-		var err error
-		if cert, key, err = tlsreload.SelfSigned(cfg.DevTLSDir, []string{"localhost", "127.0.0.1"}); err != nil {
-			return nil, err
-		}
-		log.Warn("using a self-signed development certificate", "cert", cert)
-	}
-	if cert == "" {
-		return nil, nil
-	}
-	r, err := tlsreload.New(cert, key, log)
-	if err != nil {
-		return nil, err
-	}
-	return r.Config(), nil
-}
-
 // Run serves until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.DMARCPolicy != "reject" && cfg.DMARCPolicy != "tag" {
 		return fmt.Errorf("--dmarc-policy must be reject or tag, not %q", cfg.DMARCPolicy)
 	}
-	tlsCfg, err := tlsConfig(cfg, log)
+	tlsCfg, err := tlsreload.FromFlags(cfg.TLSCert, cfg.TLSKey, cfg.DevTLSDir, log)
 	if err != nil {
 		return fmt.Errorf("TLS: %w", err)
 	}

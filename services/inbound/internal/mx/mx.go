@@ -20,12 +20,12 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailfleet/mailfleet/pkg/connlimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
 )
@@ -65,11 +65,9 @@ type Server struct {
 	checker *authcheck.Checker
 	smtp    *smtp.Server
 
-	closing atomic.Bool
-	nextID  atomic.Uint64
-
-	mu    sync.Mutex
-	perIP map[string]int
+	connLimit *connlimit.Limit
+	closing   atomic.Bool
+	nextID    atomic.Uint64
 }
 
 // New builds the server.
@@ -89,7 +87,7 @@ func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Ser
 	if cfg.MaxConnsPerIP == 0 {
 		cfg.MaxConnsPerIP = 20
 	}
-	s := &Server{cfg: cfg, store: store, checker: checker, perIP: map[string]int{}}
+	s := &Server{cfg: cfg, store: store, checker: checker, connLimit: connlimit.New(cfg.MaxConnsPerIP)}
 	srv := smtp.NewServer(s)
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
@@ -111,7 +109,11 @@ func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + spr
 
 // Serve accepts connections on ln (already wrapped for PROXY protocol if used).
 func (s *Server) Serve(ln net.Listener) error {
-	return s.smtp.Serve(&limitListener{Listener: ln, srv: s})
+	limited := s.connLimit.Wrap(ln, "421 4.7.0 Too many connections from your address, try later\r\n")
+	if s.cfg.Observer != nil {
+		limited.OnRefuse = func() { s.cfg.Observer.Rejected("connections-per-ip") }
+	}
+	return s.smtp.Serve(limited)
 }
 
 // Shutdown stops accepting; sessions get 421 for new transactions and the
@@ -142,54 +144,4 @@ func remoteIP(c net.Conn) net.IP {
 	}
 	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	return net.ParseIP(host)
-}
-
-// limitListener refuses connections over the per-IP limit with a 421.
-type limitListener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ip := remoteIP(c).String()
-		l.srv.mu.Lock()
-		over := l.srv.perIP[ip] >= l.srv.cfg.MaxConnsPerIP
-		if !over {
-			l.srv.perIP[ip]++
-		}
-		l.srv.mu.Unlock()
-		if over {
-			if l.srv.cfg.Observer != nil {
-				l.srv.cfg.Observer.Rejected("connections-per-ip")
-			}
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write([]byte("421 4.7.0 Too many connections from your address, try later\r\n"))
-			c.Close()
-			continue
-		}
-		return &countedConn{Conn: c, srv: l.srv, ip: ip}, nil
-	}
-}
-
-type countedConn struct {
-	net.Conn
-	srv  *Server
-	ip   string
-	once sync.Once
-}
-
-func (c *countedConn) Close() error {
-	c.once.Do(func() {
-		c.srv.mu.Lock()
-		if c.srv.perIP[c.ip]--; c.srv.perIP[c.ip] <= 0 {
-			delete(c.srv.perIP, c.ip)
-		}
-		c.srv.mu.Unlock()
-	})
-	return c.Conn.Close()
 }

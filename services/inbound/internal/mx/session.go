@@ -199,29 +199,7 @@ func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
 
 // deliver streams the message to the storage tier for every recipient.
 func (s *session) deliver(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
-	stream, err := s.srv.store.Delivery.Deliver(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{
-		Recipients: s.recipients, SizeHint: uint64(size)}}}); err != nil {
-		return stream.CloseAndRecv()
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, rerr := io.ReadFull(msg, buf)
-		if n > 0 {
-			if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: append([]byte(nil), buf[:n]...)}}}); err != nil {
-				return stream.CloseAndRecv()
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return stream.CloseAndRecv()
-		}
-		if rerr != nil {
-			return nil, rerr
-		}
-	}
+	return s.srv.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: s.recipients, SizeHint: uint64(size)}, msg)
 }
 
 // receivedHeader is the RFC 5321 4.4 trace field, with the RFC 3848

@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -171,25 +170,6 @@ func (g *queueGauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.age, prometheus.GaugeValue, oldest)
 }
 
-func tlsConfig(cfg *Config, log *slog.Logger) (*tls.Config, error) {
-	cert, key := cfg.TLSCert, cfg.TLSKey
-	if cert == "" && cfg.DevTLSDir != "" {
-		var err error
-		if cert, key, err = tlsreload.SelfSigned(cfg.DevTLSDir, []string{"localhost", "127.0.0.1"}); err != nil {
-			return nil, err
-		}
-		log.Warn("using a self-signed development certificate", "cert", cert)
-	}
-	if cert == "" {
-		return nil, nil
-	}
-	r, err := tlsreload.New(cert, key, log)
-	if err != nil {
-		return nil, err
-	}
-	return r.Config(), nil
-}
-
 // Run serves until ctx ends, then shuts down gracefully.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	routes, err := parseRoutes(cfg.Routes)
@@ -200,7 +180,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := tlsConfig(cfg, log)
+	tlsCfg, err := tlsreload.FromFlags(cfg.TLSCert, cfg.TLSKey, cfg.DevTLSDir, log)
 	if err != nil {
 		return fmt.Errorf("TLS: %w", err)
 	}

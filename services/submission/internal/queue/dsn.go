@@ -76,13 +76,7 @@ func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed 
 	mw.Close()
 	msg.Write(body.Bytes())
 
-	stream, err := r.store.Delivery.Deliver(ctx)
-	if err != nil {
-		return err
-	}
-	stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{Recipients: []string{item.MailFrom}}}})
-	stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: msg.Bytes()}}})
-	resp, err := stream.CloseAndRecv()
+	resp, err := r.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: []string{item.MailFrom}}, &msg)
 	if err != nil {
 		return err
 	}

@@ -222,28 +222,7 @@ func (s *session) store(ctx context.Context, msg io.Reader, size int64) (*storag
 			meta.Outbound.ExpiresAt = timestamppb.New(time.Now().Add(s.srv.cfg.QueueLifetime))
 		}
 	}
-	stream, err := s.srv.store.Delivery.Deliver(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: meta}}); err != nil {
-		return stream.CloseAndRecv()
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, rerr := io.ReadFull(msg, buf)
-		if n > 0 {
-			if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: append([]byte(nil), buf[:n]...)}}}); err != nil {
-				return stream.CloseAndRecv()
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return stream.CloseAndRecv()
-		}
-		if rerr != nil {
-			return nil, rerr
-		}
-	}
+	return s.srv.store.Deliver(ctx, meta, msg)
 }
 
 // receivedHeader records the submission (RFC 3848 ESMTPSA: with TLS and AUTH).

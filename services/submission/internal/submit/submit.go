@@ -17,13 +17,13 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
+	"github.com/mailfleet/mailfleet/pkg/connlimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 )
 
@@ -59,10 +59,9 @@ type Server struct {
 	dkim  *keyCache
 	smtp  *smtp.Server
 
-	closing atomic.Bool
-	nextID  atomic.Uint64
-	mu      sync.Mutex
-	perIP   map[string]int
+	connLimit *connlimit.Limit
+	closing   atomic.Bool
+	nextID    atomic.Uint64
 }
 
 // New builds the server.
@@ -82,7 +81,7 @@ func New(store *storeclient.Client, cfg Config) *Server {
 	if cfg.Limiter == nil {
 		cfg.Limiter = authlimit.New(10, 5*time.Minute, 15*time.Minute, time.Second)
 	}
-	s := &Server{cfg: cfg, store: store, dkim: newKeyCache(store, time.Minute), perIP: map[string]int{}}
+	s := &Server{cfg: cfg, store: store, dkim: newKeyCache(store, time.Minute), connLimit: connlimit.New(cfg.MaxConnsPerIP)}
 	srv := smtp.NewServer(s)
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
@@ -105,7 +104,7 @@ func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + spr
 // Serve serves on ln; with implicitTLS (port 465) every connection starts
 // with a TLS handshake.
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	ln = &limitListener{Listener: ln, srv: s}
+	ln = s.connLimit.Wrap(ln, "421 4.7.0 Too many connections from your address, try later\r\n")
 	if implicitTLS {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
@@ -135,49 +134,4 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 func remoteIP(c net.Conn) net.IP {
 	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	return net.ParseIP(host)
-}
-
-// limitListener refuses connections over the per-IP limit with a 421.
-type limitListener struct {
-	net.Listener
-	srv *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ip := remoteIP(c).String()
-		l.srv.mu.Lock()
-		over := l.srv.perIP[ip] >= l.srv.cfg.MaxConnsPerIP
-		if !over {
-			l.srv.perIP[ip]++
-		}
-		l.srv.mu.Unlock()
-		if over {
-			c.Close()
-			continue
-		}
-		return &countedConn{Conn: c, srv: l.srv, ip: ip}, nil
-	}
-}
-
-type countedConn struct {
-	net.Conn
-	srv  *Server
-	ip   string
-	once sync.Once
-}
-
-func (c *countedConn) Close() error {
-	c.once.Do(func() {
-		c.srv.mu.Lock()
-		if c.srv.perIP[c.ip]--; c.srv.perIP[c.ip] <= 0 {
-			delete(c.srv.perIP, c.ip)
-		}
-		c.srv.mu.Unlock()
-	})
-	return c.Conn.Close()
 }

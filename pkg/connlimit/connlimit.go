@@ -1,0 +1,100 @@
+// Package connlimit bounds concurrent connections per client address on a
+// listener, as every Mailfleet frontend does.
+package connlimit
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Limit counts open connections per address; one Limit can cover several
+// listeners (a server's plain and TLS ports).
+type Limit struct {
+	max   int
+	mu    sync.Mutex
+	perIP map[string]int
+}
+
+// New returns a limit of max connections per address.
+func New(max int) *Limit { return &Limit{max: max, perIP: map[string]int{}} }
+
+// Listener accepts connections until an address has reached the limit;
+// beyond that it writes Refusal (a protocol greeting that says "later"),
+// closes, and calls OnRefuse (for metrics) if set.
+type Listener struct {
+	net.Listener
+	Refusal  string
+	OnRefuse func()
+	OnAccept func()
+	l        *Limit
+}
+
+// Wrap returns a listener around ln that counts against the limit.
+func (l *Limit) Wrap(ln net.Listener, refusal string) *Listener {
+	return &Listener{Listener: ln, Refusal: refusal, l: l}
+}
+
+// Wrap returns a limiting listener around ln with a limit of its own.
+func Wrap(ln net.Listener, max int, refusal string) *Listener {
+	return New(max).Wrap(ln, refusal)
+}
+
+// IP returns the address part of c's remote address.
+func IP(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
+
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.OnAccept != nil {
+			l.OnAccept()
+		}
+		ip := IP(c)
+		lim := l.l
+		lim.mu.Lock()
+		over := lim.perIP[ip] >= lim.max
+		if !over {
+			lim.perIP[ip]++
+		}
+		lim.mu.Unlock()
+		if over {
+			if l.OnRefuse != nil {
+				l.OnRefuse()
+			}
+			if l.Refusal != "" {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				c.Write([]byte(l.Refusal))
+			}
+			c.Close()
+			continue
+		}
+		return &conn{Conn: c, l: lim, ip: ip}, nil
+	}
+}
+
+type conn struct {
+	net.Conn
+	l    *Limit
+	ip   string
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		if c.l.perIP[c.ip]--; c.l.perIP[c.ip] <= 0 {
+			delete(c.l.perIP, c.ip)
+		}
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
