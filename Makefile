@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -o errexit -o nounset -o pipefail -c
 
-MODULES := proto pkg mailctl services/storage services/access services/inbound services/submission test
+MODULES := devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test
 BINARIES := storage access inbound submission
 GO_PACKAGES := $(foreach m,$(MODULES),./$(m)/...)
 
@@ -15,6 +15,7 @@ build: ## build every binary into ./bin
 	@mkdir -p bin
 	@for b in $(BINARIES); do go build -o bin/$$b ./services/$$b; done
 	go build -o bin/mailctl ./mailctl
+	go build -o bin/mailfleet-dev ./devcluster
 	@echo "binaries in ./bin: $$(ls bin | tr '\n' ' ')"
 
 engines: ## build the pinned etcd and MinIO used by tests (cached outside the checkout)
@@ -42,5 +43,5 @@ verify: ## gofmt, go vet, generated code and go.work up to date
 fmt: ## gofmt every Go file
 	gofmt -w $(MODULES)
 
-run: build ## start the storage tier on loopback (embedded etcd comes with the full `make run`)
-	bash hack/run-dev.sh
+run: build ## run the whole cluster on 127.0.0.1 (embedded etcd, fs bodies, every tier; data in ./.mailfleet)
+	./bin/mailfleet-dev

@@ -32,6 +32,7 @@ func Binaries(dir string) (string, error) {
 		{"inbound", "github.com/mailfleet/mailfleet/services/inbound"},
 		{"submission", "github.com/mailfleet/mailfleet/services/submission"},
 		{"mailctl", "github.com/mailfleet/mailfleet/mailctl"},
+		{"mailfleet-dev", "github.com/mailfleet/mailfleet/devcluster"},
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
 		var stderr bytes.Buffer
