@@ -113,16 +113,14 @@ func (s *session) Login(username, password string) error {
 	return nil
 }
 
-// computeAppendLimit is the largest APPEND the account can take now: the
-// server's message size limit, or what is left of the byte quota.
+// computeAppendLimit is the largest APPEND the account could ever take: the
+// server's message size limit, or the whole byte quota if smaller (RFC 7889).
+// A mailbox that is merely full answers NO [OVERQUOTA] at the APPEND itself,
+// and stops doing so as soon as the quota is raised.
 func (s *session) computeAppendLimit(q *storagev1.Quota) uint32 {
 	limit := uint64(s.srv.cfg.MaxMessageSize)
 	if q.GetLimitBytes() > 0 {
-		left := uint64(0)
-		if q.LimitBytes > q.UsedBytes {
-			left = q.LimitBytes - q.UsedBytes
-		}
-		limit = min(limit, left)
+		limit = min(limit, q.LimitBytes)
 	}
 	return uint32(min(limit, 1<<32-1))
 }

@@ -1,0 +1,299 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/mailfleet/mailfleet/test/cluster"
+)
+
+func imapLogin(t *testing.T, addr, user, pass string, ev *events) *imapclient.Client {
+	t.Helper()
+	c := dialIMAP(t, addr, ev)
+	login(t, c, user, pass)
+	return c
+}
+
+func fetchBody(t *testing.T, c *imapclient.Client, uid imap.UID) []byte {
+	t.Helper()
+	section := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("UID FETCH %d: %v %v", uid, msgs, err)
+	}
+	return msgs[0].FindBodySection(section)
+}
+
+// 1. Internet → inbound → IDLE on access-2 told within a second → FETCH on
+// access-1 returns the bytes → POP3 RETR the same → DELE + QUIT → expunged.
+func flowInboundToReaders(t *testing.T, tg *flowTarget) {
+	user, pass := tg.account(t, "flow1")
+	ev := newEvents()
+	idler := imapLogin(t, tg.imaps2, user, pass, ev)
+	if _, err := idler.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := idler.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("From: Outside <someone@example.org>\r\nTo: " + user + "\r\nSubject: flow one\r\nMessage-ID: <flow1@example.org>\r\n\r\nFrom the Internet, with love.\r\n.dotted line\r\n")
+	if err := sendSMTP(tg.smtp, "someone@example.org", []string{user}, msg); err != nil {
+		t.Fatal(err)
+	}
+	ev.waitFor(t, "EXISTS on access-2", time.Second, func(e *events) bool { return len(e.exists) > 0 && e.exists[len(e.exists)-1] == 1 })
+
+	reader := imapLogin(t, tg.imaps, user, pass, nil)
+	if _, err := reader.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	imapBytes := fetchBody(t, reader, 1)
+	if _, ok := addedHeaders(imapBytes, msg); !ok || !bytes.HasPrefix(imapBytes, []byte("Received: ")) {
+		t.Fatalf("IMAP BODY[] is not the message plus added headers:\n%s", imapBytes)
+	}
+	p := pop3Dial(t, tg.pop3s)
+	p.do("USER "+user, "+OK")
+	p.do("PASS "+pass, "+OK maildrop has 1 message")
+	p.do("RETR 1", "+OK")
+	if got := strings.Join(p.lines(), "\r\n") + "\r\n"; got != string(imapBytes) {
+		t.Fatalf("POP3 RETR differs from IMAP BODY[]:\n%q\n%q", got, imapBytes)
+	}
+	p.do("DELE 1", "+OK")
+	p.do("QUIT", "+OK")
+	ev.waitFor(t, "EXPUNGE on access-2", 5*time.Second, func(e *events) bool { return len(e.expunge) == 1 })
+	idle.Close()
+	idle.Wait()
+}
+
+// 2. Submission to a local and a remote address: the local copy lands, the
+// remote MX gets it DKIM-signed, and the client's APPEND to Sent works.
+func flowSubmission(t *testing.T, tg *flowTarget) {
+	sender, spass := tg.account(t, "flow2a")
+	local, lpass := tg.account(t, "flow2b")
+	out := tg.mailctl(t, "", "dkim", "generate", "example.test")
+	m := regexp.MustCompile(`(?m)^(\S+)\. IN TXT (.+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("mailctl dkim output:\n%s", out)
+	}
+	txt := strings.Join(regexp.MustCompile(`"([^"]*)"`).FindAllString(m[2], -1), "")
+	tg.dns.TXT(m[1], strings.ReplaceAll(txt, `"`, ""))
+	msg := []byte("From: " + sender + "\r\nTo: " + local + ", far@remote.example\r\nSubject: flow two\r\nMessage-ID: <flow2@example.test>\r\n\r\nHello near and far.\r\n")
+	if err := submit(tg.submission, sender, spass, sender, []string{local, "far@remote.example"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	lc := imapLogin(t, tg.imaps, local, lpass, nil)
+	if _, err := lc.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchBody(t, lc, 1); !bytes.HasSuffix(got, msg) {
+		t.Fatalf("local copy:\n%s", got)
+	}
+	waitFor(t, "the remote copy", 10*time.Second, func() bool { return len(tg.remote.Received()) >= 1 })
+	var remoteCopy []byte
+	for _, r := range tg.remote.Received() {
+		if bytes.Contains(r.Data, []byte("<flow2@example.test>")) {
+			remoteCopy = r.Data
+		}
+	}
+	v, err := dkim.VerifyWithOptions(bytes.NewReader(remoteCopy), &dkim.VerifyOptions{LookupTXT: (&netResolver{tg.dns.Addr}).txt})
+	if err != nil || len(v) != 1 || v[0].Err != nil {
+		t.Fatalf("DKIM of the remote copy: %v %+v", err, v)
+	}
+	sc := imapLogin(t, tg.imaps2, sender, spass, nil)
+	data := appendMsg(t, sc, "Sent", msg, &imap.AppendOptions{Flags: []imap.Flag{imap.FlagSeen}})
+	if data.UID == 0 {
+		t.Fatalf("APPEND to Sent: %+v", data)
+	}
+}
+
+// 3. Flags set on one access pod are seen on the other; so is a new folder.
+func flowAcrossPods(t *testing.T, tg *flowTarget) {
+	user, pass := tg.account(t, "flow3")
+	if err := sendSMTP(tg.smtp, "someone@example.org", []string{user}, []byte("From: someone@example.org\r\nSubject: three\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	a := imapLogin(t, tg.imaps, user, pass, nil)
+	ev := newEvents()
+	b := imapLogin(t, tg.imaps2, user, pass, ev)
+	for _, c := range []*imapclient.Client{a, b} {
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged, "$Work"}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the flags on the other pod", 5*time.Second, func() bool {
+		msgs, err := b.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+		return err == nil && len(msgs) == 1 && len(msgs[0].Flags) == 2
+	})
+	if err := a.Create("Projects/Flow", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := b.List("", "Projects/*", nil).Collect()
+	if err != nil || len(list) != 1 || list[0].Mailbox != "Projects/Flow" {
+		t.Fatalf("LIST on the other pod: %v %v", list, err)
+	}
+}
+
+// 4. A small quota fills: inbound defers, IMAP APPEND gets OVERQUOTA; raising
+// the quota with mailctl lets both through.
+func flowQuota(t *testing.T, tg *flowTarget) {
+	user, pass := tg.account(t, "flow4")
+	tg.mailctl(t, "", "account", "quota", user, "3000")
+	big := append([]byte("From: someone@example.org\r\nSubject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789\r\n"), 160)...)
+	if err := sendSMTP(tg.smtp, "someone@example.org", []string{user}, big); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	if err := sendSMTP(tg.smtp, "someone@example.org", []string{user}, big); !strings.HasPrefix(smtpReply(err), "452 4.2.2") {
+		t.Fatalf("inbound over quota: %v, want 452 4.2.2", err)
+	}
+	c := imapLogin(t, tg.imaps, user, pass, nil)
+	cmd := c.Append("INBOX", int64(len(big)), nil)
+	cmd.Write(big)
+	cmd.Close()
+	if _, err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "OVERQUOTA") {
+		t.Fatalf("IMAP APPEND over quota: %v", err)
+	}
+	tg.mailctl(t, "", "account", "quota", user, "1M")
+	if err := sendSMTP(tg.smtp, "someone@example.org", []string{user}, big); err != nil {
+		t.Fatalf("inbound after raising the quota: %v", err)
+	}
+	appendMsg(t, c, "INBOX", big, nil)
+}
+
+// 5. Every storage and access process restarted in turn while senders push
+// 500 messages through inbound (retrying 4xx, as MTAs do): every message
+// that got a 250 is in the INBOX exactly once.
+func flowRestarts(t *testing.T, tg *flowTarget) {
+	user, pass := tg.account(t, "flow5")
+	const total, senders = 500, 5
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			for i := 0; i < total/senders; i++ {
+				id := fmt.Sprintf("<r%d-%d@example.org>", s, i)
+				msg := []byte("From: someone@example.org\r\nMessage-ID: " + id + "\r\nSubject: load\r\n\r\nx\r\n")
+				for attempt := 0; ; attempt++ {
+					err := sendSMTP(tg.smtp, "someone@example.org", []string{user}, msg)
+					if err == nil {
+						mu.Lock()
+						acked[id] = true
+						mu.Unlock()
+						break
+					}
+					if attempt > 200 || strings.HasPrefix(smtpReply(err), "5") {
+						t.Errorf("%s never accepted: %v", id, err)
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				time.Sleep(15 * time.Millisecond)
+			}
+		}(s)
+	}
+	go func() {
+		var procs []*cluster.Process
+		procs = append(procs, tg.local.Storage...)
+		for _, a := range tg.local.Access {
+			procs = append(procs, a.Process)
+		}
+		for _, p := range procs {
+			select {
+			case <-stop:
+				return
+			case <-time.After(1500 * time.Millisecond):
+			}
+			p.Signal(syscall.SIGTERM)
+			p.Start()
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	c := imapLogin(t, tg.imaps, user, pass, nil)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+	msgs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, m := range msgs {
+		id := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(m.FindBodySection(section))), "Message-ID:"))
+		seen[id]++
+	}
+	for id := range acked {
+		if seen[id] != 1 {
+			t.Errorf("%s was acknowledged and is in the INBOX %d times", id, seen[id])
+		}
+	}
+	t.Logf("%d messages acknowledged through %d restarts; INBOX holds %d", len(acked), len(tg.local.Storage)+len(tg.local.Access), len(msgs))
+	if len(acked) != total {
+		t.Fatalf("only %d of %d messages acknowledged", len(acked), total)
+	}
+}
+
+// 6. Open relay, AUTH without TLS, wrong passwords, other users' mailboxes.
+func flowAbuse(t *testing.T, tg *flowTarget) {
+	user, pass := tg.account(t, "flow6")
+	other, opass := tg.account(t, "flow6b")
+	// Open relay through the MX, and through submission without AUTH.
+	if err := sendSMTP(tg.smtp, "spammer@example.org", []string{"victim@elsewhere.example"}, []byte("x\r\n")); !strings.HasPrefix(smtpReply(err), "550 5.7.1") {
+		t.Fatalf("relay through the MX: %v", err)
+	}
+	r := rawSMTP(t, tg.submission)
+	ehlo := r.cmd("EHLO spammer.example", "250")
+	if strings.Contains(ehlo, "AUTH") {
+		t.Fatal("submission offers AUTH before TLS")
+	}
+	r.cmd("AUTH PLAIN AHgAeA==", "5")
+	r.cmd("MAIL FROM:<"+user+">", "530")
+	// Wrong passwords everywhere.
+	if err := submit(tg.submission, user, "wrong", user, []string{other}, []byte("x\r\n")); !strings.HasPrefix(smtpReply(err), "535") {
+		t.Fatalf("submission wrong password: %v", err)
+	}
+	ic := dialIMAP(t, tg.imaps, nil)
+	if err := ic.Login(user, "wrong").Wait(); err == nil {
+		t.Fatal("IMAP accepted a wrong password")
+	}
+	p := pop3Dial(t, tg.pop3s)
+	p.do("USER "+user, "+OK")
+	p.do("PASS wrong", "-ERR [AUTH]")
+	// Another user's mailbox names reveal and change nothing.
+	oc := imapLogin(t, tg.imaps, other, opass, nil)
+	if err := oc.Create("Private", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	uc := imapLogin(t, tg.imaps2, user, pass, nil)
+	for _, name := range []string{"Private", other + "/INBOX", "../" + other} {
+		if _, err := uc.Select(name, nil).Wait(); err == nil {
+			t.Fatalf("SELECT %q succeeded", name)
+		}
+		if err := uc.Delete(name).Wait(); err == nil {
+			t.Fatalf("DELETE %q succeeded", name)
+		}
+	}
+	if list, _ := uc.List("", "*", nil).Collect(); len(list) != 6 {
+		t.Fatalf("%s sees %d mailboxes", user, len(list))
+	}
+	if list, _ := oc.List("", "Private", nil).Collect(); len(list) != 1 {
+		t.Fatal("the other user's mailbox was touched")
+	}
+}
