@@ -2,11 +2,11 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -o errexit -o nounset -o pipefail -c
 
-MODULES := devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test
+MODULES := deploy/images devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test
 BINARIES := storage access inbound submission
 GO_PACKAGES := $(foreach m,$(MODULES),./$(m)/...)
 
-.PHONY: help build test test-short fuzz-short bench verify run engines fmt
+.PHONY: help images build test test-short fuzz-short bench verify run engines fmt
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,12 @@ build: ## build every binary into ./bin
 	go build -o bin/mailctl ./mailctl
 	go build -o bin/mailfleet-dev ./devcluster
 	@echo "binaries in ./bin: $$(ls bin | tr '\n' ' ')"
+
+images: ## build every container image as an OCI tarball into bin/images (no Docker engine needed)
+	@mkdir -p bin/static
+	@for b in $(BINARIES); do CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/static/$$b ./services/$$b; done
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/static/mailctl ./mailctl
+	go run ./deploy/images/cmd/build-images --bin bin/static --out bin/images
 
 engines: ## build the pinned etcd and MinIO used by tests (cached outside the checkout)
 	@bash hack/install-etcd.sh >/dev/null
