@@ -28,7 +28,7 @@ go_build_tool() {
   (
     cd "${tmp}"
     go mod init mailfleet.local/tool-build >/dev/null 2>&1
-    go get "${module}@${version}" >&2
+    go get "${pkg}@${version}" >&2
     CGO_ENABLED=0 go build -trimpath -o "${bin}.tmp" "${pkg}" >&2
   ) || { rm -rf "${tmp}" "${bin}.tmp"; return 1; }
   rm -rf "${tmp}"

@@ -332,3 +332,13 @@ func smtpReply(err error) string {
 	}
 	return ""
 }
+
+func startDNS(t *testing.T) (*dnstest.Server, error) {
+	t.Helper()
+	dns, err := dnstest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dns.Close)
+	return dns, nil
+}

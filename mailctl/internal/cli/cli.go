@@ -34,6 +34,8 @@ Usage: mailctl [--storage ADDR] COMMAND ...
   dkim generate DOMAIN [--selector S] [--algorithm rsa|ed25519]   (prints the DNS TXT record)
   dkim show DOMAIN
   queue list | show ID | retry ID | delete ID
+  bootstrap --domain D [--domain D2] [--admin ADDRESS]             (password from $MAILFLEET_ADMIN_PASSWORD)
+  selftest --smtp HOST:PORT --imaps HOST:PORT --domain D            (send through the MX, read over IMAPS)
 
 The storage address comes from --storage or $MAILFLEET_STORAGE (default 127.0.0.1:7070).
 `
@@ -57,7 +59,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() < 2 {
+	if fs.NArg() < 1 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
@@ -100,6 +102,15 @@ func want(args []string, n int, what string) error {
 }
 
 func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out io.Writer) error {
+	switch args[0] {
+	case "bootstrap":
+		return c.bootstrap(ctx, args[1:], out)
+	case "selftest":
+		return c.selftest(ctx, args[1:], out)
+	}
+	if len(args) < 2 {
+		return usageError("missing command")
+	}
 	group, cmd, rest := args[0], args[1], args[2:]
 	switch group + " " + cmd {
 	case "domain create":
