@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -o errexit -o nounset -o pipefail -c
 
-MODULES := deploy/images devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test
+MODULES := deploy devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test
 BINARIES := storage access inbound submission
 GO_PACKAGES := $(foreach m,$(MODULES),./$(m)/...)
 
@@ -22,7 +22,7 @@ images: ## build every container image as an OCI tarball into bin/images (no Doc
 	@mkdir -p bin/static
 	@for b in $(BINARIES); do CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/static/$$b ./services/$$b; done
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/static/mailctl ./mailctl
-	go run ./deploy/images/cmd/build-images --bin bin/static --out bin/images
+	go run ./deploy/cmd/build-images --bin bin/static --out bin/images
 
 engines: ## build the pinned etcd and MinIO used by tests (cached outside the checkout)
 	@bash hack/install-etcd.sh >/dev/null

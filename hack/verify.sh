@@ -6,7 +6,7 @@ set -o errexit -o nounset -o pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${root}"
 
-modules=(deploy/images devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test)
+modules=(deploy devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test)
 
 unformatted=$(gofmt -l "${modules[@]}" | grep -v '\.pb\.go$' || true)
 if [[ -n "${unformatted}" ]]; then

@@ -1,10 +1,11 @@
-module github.com/mailfleet/mailfleet/deploy/images
+module github.com/mailfleet/mailfleet/deploy
 
 go 1.26.8
 
 require (
 	github.com/google/go-containerregistry v0.22.1
 	github.com/moby/buildkit v0.34.2
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -14,5 +15,6 @@ require (
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )

@@ -1,0 +1,218 @@
+// Package helm tests the Mailfleet chart with the pinned helm: lint, render
+// for every values file in ci/, and check what the rendered objects promise.
+package helm
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+var (
+	helmOnce sync.Once
+	helmBin  string
+	helmErr  error
+)
+
+// helm returns the pinned helm binary (built by hack/install-helm.sh, cached).
+func helm(t *testing.T) string {
+	t.Helper()
+	helmOnce.Do(func() {
+		out, err := exec.Command("bash", "../../hack/install-helm.sh").Output()
+		helmBin, helmErr = strings.TrimSpace(string(out)), err
+	})
+	if helmErr != nil {
+		t.Fatalf("hack/install-helm.sh: %v", helmErr)
+	}
+	return helmBin
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(helm(t), args...).CombinedOutput()
+	return string(out), err
+}
+
+// render templates the chart and returns its objects.
+func render(t *testing.T, args ...string) []map[string]any {
+	t.Helper()
+	out, err := run(t, append([]string{"template", "mf", "mailfleet"}, args...)...)
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", args, err, out)
+	}
+	var objs []map[string]any
+	for _, doc := range strings.Split(out, "\n---") {
+		var o map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
+		}
+		if o != nil {
+			objs = append(objs, o)
+		}
+	}
+	return objs
+}
+
+func valuesFiles(t *testing.T) [][]string {
+	files, _ := filepath.Glob("mailfleet/ci/*.yaml")
+	if len(files) < 4 {
+		t.Fatalf("ci/ holds %d values files", len(files))
+	}
+	sets := [][]string{nil}
+	for _, f := range files {
+		sets = append(sets, []string{"-f", f})
+	}
+	return sets
+}
+
+func TestLintAndTemplateEveryValuesFile(t *testing.T) {
+	for _, args := range valuesFiles(t) {
+		if out, err := run(t, append([]string{"lint", "mailfleet", "--strict"}, args...)...); err != nil {
+			t.Fatalf("helm lint %v: %v\n%s", args, err, out)
+		}
+		if objs := render(t, args...); len(objs) < 15 {
+			t.Fatalf("%v renders only %d objects", args, len(objs))
+		}
+	}
+}
+
+func get(o any, path ...string) any {
+	for _, p := range path {
+		m, ok := o.(map[string]any)
+		if !ok {
+			return nil
+		}
+		o = m[p]
+	}
+	return o
+}
+
+// Every pod runs hardened: non-root, read-only root, no capabilities,
+// RuntimeDefault seccomp; Mailfleet's own containers have probes.
+func TestPodsAreHardened(t *testing.T) {
+	for _, args := range valuesFiles(t) {
+		for _, o := range render(t, args...) {
+			kind := o["kind"].(string)
+			var spec any
+			switch kind {
+			case "Deployment", "StatefulSet", "Job":
+				spec = get(o, "spec", "template", "spec")
+			case "Pod":
+				spec = o["spec"]
+			default:
+				continue
+			}
+			name := get(o, "metadata", "name")
+			if get(spec, "securityContext", "runAsNonRoot") != true || get(spec, "securityContext", "seccompProfile", "type") != "RuntimeDefault" {
+				t.Errorf("%s %s: pod security context %v", kind, name, get(spec, "securityContext"))
+			}
+			for _, c := range get(spec, "containers").([]any) {
+				sc := get(c, "securityContext")
+				caps, _ := get(sc, "capabilities", "drop").([]any)
+				if get(sc, "readOnlyRootFilesystem") != true || get(sc, "allowPrivilegeEscalation") != false || len(caps) != 1 || caps[0] != "ALL" {
+					t.Errorf("%s %s: container security context %v", kind, name, sc)
+				}
+				if kind == "Deployment" && (get(c, "readinessProbe", "httpGet", "path") != "/readyz" || get(c, "livenessProbe") == nil) {
+					t.Errorf("%s %s: probes missing", kind, name)
+				}
+			}
+		}
+	}
+}
+
+// The mail Services publish the standard ports on the unprivileged
+// container ports; storage is internal only.
+func TestServices(t *testing.T) {
+	want := map[string]map[float64]string{
+		"mf-mailfleet-inbound":    {25: "smtp"},
+		"mf-mailfleet-submission": {587: "submission", 465: "submissions"},
+		"mf-mailfleet-access":     {143: "imap", 993: "imaps", 110: "pop3", 995: "pop3s"},
+	}
+	for _, o := range render(t) {
+		if o["kind"] != "Service" {
+			continue
+		}
+		name := get(o, "metadata", "name").(string)
+		if name == "mf-mailfleet-storage" && get(o, "spec", "type") != "ClusterIP" {
+			t.Errorf("storage Service is %v", get(o, "spec", "type"))
+		}
+		ports, ok := want[name]
+		if !ok {
+			continue
+		}
+		if get(o, "spec", "type") != "LoadBalancer" || get(o, "spec", "externalTrafficPolicy") != "Local" {
+			t.Errorf("%s: type %v policy %v", name, get(o, "spec", "type"), get(o, "spec", "externalTrafficPolicy"))
+		}
+		for _, p := range get(o, "spec", "ports").([]any) {
+			port := get(p, "port").(float64)
+			if ports[port] != get(p, "targetPort") {
+				t.Errorf("%s: port %v → %v", name, port, get(p, "targetPort"))
+			}
+			delete(ports, port)
+		}
+		if len(ports) != 0 {
+			t.Errorf("%s lacks ports %v", name, ports)
+		}
+	}
+}
+
+// Only storage reaches etcd and MinIO.
+func TestNetworkPolicies(t *testing.T) {
+	found := 0
+	for _, o := range render(t) {
+		if o["kind"] != "NetworkPolicy" {
+			continue
+		}
+		name := get(o, "metadata", "name").(string)
+		if name == "mf-mailfleet-etcd" || name == "mf-mailfleet-minio" {
+			found++
+			from := get(get(o, "spec", "ingress").([]any)[0], "from").([]any)
+			if get(from[0], "podSelector", "matchLabels", "app.kubernetes.io/component") != "storage" {
+				t.Errorf("%s admits %v", name, from)
+			}
+		}
+	}
+	if found != 2 {
+		t.Fatalf("%d engine NetworkPolicies, want 2", found)
+	}
+}
+
+// The schema refuses wrong types and unknown keys; the validate helper
+// refuses impossible combinations; each says what is wrong.
+func TestBadValuesAreRefusedClearly(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--set", "storage.replicas=two"}, "/storage/replicas': got string, want integer"},
+		{[]string{"--set", "nonsense=1"}, "nonsense"},
+		{[]string{"--set", "etcd.replicas=2"}, "/etcd/replicas': value must be one of 1, 3, 5"},
+		{[]string{"--set", "service.type=ClusterIP"}, "/service/type'"},
+		{[]string{"--set", "etcd.bundled=false"}, "etcd.external.endpoints"},
+		{[]string{"--set", "objectStore.bundled=false,objectStore.external.endpoint=s3:443"}, "objectStore.existingSecret"},
+		{[]string{"--set", "tls.existingSecret="}, "tls.existingSecret or tls.certManager.enabled"},
+	}
+	for _, c := range cases {
+		out, err := run(t, append([]string{"template", "mf", "mailfleet"}, c.args...)...)
+		if err == nil {
+			t.Errorf("%v rendered", c.args)
+			continue
+		}
+		if !strings.Contains(out, c.want) {
+			t.Errorf("%v: error does not name %q:\n%s", c.args, c.want, out)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	if _, err := os.Stat("mailfleet/Chart.yaml"); err != nil {
+		panic("run from deploy/helm")
+	}
+
+	os.Exit(m.Run())
+}
