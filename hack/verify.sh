@@ -32,5 +32,12 @@ for svc in access inbound submission; do
   fi
 done
 
+# Shell scripts: syntax and shellcheck.
+for f in hack/*.sh .ci/run; do
+  bash -n "${f}"
+done
+command -v shellcheck >/dev/null || { echo "shellcheck not found: apt-get install shellcheck" >&2; exit 1; }
+shellcheck -x -e SC1091 hack/*.sh .ci/run
+
 bash hack/verify-proto.sh
 echo "verify: ok"
