@@ -8,7 +8,6 @@
 set -o errexit -o nounset -o pipefail
 
 KIND_VERSION=v0.30.0
-KUBECTL_VERSION=v0.34.1 # k8s.io/kubectl, the library of kubectl 1.34.1
 CLUSTER=mailfleet-e2e
 NAMESPACE=mailfleet
 RELEASE=mf
@@ -19,7 +18,7 @@ source hack/lib.sh
 
 command -v docker >/dev/null || { echo "kind needs a Docker engine" >&2; exit 1; }
 kind=$(go_build_tool kind "${KIND_VERSION}" sigs.k8s.io/kind sigs.k8s.io/kind)
-kubectl=$(go_build_wrapper kubectl "${KUBECTL_VERSION}" k8s.io/kubectl k8s.io/kubectl/pkg/cmd '_ = cmd.NewDefaultKubectlCommand().Execute()')
+kubectl=$(bash hack/install-kubectl.sh)
 helm=$(bash hack/install-helm.sh)
 tag="e2e-$(git rev-parse --short HEAD 2>/dev/null || echo dev)"
 
