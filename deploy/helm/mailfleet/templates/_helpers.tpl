@@ -107,6 +107,9 @@ readinessProbe:
 {{- if and .Values.etcd.bundled (not (has (int .Values.etcd.replicas) (list 1 3 5))) -}}
 {{- fail "etcd.replicas must be 1, 3 or 5 (a quorum needs an odd number)" -}}
 {{- end -}}
+{{- if and (not .Values.etcd.bundled) (or .Values.etcd.external.clientCert .Values.etcd.external.auth) (empty .Values.etcd.external.existingSecret) -}}
+{{- fail "etcd.external.clientCert and etcd.external.auth read etcd.external.existingSecret: set it" -}}
+{{- end -}}
 {{- if and (not .Values.objectStore.bundled) (empty .Values.objectStore.external.endpoint) -}}
 {{- fail "objectStore.bundled is false: set objectStore.external.endpoint (host:port)" -}}
 {{- end -}}
