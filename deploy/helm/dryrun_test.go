@@ -141,6 +141,11 @@ current-context: test
 	if out, err := k("", "create", "namespace", "mailfleet"); err != nil {
 		t.Fatalf("create namespace: %v\n%s", err, out)
 	}
+	// The controller-manager (not running here) would create the namespace's
+	// default ServiceAccount, which pods need at admission.
+	if out, err := k("", "create", "serviceaccount", "default", "-n", "mailfleet"); err != nil {
+		t.Fatalf("default service account: %v\n%s", err, out)
+	}
 	if out, err := k(crds, "apply", "-f", "-"); err != nil {
 		t.Fatalf("CRDs: %v\n%s", err, out)
 	}
