@@ -8,6 +8,7 @@ require (
 )
 
 require (
+	github.com/mailfleet/mailfleet/pkg v0.0.0
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
@@ -16,3 +17,5 @@ require (
 )
 
 replace github.com/mailfleet/mailfleet/proto => ../proto
+
+replace github.com/mailfleet/mailfleet/pkg => ../pkg

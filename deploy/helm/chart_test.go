@@ -196,6 +196,7 @@ func TestBadValuesAreRefusedClearly(t *testing.T) {
 		{[]string{"--set", "etcd.bundled=false"}, "etcd.external.endpoints"},
 		{[]string{"--set", "objectStore.bundled=false,objectStore.external.endpoint=s3:443"}, "objectStore.existingSecret"},
 		{[]string{"--set", "tls.existingSecret="}, "tls.existingSecret or tls.certManager.enabled"},
+		{[]string{"--set", "internalTLS.enabled=true"}, "internalTLS.existingSecret or internalTLS.certManager.enabled"},
 	}
 	for _, c := range cases {
 		out, err := run(t, append([]string{"template", "mf", "mailfleet"}, c.args...)...)

@@ -3,13 +3,18 @@ package storeclient
 
 import (
 	"context"
+	"crypto/tls"
+	"flag"
 	"io"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
@@ -26,11 +31,35 @@ type Client struct {
 	Timeout time.Duration
 }
 
-// Dial connects to the storage tier at addr. This is the one place that
-// chooses a storage endpoint: routing accounts to cells would start here.
-func Dial(addr string) (*Client, error) {
+// TLSFlags are the client side of mTLS between tiers: every frontend and
+// mailctl registers them (--storage-ca, --storage-cert, --storage-key).
+type TLSFlags struct{ CA, Cert, Key string }
+
+// Register adds the flags to fs.
+func (f *TLSFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.CA, "storage-ca", "", "CA of the storage tier's certificate: talk to storage over mTLS")
+	fs.StringVar(&f.Cert, "storage-cert", "", "client certificate for storage mTLS")
+	fs.StringVar(&f.Key, "storage-key", "", "client key for storage mTLS")
+}
+
+// Config returns the client TLS config, or nil for plaintext.
+func (f *TLSFlags) Config(log *slog.Logger) (*tls.Config, error) {
+	if f.CA == "" {
+		return nil, nil
+	}
+	return tlsreload.MutualClient(f.CA, f.Cert, f.Key, log)
+}
+
+// Dial connects to the storage tier at addr (over mTLS when tlsCfg is not
+// nil). This is the one place that chooses a storage endpoint: routing
+// accounts to cells would start here.
+func Dial(addr string, tlsCfg *tls.Config) (*Client, error) {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
 	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		// A gRPC Service of several storage pods behind one name: spread calls.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),

@@ -156,3 +156,49 @@ func FromFlags(certFile, keyFile, devDir string, log *slog.Logger) (*tls.Config,
 	}
 	return r.Config(), nil
 }
+
+// MutualServer is a server config that requires client certificates signed
+// by the CA in caFile (mTLS between tiers); the server certificate reloads.
+func MutualServer(certFile, keyFile, caFile string, log *slog.Logger) (*tls.Config, error) {
+	r, err := New(certFile, keyFile, log)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := r.Config()
+	cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	return cfg, nil
+}
+
+// MutualClient is a client config that verifies the server against caFile
+// and presents the certificate in certFile/keyFile (reloaded on change).
+func MutualClient(caFile, certFile, keyFile string, log *slog.Logger) (*tls.Config, error) {
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	if certFile != "" {
+		r, err := New(certFile, keyFile, log)
+		if err != nil {
+			return nil, err
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return r.GetCertificate(nil) }
+	}
+	return cfg, nil
+}
+
+func loadPool(caFile string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("tlsreload: no certificate in " + caFile)
+	}
+	return pool, nil
+}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/testing/engines"
 )
@@ -59,6 +62,8 @@ type Options struct {
 	Submission int
 	// SubmissionArgs are extra flags for every submission process.
 	SubmissionArgs []string
+	// InternalTLS makes every tier talk to storage over mTLS.
+	InternalTLS bool
 }
 
 // Cluster is a running Mailfleet.
@@ -76,6 +81,8 @@ type Cluster struct {
 
 	opts Options
 	conn *grpc.ClientConn
+	// Internal mTLS material (InternalTLS): CA, and one cert/key for all.
+	InternalCA, InternalCert, InternalKey string
 	// Admin clients, talking to the first storage process.
 	Accounts storagev1.AccountServiceClient
 	Delivery storagev1.DeliveryServiceClient
@@ -118,6 +125,20 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	}
 	c := &Cluster{t: t, BinDir: binDir, Dir: dir, Etcd: etcd, MinIO: minio, Bucket: bucket, opts: o}
 	t.Cleanup(c.dumpLogsOnFailure)
+	var serverTLS, clientTLS []string
+	if o.InternalTLS {
+		ca, cert, key, err := internalCerts(filepath.Join(dir, "internal-tls"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.InternalCA, c.InternalCert, c.InternalKey = ca, cert, key
+		serverTLS = []string{"--grpc-tls-cert", cert, "--grpc-tls-key", key, "--grpc-client-ca", ca}
+		clientTLS = []string{"--storage-ca", ca, "--storage-cert", cert, "--storage-key", key}
+		o.AccessArgs = append(o.AccessArgs, clientTLS...)
+		o.InboundArgs = append(o.InboundArgs, clientTLS...)
+		o.SubmissionArgs = append(o.SubmissionArgs, clientTLS...)
+		c.opts = o
+	}
 	for i := 0; i < o.Storage; i++ {
 		port, ops := freePort(t), freePort(t)
 		p := c.newProcess(fmt.Sprintf("storage-%d", i), "storage", []string{
@@ -125,6 +146,7 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 			"--etcd-endpoints", strings.Join(etcd.Endpoints(), ","),
 			"--blob-driver", "s3", "--s3-endpoint", minio.Endpoint, "--s3-bucket", bucket,
 		}, "MAILFLEET_S3_ACCESS_KEY="+minio.AccessKey, "MAILFLEET_S3_SECRET_KEY="+minio.SecretKey)
+		p.args = append(p.args, serverTLS...)
 		p.Addr = "127.0.0.1:" + port
 		p.ReadyURL = "http://127.0.0.1:" + ops + "/readyz"
 		p.Start()
@@ -145,7 +167,15 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	for i := 0; i < o.Submission; i++ {
 		c.Submission = append(c.Submission, c.startSubmission(i, o))
 	}
-	c.conn, err = grpc.NewClient(c.Storage[0].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if o.InternalTLS {
+		cfg, err := tlsreload.MutualClient(c.InternalCA, c.InternalCert, c.InternalKey, slog.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	c.conn, err = grpc.NewClient(c.Storage[0].Addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

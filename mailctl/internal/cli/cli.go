@@ -8,16 +8,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	"log/slog"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/mailfleet/mailfleet/pkg/flagenv"
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
@@ -51,19 +54,27 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mailctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	def := os.Getenv("MAILFLEET_STORAGE")
-	if def == "" {
-		def = "127.0.0.1:7070"
-	}
+	def := "127.0.0.1:7070" // $MAILFLEET_STORAGE overrides, as for every flag
 	addr := fs.String("storage", def, "storage gRPC address")
-	if err := fs.Parse(args); err != nil {
+	var storageTLS storeclient.TLSFlags
+	storageTLS.Register(fs)
+	if err := flagenv.Parse(fs, "MAILFLEET", args); err != nil {
 		return 2
 	}
 	if fs.NArg() < 1 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	tlsCfg, err := storageTLS.Config(slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(stderr, "mailctl: storage TLS:", err)
+		return 1
+	}
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintln(stderr, "mailctl:", err)
 		return 1

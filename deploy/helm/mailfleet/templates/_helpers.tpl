@@ -122,7 +122,36 @@ readinessProbe:
 {{- if and .Values.tls.existingSecret .Values.tls.certManager.enabled -}}
 {{- fail "set either tls.existingSecret or tls.certManager.enabled, not both" -}}
 {{- end -}}
+{{- if and .Values.internalTLS.enabled (empty .Values.internalTLS.existingSecret) (not .Values.internalTLS.certManager.enabled) -}}
+{{- fail "internalTLS.enabled needs internalTLS.existingSecret or internalTLS.certManager.enabled" -}}
+{{- end -}}
 {{- if and .Values.access.autoscaling.enabled (gt (int .Values.access.autoscaling.minReplicas) (int .Values.access.autoscaling.maxReplicas)) -}}
 {{- fail "access.autoscaling.minReplicas is above maxReplicas" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* mTLS between tiers: the Secret, and the flags/mounts of servers and clients. */}}
+{{- define "mailfleet.internalSecret" -}}
+{{- if .Values.internalTLS.certManager.enabled -}}{{ include "mailfleet.fullname" . }}-internal-tls{{- else -}}{{ .Values.internalTLS.existingSecret }}{{- end -}}
+{{- end -}}
+
+{{- define "mailfleet.storageClientArgs" -}}
+{{- if .Values.internalTLS.enabled }}
+- --storage-ca=/etc/mailfleet/internal/ca.crt
+- --storage-cert=/etc/mailfleet/internal/tls.crt
+- --storage-key=/etc/mailfleet/internal/tls.key
+{{- end }}
+{{- end -}}
+
+{{- define "mailfleet.internalMount" -}}
+{{- if .Values.internalTLS.enabled }}
+- {name: internal-tls, mountPath: /etc/mailfleet/internal, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "mailfleet.internalVolume" -}}
+{{- if .Values.internalTLS.enabled }}
+- name: internal-tls
+  secret: {secretName: {{ include "mailfleet.internalSecret" . }}}
+{{- end }}
 {{- end -}}

@@ -30,6 +30,7 @@ import (
 
 // Config is everything the access binary can be told.
 type Config struct {
+	StorageTLS   storeclient.TLSFlags
 	Storage      string
 	OpsListen    string
 	IMAPListen   string
@@ -55,6 +56,7 @@ type Config struct {
 // Flags registers every setting on fs.
 func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{}
+	c.StorageTLS.Register(fs)
 	fs.StringVar(&c.Storage, "storage", "127.0.0.1:7070", "storage tier gRPC address")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7081", "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&c.IMAPListen, "imap-listen", ":1430", "IMAP with STARTTLS (empty = off)")
@@ -96,7 +98,11 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.InsecureAuth {
 		log.Warn("--insecure-auth: passwords are accepted without TLS; never use this in production")
 	}
-	store, err := storeclient.Dial(cfg.Storage)
+	storageTLS, err := cfg.StorageTLS.Config(log)
+	if err != nil {
+		return fmt.Errorf("storage TLS: %w", err)
+	}
+	store, err := storeclient.Dial(cfg.Storage, storageTLS)
 	if err != nil {
 		return err
 	}

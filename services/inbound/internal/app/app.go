@@ -29,6 +29,7 @@ import (
 
 // Config is everything the inbound binary can be told.
 type Config struct {
+	StorageTLS      storeclient.TLSFlags
 	SMTPListen      string
 	OpsListen       string
 	Storage         string
@@ -50,6 +51,7 @@ type Config struct {
 func Flags(fs *flag.FlagSet) *Config {
 	host, _ := os.Hostname()
 	c := &Config{}
+	c.StorageTLS.Register(fs)
 	fs.StringVar(&c.SMTPListen, "smtp-listen", ":2525", "SMTP (the MX, port 25 behind the Service)")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7091", "address of /healthz, /readyz and /metrics")
 	fs.StringVar(&c.Storage, "storage", "127.0.0.1:7070", "storage tier gRPC address")
@@ -108,7 +110,11 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if tlsCfg == nil {
 		log.Warn("no TLS certificate: STARTTLS is not offered")
 	}
-	store, err := storeclient.Dial(cfg.Storage)
+	storageTLS, err := cfg.StorageTLS.Config(log)
+	if err != nil {
+		return fmt.Errorf("storage TLS: %w", err)
+	}
+	store, err := storeclient.Dial(cfg.Storage, storageTLS)
 	if err != nil {
 		return err
 	}

@@ -20,10 +20,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
+	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
 	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
@@ -59,6 +61,9 @@ type Config struct {
 	SweepInterval      time.Duration
 	OrphanScanInterval time.Duration
 	ShutdownTimeout    time.Duration
+	GRPCTLSCert        string
+	GRPCTLSKey         string
+	GRPCClientCA       string
 	AuthCacheTTL       time.Duration
 }
 
@@ -89,6 +94,9 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "remember successful logins this long (0 = off); a password change takes effect at once")
+	fs.StringVar(&c.GRPCTLSCert, "grpc-tls-cert", "", "certificate of the gRPC API (enables TLS; reloaded on change)")
+	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", "", "key of the gRPC API certificate")
+	fs.StringVar(&c.GRPCClientCA, "grpc-client-ca", "", "require client certificates signed by this CA (mTLS between tiers)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long in-flight requests may take after SIGTERM")
 	return c
 }
@@ -125,12 +133,25 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := newRPCMetrics(reg)
 
-	grpcServer := grpc.NewServer(
+	serverOpts := []grpc.ServerOption{}
+	if cfg.GRPCTLSCert != "" {
+		var tlsCfg *tls.Config
+		if cfg.GRPCClientCA != "" {
+			tlsCfg, err = tlsreload.MutualServer(cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCClientCA, log)
+		} else {
+			tlsCfg, err = tlsreload.FromFlags(cfg.GRPCTLSCert, cfg.GRPCTLSKey, "", log)
+		}
+		if err != nil {
+			return fmt.Errorf("gRPC TLS: %w", err)
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	grpcServer := grpc.NewServer(append(serverOpts,
 		grpc.ChainUnaryInterceptor(metrics.unary, recoverUnary(log)),
 		grpc.ChainStreamInterceptor(metrics.stream, recoverStream(log)),
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	storagev1.RegisterAccountServiceServer(grpcServer, svc)
 	storagev1.RegisterMailboxServiceServer(grpcServer, svc)
 	storagev1.RegisterMessageServiceServer(grpcServer, svc)

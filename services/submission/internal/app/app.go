@@ -31,6 +31,7 @@ import (
 
 // Config is everything the submission binary can be told.
 type Config struct {
+	StorageTLS        storeclient.TLSFlags
 	SubmissionListen  string
 	SubmissionsListen string
 	OpsListen         string
@@ -62,6 +63,7 @@ type Config struct {
 func Flags(fs *flag.FlagSet) *Config {
 	host, _ := os.Hostname()
 	c := &Config{}
+	c.StorageTLS.Register(fs)
 	fs.StringVar(&c.SubmissionListen, "submission-listen", ":5870", "submission with STARTTLS (port 587 behind the Service; empty = off)")
 	fs.StringVar(&c.SubmissionsListen, "submissions-listen", ":4650", "submission over implicit TLS (port 465; empty = off)")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7101", "address of /healthz, /readyz and /metrics")
@@ -187,7 +189,11 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if tlsCfg == nil && !cfg.InsecureAuth {
 		return errors.New("no TLS certificate (--tls-cert/--tls-key, or --dev-tls-dir for development): users could not log in")
 	}
-	store, err := storeclient.Dial(cfg.Storage)
+	storageTLS, err := cfg.StorageTLS.Config(log)
+	if err != nil {
+		return fmt.Errorf("storage TLS: %w", err)
+	}
+	store, err := storeclient.Dial(cfg.Storage, storageTLS)
 	if err != nil {
 		return err
 	}
