@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -77,6 +78,16 @@ func Dial(addr string, tlsCfg *tls.Config) (*Client, error) {
 		Queue:     storagev1.NewQueueServiceClient(conn),
 		Timeout:   30 * time.Second,
 	}, nil
+}
+
+// Ready checks that the storage tier answers (for a frontend's /readyz).
+func (c *Client) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := c.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{}); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
 }
 
 // Close closes the connection.

@@ -21,7 +21,6 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
-	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/access/internal/imapd"
 	"github.com/mailfleet/mailfleet/services/access/internal/maildrop"
 	"github.com/mailfleet/mailfleet/services/access/internal/metrics"
@@ -134,16 +133,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Logger:                log,
 	})
 
-	ready := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		_, err := store.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{})
-		if err != nil {
-			return fmt.Errorf("storage: %w", err)
-		}
-		return nil
-	}
-	ops, err := opsserver.Listen(cfg.OpsListen, reg, ready, log)
+	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {
 		return err
 	}

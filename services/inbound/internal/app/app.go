@@ -22,7 +22,6 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
-	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/mx"
 )
@@ -132,15 +131,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Observer:       newMetrics(reg),
 		Logger:         log,
 	})
-	ready := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		if _, err := store.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{}); err != nil {
-			return fmt.Errorf("storage: %w", err)
-		}
-		return nil
-	}
-	ops, err := opsserver.Listen(cfg.OpsListen, reg, ready, log)
+	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {
 		return err
 	}

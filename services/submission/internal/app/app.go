@@ -212,15 +212,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		QueueLifetime: cfg.QueueLifetime,
 		Observer:      m, Logger: log,
 	})
-	ready := func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		if _, err := store.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{}); err != nil {
-			return fmt.Errorf("storage: %w", err)
-		}
-		return nil
-	}
-	ops, err := opsserver.Listen(cfg.OpsListen, reg, ready, log)
+	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {
 		return err
 	}
