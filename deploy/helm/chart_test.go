@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -179,6 +180,34 @@ func TestNetworkPolicies(t *testing.T) {
 	}
 	if found != 2 {
 		t.Fatalf("%d engine NetworkPolicies, want 2", found)
+	}
+}
+
+// The bundled MinIO starts empty and `helm install --wait` waits for
+// storage to be Ready before any post-install hook runs, so storage itself
+// must create the bucket; with an external store it must not try.
+func TestStorageCreatesOnlyTheBundledBucket(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"--set", "objectStore.bundled=false,objectStore.external.endpoint=s3:443,objectStore.existingSecret=s3"}, false},
+	} {
+		found := false
+		for _, o := range render(t, c.args...) {
+			if o["kind"] != "Deployment" || get(o, "metadata", "name") != "mf-mailfleet-storage" {
+				continue
+			}
+			found = true
+			args := get(get(o, "spec", "template", "spec", "containers").([]any)[0], "args").([]any)
+			if got := slices.Contains(args, any("--s3-create-bucket")); got != c.want {
+				t.Errorf("%v: --s3-create-bucket present = %v, want %v", c.args, got, c.want)
+			}
+		}
+		if !found {
+			t.Fatalf("%v: no storage Deployment", c.args)
+		}
 	}
 }
 

@@ -24,15 +24,25 @@ import (
 type Spec struct {
 	Name  string   // image and binary name
 	Ports []string // "1430/tcp"
+	// Path is where the binary goes in the image (default "/<Name>"); its
+	// directory is the image's PATH, so a pod's `command: [<Name>]` finds it.
+	Path string
+}
+
+func (s Spec) binaryPath() string {
+	if s.Path != "" {
+		return s.Path
+	}
+	return "/" + s.Name
 }
 
 // Specs are the images Mailfleet ships (ports as in the Dockerfile).
 var Specs = []Spec{
-	{"storage", []string{"7070/tcp", "7071/tcp"}},
-	{"access", []string{"1430/tcp", "9930/tcp", "1100/tcp", "9950/tcp", "7081/tcp"}},
-	{"inbound", []string{"2525/tcp", "7091/tcp"}},
-	{"submission", []string{"5870/tcp", "4650/tcp", "7101/tcp"}},
-	{"mailctl", nil},
+	{Name: "storage", Ports: []string{"7070/tcp", "7071/tcp"}},
+	{Name: "access", Ports: []string{"1430/tcp", "9930/tcp", "1100/tcp", "9950/tcp", "7081/tcp"}},
+	{Name: "inbound", Ports: []string{"2525/tcp", "7091/tcp"}},
+	{Name: "submission", Ports: []string{"5870/tcp", "4650/tcp", "7101/tcp"}},
+	{Name: "mailctl"},
 }
 
 // NonRoot is the distroless "nonroot" user.
@@ -102,7 +112,7 @@ func Build(spec Spec, binPath, caPath, repo, tag, out string) error {
 	if err != nil {
 		return err
 	}
-	app, err := layer(map[string]file{"/" + spec.Name: {bin, 0o755}})
+	app, err := layer(map[string]file{spec.binaryPath(): {bin, 0o755}})
 	if err != nil {
 		return err
 	}
@@ -118,9 +128,9 @@ func Build(spec Spec, binPath, caPath, repo, tag, out string) error {
 	cfg.Architecture, cfg.OS = "amd64", "linux"
 	cfg.Created = v1.Time{Time: epoch}
 	cfg.Config.User = NonRoot
-	cfg.Config.Entrypoint = []string{"/" + spec.Name}
+	cfg.Config.Entrypoint = []string{spec.binaryPath()}
 	cfg.Config.WorkingDir = "/"
-	cfg.Config.Env = []string{"PATH=/", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}
+	cfg.Config.Env = []string{"PATH=" + filepath.Dir(spec.binaryPath()), "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}
 	cfg.Config.Labels = Labels
 	if len(spec.Ports) > 0 {
 		cfg.Config.ExposedPorts = map[string]struct{}{}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -184,5 +185,47 @@ func TestImageTarballs(t *testing.T) {
 		if !found {
 			t.Errorf("%s: binary missing from the image", s.Name)
 		}
+	}
+}
+
+// An image with Path puts the binary there and on PATH, as an upstream image
+// does (the chart runs `command: [etcd]` and `command: [minio]`).
+func TestImageWithBinaryPath(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tool")
+	if err := os.WriteFile(bin, []byte("\x7fELF not really"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "tool.tar")
+	spec := Spec{Name: "etcd", Path: "/usr/local/bin/etcd"}
+	if err := Build(spec, bin, "/etc/ssl/certs/ca-certificates.crt", "mailfleet.local", "v1", out); err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/usr/local/bin/etcd" {
+		t.Errorf("entrypoint %v", cfg.Config.Entrypoint)
+	}
+	if !slices.Contains(cfg.Config.Env, "PATH=/usr/local/bin") {
+		t.Errorf("env %v lacks PATH=/usr/local/bin", cfg.Config.Env)
+	}
+	layers, _ := img.Layers()
+	rc, err := layers[len(layers)-1].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var names []string
+	tr := tar.NewReader(rc)
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		names = append(names, h.Name)
+	}
+	if !slices.Contains(names, "usr/local/bin/etcd") {
+		t.Errorf("layer holds %v, not usr/local/bin/etcd", names)
 	}
 }

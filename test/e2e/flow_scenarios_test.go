@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -172,60 +175,230 @@ func flowQuota(t *testing.T, tg *flowTarget) {
 	appendMsg(t, c, "INBOX", big, nil)
 }
 
-// 5. Every storage and access process restarted in turn while senders push
-// 500 messages through inbound (retrying 4xx, as MTAs do): every message
-// that got a 250 is in the INBOX exactly once.
+// 5. Restarts under load: senders push mail through the MX and through
+// submission (retrying temporary failures and dropped connections, as MTAs
+// and mail clients do) while churn restarts the serving processes, and an
+// IMAP reader polls the INBOX throughout, reconnecting whenever its server
+// goes away. Every message that got a 250 is in the INBOX exactly once, and
+// the reader never sees UIDVALIDITY change, a UID vanish, or a new UID below
+// one it saw before. Locally churn restarts every storage and access
+// process in turn; against a deployment it is MAILFLEET_E2E_CHURN, a shell
+// command (scale, rolling upgrade) that the load outlasts.
 func flowRestarts(t *testing.T, tg *flowTarget) {
-	user, pass := tg.account(t, "flow5")
-	const total, senders = 500, 5
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for s := 0; s < senders; s++ {
-		wg.Add(1)
-		go func(s int) {
-			defer wg.Done()
-			for i := 0; i < total/senders; i++ {
-				id := fmt.Sprintf("<r%d-%d@example.org>", s, i)
-				msg := []byte("From: someone@example.org\r\nMessage-ID: " + id + "\r\nSubject: load\r\n\r\nx\r\n")
-				for attempt := 0; ; attempt++ {
-					err := sendSMTP(tg.smtp, "someone@example.org", []string{user}, msg)
-					if err == nil {
-						mu.Lock()
-						acked[id] = true
-						mu.Unlock()
-						break
-					}
-					if attempt > 200 || strings.HasPrefix(smtpReply(err), "5") {
-						t.Errorf("%s never accepted: %v", id, err)
-						return
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-				time.Sleep(15 * time.Millisecond)
-			}
-		}(s)
+	churn, minTotal := localRestarts(tg), 500
+	if tg.local == nil {
+		churn, minTotal = shellChurn(os.Getenv("MAILFLEET_E2E_CHURN")), 200
 	}
-	go func() {
+	user, pass := tg.account(t, "flow5")
+	load := newMailLoad(tg, user, pass)
+	churnDone := make(chan error, 1)
+	go func() { churnDone <- churn(t) }()
+	readerStop := make(chan struct{})
+	readerDone := make(chan struct{})
+	go func() { defer close(readerDone); load.read(t, readerStop) }()
+	churnErr := load.send(t, minTotal, churnDone)
+	close(readerStop)
+	<-readerDone
+	if churnErr != nil {
+		t.Fatalf("churn: %v", churnErr)
+	}
+	load.verify(t)
+}
+
+// localRestarts restarts every storage and access process in turn.
+func localRestarts(tg *flowTarget) func(t *testing.T) error {
+	return func(t *testing.T) error {
 		var procs []*cluster.Process
 		procs = append(procs, tg.local.Storage...)
 		for _, a := range tg.local.Access {
 			procs = append(procs, a.Process)
 		}
 		for _, p := range procs {
-			select {
-			case <-stop:
-				return
-			case <-time.After(1500 * time.Millisecond):
-			}
+			time.Sleep(1500 * time.Millisecond)
 			p.Signal(syscall.SIGTERM)
 			p.Start()
 		}
-	}()
+		return nil
+	}
+}
+
+// shellChurn runs command with sh -c and logs what it printed.
+func shellChurn(command string) func(t *testing.T) error {
+	return func(t *testing.T) error {
+		out, err := exec.Command("sh", "-c", command).CombinedOutput()
+		t.Logf("churn %q:\n%s", command, out)
+		return err
+	}
+}
+
+// mailLoad is the traffic of scenario 5.
+type mailLoad struct {
+	tg         *flowTarget
+	user, pass string
+
+	mu        sync.Mutex
+	acked     map[string]bool // Message-ID → the server answered 250
+	attempts  int
+	failures  map[string]int // the first words of each refusal → count
+	reconnect int
+}
+
+func newMailLoad(tg *flowTarget, user, pass string) *mailLoad {
+	return &mailLoad{tg: tg, user: user, pass: pass, acked: map[string]bool{}, failures: map[string]int{}}
+}
+
+// send pushes messages from 6 senders (half through the MX, half through
+// submission) until churn has finished and at least minTotal are
+// acknowledged, within a bounded time and count. It returns churn's error.
+func (l *mailLoad) send(t *testing.T, minTotal int, churnDone <-chan error) error {
+	const senders, maxTotal = 6, 20000
+	deadline := time.Now().Add(15 * time.Minute)
+	var churnErr error
+	finished := make(chan struct{})
+	go func() { churnErr = <-churnDone; close(finished) }()
+	more := func() bool {
+		l.mu.Lock()
+		n := len(l.acked)
+		l.mu.Unlock()
+		select {
+		case <-finished:
+			return n < minTotal && time.Now().Before(deadline)
+		default:
+			return n < maxTotal && time.Now().Before(deadline)
+		}
+	}
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			for i := 0; more(); i++ {
+				id := fmt.Sprintf("<load%d-%d-%d@example.org>", s, i, time.Now().UnixNano())
+				if !l.deliver(t, s%2 == 0, id) {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}(s)
+	}
 	wg.Wait()
-	close(stop)
-	c := imapLogin(t, tg.imaps, user, pass, nil)
+	<-finished
+	return churnErr
+}
+
+// deliver sends one message until it is acknowledged, retrying temporary
+// failures for up to three minutes; a permanent failure fails the test.
+func (l *mailLoad) deliver(t *testing.T, viaMX bool, id string) bool {
+	giveUp := time.Now().Add(3 * time.Minute)
+	for {
+		var acked bool
+		var err error
+		if viaMX {
+			msg := []byte("From: someone@example.org\r\nTo: " + l.user + "\r\nMessage-ID: " + id + "\r\nSubject: load\r\n\r\nx\r\n")
+			acked, err = mxSend(l.tg.smtp, "someone@example.org", []string{l.user}, msg)
+		} else {
+			msg := []byte("From: " + l.user + "\r\nTo: " + l.user + "\r\nMessage-ID: " + id + "\r\nSubject: load\r\n\r\ny\r\n")
+			acked, err = submitAcked(l.tg.submission, l.user, l.pass, l.user, []string{l.user}, msg)
+		}
+		l.mu.Lock()
+		l.attempts++
+		if acked {
+			l.acked[id] = true
+		} else {
+			l.failures[firstWords(smtpReply(err), 6)]++
+		}
+		l.mu.Unlock()
+		if acked {
+			return true
+		}
+		if strings.HasPrefix(smtpReply(err), "5") || time.Now().After(giveUp) {
+			t.Errorf("%s never accepted: %v", id, err)
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// read polls the INBOX over IMAPS until stop, reconnecting whenever the
+// connection fails, and checks what every access server shows it.
+func (l *mailLoad) read(t *testing.T, stop <-chan struct{}) {
+	var c *imapclient.Client
+	var validity uint32
+	seen := map[imap.UID]bool{}
+	var maxUID imap.UID
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(300 * time.Millisecond):
+		}
+		if c == nil {
+			conn, err := tls.Dial("tcp", l.tg.imaps, &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				continue
+			}
+			c = imapclient.New(conn, nil)
+			sel, err := loginSelect(c, l.user, l.pass)
+			if err != nil {
+				c.Close()
+				c = nil
+				continue
+			}
+			if validity != 0 && sel.UIDValidity != validity {
+				t.Errorf("UIDVALIDITY changed from %d to %d on reconnect", validity, sel.UIDValidity)
+			}
+			validity = sel.UIDValidity
+		}
+		data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+		if err != nil {
+			c.Close()
+			c = nil
+			l.mu.Lock()
+			l.reconnect++
+			l.mu.Unlock()
+			continue
+		}
+		now := map[imap.UID]bool{}
+		var fresh []imap.UID
+		for _, uid := range data.AllUIDs() {
+			now[uid] = true
+			if !seen[uid] {
+				fresh = append(fresh, uid)
+			}
+		}
+		for uid := range seen {
+			if !now[uid] {
+				t.Errorf("UID %d vanished from the INBOX", uid)
+			}
+		}
+		for _, uid := range fresh {
+			if uid <= maxUID {
+				t.Errorf("new UID %d appeared below UID %d seen before", uid, maxUID)
+			}
+		}
+		for _, uid := range fresh {
+			seen[uid] = true
+			maxUID = max(maxUID, uid)
+		}
+	}
+}
+
+func loginSelect(c *imapclient.Client, user, pass string) (*imap.SelectData, error) {
+	if err := c.Login(user, pass).Wait(); err != nil {
+		return nil, err
+	}
+	return c.Select("INBOX", nil).Wait()
+}
+
+// verify checks that every acknowledged message is in the INBOX exactly once.
+func (l *mailLoad) verify(t *testing.T) {
+	c := imapLogin(t, l.tg.imaps, l.user, l.pass, nil)
+	defer c.Close()
 	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -239,15 +412,29 @@ func flowRestarts(t *testing.T, tg *flowTarget) {
 		id := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(m.FindBodySection(section))), "Message-ID:"))
 		seen[id]++
 	}
-	for id := range acked {
-		if seen[id] != 1 {
-			t.Errorf("%s was acknowledged and is in the INBOX %d times", id, seen[id])
+	lost, dup := 0, 0
+	for id := range l.acked {
+		switch n := seen[id]; {
+		case n == 0:
+			lost++
+			t.Errorf("%s was acknowledged and is not in the INBOX", id)
+		case n > 1:
+			dup++
+			t.Errorf("%s was acknowledged and is in the INBOX %d times", id, n)
 		}
 	}
-	t.Logf("%d messages acknowledged through %d restarts; INBOX holds %d", len(acked), len(tg.local.Storage)+len(tg.local.Access), len(msgs))
-	if len(acked) != total {
-		t.Fatalf("only %d of %d messages acknowledged", len(acked), total)
+	failed := 0
+	for _, n := range l.failures {
+		failed += n
 	}
+	t.Logf("load: %d messages acknowledged in %d attempts (%d refused or cut off and retried: %v), %d IMAP reconnects; INBOX holds %d; lost %d, duplicated %d",
+		len(l.acked), l.attempts, failed, l.failures, l.reconnect, len(msgs), lost, dup)
+}
+
+// firstWords returns at most n words of s.
+func firstWords(s string, n int) string {
+	w := strings.Fields(s)
+	return strings.Join(w[:min(n, len(w))], " ")
 }
 
 // 6. Open relay, AUTH without TLS, wrong passwords, other users' mailboxes.

@@ -10,9 +10,11 @@ package e2e
 //	MAILFLEET_E2E_SMTP                          the MX (inbound)
 //	MAILFLEET_E2E_SUBMISSION                    submission with STARTTLS
 //	MAILFLEET_E2E_STORAGE                       storage gRPC, for mailctl (e.g. a port-forward)
+//	MAILFLEET_E2E_CHURN                         shell command run during scenario 5 (scale, upgrade);
+//	                                            unset: scenario 5 is not run
 //
-// Against an external deployment the scenarios that need process control or
-// a fake remote MX (2 and 5) are not run; the test log says so.
+// Against an external deployment scenario 2 (it needs a fake remote MX) is
+// not run; the test log says so.
 
 import (
 	"fmt"
@@ -91,7 +93,12 @@ func TestMailFlow(t *testing.T) {
 	t.Run("4-quota", func(t *testing.T) { flowQuota(t, tg) })
 	t.Run("6-isolation-and-abuse", func(t *testing.T) { flowAbuse(t, tg) })
 	if tg.local == nil {
-		t.Log("external target: scenarios 2 (needs the fake remote MX) and 5 (restarts processes) run only locally")
+		if os.Getenv("MAILFLEET_E2E_CHURN") != "" {
+			t.Run("5-restarts-under-load", func(t *testing.T) { flowRestarts(t, tg) })
+		} else {
+			t.Log("external target without MAILFLEET_E2E_CHURN: scenario 5 (restarts under load) not run")
+		}
+		t.Log("external target: scenario 2 needs the fake remote MX and runs only locally")
 		return
 	}
 	t.Run("2-submission-local-and-remote", func(t *testing.T) { flowSubmission(t, tg) })

@@ -231,3 +231,58 @@ func TestIMAPConcurrentAppendsOnTwoPods(t *testing.T) {
 		t.Fatalf("views differ:\n%s\n%s", views[0], views[1])
 	}
 }
+
+// Messages that arrive together (one COPY of three, one revision) are
+// announced and numbered exactly: a SEARCH in another session never names a
+// message before its EXISTS, and never skips one it has announced.
+func TestArrivalsInOneBatchAreNumberedExactly(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("batch@example.test", "batch-secret")
+	writer := dialIMAP(t, c.Access[0].IMAPS, nil)
+	login(t, writer, "batch@example.test", "batch-secret")
+	if err := writer.Create("Source", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		appendMsg(t, writer, "Source", []byte(fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i)), nil)
+	}
+	reader := rawDial(t, c.Access[0].IMAPS, true)
+	reader.expect(`LOGIN batch@example.test batch-secret`, "OK")
+	reader.expect("SELECT INBOX", "OK")
+
+	if _, err := writer.Select("Source", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Copy(imap.SeqSetNum(1, 2, 3), "INBOX").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Give the reader's pod time to hear of the copy, so that the SEARCH
+	// below runs with the three arrivals pending.
+	time.Sleep(500 * time.Millisecond)
+
+	known := 0
+	check := func(lines []string) {
+		t.Helper()
+		for _, l := range lines {
+			var n int
+			if _, err := fmt.Sscanf(l, "* %d EXISTS", &n); err == nil {
+				known = n
+				continue
+			}
+			if strings.HasPrefix(l, "* SEARCH") {
+				got := strings.Fields(strings.TrimPrefix(l, "* SEARCH"))
+				if len(got) != known {
+					t.Fatalf("SEARCH ALL named %v while the client knew of %d messages", got, known)
+				}
+			}
+		}
+	}
+	check(reader.expect("SEARCH ALL", "OK"))
+	for deadline := time.Now().Add(5 * time.Second); known < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client was told of %d of the 3 copied messages", known)
+		}
+		check(reader.expect("NOOP", "OK"))
+	}
+	check(reader.expect("UID SEARCH ALL", "OK"))
+}

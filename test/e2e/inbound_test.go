@@ -73,33 +73,47 @@ func inboxBodies(t *testing.T, c *cluster.Cluster, account string) ([][]byte, []
 // sendSMTP sends one message with net/smtp; it returns the error of the
 // first refused step.
 func sendSMTP(addr, from string, to []string, msg []byte) error {
+	_, err := mxSend(addr, from, to, msg)
+	return err
+}
+
+// mxSend is sendSMTP that also reports whether the MX acknowledged the
+// message (250 after the data), whatever happened afterwards.
+func mxSend(addr, from string, to []string, msg []byte) (acked bool, err error) {
 	cl, err := smtp.Dial(addr)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cl.Close()
 	if err := cl.Hello("client.example.org"); err != nil {
-		return err
+		return false, err
 	}
+	return transact(cl, from, to, msg)
+}
+
+// transact runs MAIL, RCPT, DATA and QUIT on an open session. acked reports
+// whether the server took responsibility for the message (250 after the
+// data); a QUIT that fails afterwards does not undo that.
+func transact(cl *smtp.Client, from string, to []string, msg []byte) (acked bool, err error) {
 	if err := cl.Mail(from); err != nil {
-		return err
+		return false, err
 	}
 	for _, r := range to {
 		if err := cl.Rcpt(r); err != nil {
-			return err
+			return false, err
 		}
 	}
 	w, err := cl.Data()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if _, err := w.Write(msg); err != nil {
-		return err
+		return false, err
 	}
 	if err := w.Close(); err != nil {
-		return err
+		return false, err
 	}
-	return cl.Quit()
+	return true, cl.Quit()
 }
 
 // addedHeaders splits a stored message into what the MX prepended and the rest.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/smtp"
 	"strings"
 	"sync"
@@ -53,37 +54,30 @@ func startSubmissionTB(t testing.TB, n int, args ...string) (*cluster.Cluster, *
 
 // submit sends a message through submission with STARTTLS and AUTH PLAIN.
 func submit(addr, user, pass, from string, to []string, msg []byte) error {
+	_, err := submitAcked(addr, user, pass, from, to, msg)
+	return err
+}
+
+// submitAcked is submit that also reports whether the message was
+// acknowledged (250 after the data), whatever happened afterwards.
+func submitAcked(addr, user, pass, from string, to []string, msg []byte) (acked bool, err error) {
 	cl, err := smtp.Dial(addr)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cl.Close()
 	if err := cl.Hello("laptop.example"); err != nil {
-		return err
+		return false, err
 	}
 	if err := cl.StartTLS(&tls.Config{InsecureSkipVerify: true}); err != nil {
-		return err
+		return false, err
 	}
-	if err := cl.Auth(smtp.PlainAuth("", user, pass, "127.0.0.1")); err != nil {
-		return err
+	// net/smtp's PlainAuth insists on the host name the client dialled.
+	host, _, _ := net.SplitHostPort(addr)
+	if err := cl.Auth(smtp.PlainAuth("", user, pass, host)); err != nil {
+		return false, err
 	}
-	if err := cl.Mail(from); err != nil {
-		return err
-	}
-	for _, r := range to {
-		if err := cl.Rcpt(r); err != nil {
-			return err
-		}
-	}
-	w, err := cl.Data()
-	if err != nil {
-		return err
-	}
-	w.Write(msg)
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return cl.Quit()
+	return transact(cl, from, to, msg)
 }
 
 func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {

@@ -2,8 +2,12 @@ package integration
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
@@ -171,5 +175,43 @@ func TestWatchAfterCompactionAsksForResync(t *testing.T) {
 	got, _ := w.collect(t, 1, storagev1.Change_KIND_MESSAGE_ADDED)
 	if got[0].Uid != 5 {
 		t.Fatalf("after resync got uid %d, want 5", got[0].Uid)
+	}
+}
+
+// A replica that is told to stop ends its Watch streams at once with
+// UNAVAILABLE (watchers resume on another replica) instead of holding its
+// shutdown until the grace period runs out.
+func TestWatchEndsPromptlyOnShutdown(t *testing.T) {
+	c := newCluster(t, options{})
+	r := c.replicas[0]
+	acc := setupAccount(t, r, "draining@example.test", 0, 0)
+	stream, err := r.Watch.Watch(context.Background(), &storagev1.WatchRequest{AccountId: acc.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // the watch is registered
+	stopped := make(chan struct{})
+	go func() { r.stop(syscall.SIGTERM); close(stopped) }()
+	select {
+	case err := <-ended:
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("watch ended with %v, want UNAVAILABLE", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch outlived the replica's shutdown by 10s")
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replica did not exit within 10s of SIGTERM with a watcher connected")
 	}
 }

@@ -112,6 +112,15 @@ func (m *mailboxState) load() {
 	m.buffered = nil
 }
 
+// appendLocked adds a new message at the end and queues its EXISTS. Each
+// arrival gets its own EXISTS: go-imap's SessionTracker tells which messages
+// a client has not been told of yet only when every queued count goes up by
+// one, and SEARCH, FETCH and "*" rely on that.
+func (m *mailboxState) appendLocked(e entry) {
+	m.entries = append(m.entries, e)
+	m.tracker.QueueNumMessages(uint32(len(m.entries)))
+}
+
 // index returns the position of uid, or -1.
 func (m *mailboxState) index(uid uint32) int {
 	i := sort.Search(len(m.entries), func(i int) bool { return m.entries[i].uid >= uid })
@@ -138,22 +147,13 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 	if rev <= m.loadRev {
 		return // already in the listing
 	}
-	existsPending := false
-	flushExists := func() {
-		if existsPending {
-			m.tracker.QueueNumMessages(uint32(len(m.entries)))
-			existsPending = false
-		}
-	}
 	for _, c := range changes {
 		switch c.Kind {
 		case storagev1.Change_KIND_MESSAGE_ADDED:
 			if n := len(m.entries); n == 0 || c.Uid > m.entries[n-1].uid {
-				m.entries = append(m.entries, entry{uid: c.Uid, flags: c.Flags})
-				existsPending = true
+				m.appendLocked(entry{uid: c.Uid, flags: c.Flags})
 			}
 		case storagev1.Change_KIND_FLAGS_CHANGED:
-			flushExists()
 			if i := m.index(c.Uid); i >= 0 {
 				m.entries[i].flags = c.Flags
 				key := ownChange{c.Uid, c.Modseq}
@@ -161,7 +161,6 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 				delete(m.own, key)
 			}
 		case storagev1.Change_KIND_MESSAGE_EXPUNGED:
-			flushExists()
 			if i := m.index(c.Uid); i >= 0 {
 				m.entries = append(m.entries[:i], m.entries[i+1:]...)
 				m.tracker.QueueExpunge(uint32(i + 1))
@@ -175,7 +174,6 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 		}
 		m.modseq = max(m.modseq, c.Modseq)
 	}
-	flushExists()
 	for k := range m.own {
 		if k.modseq <= m.modseq-min(m.modseq, 1000) {
 			delete(m.own, k) // a change that never came back (it changed nothing)
@@ -238,15 +236,10 @@ func (m *mailboxState) resync(ctx context.Context) error {
 	if n := len(m.entries); n > 0 {
 		last = m.entries[n-1].uid
 	}
-	added := false
 	for _, e := range fresh {
 		if e.uid > last {
-			m.entries = append(m.entries, e)
-			added = true
+			m.appendLocked(e)
 		}
-	}
-	if added {
-		m.tracker.QueueNumMessages(uint32(len(m.entries)))
 	}
 	m.loadRev = rev
 	m.uidNext, m.modseq = mb.UidNext, max(m.modseq, mb.HighestModseq)

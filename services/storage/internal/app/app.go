@@ -45,16 +45,17 @@ type Config struct {
 	EtcdCert      string
 	EtcdKey       string
 
-	BlobDriver  string
-	FSDir       string
-	S3Endpoint  string
-	S3Bucket    string
-	S3Region    string
-	S3AccessKey string
-	S3SecretKey string
-	S3Prefix    string
-	S3TLS       bool
-	S3PartSize  uint64
+	BlobDriver     string
+	FSDir          string
+	S3Endpoint     string
+	S3Bucket       string
+	S3Region       string
+	S3AccessKey    string
+	S3SecretKey    string
+	S3Prefix       string
+	S3TLS          bool
+	S3PartSize     uint64
+	S3CreateBucket bool
 
 	MaxMessageSize     int64
 	SweepGrace         time.Duration
@@ -88,6 +89,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key (prefer the environment)")
 	fs.StringVar(&c.S3Prefix, "s3-prefix", "", "prefix of every object key in the bucket")
 	fs.BoolVar(&c.S3TLS, "s3-tls", false, "use HTTPS to reach S3")
+	fs.BoolVar(&c.S3CreateBucket, "s3-create-bucket", false, "create the bucket if it does not exist (readiness waits for it)")
 	fs.Uint64Var(&c.S3PartSize, "s3-part-size", 8<<20, "multipart part size in bytes (bounds memory per upload)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes")
 	fs.DurationVar(&c.SweepGrace, "sweep-grace", time.Hour, "how long unreferenced bodies are kept before deletion")
@@ -190,6 +192,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("shutting down: finishing in-flight requests")
+	svc.Drain() // watchers resume on another replica
 	done := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(done) }()
 	select {
@@ -252,7 +255,7 @@ func newBlobStore(cfg *Config) (blobstore.Store, error) {
 		return blobstore.NewS3(blobstore.S3Config{
 			Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, Region: cfg.S3Region,
 			AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Prefix: cfg.S3Prefix,
-			UseTLS: cfg.S3TLS, PartSize: cfg.S3PartSize,
+			UseTLS: cfg.S3TLS, PartSize: cfg.S3PartSize, CreateBucket: cfg.S3CreateBucket,
 		})
 	}
 	return nil, fmt.Errorf("unknown --blob-driver %q (want s3 or fs)", cfg.BlobDriver)

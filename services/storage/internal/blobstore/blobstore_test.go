@@ -3,6 +3,7 @@ package blobstore_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
@@ -64,5 +65,36 @@ func TestS3PingFailsForMissingBucket(t *testing.T) {
 	}
 	if err := s.Ping(context.Background()); err == nil {
 		t.Fatal("Ping succeeded for a missing bucket")
+	}
+}
+
+// With CreateBucket a bundled, empty object store becomes usable on the first
+// readiness check; two storage pods racing to create it both succeed.
+func TestS3PingCreatesMissingBucket(t *testing.T) {
+	ctx := context.Background()
+	open := func() *blobstore.S3 {
+		s, err := blobstore.NewS3(blobstore.S3Config{
+			Endpoint: minioServer.Endpoint, AccessKey: minioServer.AccessKey, SecretKey: minioServer.SecretKey,
+			Bucket: "created-by-ping", CreateBucket: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first, second := open(), open()
+	errs := make(chan error, 2)
+	go func() { errs <- first.Ping(ctx) }()
+	go func() { errs <- second.Ping(ctx) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Ping with CreateBucket: %v", err)
+		}
+	}
+	if _, err := first.Put(ctx, "a/b", strings.NewReader("body")); err != nil {
+		t.Fatalf("Put into the created bucket: %v", err)
+	}
+	if exists, err := first.Client().BucketExists(ctx, "created-by-ping"); err != nil || !exists {
+		t.Fatalf("bucket exists = %v, %v", exists, err)
 	}
 }

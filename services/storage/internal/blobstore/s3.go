@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
@@ -24,14 +25,19 @@ type S3Config struct {
 	// PartSize is the multipart part size for bodies larger than one part; it
 	// bounds the memory of one upload (S3's minimum is 5 MiB).
 	PartSize uint64
+	// CreateBucket makes Ping create a missing bucket instead of reporting it
+	// (for a bundled object store that starts empty).
+	CreateBucket bool
 }
 
 // S3 stores each object in an S3-compatible bucket through minio-go.
 type S3 struct {
-	client   *minio.Client
-	bucket   string
-	prefix   string
-	partSize uint64
+	client       *minio.Client
+	bucket       string
+	region       string
+	prefix       string
+	partSize     uint64
+	createBucket bool
 }
 
 // singlePutMax is the largest body sent as one PUT. Bodies up to it are
@@ -56,7 +62,7 @@ func NewS3(cfg S3Config) (*S3, error) {
 	if prefix != "" {
 		prefix += "/"
 	}
-	return &S3{client: client, bucket: cfg.Bucket, prefix: prefix, partSize: cfg.PartSize}, nil
+	return &S3{client: client, bucket: cfg.Bucket, region: cfg.Region, prefix: prefix, partSize: cfg.PartSize, createBucket: cfg.CreateBucket}, nil
 }
 
 // Client exposes the minio client (tests create buckets with it).
@@ -150,8 +156,19 @@ func (s *S3) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if ok {
+		return nil
+	}
+	if !s.createBucket {
 		return errors.New("blobstore: bucket " + s.bucket + " does not exist")
+	}
+	// Several storage pods may race to create it; losing the race is fine.
+	err = s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{Region: s.region})
+	if code := minio.ToErrorResponse(err).Code; code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("blobstore: create bucket %s: %w", s.bucket, err)
 	}
 	return nil
 }

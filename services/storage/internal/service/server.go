@@ -77,6 +77,12 @@ type Server struct {
 	log       *slog.Logger
 	committer *committer
 	authCache *password.Cache
+
+	// draining ends when the process starts shutting down: Watch streams,
+	// which never finish by themselves, end then so that graceful stop
+	// waits only for requests that do.
+	draining  context.Context
+	drainDone context.CancelFunc
 }
 
 // New builds a Server. prefix is the etcd key prefix (keys.DefaultPrefix if empty).
@@ -90,8 +96,14 @@ func New(etcd *clientv3.Client, prefix string, blobs blobstore.Store, cfg Config
 	s := &Server{etcd: etcd, keys: keys.Layout{Prefix: prefix}, blobs: blobs, cfg: cfg, log: log}
 	s.committer = newCommitter(etcd)
 	s.authCache = password.NewCache(cfg.AuthCacheTTL, 100000)
+	s.draining, s.drainDone = context.WithCancel(context.Background())
 	return s
 }
+
+// Drain ends every Watch stream with UNAVAILABLE, telling watchers to resume
+// from their last revision on another replica. Call it before the gRPC
+// server's GracefulStop.
+func (s *Server) Drain() { s.drainDone() }
 
 // Ready reports whether etcd and the body store answer.
 func (s *Server) Ready(ctx context.Context) error {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
@@ -16,7 +18,9 @@ import (
 // Changes arrive grouped by revision, in revision order; a modseq never goes
 // down within a mailbox because every change bumps it in its transaction.
 func (s *Server) Watch(req *storagev1.WatchRequest, stream storagev1.WatchService_WatchServer) error {
-	ctx := stream.Context()
+	ctx, stop := context.WithCancel(stream.Context())
+	defer stop()
+	defer context.AfterFunc(s.draining, stop)()
 	if req.AccountId == "" || strings.Contains(req.AccountId, "/") {
 		return errInvalid("account id is required")
 	}
@@ -72,15 +76,24 @@ func (s *Server) Watch(req *storagev1.WatchRequest, stream storagev1.WatchServic
 		}
 		cancel()
 		if ctx.Err() != nil {
-			return nil
+			return s.watchEnded()
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return s.watchEnded()
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// watchEnded is what a Watch returns once its context is over: nothing if
+// the client went away, UNAVAILABLE if this replica is shutting down.
+func (s *Server) watchEnded() error {
+	if s.draining.Err() != nil {
+		return status.Error(codes.Unavailable, "storage replica shutting down: resume the watch elsewhere")
+	}
+	return nil
 }
 
 func groupByRevision(events []*clientv3.Event) [][]*clientv3.Event {
