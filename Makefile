@@ -4,9 +4,10 @@ SHELL := /usr/bin/env bash
 
 MODULES := deploy devcluster proto pkg mailctl services/storage services/access services/inbound services/submission test
 BINARIES := storage access inbound submission
+IMAGE_TAG ?= dev
 GO_PACKAGES := $(foreach m,$(MODULES),./$(m)/...)
 
-.PHONY: help images build test test-short fuzz-short bench verify run engines fmt
+.PHONY: help images build test test-short fuzz-short bench verify run engines fmt e2e-k8s
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +23,7 @@ images: ## build every container image as an OCI tarball into bin/images (no Doc
 	@mkdir -p bin/static
 	@for b in $(BINARIES); do CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/static/$$b ./services/$$b; done
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/static/mailctl ./mailctl
-	go run ./deploy/cmd/build-images --bin bin/static --out bin/images
+	go run ./deploy/images/cmd/build-images --bin bin/static --out bin/images --tag $(IMAGE_TAG)
 
 engines: ## build the pinned etcd and MinIO used by tests (cached outside the checkout)
 	@bash hack/install-etcd.sh >/dev/null
@@ -42,6 +43,9 @@ test-short: ## the fast loop: unit tests only
 bench: engines ## benchmarks: storage appends (etcd + MinIO / fs), then the access tier on a real cluster
 	go run ./services/storage/cmd/bench
 	go test -run '^$$' -bench . -benchtime 1x ./test/e2e
+
+e2e-k8s: ## the chart on a one-node Kubernetes built offline (root; see hack/local-k8s.sh)
+	bash hack/local-k8s.sh
 
 verify: ## gofmt, go vet, generated code and go.work up to date
 	@bash hack/verify.sh

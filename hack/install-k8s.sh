@@ -29,7 +29,8 @@ components=("$@")
 for name in "${components[@]}"; do
   spec="${COMMANDS[${name}]:-}"
   [[ -n "${spec}" ]] || { echo "unknown component ${name}" >&2; exit 2; }
-  dir="$(mailfleet_cache)/${name}-${K8S_VERSION}"
+  # "-v": the build stamps its version (an older cache entry did not).
+  dir="$(mailfleet_cache)/${name}-${K8S_VERSION}-v"
   bin="${dir}/${name}"
   if [[ ! -x "${bin}" ]]; then
     mkdir -p "${dir}"
@@ -44,7 +45,14 @@ for name in "${components[@]}"; do
       done
       go get "k8s.io/kubernetes@${K8S_VERSION}" >&2
       go mod tidy >&2
-      CGO_ENABLED=0 go build -trimpath -o "${bin}.tmp" . >&2
+      minor=${K8S_VERSION#v1.}
+      minor=${minor%%.*}
+      ldflags=""
+      for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ldflags+=" -X ${pkg}.gitVersion=${K8S_VERSION} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${minor}"
+        ldflags+=" -X ${pkg}.gitTreeState=clean"
+      done
+      CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags}" -o "${bin}.tmp" . >&2
     ) || { rm -rf "${tmp}" "${bin}.tmp"; exit 1; }
     rm -rf "${tmp}"
     mv "${bin}.tmp" "${bin}"

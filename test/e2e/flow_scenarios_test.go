@@ -240,7 +240,8 @@ type mailLoad struct {
 	acked     map[string]bool // Message-ID → the server answered 250
 	attempts  int
 	failures  map[string]int // the first words of each refusal → count
-	reconnect int
+	sessions  int            // IMAP sessions the reader opened
+	reconnect int            // of which after a failed command
 }
 
 func newMailLoad(tg *flowTarget, user, pass string) *mailLoad {
@@ -319,8 +320,9 @@ func (l *mailLoad) deliver(t *testing.T, viaMX bool, id string) bool {
 	}
 }
 
-// read polls the INBOX over IMAPS until stop, reconnecting whenever the
-// connection fails, and checks what every access server shows it.
+// read polls the INBOX over IMAPS until stop, with a new connection every
+// few polls (so that, behind a Service, it meets every access pod, old and
+// new) and whenever one fails, and checks what every server shows it.
 func (l *mailLoad) read(t *testing.T, stop <-chan struct{}) {
 	var c *imapclient.Client
 	var validity uint32
@@ -331,11 +333,16 @@ func (l *mailLoad) read(t *testing.T, stop <-chan struct{}) {
 			c.Close()
 		}
 	}()
-	for {
+	for poll := 1; ; poll++ {
 		select {
 		case <-stop:
 			return
 		case <-time.After(300 * time.Millisecond):
+		}
+		if c != nil && poll%5 == 0 {
+			c.Logout().Wait()
+			c.Close()
+			c = nil
 		}
 		if c == nil {
 			conn, err := tls.Dial("tcp", l.tg.imaps, &tls.Config{InsecureSkipVerify: true})
@@ -353,6 +360,9 @@ func (l *mailLoad) read(t *testing.T, stop <-chan struct{}) {
 				t.Errorf("UIDVALIDITY changed from %d to %d on reconnect", validity, sel.UIDValidity)
 			}
 			validity = sel.UIDValidity
+			l.mu.Lock()
+			l.sessions++
+			l.mu.Unlock()
 		}
 		data, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
 		if err != nil {
@@ -427,8 +437,8 @@ func (l *mailLoad) verify(t *testing.T) {
 	for _, n := range l.failures {
 		failed += n
 	}
-	t.Logf("load: %d messages acknowledged in %d attempts (%d refused or cut off and retried: %v), %d IMAP reconnects; INBOX holds %d; lost %d, duplicated %d",
-		len(l.acked), l.attempts, failed, l.failures, l.reconnect, len(msgs), lost, dup)
+	t.Logf("load: %d messages acknowledged in %d attempts (%d refused or cut off and retried: %v); IMAP reader: %d sessions, %d after a failure; INBOX holds %d; lost %d, duplicated %d",
+		len(l.acked), l.attempts, failed, l.failures, l.sessions, l.reconnect, len(msgs), lost, dup)
 }
 
 // firstWords returns at most n words of s.

@@ -56,6 +56,7 @@ type Config struct {
 	LeaseTTL          time.Duration
 	QueuePoll         time.Duration
 	QueueLifetime     time.Duration
+	SpoolDir          string
 	ShutdownTimeout   time.Duration
 }
 
@@ -80,6 +81,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.LoginFailures, "login-failures", 10, "failed logins per IP or user within 5 minutes before a lockout")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
 	fs.DurationVar(&c.LoginDelay, "login-failure-delay", time.Second, "delay after a failed login (doubling per failure, up to 8x)")
+	fs.StringVar(&c.SpoolDir, "spool-dir", "", "where messages over 1 MiB wait during DATA (default: the temp dir)")
 	fs.BoolVar(&c.Deliver, "deliver", true, "run the outbound queue runner (false: mail for other domains stays queued)")
 	fs.StringVar(&c.Routes, "routes", "", `static next hops: "example.com=mx.example.net:25,*=smarthost:587" (* = every other domain)`)
 	fs.IntVar(&c.RemotePort, "remote-port", 25, "SMTP port of remote servers found through MX records")
@@ -209,8 +211,8 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Hostname: cfg.Hostname, MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
 		TLS: tlsCfg, AllowInsecureAuth: cfg.InsecureAuth, MaxConnsPerIP: cfg.MaxConnsPerIP,
 		Limiter:       authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay),
-		QueueLifetime: cfg.QueueLifetime,
-		Observer:      m, Logger: log,
+		QueueLifetime: cfg.QueueLifetime, SpoolDir: cfg.SpoolDir,
+		Observer: m, Logger: log,
 	})
 	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {
