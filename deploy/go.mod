@@ -18,3 +18,7 @@ require (
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+require github.com/mailfleet/mailfleet/pkg v0.0.0
+
+replace github.com/mailfleet/mailfleet/pkg => ../pkg

@@ -136,6 +136,7 @@ k8s_upgrade_under_load() {
     return 1
   fi
   echo "every tier pod replaced by the upgrade ($(echo "${before}" | wc -l) before, $(echo "${after}" | wc -l) after)"
+  storage_spread
   k8s_endpoints
   local size
   size=$(smtp_ehlo_size "${E2E_SMTP}")
@@ -144,6 +145,17 @@ k8s_upgrade_under_load() {
   size=$(smtp_ehlo_size "${E2E_SUBMISSION}")
   echo "submission announces SIZE ${size}"
   [[ ${size} == "${UPGRADED_SIZE}" ]]
+}
+
+# storage_spread prints how many deliveries each storage pod served (read
+# through the API server's proxy): the frontends balance over all of them.
+storage_spread() {
+  local p n
+  for p in $(kc get pods -l app.kubernetes.io/component=storage -o name); do
+    n=$("${KUBECTL}" get --raw "/api/v1/namespaces/${NAMESPACE}/pods/${p#pod/}:7071/proxy/metrics" |
+      awk '/^mailfleet_storage_rpc_requests_total\{/ && /Deliver"/ && /code="OK"/ {s += $NF} END {print s + 0}')
+    echo "${p}: ${n} deliveries served since the upgrade"
+  done
 }
 
 # smtp_ehlo_size HOST:PORT: the SIZE an SMTP server announces after EHLO.

@@ -281,6 +281,7 @@ func TestBadValuesAreRefusedClearly(t *testing.T) {
 		{[]string{"--set", "objectStore.bundled=false,objectStore.external.endpoint=s3:443"}, "objectStore.existingSecret"},
 		{[]string{"--set", "tls.existingSecret="}, "tls.existingSecret or tls.certManager.enabled"},
 		{[]string{"--set", "internalTLS.enabled=true"}, "internalTLS.existingSecret or internalTLS.certManager.enabled"},
+		{[]string{"--set", "access.terminationGracePeriodSeconds=12"}, "at least shutdownDelaySeconds + 10"},
 	}
 	for _, c := range cases {
 		out, err := run(t, append([]string{"template", "mf", "mailfleet"}, c.args...)...)

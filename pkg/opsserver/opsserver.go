@@ -8,11 +8,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// draining is set once the process has been told to stop: from then on
+// /readyz fails, so that load balancers stop sending it new connections
+// while it still serves (see servicemain's --shutdown-delay).
+var draining atomic.Bool
+
+// Drain makes /readyz fail from now on.
+func Drain() { draining.Store(true) }
 
 // Server is the ops HTTP server.
 type Server struct {
@@ -31,6 +40,10 @@ func Listen(addr string, reg *prometheus.Registry, ready func(context.Context) e
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if err := ready(r.Context()); err != nil {
 			log.Warn("not ready", "err", err)
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver/dns"
 
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
@@ -51,10 +53,17 @@ func (f *TLSFlags) Config(log *slog.Logger) (*tls.Config, error) {
 	return tlsreload.MutualClient(f.CA, f.Cert, f.Key, log)
 }
 
+var dnsIntervalOnce sync.Once
+
 // Dial connects to the storage tier at addr (over mTLS when tlsCfg is not
 // nil). This is the one place that chooses a storage endpoint: routing
 // accounts to cells would start here.
 func Dial(addr string, tlsCfg *tls.Config) (*Client, error) {
+	// addr is usually a headless Service whose name resolves to every storage
+	// pod. When a pod goes away its connection breaks and gRPC asks DNS again
+	// for the current pods; by default no sooner than 30 s after the last
+	// time, which in a rolling restart is 30 s without a working replica.
+	dnsIntervalOnce.Do(func() { dns.SetMinResolutionInterval(time.Second) })
 	creds := insecure.NewCredentials()
 	if tlsCfg != nil {
 		creds = credentials.NewTLS(tlsCfg)

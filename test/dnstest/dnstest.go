@@ -23,13 +23,8 @@ type Server struct {
 
 // Start serves on a random loopback port.
 func Start() (*Server, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := listenUDPAndTCP()
 	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, err
 	}
 	s := &Server{Addr: pc.LocalAddr().String(), records: map[string][]dns.RR{}}
@@ -38,6 +33,26 @@ func Start() (*Server, error) {
 	go s.udp.ActivateAndServe()
 	go s.tcp.ActivateAndServe()
 	return s, nil
+}
+
+// listenUDPAndTCP binds one port for both UDP and TCP. The kernel picks a
+// free UDP port, which another process may hold for TCP (tests run in
+// parallel), so a few ports are tried.
+func listenUDPAndTCP() (net.PacketConn, net.Listener, error) {
+	var lastErr error
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		lastErr = err
+	}
+	return nil, nil, lastErr
 }
 
 // Close stops the server.

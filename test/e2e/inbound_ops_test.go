@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Behind a load balancer: the PROXY header's client address feeds SPF and
@@ -40,6 +41,37 @@ func TestInboundGracefulShutdown(t *testing.T) {
 	r.cmd("MAIL FROM:<s@example.org>", "421")
 	if bodies, _ := inboxBodies(t, c, acc.Id); len(bodies) != 1 {
 		t.Fatalf("%d messages stored, want the one in flight", len(bodies))
+	}
+}
+
+// With --shutdown-delay (the chart sets it), SIGTERM first makes /readyz
+// fail while the MX still accepts new connections and mail — the time a
+// Service needs to stop routing to the pod — and only then stops.
+func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
+	c, _ := startMX(t, "--shutdown-delay", "3s")
+	acc := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	in := c.Inbound[0]
+	stopped := make(chan struct{})
+	go func() { in.Signal(syscall.SIGTERM); close(stopped) }()
+	waitFor(t, "/readyz to fail after SIGTERM", 2*time.Second, func() bool {
+		resp, err := http.Get(in.ReadyURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	select {
+	case <-stopped:
+		t.Fatal("the MX stopped before its shutdown delay")
+	default:
+	}
+	if err := sendSMTP(in.SMTP, "s@example.org", []string{"ann@example.test"}, []byte("Subject: late\r\n\r\nsent while draining\r\n")); err != nil {
+		t.Fatalf("a new connection during the shutdown delay: %v", err)
+	}
+	<-stopped
+	if bodies, _ := inboxBodies(t, c, acc.Id); len(bodies) != 1 {
+		t.Fatalf("%d messages stored, want the one sent while draining", len(bodies))
 	}
 }
 

@@ -23,8 +23,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{ printf "%s/%s:%s" $root.Values.image.repository (index . 1) (default $root.Chart.AppVersion $root.Values.image.tag) }}
 {{- end -}}
 
+{{/* The storage gRPC target of every client: the headless Service. */}}
 {{- define "mailfleet.storageAddr" -}}
-{{ include "mailfleet.fullname" . }}-storage:7070
+{{ include "mailfleet.fullname" . }}-storage-headless:7070
 {{- end -}}
 
 {{- define "mailfleet.etcdEndpoints" -}}
@@ -124,6 +125,9 @@ readinessProbe:
 {{- end -}}
 {{- if and .Values.internalTLS.enabled (empty .Values.internalTLS.existingSecret) (not .Values.internalTLS.certManager.enabled) -}}
 {{- fail "internalTLS.enabled needs internalTLS.existingSecret or internalTLS.certManager.enabled" -}}
+{{- end -}}
+{{- if lt (int .Values.access.terminationGracePeriodSeconds) (add 10 .Values.shutdownDelaySeconds) -}}
+{{- fail "access.terminationGracePeriodSeconds must be at least shutdownDelaySeconds + 10" -}}
 {{- end -}}
 {{- if and .Values.access.autoscaling.enabled (gt (int .Values.access.autoscaling.minReplicas) (int .Values.access.autoscaling.maxReplicas)) -}}
 {{- fail "access.autoscaling.minReplicas is above maxReplicas" -}}

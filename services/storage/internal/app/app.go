@@ -153,6 +153,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		grpc.ChainStreamInterceptor(metrics.stream, recoverStream(log)),
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// Clients re-resolve the storage name when a connection ends: ending
+		// each after a while spreads their calls over replicas added since.
+		// Streams already open (watches) keep their connection.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 5 * time.Minute}),
 	)...)
 	storagev1.RegisterAccountServiceServer(grpcServer, svc)
 	storagev1.RegisterMailboxServiceServer(grpcServer, svc)
