@@ -117,11 +117,31 @@ func (c *Client) BodyReader(ctx context.Context, account, mailboxID string, uid 
 		cancel()
 		return nil, err
 	}
-	return &bodyReader{stream: stream, cancel: cancel, buf: first.GetChunk().GetData()}, nil
+	return &bodyReader{recv: chunksOf(stream), cancel: cancel, buf: first.GetChunk().GetData()}, nil
 }
 
+// QueueBodyReader streams the body of a queue item.
+func (c *Client) QueueBodyReader(ctx context.Context, id string) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := c.Queue.GetQueueBody(ctx, &storagev1.GetQueueBodyRequest{Id: id})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &bodyReader{recv: chunksOf(stream), cancel: cancel}, nil
+}
+
+// chunksOf reads the body chunks of a streamed response.
+func chunksOf[T interface{ GetChunk() *storagev1.BodyChunk }](stream interface{ Recv() (T, error) }) func() (*storagev1.BodyChunk, error) {
+	return func() (*storagev1.BodyChunk, error) {
+		resp, err := stream.Recv()
+		return resp.GetChunk(), err
+	}
+}
+
+// bodyReader turns a stream of body chunks into an io.Reader.
 type bodyReader struct {
-	stream storagev1.MessageService_GetMessageBodyClient
+	recv   func() (*storagev1.BodyChunk, error)
 	cancel context.CancelFunc
 	buf    []byte
 	err    error
@@ -132,12 +152,12 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
-		resp, err := r.stream.Recv()
+		chunk, err := r.recv()
 		if err != nil {
 			r.err = err
 			continue
 		}
-		r.buf = resp.GetChunk().GetData()
+		r.buf = chunk.GetData()
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]

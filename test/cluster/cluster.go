@@ -51,6 +51,8 @@ func Binaries(dir string) (string, error) {
 type Options struct {
 	EtcdMembers int
 	Storage     int
+	// StorageArgs are extra flags for every storage process.
+	StorageArgs []string
 	Access      int
 	// AccessArgs are extra flags for every access process.
 	AccessArgs []string
@@ -147,6 +149,7 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 			"--blob-driver", "s3", "--s3-endpoint", minio.Endpoint, "--s3-bucket", bucket,
 		}, "MAILFLEET_S3_ACCESS_KEY="+minio.AccessKey, "MAILFLEET_S3_SECRET_KEY="+minio.SecretKey)
 		p.args = append(p.args, serverTLS...)
+		p.args = append(p.args, o.StorageArgs...)
 		p.Addr = "127.0.0.1:" + port
 		p.ReadyURL = "http://127.0.0.1:" + ops + "/readyz"
 		p.Start()

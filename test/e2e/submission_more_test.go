@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"os/exec"
 	"strings"
 	"testing"
@@ -105,4 +106,31 @@ func TestQueueStaticRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "delivery through the static route", 10*time.Second, func() bool { return len(mx.Received()) == 1 })
+}
+
+// A local recipient whose mailbox is too full for the message at DATA
+// (RCPT found room): the submission still says 250 for the remote
+// recipient, and the local copy waits in the queue until there is room.
+func TestSubmissionQueuesForAFullLocalMailbox(t *testing.T) {
+	c, _, mx := startSubmission(t, 1)
+	c.CreateAccount("amy@example.test", "amy-secret-pw")
+	full := c.CreateAccount("full@example.test", "pw-full-secret")
+	c.SetQuota(full.Id, 5000, 0)
+	if err := submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test",
+		[]string{"full@example.test", "zed@remote.example"}, bigMessage("amy@example.test")); err != nil {
+		t.Fatalf("submission refused: %v", err)
+	}
+	waitFor(t, "the remote copy", 20*time.Second, func() bool { return len(mx.Received()) == 1 })
+	if got, _ := inboxBodies(t, c, full.Id); len(got) != 0 {
+		t.Fatalf("the full mailbox took %d messages", len(got))
+	}
+	c.SetQuota(full.Id, 0, 0)
+	waitFor(t, "the local copy after the quota was raised", 30*time.Second, func() bool {
+		got, _ := inboxBodies(t, c, full.Id)
+		return len(got) == 1
+	})
+	got, _ := inboxBodies(t, c, full.Id)
+	if !bytes.Contains(got[0], []byte("Subject: big one")) || !bytes.Contains(got[0], []byte("099 xxxx")) {
+		t.Fatalf("local copy:\n%s", got[0])
+	}
 }

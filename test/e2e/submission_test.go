@@ -34,6 +34,16 @@ func startSubmissionB(b *testing.B) (*cluster.Cluster, *dnstest.Server, *fakemx.
 
 func startSubmissionTB(t testing.TB, n int, args ...string) (*cluster.Cluster, *dnstest.Server, *fakemx.Server) {
 	t.Helper()
+	dns, mx, port := startRemoteMX(t)
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Submission: n, DNS: dns.Addr,
+		SubmissionArgs: append([]string{"--remote-port", port, "--retry-schedule", "1s"}, args...)})
+	return c, dns, mx
+}
+
+// startRemoteMX starts a loopback DNS server whose MX for remote.example is
+// a fake SMTP server on loopback, listening on the returned port.
+func startRemoteMX(t testing.TB) (*dnstest.Server, *fakemx.Server, string) {
+	t.Helper()
 	dns, err := dnstest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -47,9 +57,7 @@ func startSubmissionTB(t testing.TB, n int, args ...string) (*cluster.Cluster, *
 	_, port := split(mx.Addr)
 	dns.MX("remote.example", "mx.remote.example", 10)
 	dns.A("mx.remote.example", "127.0.0.1")
-	c := cluster.Start(t, binDir, minioServer, cluster.Options{Submission: n, DNS: dns.Addr,
-		SubmissionArgs: append([]string{"--remote-port", port, "--retry-schedule", "1s"}, args...)})
-	return c, dns, mx
+	return dns, mx, port
 }
 
 // submit sends a message through submission with STARTTLS and AUTH PLAIN.

@@ -290,6 +290,11 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		fmt.Fprintf(out, "id: %s\nfrom: %s\nsize: %d\ncreated: %s\nnext attempt: %s\nexpires: %s\nattempts: %d\nlast error: %s\nleased: %v\n",
 			it.Id, orNull(it.MailFrom), it.Size, it.CreatedAt.AsTime().Format(time.RFC3339), it.NextAttemptAt.AsTime().Format(time.RFC3339),
 			it.ExpiresAt.AsTime().Format(time.RFC3339), it.Attempts, it.LastError, it.Leased)
+		delivery := "remote (SMTP)"
+		if it.Local {
+			delivery = "local (the mailbox was full)"
+		}
+		fmt.Fprintf(out, "delivery: %s\n", delivery)
 		for _, r := range it.Recipients {
 			fmt.Fprintf(out, "recipient: %s %s %s\n", r.Address, strings.TrimPrefix(r.State.String(), "STATE_"), r.LastResult)
 		}

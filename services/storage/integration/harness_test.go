@@ -327,11 +327,16 @@ func appendMsg(ctx context.Context, r *replica, account, mailboxID string, body 
 
 // deliver delivers body to recipients.
 func deliver(ctx context.Context, r *replica, recipients []string, body []byte) (*storagev1.DeliverResponse, error) {
+	return deliverWith(ctx, r, &storagev1.DeliverRequest_Metadata{Recipients: recipients}, body)
+}
+
+// deliverWith delivers body with the given metadata.
+func deliverWith(ctx context.Context, r *replica, meta *storagev1.DeliverRequest_Metadata, body []byte) (*storagev1.DeliverResponse, error) {
 	stream, err := r.Delivery.Deliver(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{Recipients: recipients}}}); err != nil {
+	if err := stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: meta}}); err != nil {
 		_, err = stream.CloseAndRecv()
 		return nil, err
 	}

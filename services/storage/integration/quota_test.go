@@ -72,3 +72,76 @@ func TestOverQuotaWritesNothing(t *testing.T) {
 		t.Fatalf("third message with a 2-message quota: %v", err)
 	}
 }
+
+// A mailbox that fills between RCPT and DATA must not lose the message once
+// the frontend answers 250 for the others: with queue_over_quota the full
+// recipient's copy goes into the queue in the same step (one per account,
+// whatever addresses named it), body kept; with nobody delivered, nothing
+// is queued and the frontend can refuse the whole message.
+func TestFullMailboxIsQueuedWhenOthersGetTheMessage(t *testing.T) {
+	c := newCluster(t, options{})
+	r := c.replicas[0]
+	ctx := ctxT(t)
+	roomy := setupAccount(t, r, "roomy@example.test", 0, 0)
+	full := setupAccount(t, r, "full@example.test", 5_000, 0)
+	if _, err := r.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{AccountId: full.Id, Alias: "full-alias@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	body := message(1, 6000)
+	meta := &storagev1.DeliverRequest_Metadata{
+		Recipients:     []string{"roomy@example.test", "full@example.test", "full-alias@example.test"},
+		QueueOverQuota: true, MailFrom: "sender@remote.example",
+	}
+	resp, err := deliverWith(ctx, r, meta, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storagev1.RecipientResult_Status{storagev1.RecipientResult_STATUS_DELIVERED, storagev1.RecipientResult_STATUS_QUEUED, storagev1.RecipientResult_STATUS_QUEUED}
+	for i, res := range resp.Results {
+		if res.Status != want[i] {
+			t.Fatalf("result %d: %v, want %v (%v)", i, res.Status, want[i], resp.Results)
+		}
+	}
+	if resp.LocalQueueId == "" {
+		t.Fatal("no local queue id")
+	}
+	item, err := r.Queue.GetQueueItem(ctx, &storagev1.GetQueueItemRequest{Id: resp.LocalQueueId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !item.Item.Local || item.Item.MailFrom != "sender@remote.example" || len(item.Item.Recipients) != 1 || item.Item.Recipients[0].Address != "full@example.test" {
+		t.Fatalf("queued item: %+v", item.Item)
+	}
+	stream, err := r.Queue.GetQueueBody(ctx, &storagev1.GetQueueBodyRequest{Id: resp.LocalQueueId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for {
+		chunk, err := stream.Recv()
+		if err != nil {
+			break
+		}
+		got = append(got, chunk.GetChunk().GetData()...)
+	}
+	if string(got) != string(body) {
+		t.Fatalf("queued body: %d bytes, want the %d delivered", len(got), len(body))
+	}
+	if _, msgs := listAll(t, r, full.Id, mailboxID(t, r, full.Id, "INBOX")); len(msgs) != 0 {
+		t.Fatalf("full mailbox got %d messages", len(msgs))
+	}
+	if _, msgs := listAll(t, r, roomy.Id, mailboxID(t, r, roomy.Id, "INBOX")); len(msgs) != 1 {
+		t.Fatalf("roomy mailbox got %d messages, want 1", len(msgs))
+	}
+
+	// Nobody delivered: refused per recipient, nothing queued.
+	meta.Recipients = []string{"full@example.test"}
+	resp, err = deliverWith(ctx, r, meta, body)
+	if err != nil || resp.Results[0].Status != storagev1.RecipientResult_STATUS_OVER_QUOTA || resp.LocalQueueId != "" {
+		t.Fatalf("delivery to a full mailbox alone: %v %v", resp, err)
+	}
+	list, err := r.Queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("queue holds %d items, want 1 (%v)", len(list.Items), err)
+	}
+}

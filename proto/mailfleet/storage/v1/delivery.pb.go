@@ -37,6 +37,9 @@ const (
 	RecipientResult_STATUS_DISABLED RecipientResult_Status = 5
 	// A temporary storage failure: try again later.
 	RecipientResult_STATUS_TEMPORARY_FAILURE RecipientResult_Status = 6
+	// The mailbox was full: the message is in the queue for a later local
+	// delivery (only with queue_over_quota).
+	RecipientResult_STATUS_QUEUED RecipientResult_Status = 7
 )
 
 // Enum value maps for RecipientResult_Status.
@@ -49,6 +52,7 @@ var (
 		4: "STATUS_NOT_LOCAL",
 		5: "STATUS_DISABLED",
 		6: "STATUS_TEMPORARY_FAILURE",
+		7: "STATUS_QUEUED",
 	}
 	RecipientResult_Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED":       0,
@@ -58,6 +62,7 @@ var (
 		"STATUS_NOT_LOCAL":         4,
 		"STATUS_DISABLED":          5,
 		"STATUS_TEMPORARY_FAILURE": 6,
+		"STATUS_QUEUED":            7,
 	}
 )
 
@@ -174,8 +179,10 @@ type DeliverResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Results []*RecipientResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	// Set when outbound recipients were queued.
-	QueueId       string `protobuf:"bytes,2,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
-	Size          uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	QueueId string `protobuf:"bytes,2,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	Size    uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// Set when recipients with a full mailbox were queued (queue_over_quota).
+	LocalQueueId  string `protobuf:"bytes,4,opt,name=local_queue_id,json=localQueueId,proto3" json:"local_queue_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +236,13 @@ func (x *DeliverResponse) GetSize() uint64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *DeliverResponse) GetLocalQueueId() string {
+	if x != nil {
+		return x.LocalQueueId
+	}
+	return ""
 }
 
 // RecipientResult is the outcome for one recipient.
@@ -326,9 +340,19 @@ type DeliverRequest_Metadata struct {
 	InternalDate *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"`
 	SizeHint     uint64                 `protobuf:"varint,3,opt,name=size_hint,json=sizeHint,proto3" json:"size_hint,omitempty"`
 	// Optional: queue the same body for these remote recipients.
-	Outbound      *EnqueueRequest_Metadata `protobuf:"bytes,4,opt,name=outbound,proto3" json:"outbound,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Outbound *EnqueueRequest_Metadata `protobuf:"bytes,4,opt,name=outbound,proto3" json:"outbound,omitempty"`
+	// When the message is delivered to at least one recipient, keep it for
+	// the recipients whose mailbox is full instead of failing them: they
+	// are queued for a later local delivery (status QUEUED), in the same
+	// transaction as the deliveries, and retried by the queue runners
+	// until there is room or the item expires (then the sender gets a DSN).
+	// Frontends that answer 250 for the whole message set it, so a full
+	// mailbox discovered after RCPT never loses the message. mail_from is
+	// the envelope sender the DSN would go to.
+	QueueOverQuota bool   `protobuf:"varint,5,opt,name=queue_over_quota,json=queueOverQuota,proto3" json:"queue_over_quota,omitempty"`
+	MailFrom       string `protobuf:"bytes,6,opt,name=mail_from,json=mailFrom,proto3" json:"mail_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DeliverRequest_Metadata) Reset() {
@@ -389,26 +413,43 @@ func (x *DeliverRequest_Metadata) GetOutbound() *EnqueueRequest_Metadata {
 	return nil
 }
 
+func (x *DeliverRequest_Metadata) GetQueueOverQuota() bool {
+	if x != nil {
+		return x.QueueOverQuota
+	}
+	return false
+}
+
+func (x *DeliverRequest_Metadata) GetMailFrom() string {
+	if x != nil {
+		return x.MailFrom
+	}
+	return ""
+}
+
 var File_mailfleet_storage_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	"#mailfleet/storage/v1/delivery.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\x1a mailfleet/storage/v1/types.proto\"\xf4\x02\n" +
+	"#mailfleet/storage/v1/delivery.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\x1a mailfleet/storage/v1/types.proto\"\xbb\x03\n" +
 	"\x0eDeliverRequest\x12K\n" +
 	"\bmetadata\x18\x01 \x01(\v2-.mailfleet.storage.v1.DeliverRequest.MetadataH\x00R\bmetadata\x127\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xd3\x01\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\x9a\x02\n" +
 	"\bMetadata\x12\x1e\n" +
 	"\n" +
 	"recipients\x18\x01 \x03(\tR\n" +
 	"recipients\x12?\n" +
 	"\rinternal_date\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\finternalDate\x12\x1b\n" +
 	"\tsize_hint\x18\x03 \x01(\x04R\bsizeHint\x12I\n" +
-	"\boutbound\x18\x04 \x01(\v2-.mailfleet.storage.v1.EnqueueRequest.MetadataR\boutboundB\x06\n" +
-	"\x04part\"\x81\x01\n" +
+	"\boutbound\x18\x04 \x01(\v2-.mailfleet.storage.v1.EnqueueRequest.MetadataR\boutbound\x12(\n" +
+	"\x10queue_over_quota\x18\x05 \x01(\bR\x0equeueOverQuota\x12\x1b\n" +
+	"\tmail_from\x18\x06 \x01(\tR\bmailFromB\x06\n" +
+	"\x04part\"\xa7\x01\n" +
 	"\x0fDeliverResponse\x12?\n" +
 	"\aresults\x18\x01 \x03(\v2%.mailfleet.storage.v1.RecipientResultR\aresults\x12\x19\n" +
 	"\bqueue_id\x18\x02 \x01(\tR\aqueueId\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x04R\x04size\"\x8f\x03\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12$\n" +
+	"\x0elocal_queue_id\x18\x04 \x01(\tR\flocalQueueId\"\xa2\x03\n" +
 	"\x0fRecipientResult\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12D\n" +
 	"\x06status\x18\x02 \x01(\x0e2,.mailfleet.storage.v1.RecipientResult.StatusR\x06status\x12\x1d\n" +
@@ -417,7 +458,7 @@ const file_mailfleet_storage_v1_delivery_proto_rawDesc = "" +
 	"\n" +
 	"mailbox_id\x18\x04 \x01(\tR\tmailboxId\x12\x10\n" +
 	"\x03uid\x18\x05 \x01(\rR\x03uid\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xaf\x01\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xc2\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x01\x12\x17\n" +
@@ -425,7 +466,8 @@ const file_mailfleet_storage_v1_delivery_proto_rawDesc = "" +
 	"\x11STATUS_OVER_QUOTA\x10\x03\x12\x14\n" +
 	"\x10STATUS_NOT_LOCAL\x10\x04\x12\x13\n" +
 	"\x0fSTATUS_DISABLED\x10\x05\x12\x1c\n" +
-	"\x18STATUS_TEMPORARY_FAILURE\x10\x062k\n" +
+	"\x18STATUS_TEMPORARY_FAILURE\x10\x06\x12\x11\n" +
+	"\rSTATUS_QUEUED\x10\a2k\n" +
 	"\x0fDeliveryService\x12X\n" +
 	"\aDeliver\x12$.mailfleet.storage.v1.DeliverRequest\x1a%.mailfleet.storage.v1.DeliverResponse(\x01BEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
 

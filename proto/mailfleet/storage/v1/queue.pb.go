@@ -209,7 +209,10 @@ type QueueItem struct {
 	Attempts      uint32                 `protobuf:"varint,9,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	LastError     string                 `protobuf:"bytes,10,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	// Set while a runner holds a lease on it.
-	Leased        bool `protobuf:"varint,11,opt,name=leased,proto3" json:"leased,omitempty"`
+	Leased bool `protobuf:"varint,11,opt,name=leased,proto3" json:"leased,omitempty"`
+	// The recipients are local: runners deliver through the storage tier
+	// (a mailbox was full at delivery time), not over SMTP.
+	Local         bool `protobuf:"varint,12,opt,name=local,proto3" json:"local,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -317,6 +320,13 @@ func (x *QueueItem) GetLastError() string {
 func (x *QueueItem) GetLeased() bool {
 	if x != nil {
 		return x.Leased
+	}
+	return false
+}
+
+func (x *QueueItem) GetLocal() bool {
+	if x != nil {
+		return x.Local
 	}
 	return false
 }
@@ -1531,7 +1541,7 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_DELIVERED\x10\x02\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x03\x12\x11\n" +
-	"\rSTATE_BOUNCED\x10\x04\"\xbe\x03\n" +
+	"\rSTATE_BOUNCED\x10\x04\"\xd4\x03\n" +
 	"\tQueueItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1550,7 +1560,8 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12\x16\n" +
-	"\x06leased\x18\v \x01(\bR\x06leased\"\xdf\x02\n" +
+	"\x06leased\x18\v \x01(\bR\x06leased\x12\x14\n" +
+	"\x05local\x18\f \x01(\bR\x05local\"\xdf\x02\n" +
 	"\x0eEnqueueRequest\x12K\n" +
 	"\bmetadata\x18\x01 \x01(\v2-.mailfleet.storage.v1.EnqueueRequest.MetadataH\x00R\bmetadata\x127\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xbe\x01\n" +

@@ -165,27 +165,33 @@ func (s *session) Data(r io.Reader) error {
 
 // outcome turns per-recipient results into the one DATA reply.
 func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
-	delivered := 0
+	delivered, queued := 0, 0
 	var firstFailure storagev1.RecipientResult_Status
 	for _, r := range resp.Results {
-		if r.Status == storagev1.RecipientResult_STATUS_DELIVERED {
+		switch r.Status {
+		case storagev1.RecipientResult_STATUS_DELIVERED:
 			delivered++
-		} else if firstFailure == storagev1.RecipientResult_STATUS_UNSPECIFIED {
-			firstFailure = r.Status
+		case storagev1.RecipientResult_STATUS_QUEUED:
+			queued++
+		default:
+			if firstFailure == storagev1.RecipientResult_STATUS_UNSPECIFIED {
+				firstFailure = r.Status
+			}
 		}
 	}
-	if delivered == len(resp.Results) {
+	if delivered+queued == len(resp.Results) {
 		if s.srv.cfg.Observer != nil {
 			s.srv.cfg.Observer.Accepted(delivered, int64(resp.Size))
 		}
-		s.log.Info("accepted", "id", id, "recipients", delivered, "size", resp.Size)
+		s.log.Info("accepted", "id", id, "recipients", delivered, "queued", queued, "local_queue_id", resp.LocalQueueId, "size", resp.Size)
 		return nil
 	}
 	if delivered > 0 {
-		// Only a race between RCPT and DATA gets here (a quota filled in
-		// between): the message is durable for the others, so it is accepted;
-		// the failed recipients are logged for the postmaster.
-		s.log.Error("message accepted but not stored for every recipient", "id", id, "delivered", delivered, "recipients", len(resp.Results))
+		// A recipient that vanished between RCPT and DATA (deleted or
+		// disabled): the message is durable for the others, so it is
+		// accepted; the lost recipient is logged for the postmaster.
+		// (A mailbox that filled in between is queued, above.)
+		s.log.Error("message accepted but not stored for every recipient", "id", id, "delivered", delivered, "queued", queued, "recipients", len(resp.Results))
 		return nil
 	}
 	switch firstFailure {
@@ -199,7 +205,10 @@ func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
 
 // deliver streams the message to the storage tier for every recipient.
 func (s *session) deliver(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
-	return s.srv.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: s.recipients, SizeHint: uint64(size)}, msg)
+	// A mailbox that filled between RCPT and DATA keeps its copy in the
+	// queue (delivered when there is room, else a DSN) once anyone gets it.
+	return s.srv.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: s.recipients, SizeHint: uint64(size),
+		QueueOverQuota: true, MailFrom: s.from}, msg)
 }
 
 // receivedHeader is the RFC 5321 4.4 trace field, with the RFC 3848

@@ -59,6 +59,7 @@ type Config struct {
 
 	MaxMessageSize     int64
 	SweepGrace         time.Duration
+	QueueLifetime      time.Duration
 	SweepInterval      time.Duration
 	OrphanScanInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -93,6 +94,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.Uint64Var(&c.S3PartSize, "s3-part-size", 8<<20, "multipart part size in bytes (bounds memory per upload)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes")
 	fs.DurationVar(&c.SweepGrace, "sweep-grace", time.Hour, "how long unreferenced bodies are kept before deletion")
+	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", service.DefaultConfig().QueueLifetime, "how long queued mail is retried before it bounces, unless its sender set a lifetime (mail for a full local mailbox)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "remember successful logins this long (0 = off); a password change takes effect at once")
@@ -127,7 +129,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	svc := service.New(etcd, cfg.EtcdPrefix, blobs, service.Config{
 		MaxMessageSize: cfg.MaxMessageSize,
 		SweepGrace:     cfg.SweepGrace,
-		QueueLifetime:  service.DefaultConfig().QueueLifetime,
+		QueueLifetime:  cfg.QueueLifetime,
 		AuthCacheTTL:   cfg.AuthCacheTTL,
 	}, log)
 

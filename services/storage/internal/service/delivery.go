@@ -1,6 +1,7 @@
 package service
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -88,10 +89,15 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	internalDate := timestamppb.New(timeOr(meta.InternalDate, time.Now()))
 
 	refs := 0
+	// Recipients whose mailbox was full, not queued yet (queue_over_quota):
+	// they are queued with the first step that delivers to someone.
+	var waiting []*storagev1.RecipientResult
 	for start := 0; start < len(accounts) || (start == 0 && outbound != nil); start += accountsPerTxn {
 		batch := accounts[start:min(start+accountsPerTxn, len(accounts))]
 		withQueue := start == 0 && outbound != nil
 		var added int
+		var full []*storagev1.RecipientResult // this step's over-quota recipients
+		var localQueue *records.QueueRecord
 		// One account (the common case): join the account's group commit,
 		// so concurrent deliveries to a busy mailbox share transactions
 		// instead of conflicting. Several accounts: one transaction for all.
@@ -100,7 +106,7 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			run = func(fn func(tx *etcdtx.Tx) error) (int64, error) { return s.committer.do(ctx, batch[0], fn) }
 		}
 		_, err := run(func(tx *etcdtx.Tx) error {
-			added = 0
+			added, full, localQueue = 0, nil, nil
 			for _, account := range batch {
 				rs := byAccount[account]
 				sp := tx.Savepoint()
@@ -125,12 +131,21 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 				for _, r := range rs {
 					r.Status, r.Detail, r.Uid, r.MailboxId = status, detail, uid, mbID
 				}
+				if status == storagev1.RecipientResult_STATUS_OVER_QUOTA {
+					full = append(full, rs[0]) // one address per account: one copy later
+				}
 			}
 			n := added
 			if withQueue {
 				outbound.BodyKey = up.key
 				outbound.Item.Size = up.size
 				s.stageQueueRecord(tx, outbound)
+				n++
+			}
+			accepted := refs+added > 0 || outbound != nil // someone gets the message
+			if meta.QueueOverQuota && accepted && len(waiting)+len(full) > 0 {
+				localQueue = s.newLocalQueueRecord(meta.MailFrom, append(slices.Clone(waiting), full...), up)
+				s.stageQueueRecord(tx, localQueue)
 				n++
 			}
 			if n == 0 {
@@ -153,6 +168,21 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			refs++
 			resp.QueueId = outbound.Item.Id
 		}
+		waiting = append(waiting, full...)
+		if localQueue != nil {
+			refs++
+			resp.LocalQueueId = localQueue.Item.Id
+			queued := map[string]bool{}
+			for _, r := range waiting {
+				queued[r.AccountId] = true
+			}
+			for _, r := range resp.Results {
+				if queued[r.AccountId] && r.Status == storagev1.RecipientResult_STATUS_OVER_QUOTA {
+					r.Status, r.Detail = storagev1.RecipientResult_STATUS_QUEUED, "mailbox full: queued for a later delivery"
+				}
+			}
+			waiting = nil
+		}
 	}
 	if refs == 0 {
 		s.discardBody(up.key)
@@ -162,6 +192,25 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			"account", r.AccountId, "uid", r.Uid, "size", up.size)
 	}
 	return stream.SendAndClose(resp)
+}
+
+// newLocalQueueRecord is a queue item that delivers up's body to the given
+// local recipients later (their mailbox was full). A sender address that
+// does not parse gets no DSN rather than failing the whole delivery.
+func (s *Server) newLocalQueueRecord(mailFrom string, rs []*storagev1.RecipientResult, up *upload) *records.QueueRecord {
+	meta := &storagev1.EnqueueRequest_Metadata{MailFrom: mailFrom}
+	for _, r := range rs {
+		meta.Recipients = append(meta.Recipients, r.Recipient)
+	}
+	rec, err := s.newQueueRecord(meta)
+	if err != nil {
+		meta.MailFrom = ""
+		rec, _ = s.newQueueRecord(meta) // recipients parsed when they were resolved
+	}
+	rec.Item.Local = true
+	rec.Item.Size = up.size
+	rec.BodyKey = up.key
+	return rec
 }
 
 // deliverOne stages the delivery of a body to one account's INBOX.

@@ -27,8 +27,9 @@ func statusOf(result string) string {
 }
 
 // sendDSN delivers a delivery status notification (RFC 3464, in a
-// multipart/report, RFC 6522) for the failed recipients to the sender's
-// INBOX. A null sender gets none (a DSN never bounces).
+// multipart/report, RFC 6522) for the failed recipients to the sender: into
+// the INBOX of a local sender, through the queue to a remote one. A null
+// sender gets none (a DSN never bounces).
 func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed []*storagev1.QueueRecipient) error {
 	if item.MailFrom == "" {
 		return nil
@@ -76,14 +77,24 @@ func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed 
 	mw.Close()
 	msg.Write(body.Bytes())
 
-	resp, err := r.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: []string{item.MailFrom}}, &msg)
+	resp, err := r.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: []string{item.MailFrom}}, bytes.NewReader(msg.Bytes()))
 	if err != nil {
 		return err
 	}
-	if st := resp.Results[0].Status; st != storagev1.RecipientResult_STATUS_DELIVERED && st != storagev1.RecipientResult_STATUS_UNKNOWN_USER && st != storagev1.RecipientResult_STATUS_NOT_LOCAL {
+	switch st := resp.Results[0].Status; st {
+	case storagev1.RecipientResult_STATUS_DELIVERED, storagev1.RecipientResult_STATUS_UNKNOWN_USER:
+		return nil
+	case storagev1.RecipientResult_STATUS_NOT_LOCAL:
+		// A sender elsewhere (mail that came in through the MX): the DSN
+		// leaves through the queue, from the null sender so that it can
+		// never bounce back.
+		_, err := r.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{
+			Outbound: &storagev1.EnqueueRequest_Metadata{Recipients: []string{item.MailFrom}},
+		}, bytes.NewReader(msg.Bytes()))
+		return err
+	default:
 		return fmt.Errorf("DSN not stored: %v", st)
 	}
-	return nil
 }
 
 // originalHeaders reads the queued message's header section (up to 64 KiB).

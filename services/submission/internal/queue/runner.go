@@ -173,6 +173,21 @@ func (r *Runner) process(ctx context.Context, leaseID int64, item *storagev1.Que
 					Result: "expired after " + time.Since(item.CreatedAt.AsTime()).Round(time.Minute).String() + "; last: " + rc.LastResult})
 			}
 		}
+	} else if item.Local {
+		var rcpts []string
+		for _, d := range byDomain {
+			rcpts = append(rcpts, d...)
+		}
+		sort.Strings(rcpts)
+		outcomes = r.deliverLocal(ctx, item, rcpts)
+		for _, o := range outcomes {
+			if o.Outcome != storagev1.RecipientOutcome_OUTCOME_DELIVERED {
+				lastErr = o.Result
+			}
+			if r.cfg.Observer != nil {
+				r.cfg.Observer.Attempt(strings.ToLower(strings.TrimPrefix(o.Outcome.String(), "OUTCOME_")))
+			}
+		}
 	} else {
 		domains := make([]string, 0, len(byDomain))
 		for d := range byDomain {
@@ -386,6 +401,49 @@ func (r *Runner) deliverHost(ctx context.Context, item *storagev1.QueueItem, hos
 	}
 	c.Quit()
 	return finish(), nil
+}
+
+// deliverLocal delivers a local item (its recipients' mailboxes were full
+// when it arrived) through the storage tier: a mailbox with room now gets
+// it, one still full waits for the next attempt, a recipient gone since
+// fails (and the sender gets a DSN).
+func (r *Runner) deliverLocal(ctx context.Context, item *storagev1.QueueItem, rcpts []string) []*storagev1.RecipientOutcome {
+	var out []*storagev1.RecipientOutcome
+	body, err := r.store.QueueBodyReader(ctx, item.Id)
+	if err == nil {
+		var resp *storagev1.DeliverResponse
+		resp, err = r.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: rcpts, SizeHint: item.Size}, body)
+		body.Close()
+		if err == nil {
+			for _, res := range resp.Results {
+				out = append(out, localOutcome(res))
+			}
+			return out
+		}
+	}
+	for _, a := range rcpts {
+		out = append(out, &storagev1.RecipientOutcome{Address: a, Outcome: storagev1.RecipientOutcome_OUTCOME_DEFERRED, Result: "451 4.3.0 storage: " + err.Error()})
+	}
+	return out
+}
+
+// localOutcome maps a local delivery result to a queue outcome, with the
+// reply text an MX would have given.
+func localOutcome(res *storagev1.RecipientResult) *storagev1.RecipientOutcome {
+	o := &storagev1.RecipientOutcome{Address: res.Recipient}
+	switch res.Status {
+	case storagev1.RecipientResult_STATUS_DELIVERED:
+		o.Outcome, o.Result = storagev1.RecipientOutcome_OUTCOME_DELIVERED, "250 delivered to the local mailbox"
+	case storagev1.RecipientResult_STATUS_OVER_QUOTA:
+		o.Outcome, o.Result = storagev1.RecipientOutcome_OUTCOME_DEFERRED, "452 4.2.2 mailbox full"
+	case storagev1.RecipientResult_STATUS_TEMPORARY_FAILURE:
+		o.Outcome, o.Result = storagev1.RecipientOutcome_OUTCOME_DEFERRED, "451 4.3.0 temporary storage failure"
+	case storagev1.RecipientResult_STATUS_DISABLED:
+		o.Outcome, o.Result = storagev1.RecipientOutcome_OUTCOME_FAILED, "550 5.2.1 mailbox disabled"
+	default:
+		o.Outcome, o.Result = storagev1.RecipientOutcome_OUTCOME_FAILED, "550 5.1.1 no such user here"
+	}
+	return o
 }
 
 // sendData streams the queued body into DATA.

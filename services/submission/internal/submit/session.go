@@ -196,9 +196,12 @@ func (s *session) Data(r io.Reader) error {
 	}
 	delivered := 0
 	for _, r := range resp.Results {
-		if r.Status == storagev1.RecipientResult_STATUS_DELIVERED {
+		switch r.Status {
+		case storagev1.RecipientResult_STATUS_DELIVERED:
 			delivered++
-		} else {
+		case storagev1.RecipientResult_STATUS_QUEUED:
+			s.log.Info("local mailbox full: queued for a later delivery", "id", id, "recipient", r.Recipient, "queue_id", resp.LocalQueueId)
+		default:
 			s.log.Error("local recipient not delivered", "id", id, "recipient", r.Recipient, "status", r.Status.String())
 		}
 	}
@@ -215,7 +218,9 @@ func (s *session) Data(r io.Reader) error {
 // store hands the message to the storage tier: local recipients delivered
 // and remote ones queued in one step.
 func (s *session) store(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
-	meta := &storagev1.DeliverRequest_Metadata{Recipients: s.local, SizeHint: uint64(size)}
+	// A local mailbox full at DATA time (RCPT checked it) keeps its copy in
+	// the queue rather than losing it behind our 250.
+	meta := &storagev1.DeliverRequest_Metadata{Recipients: s.local, SizeHint: uint64(size), QueueOverQuota: true, MailFrom: s.from}
 	if len(s.remote) > 0 {
 		meta.Outbound = &storagev1.EnqueueRequest_Metadata{AccountId: s.account.Id, MailFrom: s.from, Recipients: s.remote}
 		if s.srv.cfg.QueueLifetime > 0 {
