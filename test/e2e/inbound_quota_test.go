@@ -128,3 +128,44 @@ func TestInboundBouncesToTheRemoteSenderWhenTheMailboxStaysFull(t *testing.T) {
 		t.Fatalf("%d DSNs, want 1", n)
 	}
 }
+
+// An account deleted between RCPT and DATA while another recipient takes
+// the message: the 250 covers both, so the deleted one is not dropped in
+// silence — the sender gets a DSN naming it, once.
+func TestInboundBouncesForARecipientDeletedAfterRCPT(t *testing.T) {
+	c, mx := startMXAndQueue(t)
+	roomy := c.CreateAccount("roomy@example.test", "pw-roomy-secret")
+	leaving := c.CreateAccount("leaving@example.test", "pw-leaving-secret")
+	r := rawSMTP(t, c.Inbound[0].SMTP)
+	r.cmd("EHLO client.remote.example", "250")
+	r.cmd("MAIL FROM:<s@remote.example>", "250")
+	r.cmd("RCPT TO:<roomy@example.test>", "250")
+	r.cmd("RCPT TO:<leaving@example.test>", "250")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Accounts.DeleteAccount(ctx, &storagev1.DeleteAccountRequest{AccountId: leaving.Id}); err != nil {
+		t.Fatal(err)
+	}
+	r.cmd("DATA", "354")
+	r.cmd("From: s@remote.example\r\nSubject: farewell\r\n\r\nhello\r\n.", "250")
+	waitFor(t, "a DSN at the sender's MX", 30*time.Second, func() bool { return len(mx.Received()) > 0 })
+	dsn := mx.Received()[0]
+	if dsn.From != "" || len(dsn.To) != 1 || dsn.To[0] != "s@remote.example" {
+		t.Fatalf("DSN envelope: from %q to %v", dsn.From, dsn.To)
+	}
+	for _, want := range []string{"Final-Recipient: rfc822; leaving@example.test", "Status: 5.1.1", "Subject: farewell"} {
+		if !bytes.Contains(dsn.Data, []byte(want)) {
+			t.Fatalf("DSN lacks %q:\n%s", want, dsn.Data)
+		}
+	}
+	if got, _ := inboxBodies(t, c, roomy.Id); len(got) != 1 {
+		t.Fatalf("roomy has %d messages, want 1", len(got))
+	}
+	waitFor(t, "the queue to empty", 20*time.Second, func() bool {
+		list, err := c.Queue().ListQueue(ctx, &storagev1.ListQueueRequest{})
+		return err == nil && len(list.Items) == 0
+	})
+	if n := len(mx.Received()); n != 1 {
+		t.Fatalf("%d DSNs, want 1", n)
+	}
+}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -73,11 +74,12 @@ func TestOverQuotaWritesNothing(t *testing.T) {
 	}
 }
 
-// A mailbox that fills between RCPT and DATA must not lose the message once
-// the frontend answers 250 for the others: with queue_over_quota the full
-// recipient's copy goes into the queue in the same step (one per account,
-// whatever addresses named it), body kept; with nobody delivered, nothing
-// is queued and the frontend can refuse the whole message.
+// A mailbox that fills between RCPT and DATA, or an account deleted in
+// between, must not lose the message once the frontend answers 250 for the
+// others: with queue_failed_recipients their copy goes into the queue in the
+// same step (one per account, whatever addresses named it), body kept, for a
+// later delivery or a DSN; an address that never parsed is not queued; with
+// nobody delivered, nothing is queued and the frontend can refuse it all.
 func TestFullMailboxIsQueuedWhenOthersGetTheMessage(t *testing.T) {
 	c := newCluster(t, options{})
 	r := c.replicas[0]
@@ -89,14 +91,15 @@ func TestFullMailboxIsQueuedWhenOthersGetTheMessage(t *testing.T) {
 	}
 	body := message(1, 6000)
 	meta := &storagev1.DeliverRequest_Metadata{
-		Recipients:     []string{"roomy@example.test", "full@example.test", "full-alias@example.test"},
-		QueueOverQuota: true, MailFrom: "sender@remote.example",
+		Recipients:            []string{"roomy@example.test", "full@example.test", "full-alias@example.test", "gone@example.test", "not an address"},
+		QueueFailedRecipients: true, MailFrom: "sender@remote.example",
 	}
 	resp, err := deliverWith(ctx, r, meta, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []storagev1.RecipientResult_Status{storagev1.RecipientResult_STATUS_DELIVERED, storagev1.RecipientResult_STATUS_QUEUED, storagev1.RecipientResult_STATUS_QUEUED}
+	want := []storagev1.RecipientResult_Status{storagev1.RecipientResult_STATUS_DELIVERED, storagev1.RecipientResult_STATUS_QUEUED,
+		storagev1.RecipientResult_STATUS_QUEUED, storagev1.RecipientResult_STATUS_QUEUED, storagev1.RecipientResult_STATUS_UNKNOWN_USER}
 	for i, res := range resp.Results {
 		if res.Status != want[i] {
 			t.Fatalf("result %d: %v, want %v (%v)", i, res.Status, want[i], resp.Results)
@@ -109,7 +112,11 @@ func TestFullMailboxIsQueuedWhenOthersGetTheMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !item.Item.Local || item.Item.MailFrom != "sender@remote.example" || len(item.Item.Recipients) != 1 || item.Item.Recipients[0].Address != "full@example.test" {
+	var queued []string
+	for _, rc := range item.Item.Recipients {
+		queued = append(queued, rc.Address)
+	}
+	if !item.Item.Local || item.Item.MailFrom != "sender@remote.example" || strings.Join(queued, " ") != "gone@example.test full@example.test" {
 		t.Fatalf("queued item: %+v", item.Item)
 	}
 	stream, err := r.Queue.GetQueueBody(ctx, &storagev1.GetQueueBodyRequest{Id: resp.LocalQueueId})

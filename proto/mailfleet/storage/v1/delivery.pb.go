@@ -37,8 +37,9 @@ const (
 	RecipientResult_STATUS_DISABLED RecipientResult_Status = 5
 	// A temporary storage failure: try again later.
 	RecipientResult_STATUS_TEMPORARY_FAILURE RecipientResult_Status = 6
-	// The mailbox was full: the message is in the queue for a later local
-	// delivery (only with queue_over_quota).
+	// The recipient could not take the message now (full, or gone since
+	// RCPT): it is in the queue for a later local delivery or a DSN (only
+	// with queue_failed_recipients).
 	RecipientResult_STATUS_QUEUED RecipientResult_Status = 7
 )
 
@@ -181,7 +182,7 @@ type DeliverResponse struct {
 	// Set when outbound recipients were queued.
 	QueueId string `protobuf:"bytes,2,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
 	Size    uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	// Set when recipients with a full mailbox were queued (queue_over_quota).
+	// Set when recipients were queued (queue_failed_recipients).
 	LocalQueueId  string `protobuf:"bytes,4,opt,name=local_queue_id,json=localQueueId,proto3" json:"local_queue_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -341,18 +342,19 @@ type DeliverRequest_Metadata struct {
 	SizeHint     uint64                 `protobuf:"varint,3,opt,name=size_hint,json=sizeHint,proto3" json:"size_hint,omitempty"`
 	// Optional: queue the same body for these remote recipients.
 	Outbound *EnqueueRequest_Metadata `protobuf:"bytes,4,opt,name=outbound,proto3" json:"outbound,omitempty"`
-	// When the message is delivered to at least one recipient, keep it for
-	// the recipients whose mailbox is full instead of failing them: they
-	// are queued for a later local delivery (status QUEUED), in the same
-	// transaction as the deliveries, and retried by the queue runners
-	// until there is room or the item expires (then the sender gets a DSN).
-	// Frontends that answer 250 for the whole message set it, so a full
-	// mailbox discovered after RCPT never loses the message. mail_from is
-	// the envelope sender the DSN would go to.
-	QueueOverQuota bool   `protobuf:"varint,5,opt,name=queue_over_quota,json=queueOverQuota,proto3" json:"queue_over_quota,omitempty"`
-	MailFrom       string `protobuf:"bytes,6,opt,name=mail_from,json=mailFrom,proto3" json:"mail_from,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When the message is delivered to at least one recipient, the local
+	// recipients that cannot take it are not failed but queued (status
+	// QUEUED), in the same transaction as the deliveries: a full mailbox is
+	// retried by the queue runners until there is room or the item expires;
+	// a recipient gone since it was checked (deleted, disabled) fails at the
+	// first attempt. Either way the sender gets a DSN for what never
+	// arrives. Frontends that answer 250 for the whole message after
+	// checking recipients at RCPT set it, so no recipient is dropped behind
+	// that 250. mail_from is the envelope sender the DSN goes to.
+	QueueFailedRecipients bool   `protobuf:"varint,5,opt,name=queue_failed_recipients,json=queueFailedRecipients,proto3" json:"queue_failed_recipients,omitempty"`
+	MailFrom              string `protobuf:"bytes,6,opt,name=mail_from,json=mailFrom,proto3" json:"mail_from,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *DeliverRequest_Metadata) Reset() {
@@ -413,9 +415,9 @@ func (x *DeliverRequest_Metadata) GetOutbound() *EnqueueRequest_Metadata {
 	return nil
 }
 
-func (x *DeliverRequest_Metadata) GetQueueOverQuota() bool {
+func (x *DeliverRequest_Metadata) GetQueueFailedRecipients() bool {
 	if x != nil {
-		return x.QueueOverQuota
+		return x.QueueFailedRecipients
 	}
 	return false
 }
@@ -431,18 +433,18 @@ var File_mailfleet_storage_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	"#mailfleet/storage/v1/delivery.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\x1a mailfleet/storage/v1/types.proto\"\xbb\x03\n" +
+	"#mailfleet/storage/v1/delivery.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\x1a mailfleet/storage/v1/types.proto\"\xc9\x03\n" +
 	"\x0eDeliverRequest\x12K\n" +
 	"\bmetadata\x18\x01 \x01(\v2-.mailfleet.storage.v1.DeliverRequest.MetadataH\x00R\bmetadata\x127\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\x9a\x02\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xa8\x02\n" +
 	"\bMetadata\x12\x1e\n" +
 	"\n" +
 	"recipients\x18\x01 \x03(\tR\n" +
 	"recipients\x12?\n" +
 	"\rinternal_date\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\finternalDate\x12\x1b\n" +
 	"\tsize_hint\x18\x03 \x01(\x04R\bsizeHint\x12I\n" +
-	"\boutbound\x18\x04 \x01(\v2-.mailfleet.storage.v1.EnqueueRequest.MetadataR\boutbound\x12(\n" +
-	"\x10queue_over_quota\x18\x05 \x01(\bR\x0equeueOverQuota\x12\x1b\n" +
+	"\boutbound\x18\x04 \x01(\v2-.mailfleet.storage.v1.EnqueueRequest.MetadataR\boutbound\x126\n" +
+	"\x17queue_failed_recipients\x18\x05 \x01(\bR\x15queueFailedRecipients\x12\x1b\n" +
 	"\tmail_from\x18\x06 \x01(\tR\bmailFromB\x06\n" +
 	"\x04part\"\xa7\x01\n" +
 	"\x0fDeliverResponse\x12?\n" +

@@ -187,10 +187,8 @@ func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
 		return nil
 	}
 	if delivered > 0 {
-		// A recipient that vanished between RCPT and DATA (deleted or
-		// disabled): the message is durable for the others, so it is
-		// accepted; the lost recipient is logged for the postmaster.
-		// (A mailbox that filled in between is queued, above.)
+		// Cannot happen while storage queues what it cannot deliver (see
+		// deliver); the message is durable for the others, so it is accepted.
 		s.log.Error("message accepted but not stored for every recipient", "id", id, "delivered", delivered, "queued", queued, "recipients", len(resp.Results))
 		return nil
 	}
@@ -205,10 +203,11 @@ func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
 
 // deliver streams the message to the storage tier for every recipient.
 func (s *session) deliver(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
-	// A mailbox that filled between RCPT and DATA keeps its copy in the
-	// queue (delivered when there is room, else a DSN) once anyone gets it.
+	// Once anyone gets the message, a recipient that cannot take it now (a
+	// mailbox that filled since RCPT, an account deleted since) is queued:
+	// delivered when there is room, else the sender gets a DSN.
 	return s.srv.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: s.recipients, SizeHint: uint64(size),
-		QueueOverQuota: true, MailFrom: s.from}, msg)
+		QueueFailedRecipients: true, MailFrom: s.from}, msg)
 }
 
 // receivedHeader is the RFC 5321 4.4 trace field, with the RFC 3848

@@ -89,14 +89,22 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	internalDate := timestamppb.New(timeOr(meta.InternalDate, time.Now()))
 
 	refs := 0
-	// Recipients whose mailbox was full, not queued yet (queue_over_quota):
-	// they are queued with the first step that delivers to someone.
+	// Recipients that cannot take the message now, not queued yet
+	// (queue_failed_recipients): they are queued with the first step that
+	// delivers to someone. Those gone since RCPT start the list.
 	var waiting []*storagev1.RecipientResult
+	for _, r := range resp.Results {
+		gone := r.Status == storagev1.RecipientResult_STATUS_UNKNOWN_USER && r.Detail != "invalid address" ||
+			r.Status == storagev1.RecipientResult_STATUS_DISABLED
+		if gone {
+			waiting = append(waiting, r)
+		}
+	}
 	for start := 0; start < len(accounts) || (start == 0 && outbound != nil); start += accountsPerTxn {
 		batch := accounts[start:min(start+accountsPerTxn, len(accounts))]
 		withQueue := start == 0 && outbound != nil
 		var added int
-		var full []*storagev1.RecipientResult // this step's over-quota recipients
+		var failed []*storagev1.RecipientResult // this step's full or vanished accounts
 		var localQueue *records.QueueRecord
 		// One account (the common case): join the account's group commit,
 		// so concurrent deliveries to a busy mailbox share transactions
@@ -106,7 +114,7 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			run = func(fn func(tx *etcdtx.Tx) error) (int64, error) { return s.committer.do(ctx, batch[0], fn) }
 		}
 		_, err := run(func(tx *etcdtx.Tx) error {
-			added, full, localQueue = 0, nil, nil
+			added, failed, localQueue = 0, nil, nil
 			for _, account := range batch {
 				rs := byAccount[account]
 				sp := tx.Savepoint()
@@ -131,8 +139,8 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 				for _, r := range rs {
 					r.Status, r.Detail, r.Uid, r.MailboxId = status, detail, uid, mbID
 				}
-				if status == storagev1.RecipientResult_STATUS_OVER_QUOTA {
-					full = append(full, rs[0]) // one address per account: one copy later
+				if err != nil {
+					failed = append(failed, rs[0]) // one address per account: one copy later
 				}
 			}
 			n := added
@@ -143,8 +151,8 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 				n++
 			}
 			accepted := refs+added > 0 || outbound != nil // someone gets the message
-			if meta.QueueOverQuota && accepted && len(waiting)+len(full) > 0 {
-				localQueue = s.newLocalQueueRecord(meta.MailFrom, append(slices.Clone(waiting), full...), up)
+			if meta.QueueFailedRecipients && accepted && len(waiting)+len(failed) > 0 {
+				localQueue = s.newLocalQueueRecord(meta.MailFrom, append(slices.Clone(waiting), failed...), up)
 				s.stageQueueRecord(tx, localQueue)
 				n++
 			}
@@ -168,19 +176,11 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			refs++
 			resp.QueueId = outbound.Item.Id
 		}
-		waiting = append(waiting, full...)
+		waiting = append(waiting, failed...)
 		if localQueue != nil {
 			refs++
 			resp.LocalQueueId = localQueue.Item.Id
-			queued := map[string]bool{}
-			for _, r := range waiting {
-				queued[r.AccountId] = true
-			}
-			for _, r := range resp.Results {
-				if queued[r.AccountId] && r.Status == storagev1.RecipientResult_STATUS_OVER_QUOTA {
-					r.Status, r.Detail = storagev1.RecipientResult_STATUS_QUEUED, "mailbox full: queued for a later delivery"
-				}
-			}
+			markQueued(resp.Results, waiting)
 			waiting = nil
 		}
 	}
@@ -194,9 +194,26 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	return stream.SendAndClose(resp)
 }
 
+// markQueued sets the status QUEUED on the queued results and on every
+// other failed address of the same accounts (aliases).
+func markQueued(results, queued []*storagev1.RecipientResult) {
+	accounts := map[string]bool{}
+	for _, r := range queued {
+		if r.AccountId != "" {
+			accounts[r.AccountId] = true
+		}
+	}
+	for _, r := range results {
+		if r.Status != storagev1.RecipientResult_STATUS_DELIVERED && (slices.Contains(queued, r) || accounts[r.AccountId]) {
+			r.Status, r.Detail = storagev1.RecipientResult_STATUS_QUEUED, r.Detail+": queued"
+		}
+	}
+}
+
 // newLocalQueueRecord is a queue item that delivers up's body to the given
-// local recipients later (their mailbox was full). A sender address that
-// does not parse gets no DSN rather than failing the whole delivery.
+// local recipients later (their mailbox was full, or they are gone and the
+// attempt will fail into a DSN). A sender address that does not parse gets
+// no DSN rather than failing the whole delivery.
 func (s *Server) newLocalQueueRecord(mailFrom string, rs []*storagev1.RecipientResult, up *upload) *records.QueueRecord {
 	meta := &storagev1.EnqueueRequest_Metadata{MailFrom: mailFrom}
 	for _, r := range rs {

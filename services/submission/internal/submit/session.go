@@ -218,9 +218,10 @@ func (s *session) Data(r io.Reader) error {
 // store hands the message to the storage tier: local recipients delivered
 // and remote ones queued in one step.
 func (s *session) store(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
-	// A local mailbox full at DATA time (RCPT checked it) keeps its copy in
-	// the queue rather than losing it behind our 250.
-	meta := &storagev1.DeliverRequest_Metadata{Recipients: s.local, SizeHint: uint64(size), QueueOverQuota: true, MailFrom: s.from}
+	// A local recipient that cannot take the message at DATA time (RCPT
+	// checked it: the mailbox filled or the account went since) is queued
+	// for a later delivery or a DSN rather than lost behind our 250.
+	meta := &storagev1.DeliverRequest_Metadata{Recipients: s.local, SizeHint: uint64(size), QueueFailedRecipients: true, MailFrom: s.from}
 	if len(s.remote) > 0 {
 		meta.Outbound = &storagev1.EnqueueRequest_Metadata{AccountId: s.account.Id, MailFrom: s.from, Recipients: s.remote}
 		if s.srv.cfg.QueueLifetime > 0 {
