@@ -1,11 +1,14 @@
 // Package connlimit bounds concurrent connections per client address on a
-// listener, as every Mailfleet frontend does.
+// listener, as every Mailfleet frontend does, and optionally the rate of new
+// ones.
 package connlimit
 
 import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/mailfleet/mailfleet/pkg/ratelimit"
 )
 
 // Limit counts open connections per address; one Limit can cover several
@@ -28,6 +31,12 @@ type Listener struct {
 	OnRefuse func()
 	OnAccept func()
 	l        *Limit
+
+	// Rate, if set, also bounds new connections per address and minute:
+	// beyond it RateRefusal is written and OnRateRefuse called.
+	Rate         *ratelimit.Limiter
+	RateRefusal  string
+	OnRateRefuse func()
 }
 
 // Wrap returns a listener around ln that counts against the limit.
@@ -59,6 +68,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.OnAccept()
 		}
 		ip := IP(c)
+		if !l.Rate.Allow(ip) {
+			refuse(c, l.RateRefusal, l.OnRateRefuse)
+			continue
+		}
 		lim := l.l
 		lim.mu.Lock()
 		over := lim.perIP[ip] >= lim.max
@@ -67,18 +80,24 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		lim.mu.Unlock()
 		if over {
-			if l.OnRefuse != nil {
-				l.OnRefuse()
-			}
-			if l.Refusal != "" {
-				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				c.Write([]byte(l.Refusal))
-			}
-			c.Close()
+			refuse(c, l.Refusal, l.OnRefuse)
 			continue
 		}
 		return &conn{Conn: c, l: lim, ip: ip}, nil
 	}
+}
+
+// refuse tells a client why it is turned away (if there is a refusal
+// text), closes the connection and reports it.
+func refuse(c net.Conn, refusal string, report func()) {
+	if report != nil {
+		report()
+	}
+	if refusal != "" {
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte(refusal))
+	}
+	c.Close()
 }
 
 type conn struct {

@@ -208,12 +208,24 @@ func TestIMAPConcurrentAppendsOnTwoPods(t *testing.T) {
 	}
 	var views [2]string
 	for i, cl := range clients {
-		if err := cl.Noop().Wait(); err != nil {
-			t.Fatal(err)
-		}
-		msgs, err := cl.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true}).Collect()
-		if err != nil {
-			t.Fatal(err)
+		// The other pod's last appends reach this one through the storage
+		// Watch stream, a few milliseconds after they were acknowledged
+		// there: NOOP until they are announced, then check the numbering.
+		var msgs []*imapclient.FetchMessageBuffer
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if err := cl.Noop().Wait(); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			msgs, err = cl.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true}).Collect()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) >= 2*perSession || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		var parts []string
 		for j, m := range msgs {

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -92,6 +95,52 @@ func TestInboundMetrics(t *testing.T) {
 	for _, want := range []string{"mailfleet_inbound_messages_total 1", `mailfleet_inbound_rejections_total{reason="relay-denied"} 1`, "mailfleet_inbound_sessions_total 2"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+// Per-address rates: past --message-rate-per-ip a new MAIL gets 452 4.7.0
+// (the session and the mail already accepted stay), past
+// --conn-rate-per-ip a new connection gets a 421 4.7.0 greeting; both are
+// counted in the metrics.
+func TestInboundRateLimitsPerAddress(t *testing.T) {
+	c, _ := startMX(t, "--message-rate-per-ip", "3", "--conn-rate-per-ip", "4")
+	acc := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	r := rawSMTP(t, c.Inbound[0].SMTP) // connection 1
+	r.cmd("EHLO client.example.org", "250")
+	for i := range 3 {
+		r.cmd("MAIL FROM:<s@example.org>", "250")
+		r.cmd("RCPT TO:<ann@example.test>", "250")
+		r.cmd("DATA", "354")
+		r.cmd(fmt.Sprintf("Subject: %d\r\n\r\nwithin the rate\r\n.", i), "250")
+	}
+	r.cmd("MAIL FROM:<s@example.org>", "452 4.7.0")
+	r.cmd("NOOP", "250") // the session goes on
+	if bodies, _ := inboxBodies(t, c, acc.Id); len(bodies) != 3 {
+		t.Fatalf("%d messages stored, want the 3 within the rate", len(bodies))
+	}
+	for range 3 { // connections 2 to 4
+		rawSMTP(t, c.Inbound[0].SMTP).cmd("QUIT", "221")
+	}
+	conn, err := net.Dial("tcp", c.Inbound[0].SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	greeting, _ := bufio.NewReader(conn).ReadString('\n')
+	if !strings.HasPrefix(greeting, "421 4.7.0") {
+		t.Fatalf("5th connection in a minute greeted with %q, want 421 4.7.0", greeting)
+	}
+	resp, err := http.Get("http://" + c.Inbound[0].Ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`mailfleet_inbound_rejections_total{reason="message-rate"} 1`, `mailfleet_inbound_rejections_total{reason="connection-rate"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
 		}
 	}
 }

@@ -40,6 +40,8 @@ type Config struct {
 	MaxMessageSize  int64
 	MaxRecipients   int
 	MaxConnsPerIP   int
+	ConnRatePerIP   int
+	MsgRatePerIP    int
 	DMARCPolicy     string
 	SpoolDir        string
 	ProxyProtocol   bool
@@ -62,6 +64,8 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes (SIZE)")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
+	fs.IntVar(&c.ConnRatePerIP, "conn-rate-per-ip", 0, "new connections per client address and minute (0: no limit)")
+	fs.IntVar(&c.MsgRatePerIP, "message-rate-per-ip", 0, "messages (MAIL commands) per client address and minute (0: no limit)")
 	fs.StringVar(&c.DMARCPolicy, "dmarc-policy", "reject", "what to do when DMARC fails with p=reject: reject or tag")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "where messages over 1 MiB wait during DATA (default: the temp dir)")
 	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol v1/v2 header on every connection (behind a load balancer)")
@@ -121,15 +125,17 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	server := mx.New(store, &authcheck.Checker{Resolver: dnsresolver.New(cfg.DNSServer), AuthServID: cfg.Hostname}, mx.Config{
-		Hostname:       cfg.Hostname,
-		MaxMessageSize: cfg.MaxMessageSize,
-		MaxRecipients:  cfg.MaxRecipients,
-		MaxConnsPerIP:  cfg.MaxConnsPerIP,
-		DMARCReject:    cfg.DMARCPolicy == "reject",
-		SpoolDir:       cfg.SpoolDir,
-		TLS:            tlsCfg,
-		Observer:       newMetrics(reg),
-		Logger:         log,
+		Hostname:         cfg.Hostname,
+		MaxMessageSize:   cfg.MaxMessageSize,
+		MaxRecipients:    cfg.MaxRecipients,
+		MaxConnsPerIP:    cfg.MaxConnsPerIP,
+		ConnRatePerIP:    cfg.ConnRatePerIP,
+		MessageRatePerIP: cfg.MsgRatePerIP,
+		DMARCReject:      cfg.DMARCPolicy == "reject",
+		SpoolDir:         cfg.SpoolDir,
+		TLS:              tlsCfg,
+		Observer:         newMetrics(reg),
+		Logger:           log,
 	})
 	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
+	"github.com/mailfleet/mailfleet/pkg/ratelimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
 )
@@ -47,8 +48,12 @@ type Config struct {
 	StorageTimeout time.Duration
 	TLS            *tls.Config
 	MaxConnsPerIP  int
-	Observer       Observer
-	Logger         *slog.Logger
+	// ConnRatePerIP and MessageRatePerIP bound new connections and MAIL
+	// commands per client address and minute (0: no limit).
+	ConnRatePerIP    int
+	MessageRatePerIP int
+	Observer         Observer
+	Logger           *slog.Logger
 }
 
 // Observer is told what happens, for metrics.
@@ -66,6 +71,8 @@ type Server struct {
 	smtp    *smtp.Server
 
 	connLimit *connlimit.Limit
+	connRate  *ratelimit.Limiter
+	msgRate   *ratelimit.Limiter
 	closing   atomic.Bool
 	nextID    atomic.Uint64
 }
@@ -87,7 +94,8 @@ func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Ser
 	if cfg.MaxConnsPerIP == 0 {
 		cfg.MaxConnsPerIP = 20
 	}
-	s := &Server{cfg: cfg, store: store, checker: checker, connLimit: connlimit.New(cfg.MaxConnsPerIP)}
+	s := &Server{cfg: cfg, store: store, checker: checker, connLimit: connlimit.New(cfg.MaxConnsPerIP),
+		connRate: ratelimit.New(cfg.ConnRatePerIP), msgRate: ratelimit.New(cfg.MessageRatePerIP)}
 	srv := smtp.NewServer(s)
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
@@ -110,8 +118,10 @@ func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + spr
 // Serve accepts connections on ln (already wrapped for PROXY protocol if used).
 func (s *Server) Serve(ln net.Listener) error {
 	limited := s.connLimit.Wrap(ln, "421 4.7.0 Too many connections from your address, try later\r\n")
+	limited.Rate, limited.RateRefusal = s.connRate, "421 4.7.0 Too many connections from your address in the last minute, try later\r\n"
 	if s.cfg.Observer != nil {
 		limited.OnRefuse = func() { s.cfg.Observer.Rejected("connections-per-ip") }
+		limited.OnRateRefuse = func() { s.cfg.Observer.Rejected("connection-rate") }
 	}
 	return s.smtp.Serve(limited)
 }

@@ -74,6 +74,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return err
 	}
 	s.Reset()
+	if !s.srv.msgRate.Allow(s.ip.String()) {
+		return s.reject("message-rate", reply(452, smtp.EnhancedCode{4, 7, 0}, "Too much mail from your address in the last minute, try later"))
+	}
 	if opts != nil && opts.Size > s.srv.cfg.MaxMessageSize {
 		return s.reject("too-large", reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Message too large (limit %d bytes)", s.srv.cfg.MaxMessageSize)))
 	}
