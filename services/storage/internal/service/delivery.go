@@ -48,6 +48,10 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	// Resolve every recipient first; each account is delivered to once, even
 	// when several of its addresses were given.
 	resp := &storagev1.DeliverResponse{}
+	// Recipients that cannot take the message now, not queued yet
+	// (queue_failed_recipients): they are queued with the first step that
+	// delivers to someone. Those gone since RCPT start the list.
+	var waiting []*storagev1.RecipientResult
 	var accounts []string
 	byAccount := map[string][]*storagev1.RecipientResult{}
 	for _, rcpt := range meta.Recipients {
@@ -73,8 +77,10 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			r.Status = storagev1.RecipientResult_STATUS_NOT_LOCAL
 		case storagev1.ResolveRecipientResponse_RESULT_DISABLED:
 			r.Status = storagev1.RecipientResult_STATUS_DISABLED
+			waiting = append(waiting, r)
 		default:
 			r.Status = storagev1.RecipientResult_STATUS_UNKNOWN_USER
+			waiting = append(waiting, r)
 		}
 	}
 
@@ -89,17 +95,6 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	internalDate := timestamppb.New(timeOr(meta.InternalDate, time.Now()))
 
 	refs := 0
-	// Recipients that cannot take the message now, not queued yet
-	// (queue_failed_recipients): they are queued with the first step that
-	// delivers to someone. Those gone since RCPT start the list.
-	var waiting []*storagev1.RecipientResult
-	for _, r := range resp.Results {
-		gone := r.Status == storagev1.RecipientResult_STATUS_UNKNOWN_USER && r.Detail != "invalid address" ||
-			r.Status == storagev1.RecipientResult_STATUS_DISABLED
-		if gone {
-			waiting = append(waiting, r)
-		}
-	}
 	for start := 0; start < len(accounts) || (start == 0 && outbound != nil); start += accountsPerTxn {
 		batch := accounts[start:min(start+accountsPerTxn, len(accounts))]
 		withQueue := start == 0 && outbound != nil
