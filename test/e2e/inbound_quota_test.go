@@ -70,6 +70,10 @@ func TestInboundKeepsMailForAMailboxFullAtData(t *testing.T) {
 	if err != nil || !strings.Contains(string(show), "delivery: local") || !strings.Contains(string(show), "recipient: full@example.test PENDING") {
 		t.Fatalf("mailctl queue show: %v\n%s", err, show)
 	}
+	list2, err := exec.Command(binDir+"/mailctl", "--storage", c.Storage[0].Addr, "queue", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(list2), item.Id+"  local") {
+		t.Fatalf("mailctl queue list: %v\n%s", err, list2)
+	}
 
 	// Still full: the runner's attempts leave it queued.
 	waitFor(t, "a failed attempt", 20*time.Second, func() bool {

@@ -272,9 +272,9 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 			return err
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tFROM\tRECIPIENTS\tSIZE\tATTEMPTS\tNEXT ATTEMPT\tLEASED")
+		fmt.Fprintln(tw, "ID\tDELIVERY\tFROM\tRECIPIENTS\tSIZE\tATTEMPTS\tNEXT ATTEMPT\tLEASED")
 		for _, it := range resp.Items {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%v\n", it.Id, orNull(it.MailFrom), len(it.Recipients), it.Size, it.Attempts,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%v\n", it.Id, deliveryKind(it), orNull(it.MailFrom), len(it.Recipients), it.Size, it.Attempts,
 				it.NextAttemptAt.AsTime().Format(time.RFC3339), it.Leased)
 		}
 		tw.Flush()
@@ -290,11 +290,7 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		fmt.Fprintf(out, "id: %s\nfrom: %s\nsize: %d\ncreated: %s\nnext attempt: %s\nexpires: %s\nattempts: %d\nlast error: %s\nleased: %v\n",
 			it.Id, orNull(it.MailFrom), it.Size, it.CreatedAt.AsTime().Format(time.RFC3339), it.NextAttemptAt.AsTime().Format(time.RFC3339),
 			it.ExpiresAt.AsTime().Format(time.RFC3339), it.Attempts, it.LastError, it.Leased)
-		delivery := "remote (SMTP)"
-		if it.Local {
-			delivery = "local (the mailbox was full)"
-		}
-		fmt.Fprintf(out, "delivery: %s\n", delivery)
+		fmt.Fprintf(out, "delivery: %s\n", deliveryKind(it))
 		for _, r := range it.Recipients {
 			fmt.Fprintf(out, "recipient: %s %s %s\n", r.Address, strings.TrimPrefix(r.State.String(), "STATE_"), r.LastResult)
 		}
@@ -390,4 +386,14 @@ func orNull(s string) string {
 		return "<>"
 	}
 	return s
+}
+
+// deliveryKind says how the queue runners deliver an item: over SMTP to
+// the recipients' servers, or into local mailboxes that could not take it
+// when it arrived.
+func deliveryKind(it *storagev1.QueueItem) string {
+	if it.Local {
+		return "local"
+	}
+	return "remote"
 }
