@@ -116,7 +116,7 @@ func TestInboundBouncesToTheRemoteSenderWhenTheMailboxStaysFull(t *testing.T) {
 	if dsn.From != "" || len(dsn.To) != 1 || dsn.To[0] != "s@remote.example" {
 		t.Fatalf("DSN envelope: from %q to %v, want <> to s@remote.example", dsn.From, dsn.To)
 	}
-	for _, want := range []string{"multipart/report", "Final-Recipient: rfc822; full@example.test", "Action: failed", "Subject: big one"} {
+	for _, want := range []string{"multipart/report", "Final-Recipient: rfc822; full@example.test", "Action: failed", "Status: 5.2.2", "Subject: big one"} {
 		if !bytes.Contains(dsn.Data, []byte(want)) {
 			t.Fatalf("DSN lacks %q:\n%s", want, dsn.Data)
 		}

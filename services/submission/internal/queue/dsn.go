@@ -18,10 +18,17 @@ import (
 
 var enhancedRE = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
 
-// statusOf extracts the RFC 3463 status from an SMTP reply, or a generic one.
+// statusOf extracts the RFC 3463 status for a failed recipient from the
+// last SMTP reply: a permanent one as it is, a transient one that outlived
+// the queue lifetime as its permanent counterpart (4.2.2 mailbox full →
+// 5.2.2), anything else the generic 5.0.0.
 func statusOf(result string) string {
-	if m := enhancedRE.FindString(result); m != "" && strings.HasPrefix(m, "5") {
+	m := enhancedRE.FindString(result)
+	switch {
+	case strings.HasPrefix(m, "5"):
 		return m
+	case strings.HasPrefix(m, "4"):
+		return "5" + m[1:]
 	}
 	return "5.0.0"
 }

@@ -33,3 +33,19 @@ func TestLocalOutcome(t *testing.T) {
 		}
 	}
 }
+
+// The DSN's Status for a recipient: the remote's permanent code as given; a
+// transient one that lasted until the item expired as its permanent
+// counterpart; a reply without an enhanced code as 5.0.0.
+func TestStatusOf(t *testing.T) {
+	for result, want := range map[string]string{
+		"550 5.1.1 no such user":                               "5.1.1",
+		"expired after 120h0m0s; last: 452 4.2.2 mailbox full": "5.2.2",
+		"expired after 5m0s; last: connection refused":         "5.0.0",
+		"554 transaction failed":                               "5.0.0",
+	} {
+		if got := statusOf(result); got != want {
+			t.Errorf("statusOf(%q) = %s, want %s", result, got, want)
+		}
+	}
+}
