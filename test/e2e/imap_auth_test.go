@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -65,4 +66,26 @@ func TestIMAPLoginLockout(t *testing.T) {
 	if !strings.HasPrefix(status, "NO") {
 		t.Fatalf("login during lockout: %q", status)
 	}
+}
+
+// The storage tier counts failed logins for the whole cluster: failures
+// spread over two access pods and two protocols (each pod's own limit far
+// away) lock the user out on both, and the right password does not get in.
+func TestLoginLockoutAcrossPodsAndProtocols(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 2,
+		StorageArgs: []string{"--login-failures", "4"},
+		AccessArgs:  []string{"--login-failures", "100", "--login-failure-delay", "10ms"}})
+	c.CreateAccount("lock@example.test", "lock-secret")
+	imapA := rawDial(t, c.Access[0].IMAPS, true)
+	pop3B := pop3Dial(t, c.Access[1].POP3S)
+	for i := range 2 {
+		imapA.expect(fmt.Sprintf("LOGIN lock@example.test wrong%d", i), "NO")
+		pop3B.do("USER lock@example.test", "+OK")
+		pop3B.do(fmt.Sprintf("PASS wrong%d", i), "-ERR [AUTH] authentication failed")
+	}
+	if _, status := imapA.do("LOGIN lock@example.test lock-secret"); !strings.Contains(status, "[UNAVAILABLE]") {
+		t.Fatalf("IMAP login on pod 1 after 4 failures in the cluster: %q", status)
+	}
+	pop3B.do("USER lock@example.test", "+OK")
+	pop3B.do("PASS lock-secret", "-ERR [AUTH] too many failed logins")
 }

@@ -68,6 +68,7 @@ type options struct {
 	driver         string // "s3" (default) or "fs"
 	maxMessageSize int64
 	sweepGrace     time.Duration
+	extraArgs      []string // more flags for every replica
 }
 
 // cluster is one etcd cluster, one bucket (or directory) and storage replicas.
@@ -170,6 +171,7 @@ func (c *cluster) startReplica(i int) *replica {
 			"--orphan-scan-interval", "500ms",
 		},
 	}
+	r.args = append(r.args, c.opts.extraArgs...)
 	r.start()
 	t.Cleanup(func() { r.stop(syscall.SIGKILL) })
 	return r

@@ -1365,9 +1365,14 @@ func (*RemoveAliasResponse) Descriptor() ([]byte, []int) {
 }
 
 type AuthenticateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
-	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	Password string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// The client's address as the frontend sees it (optional). Failed logins
+	// are counted per username and per client address for the whole cluster:
+	// past the storage tier's limit, Authenticate answers LOGIN_LOCKED for
+	// the lockout time without checking the password.
+	ClientIp      string `protobuf:"bytes,3,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1417,13 @@ func (x *AuthenticateRequest) GetUsername() string {
 func (x *AuthenticateRequest) GetPassword() string {
 	if x != nil {
 		return x.Password
+	}
+	return ""
+}
+
+func (x *AuthenticateRequest) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
 	}
 	return ""
 }
@@ -2217,10 +2229,11 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\x10AddAliasResponse\"*\n" +
 	"\x12RemoveAliasRequest\x12\x14\n" +
 	"\x05alias\x18\x01 \x01(\tR\x05alias\"\x15\n" +
-	"\x13RemoveAliasResponse\"M\n" +
+	"\x13RemoveAliasResponse\"j\n" +
 	"\x13AuthenticateRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"O\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1b\n" +
+	"\tclient_ip\x18\x03 \x01(\tR\bclientIp\"O\n" +
 	"\x14AuthenticateResponse\x127\n" +
 	"\aaccount\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.AccountR\aaccount\"3\n" +
 	"\x17ResolveRecipientRequest\x12\x18\n" +

@@ -66,6 +66,10 @@ const (
 	ErrorReason_ERROR_REASON_TEMPORARY ErrorReason = 17
 	// The mailbox has child mailboxes: delete them first (FailedPrecondition).
 	ErrorReason_ERROR_REASON_MAILBOX_HAS_CHILDREN ErrorReason = 18
+	// Too many failed logins for this username or client address across the
+	// cluster; the password was not checked. Retry after the lockout
+	// (ResourceExhausted).
+	ErrorReason_ERROR_REASON_LOGIN_LOCKED ErrorReason = 19
 )
 
 // Enum value maps for ErrorReason.
@@ -90,6 +94,7 @@ var (
 		16: "ERROR_REASON_IN_USE",
 		17: "ERROR_REASON_TEMPORARY",
 		18: "ERROR_REASON_MAILBOX_HAS_CHILDREN",
+		19: "ERROR_REASON_LOGIN_LOCKED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -111,6 +116,7 @@ var (
 		"ERROR_REASON_IN_USE":               16,
 		"ERROR_REASON_TEMPORARY":            17,
 		"ERROR_REASON_MAILBOX_HAS_CHILDREN": 18,
+		"ERROR_REASON_LOGIN_LOCKED":         19,
 	}
 )
 
@@ -505,7 +511,7 @@ const file_mailfleet_storage_v1_types_proto_rawDesc = "" +
 	"\x06UIDSet\x126\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x1e.mailfleet.storage.v1.UIDRangeR\x06ranges\"\x1f\n" +
 	"\tBodyChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\x86\x05\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data*\xa5\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ERROR_REASON_OVER_QUOTA\x10\x01\x12\"\n" +
@@ -526,7 +532,8 @@ const file_mailfleet_storage_v1_types_proto_rawDesc = "" +
 	"\x1bERROR_REASON_TOO_MANY_ITEMS\x10\x0f\x12\x17\n" +
 	"\x13ERROR_REASON_IN_USE\x10\x10\x12\x1a\n" +
 	"\x16ERROR_REASON_TEMPORARY\x10\x11\x12%\n" +
-	"!ERROR_REASON_MAILBOX_HAS_CHILDREN\x10\x12BEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
+	"!ERROR_REASON_MAILBOX_HAS_CHILDREN\x10\x12\x12\x1d\n" +
+	"\x19ERROR_REASON_LOGIN_LOCKED\x10\x13BEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_mailfleet_storage_v1_types_proto_rawDescOnce sync.Once

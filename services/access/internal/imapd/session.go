@@ -78,7 +78,12 @@ func (s *session) Login(username, password string) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	resp, err := s.srv.store.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: username, Password: password})
+	resp, err := s.srv.store.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: username, Password: password, ClientIp: s.ip})
+	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_LOGIN_LOCKED {
+		cfg.Observer.Login("locked")
+		s.log.Info("login refused: too many failures in the cluster", "user", username)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try later"}
+	}
 	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED {
 		cfg.Observer.Login("failed")
 		s.log.Info("login failed", "user", username)

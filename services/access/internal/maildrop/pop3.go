@@ -28,10 +28,13 @@ type POP3 struct {
 var _ pop3.Backend = (*POP3)(nil)
 
 // Authenticate checks the credentials with the storage tier.
-func (p *POP3) Authenticate(ctx context.Context, user, pass string) (string, error) {
-	resp, err := p.Client.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: user, Password: pass})
-	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED {
+func (p *POP3) Authenticate(ctx context.Context, user, pass, clientIP string) (string, error) {
+	resp, err := p.Client.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: user, Password: pass, ClientIp: clientIP})
+	switch storagev1.ReasonOf(err) {
+	case storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED:
 		return "", pop3.ErrAuthFailed
+	case storagev1.ErrorReason_ERROR_REASON_LOGIN_LOCKED:
+		return "", pop3.ErrLocked
 	}
 	if err != nil {
 		return "", err

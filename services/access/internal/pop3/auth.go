@@ -135,7 +135,12 @@ func (s *session) login(user, pass string) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	account, err := s.srv.backend.Authenticate(ctx, user, pass)
+	account, err := s.srv.backend.Authenticate(ctx, user, pass, s.ip)
+	if errors.Is(err, ErrLocked) {
+		cfg.Observer.Login("locked")
+		s.log.Info("login refused: too many failures in the cluster", "user", user)
+		return s.reply(false, "[AUTH] too many failed logins, try later")
+	}
 	if errors.Is(err, ErrAuthFailed) {
 		cfg.Observer.Login("failed")
 		s.log.Info("login failed", "user", user)

@@ -21,6 +21,7 @@ import (
 // Errors a Backend returns that the protocol reports specially.
 var (
 	ErrAuthFailed = errors.New("authentication failed")
+	ErrLocked     = errors.New("too many failed logins")
 	ErrInUse      = errors.New("maildrop in use")
 	ErrTemporary  = errors.New("temporary failure")
 )
@@ -35,8 +36,10 @@ type MessageInfo struct {
 
 // Backend authenticates users and opens their maildrops.
 type Backend interface {
-	// Authenticate returns an opaque account id or ErrAuthFailed.
-	Authenticate(ctx context.Context, username, password string) (account string, err error)
+	// Authenticate returns an opaque account id, ErrAuthFailed, or
+	// ErrLocked when the cluster has seen too many failures for the
+	// username or the client's address.
+	Authenticate(ctx context.Context, username, password, clientIP string) (account string, err error)
 	// Open locks the account's maildrop and returns it, or ErrInUse.
 	Open(ctx context.Context, account string) (Maildrop, error)
 }

@@ -49,7 +49,7 @@ func (b *fakeBackend) addUser(user, pass string, bodies ...string) {
 	b.drops[user] = d
 }
 
-func (b *fakeBackend) Authenticate(ctx context.Context, user, pass string) (string, error) {
+func (b *fakeBackend) Authenticate(ctx context.Context, user, pass, clientIP string) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if p, ok := b.users[user]; !ok || p != pass {

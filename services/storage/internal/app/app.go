@@ -60,6 +60,9 @@ type Config struct {
 	MaxMessageSize     int64
 	SweepGrace         time.Duration
 	QueueLifetime      time.Duration
+	LoginFailures      int
+	LoginFailureWindow time.Duration
+	LoginLockout       time.Duration
 	SweepInterval      time.Duration
 	OrphanScanInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -94,6 +97,10 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.Uint64Var(&c.S3PartSize, "s3-part-size", 8<<20, "multipart part size in bytes (bounds memory per upload)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes")
 	fs.DurationVar(&c.SweepGrace, "sweep-grace", time.Hour, "how long unreferenced bodies are kept before deletion")
+	def := service.DefaultConfig()
+	fs.IntVar(&c.LoginFailures, "login-failures", def.LoginFailures, "failed logins of one username or client address, cluster-wide, that lock it out (0: no cluster-wide limit)")
+	fs.DurationVar(&c.LoginFailureWindow, "login-failure-window", def.LoginFailureWindow, "the window in which failed logins are counted")
+	fs.DurationVar(&c.LoginLockout, "login-lockout", def.LoginLockout, "how long a username or client address stays locked out")
 	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", service.DefaultConfig().QueueLifetime, "how long queued mail is retried before it bounces, unless its sender set a lifetime (mail for a full local mailbox)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
@@ -127,10 +134,13 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("body store: %w", err)
 	}
 	svc := service.New(etcd, cfg.EtcdPrefix, blobs, service.Config{
-		MaxMessageSize: cfg.MaxMessageSize,
-		SweepGrace:     cfg.SweepGrace,
-		QueueLifetime:  cfg.QueueLifetime,
-		AuthCacheTTL:   cfg.AuthCacheTTL,
+		MaxMessageSize:     cfg.MaxMessageSize,
+		SweepGrace:         cfg.SweepGrace,
+		QueueLifetime:      cfg.QueueLifetime,
+		LoginFailures:      cfg.LoginFailures,
+		LoginFailureWindow: cfg.LoginFailureWindow,
+		LoginLockout:       cfg.LoginLockout,
+		AuthCacheTTL:       cfg.AuthCacheTTL,
 	}, log)
 
 	reg := prometheus.NewRegistry()

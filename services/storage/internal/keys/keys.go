@@ -25,6 +25,8 @@
 //	queue/due/<unix ms, 16 digits>/<id>      "" (the due index)
 //	queue/leases/<id>                        lease id (attached to an etcd lease)
 //	locks/sweeper                            the orphan sweeper's election
+//	loginfail/user/<username>                LoginFailures (on an etcd lease)
+//	loginfail/ip/<client address>            LoginFailures (on an etcd lease)
 package keys
 
 import "fmt"
@@ -86,6 +88,12 @@ func (l Layout) QueueDue(unixMilli int64, id string) string {
 }
 
 func (l Layout) SweeperLock() string { return l.Prefix + "locks/sweeper" }
+
+// LoginFailures counts failed logins of one username or client address
+// (kind "user" or "ip").
+func (l Layout) LoginFailures(kind, name string) string {
+	return l.Prefix + "loginfail/" + kind + "/" + name
+}
 
 // PrefixEnd returns the end of the range that covers every key starting with p.
 func PrefixEnd(p string) string {

@@ -397,6 +397,70 @@ func (x *QueueRecord) GetBodyKey() string {
 	return ""
 }
 
+// LoginFailures is stored at <prefix>loginfail/<kind>/<name> (kind "user" or
+// "ip"), under a lease that ends it once neither window nor lockout matters.
+type LoginFailures struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Failures uint32                 `protobuf:"varint,1,opt,name=failures,proto3" json:"failures,omitempty"`
+	// Start of the counting window.
+	First *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=first,proto3" json:"first,omitempty"`
+	// Set when the failures reached the limit.
+	LockedUntil   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=locked_until,json=lockedUntil,proto3" json:"locked_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginFailures) Reset() {
+	*x = LoginFailures{}
+	mi := &file_records_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginFailures) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginFailures) ProtoMessage() {}
+
+func (x *LoginFailures) ProtoReflect() protoreflect.Message {
+	mi := &file_records_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginFailures.ProtoReflect.Descriptor instead.
+func (*LoginFailures) Descriptor() ([]byte, []int) {
+	return file_records_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LoginFailures) GetFailures() uint32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *LoginFailures) GetFirst() *timestamppb.Timestamp {
+	if x != nil {
+		return x.First
+	}
+	return nil
+}
+
+func (x *LoginFailures) GetLockedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LockedUntil
+	}
+	return nil
+}
+
 var File_records_proto protoreflect.FileDescriptor
 
 const file_records_proto_rawDesc = "" +
@@ -431,7 +495,11 @@ const file_records_proto_rawDesc = "" +
 	"\x0funreferenced_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0eunreferencedAt\"]\n" +
 	"\vQueueRecord\x123\n" +
 	"\x04item\x18\x01 \x01(\v2\x1f.mailfleet.storage.v1.QueueItemR\x04item\x12\x19\n" +
-	"\bbody_key\x18\x02 \x01(\tR\abodyKeyBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
+	"\bbody_key\x18\x02 \x01(\tR\abodyKey\"\x9c\x01\n" +
+	"\rLoginFailures\x12\x1a\n" +
+	"\bfailures\x18\x01 \x01(\rR\bfailures\x120\n" +
+	"\x05first\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05first\x12=\n" +
+	"\flocked_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntilBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
 
 var (
 	file_records_proto_rawDescOnce sync.Once
@@ -446,7 +514,7 @@ func file_records_proto_rawDescGZIP() []byte {
 }
 
 var file_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_records_proto_goTypes = []any{
 	(AddressRecord_Kind)(0),       // 0: mailfleet.storage.records.v1.AddressRecord.Kind
 	(*AccountRecord)(nil),         // 1: mailfleet.storage.records.v1.AccountRecord
@@ -454,20 +522,23 @@ var file_records_proto_goTypes = []any{
 	(*BodyRef)(nil),               // 3: mailfleet.storage.records.v1.BodyRef
 	(*GCMarker)(nil),              // 4: mailfleet.storage.records.v1.GCMarker
 	(*QueueRecord)(nil),           // 5: mailfleet.storage.records.v1.QueueRecord
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*v1.QueueItem)(nil),          // 7: mailfleet.storage.v1.QueueItem
+	(*LoginFailures)(nil),         // 6: mailfleet.storage.records.v1.LoginFailures
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*v1.QueueItem)(nil),          // 8: mailfleet.storage.v1.QueueItem
 }
 var file_records_proto_depIdxs = []int32{
-	6, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
+	7, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
 	0, // 1: mailfleet.storage.records.v1.AddressRecord.kind:type_name -> mailfleet.storage.records.v1.AddressRecord.Kind
-	6, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
-	6, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
-	7, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
+	7, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
+	8, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
+	7, // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
+	7, // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_records_proto_init() }
@@ -481,7 +552,7 @@ func file_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_records_proto_rawDesc), len(file_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -444,6 +444,24 @@ func (s *Server) RemoveAlias(ctx context.Context, req *storagev1.RemoveAliasRequ
 }
 
 func (s *Server) Authenticate(ctx context.Context, req *storagev1.AuthenticateRequest) (*storagev1.AuthenticateResponse, error) {
+	locked, err := s.loginLocked(ctx, req.Username, req.ClientIp)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if locked {
+		return nil, fail(reasonLoginLocked, "too many failed logins, try later")
+	}
+	resp, err := s.authenticate(ctx, req)
+	if storagev1.ReasonOf(err) == reasonAuthFailed {
+		if ferr := s.loginFailed(ctx, req.Username, req.ClientIp); ferr != nil {
+			s.log.Warn("counting a failed login", "err", ferr)
+		}
+	}
+	return resp, err
+}
+
+// authenticate checks the password of an account address or alias.
+func (s *Server) authenticate(ctx context.Context, req *storagev1.AuthenticateRequest) (*storagev1.AuthenticateResponse, error) {
 	denied := fail(reasonAuthFailed, "authentication failed")
 	local, domain, err := normalizeAddress(req.Username)
 	if err != nil {

@@ -24,6 +24,7 @@ const (
 	reasonDomainNotFound  = storagev1.ErrorReason_ERROR_REASON_DOMAIN_NOT_FOUND
 	reasonAddressExists   = storagev1.ErrorReason_ERROR_REASON_ADDRESS_EXISTS
 	reasonAuthFailed      = storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED
+	reasonLoginLocked     = storagev1.ErrorReason_ERROR_REASON_LOGIN_LOCKED
 	reasonTooLarge        = storagev1.ErrorReason_ERROR_REASON_MESSAGE_TOO_LARGE
 	reasonInvalid         = storagev1.ErrorReason_ERROR_REASON_INVALID_ARGUMENT
 	reasonDomainNotEmpty  = storagev1.ErrorReason_ERROR_REASON_DOMAIN_NOT_EMPTY
@@ -46,6 +47,7 @@ var codeOf = map[reason]codes.Code{
 	reasonDomainNotFound:  codes.NotFound,
 	reasonAddressExists:   codes.AlreadyExists,
 	reasonAuthFailed:      codes.Unauthenticated,
+	reasonLoginLocked:     codes.ResourceExhausted,
 	reasonTooLarge:        codes.ResourceExhausted,
 	reasonInvalid:         codes.InvalidArgument,
 	reasonDomainNotEmpty:  codes.FailedPrecondition,

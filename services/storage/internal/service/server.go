@@ -49,6 +49,12 @@ type Config struct {
 	QueueLifetime time.Duration
 	// AuthCacheTTL keeps successful logins for this long (0 = no cache).
 	AuthCacheTTL time.Duration
+	// LoginFailures failed logins of one username or client address within
+	// LoginFailureWindow lock it out, cluster-wide, for LoginLockout
+	// (0 = no cluster-wide limit).
+	LoginFailures      int
+	LoginFailureWindow time.Duration
+	LoginLockout       time.Duration
 }
 
 // DefaultConfig returns production defaults.
@@ -58,6 +64,11 @@ func DefaultConfig() Config {
 		SweepGrace:     time.Hour,
 		QueueLifetime:  5 * 24 * time.Hour,
 		AuthCacheTTL:   5 * time.Minute,
+		// Above the frontends' per-pod limit (10), so that one pod's own
+		// lockout acts first and this one bounds what N pods allow.
+		LoginFailures:      30,
+		LoginFailureWindow: 5 * time.Minute,
+		LoginLockout:       15 * time.Minute,
 	}
 }
 

@@ -80,7 +80,10 @@ func (s *session) login(username, password string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
 	defer cancel()
-	resp, err := s.srv.store.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: username, Password: password})
+	resp, err := s.srv.store.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: username, Password: password, ClientIp: s.ip.String()})
+	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_LOGIN_LOCKED {
+		return s.reject("auth-locked", reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins, try later"))
+	}
 	if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED {
 		time.Sleep(lim.Failed(s.ip.String(), username))
 		s.log.Info("login failed", "user", username)
