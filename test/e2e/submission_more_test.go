@@ -9,6 +9,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/mailfleet/mailfleet/test/cluster"
 	"github.com/mailfleet/mailfleet/test/fakemx"
 )
 
@@ -132,5 +133,26 @@ func TestSubmissionQueuesForAFullLocalMailbox(t *testing.T) {
 	got, _ := inboxBodies(t, c, full.Id)
 	if !bytes.Contains(got[0], []byte("Subject: big one")) || !bytes.Contains(got[0], []byte("099 xxxx")) {
 		t.Fatalf("local copy:\n%s", got[0])
+	}
+}
+
+// Submission honours the cluster-wide login lockout of the storage tier:
+// once failures reach it, even the right password gets 454 4.7.0.
+func TestSubmissionClusterWideLoginLockout(t *testing.T) {
+	dns, _, port := startRemoteMX(t)
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Submission: 1, DNS: dns.Addr,
+		StorageArgs:    []string{"--login-failures", "2"},
+		SubmissionArgs: []string{"--remote-port", port, "--login-failures", "100", "--login-failure-delay", "10ms"}})
+	c.CreateAccount("amy@example.test", "amy-secret-pw")
+	msg := []byte("From: amy@example.test\r\n\r\nx\r\n")
+	for range 2 {
+		err := submit(c.Submission[0].Submission, "amy@example.test", "wrong", "amy@example.test", []string{"amy@example.test"}, msg)
+		if !strings.HasPrefix(smtpReply(err), "535") {
+			t.Fatalf("wrong password: %v", err)
+		}
+	}
+	err := submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"amy@example.test"}, msg)
+	if !strings.HasPrefix(smtpReply(err), "454") {
+		t.Fatalf("right password during the lockout: %v, want 454 4.7.0", err)
 	}
 }
