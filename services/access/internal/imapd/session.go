@@ -189,7 +189,26 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.selected == nil {
 		return nil
 	}
+	if allowExpunge {
+		s.catchUp()
+	}
 	return s.selected.tracker.Poll(w, allowExpunge)
+}
+
+// catchUp waits until this pod's view of the selected mailbox includes every
+// change committed before now, through whichever pod, so that a NOOP (and
+// any command that may report expunges) shows what other sessions did
+// before it, as a single-server IMAP store would. Changes arrive through the
+// storage Watch stream within milliseconds; this closes that gap at the
+// cost of one storage read.
+func (s *session) catchUp() {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.srv.store.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: s.account.Id, MailboxId: s.selected.state.id})
+	if err != nil {
+		return // the mailbox went away or storage is down: report what we have
+	}
+	s.selected.state.waitModseq(resp.Mailbox.HighestModseq, selfWait)
 }
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
