@@ -202,14 +202,19 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // storage Watch stream within milliseconds; this closes that gap at the
 // cost of one storage read.
 func (s *session) catchUp() {
-	ctx, cancel := s.ctx()
+	// Bounded tighter than a command: with storage in trouble a NOOP still
+	// answers promptly from what the pod has.
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpWait)
 	defer cancel()
 	resp, err := s.srv.store.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: s.account.Id, MailboxId: s.selected.state.id})
 	if err != nil {
 		return // the mailbox went away or storage is down: report what we have
 	}
-	s.selected.state.waitModseq(resp.Mailbox.HighestModseq, selfWait)
+	s.selected.state.waitModseq(resp.Mailbox.HighestModseq, catchUpWait)
 }
+
+// catchUpWait bounds each half of catchUp.
+const catchUpWait = 2 * time.Second
 
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	if s.selected == nil {
