@@ -257,6 +257,10 @@ func TestQueueRunnerKilledMidDelivery(t *testing.T) {
 		q, err := c.Queue().ListQueue(ctx, &storagev1.ListQueueRequest{})
 		return err == nil && len(q.Items) == 1 && q.Items[0].Leased
 	})
+	// Kill it mid-delivery: once its connection hangs at the remote MX (a
+	// kill before it connects would leave the stalled connection to the
+	// next runner).
+	waitFor(t, "the runner to connect to the remote MX", 10*time.Second, func() bool { return mx.Connections() >= 1 })
 	c.Submission[0].Signal(syscall.SIGKILL)
 	killed := time.Now()
 	c.AddSubmission()

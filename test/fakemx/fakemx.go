@@ -64,6 +64,13 @@ func (s *Server) Received() []Message {
 	return append([]Message(nil), s.received...)
 }
 
+// Connections returns how many connections were accepted (stalled included).
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
 // DataTries returns when each DATA attempt happened.
 func (s *Server) DataTries() []time.Time {
 	s.mu.Lock()
