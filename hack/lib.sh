@@ -12,10 +12,25 @@ mailfleet_cache() {
 
 # go_build_tool NAME VERSION MODULE PKG: build PKG from MODULE@VERSION into
 # $(mailfleet_cache)/NAME-VERSION/NAME unless it is already there, and print the
-# binary's path. Builds happen in a throwaway module so that the tool's own
-# replace directives and dependencies never touch the project's go.mod files.
+# binary's path.
 go_build_tool() {
-  local name=$1 version=$2 module=$3 pkg=$4
+  cached_go_build "$1" "$2" "" "$4@$2" "$4"
+}
+
+# go_build_wrapper NAME VERSION MODULE IMPORT CALL: the same for a tiny main
+# that imports IMPORT from MODULE@VERSION and runs CALL (for tools whose main
+# package lives in a module we cannot `go get`, like kubectl's).
+go_build_wrapper() {
+  cached_go_build "$1" "$2" "$(printf 'package main\n\nimport "%s"\n\nfunc main() { %s }\n' "$4" "$5")" "$3@$2" .
+}
+
+# cached_go_build NAME VERSION MAIN GET TARGET: print the cached binary of
+# NAME at VERSION, or build it first: in a throwaway module (so that the
+# tool's own replace directives and dependencies never touch the project's
+# go.mod files), with MAIN as main.go if it is not empty, `go get GET`, then
+# `go build TARGET`.
+cached_go_build() {
+  local name=$1 version=$2 main=$3 get=$4 target=$5
   local dir bin tmp
   dir="$(mailfleet_cache)/${name}-${version}"
   bin="${dir}/${name}"
@@ -29,35 +44,14 @@ go_build_tool() {
   (
     cd "${tmp}"
     go mod init mailfleet.local/tool-build >/dev/null 2>&1
-    go get "${pkg}@${version}" >&2
-    CGO_ENABLED=0 go build -trimpath -o "${bin}.tmp" "${pkg}" >&2
-  ) || { rm -rf "${tmp}" "${bin}.tmp"; return 1; }
-  rm -rf "${tmp}"
-  mv "${bin}.tmp" "${bin}"
-  echo "${bin}"
-}
-
-# go_build_wrapper NAME VERSION MODULE IMPORT CALL: build a tiny main that
-# imports IMPORT from MODULE@VERSION and runs CALL (for tools whose main
-# package lives in a module we cannot `go get`, like kubectl's).
-go_build_wrapper() {
-  local name=$1 version=$2 module=$3 import=$4 call=$5
-  local dir bin tmp
-  dir="$(mailfleet_cache)/${name}-${version}"
-  bin="${dir}/${name}"
-  if [[ -x "${bin}" ]]; then
-    echo "${bin}"
-    return 0
-  fi
-  mkdir -p "${dir}"
-  tmp=$(mktemp -d)
-  (
-    cd "${tmp}"
-    go mod init mailfleet.local/tool-build >/dev/null 2>&1
-    printf 'package main\n\nimport "%s"\n\nfunc main() { %s }\n' "${import}" "${call}" > main.go
-    go get "${module}@${version}" >&2
-    go mod tidy >&2
-    CGO_ENABLED=0 go build -trimpath -o "${bin}.tmp" . >&2
+    if [[ -n "${main}" ]]; then
+      printf '%s\n' "${main}" > main.go
+    fi
+    go get "${get}" >&2
+    if [[ -n "${main}" ]]; then
+      go mod tidy >&2
+    fi
+    CGO_ENABLED=0 go build -trimpath -o "${bin}.tmp" "${target}" >&2
   ) || { rm -rf "${tmp}" "${bin}.tmp"; return 1; }
   rm -rf "${tmp}"
   mv "${bin}.tmp" "${bin}"

@@ -94,19 +94,25 @@ func get(o any, path ...string) any {
 	return o
 }
 
+// podSpec is the pod spec of a workload or pod object.
+func podSpec(o map[string]any) (any, bool) {
+	switch o["kind"] {
+	case "Deployment", "StatefulSet", "Job":
+		return get(o, "spec", "template", "spec"), true
+	case "Pod":
+		return o["spec"], true
+	}
+	return nil, false
+}
+
 // Every pod runs hardened: non-root, read-only root, no capabilities,
 // RuntimeDefault seccomp; Mailfleet's own containers have probes.
 func TestPodsAreHardened(t *testing.T) {
 	for _, args := range valuesFiles(t) {
 		for _, o := range render(t, args...) {
 			kind := o["kind"].(string)
-			var spec any
-			switch kind {
-			case "Deployment", "StatefulSet", "Job":
-				spec = get(o, "spec", "template", "spec")
-			case "Pod":
-				spec = o["spec"]
-			default:
+			spec, ok := podSpec(o)
+			if !ok {
 				continue
 			}
 			name := get(o, "metadata", "name")
@@ -227,13 +233,8 @@ func TestRenderedArgumentsParse(t *testing.T) {
 	checked := 0
 	for _, args := range valuesFiles(t) {
 		for _, o := range render(t, args...) {
-			var spec any
-			switch o["kind"] {
-			case "Deployment", "StatefulSet", "Job":
-				spec = get(o, "spec", "template", "spec")
-			case "Pod":
-				spec = o["spec"]
-			default:
+			spec, ok := podSpec(o)
+			if !ok {
 				continue
 			}
 			for _, c := range get(spec, "containers").([]any) {

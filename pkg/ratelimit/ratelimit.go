@@ -56,13 +56,3 @@ func (l *Limiter) sweep(now time.Time) {
 	}
 	l.lastSweep = now
 }
-
-// Len is the number of addresses tracked (for tests and metrics).
-func (l *Limiter) Len() int {
-	if l == nil {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
-}

@@ -44,7 +44,7 @@ func TestIdleAddressesAreDropped(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	l.lastSweep = time.Now().Add(-2 * time.Minute)
 	l.Allow("192.0.2.2")
-	if n := l.Len(); n != 1 {
+	if n := len(l.buckets); n != 1 {
 		t.Fatalf("%d addresses tracked, want only the active one", n)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailfleet/mailfleet/pkg/testport"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/testing/engines"
@@ -415,7 +416,7 @@ func (c *Cluster) InboxUIDs(account string) []uint32 {
 }
 
 func freePort(t testing.TB) string {
-	p, err := engines.FreePort()
+	p, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}

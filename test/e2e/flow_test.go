@@ -42,19 +42,7 @@ func newFlowTarget(t *testing.T) *flowTarget {
 		return &flowTarget{imaps: ext, imaps2: os.Getenv("MAILFLEET_E2E_IMAPS2"), pop3s: os.Getenv("MAILFLEET_E2E_POP3S"),
 			smtp: os.Getenv("MAILFLEET_E2E_SMTP"), submission: os.Getenv("MAILFLEET_E2E_SUBMISSION"), storage: os.Getenv("MAILFLEET_E2E_STORAGE")}
 	}
-	dns, err := dnstest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dns.Close)
-	remote, err := fakemx.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(remote.Close)
-	_, remotePort := split(remote.Addr)
-	dns.MX("remote.example", "mx.remote.example", 10)
-	dns.A("mx.remote.example", "127.0.0.1")
+	dns, remote, remotePort := startRemoteMX(t)
 	dns.TXT("example.org", "v=spf1 ip4:127.0.0.1 -all")
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{EtcdMembers: 3, Storage: 2, Access: 2, Inbound: 1, Submission: 1, DNS: dns.Addr,
 		SubmissionArgs: []string{"--remote-port", remotePort, "--retry-schedule", "1s"}, InboundArgs: []string{"--max-conns-per-ip", "200"}})

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailfleet/mailfleet/services/storage/testing/engines"
+	"github.com/mailfleet/mailfleet/pkg/testport"
 )
 
 // The README's quick start, verbatim but on free ports: `make run` (the dev
@@ -23,7 +23,7 @@ func TestQuickStart(t *testing.T) {
 	port := map[string]int{}
 	for _, name := range []string{"etcd-port", "etcd-peer-port", "storage-port", "storage-ops-port", "imap-port", "imaps-port",
 		"pop3-port", "pop3s-port", "access-ops-port", "smtp-port", "inbound-ops-port", "submission-port", "submissions-port", "submission-ops-port"} {
-		p, err := engines.FreePort()
+		p, err := testport.Free()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailfleet/mailfleet/pkg/testport"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/testing/engines"
 )
@@ -138,11 +139,11 @@ func newCluster(t *testing.T, o options) *cluster {
 
 func (c *cluster) startReplica(i int) *replica {
 	t := c.t
-	port, err := engines.FreePort()
+	port, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops, err := engines.FreePort()
+	ops, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}

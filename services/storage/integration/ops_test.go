@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailfleet/mailfleet/services/storage/testing/engines"
+	"github.com/mailfleet/mailfleet/pkg/testport"
 )
 
 // /healthz, /readyz and /metrics answer; readiness follows the body store;
@@ -49,8 +49,8 @@ func TestOpsEndpointsAndGracefulShutdown(t *testing.T) {
 	}
 
 	// A replica whose bucket does not exist is alive but not ready.
-	port, _ := engines.FreePort()
-	ops, _ := engines.FreePort()
+	port, _ := testport.Free()
+	ops, _ := testport.Free()
 	bad := &replica{t: t, addr: "127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(t.TempDir(), "bad.log"), args: append([]string{
 		"--grpc-listen", "127.0.0.1:" + strconv.Itoa(port), "--ops-listen", "127.0.0.1:" + strconv.Itoa(ops),
 	}, r.args[4:]...)}

@@ -192,14 +192,16 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 // markQueued sets the status QUEUED on the queued results and on every
 // other failed address of the same accounts (aliases).
 func markQueued(results, queued []*storagev1.RecipientResult) {
+	inQueue := map[*storagev1.RecipientResult]bool{}
 	accounts := map[string]bool{}
 	for _, r := range queued {
+		inQueue[r] = true
 		if r.AccountId != "" {
 			accounts[r.AccountId] = true
 		}
 	}
 	for _, r := range results {
-		if r.Status != storagev1.RecipientResult_STATUS_DELIVERED && (slices.Contains(queued, r) || accounts[r.AccountId]) {
+		if r.Status != storagev1.RecipientResult_STATUS_DELIVERED && (inQueue[r] || accounts[r.AccountId]) {
 			r.Status, r.Detail = storagev1.RecipientResult_STATUS_QUEUED, r.Detail+": queued"
 		}
 	}

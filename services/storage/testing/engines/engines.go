@@ -16,8 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/mailfleet/mailfleet/pkg/testport"
 )
 
 var (
@@ -73,12 +71,6 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// FreePort returns a TCP port on 127.0.0.1 for a server the test is about to
-// start (see testport.Free for why not port 0).
-func FreePort() (int, error) {
-	return testport.Free()
 }
 
 // process is one engine process with its log file.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailfleet/mailfleet/pkg/testport"
 )
 
 // EtcdCluster is a real etcd cluster of one or more members on loopback.
@@ -43,11 +45,11 @@ func StartEtcd(dir string, n int) (*EtcdCluster, error) {
 	var all []ports
 	var initial []string
 	for i := 0; i < n; i++ {
-		c, err := FreePort()
+		c, err := testport.Free()
 		if err != nil {
 			return nil, err
 		}
-		p, err := FreePort()
+		p, err := testport.Free()
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/mailfleet/mailfleet/pkg/testport"
 )
 
 // MinIO is a real MinIO server on loopback.
@@ -30,11 +32,11 @@ func StartMinIO(dir string) (*MinIO, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
+	port, err := testport.Free()
 	if err != nil {
 		return nil, err
 	}
-	consolePort, err := FreePort()
+	consolePort, err := testport.Free()
 	if err != nil {
 		return nil, err
 	}

@@ -156,30 +156,21 @@ func (r *Runner) round(ctx context.Context) (int, error) {
 // process makes one delivery attempt for an item's pending recipients.
 func (r *Runner) process(ctx context.Context, leaseID int64, item *storagev1.QueueItem) {
 	log := r.cfg.Logger.With("queue_id", item.Id)
-	expired := item.ExpiresAt != nil && time.Now().After(item.ExpiresAt.AsTime())
-	byDomain := map[string][]string{}
+	var pending []*storagev1.QueueRecipient
 	for _, rc := range item.Recipients {
 		if rc.State == storagev1.QueueRecipient_STATE_PENDING {
-			d := rc.Address[strings.LastIndexByte(rc.Address, '@')+1:]
-			byDomain[d] = append(byDomain[d], rc.Address)
+			pending = append(pending, rc)
 		}
 	}
 	var outcomes []*storagev1.RecipientOutcome
 	var lastErr string
-	if expired {
-		for _, rc := range item.Recipients {
-			if rc.State == storagev1.QueueRecipient_STATE_PENDING {
-				outcomes = append(outcomes, &storagev1.RecipientOutcome{Address: rc.Address, Outcome: storagev1.RecipientOutcome_OUTCOME_FAILED,
-					Result: "expired after " + time.Since(item.CreatedAt.AsTime()).Round(time.Minute).String() + "; last: " + rc.LastResult})
-			}
+	if item.ExpiresAt != nil && time.Now().After(item.ExpiresAt.AsTime()) {
+		for _, rc := range pending {
+			outcomes = append(outcomes, &storagev1.RecipientOutcome{Address: rc.Address, Outcome: storagev1.RecipientOutcome_OUTCOME_FAILED,
+				Result: "expired after " + time.Since(item.CreatedAt.AsTime()).Round(time.Minute).String() + "; last: " + rc.LastResult})
 		}
-	} else if item.Local {
-		var rcpts []string
-		for _, d := range byDomain {
-			rcpts = append(rcpts, d...)
-		}
-		sort.Strings(rcpts)
-		outcomes = r.deliverLocal(ctx, item, rcpts)
+	} else {
+		outcomes = r.attempt(ctx, item, pending)
 		for _, o := range outcomes {
 			if o.Outcome != storagev1.RecipientOutcome_OUTCOME_DELIVERED {
 				lastErr = o.Result
@@ -187,24 +178,6 @@ func (r *Runner) process(ctx context.Context, leaseID int64, item *storagev1.Que
 			if r.cfg.Observer != nil {
 				r.cfg.Observer.Attempt(strings.ToLower(strings.TrimPrefix(o.Outcome.String(), "OUTCOME_")))
 			}
-		}
-	} else {
-		domains := make([]string, 0, len(byDomain))
-		for d := range byDomain {
-			domains = append(domains, d)
-		}
-		sort.Strings(domains)
-		for _, d := range domains {
-			res := r.deliverDomain(ctx, item, d, byDomain[d])
-			for _, o := range res {
-				if o.Outcome != storagev1.RecipientOutcome_OUTCOME_DELIVERED {
-					lastErr = o.Result
-				}
-				if r.cfg.Observer != nil {
-					r.cfg.Observer.Attempt(strings.ToLower(strings.TrimPrefix(o.Outcome.String(), "OUTCOME_")))
-				}
-			}
-			outcomes = append(outcomes, res...)
 		}
 	}
 	next := time.Now().Add(r.cfg.Schedule[min(int(item.Attempts), len(r.cfg.Schedule)-1)])
@@ -248,6 +221,34 @@ func (r *Runner) process(ctx context.Context, leaseID int64, item *storagev1.Que
 		r.cfg.Observer.Bounced()
 	}
 	log.Info("bounced", "recipients", len(addrs))
+}
+
+// attempt tries to deliver to the pending recipients once: into local
+// mailboxes through the storage tier for a local item, else domain by
+// domain over SMTP.
+func (r *Runner) attempt(ctx context.Context, item *storagev1.QueueItem, pending []*storagev1.QueueRecipient) []*storagev1.RecipientOutcome {
+	if item.Local {
+		var rcpts []string
+		for _, rc := range pending {
+			rcpts = append(rcpts, rc.Address)
+		}
+		return r.deliverLocal(ctx, item, rcpts)
+	}
+	byDomain := map[string][]string{}
+	for _, rc := range pending {
+		d := rc.Address[strings.LastIndexByte(rc.Address, '@')+1:]
+		byDomain[d] = append(byDomain[d], rc.Address)
+	}
+	domains := make([]string, 0, len(byDomain))
+	for d := range byDomain {
+		domains = append(domains, d)
+	}
+	sort.Strings(domains)
+	var outcomes []*storagev1.RecipientOutcome
+	for _, d := range domains {
+		outcomes = append(outcomes, r.deliverDomain(ctx, item, d, byDomain[d])...)
+	}
+	return outcomes
 }
 
 // hosts returns the next hops for domain, in order of preference.
