@@ -34,7 +34,9 @@
 #     the cgroups its containers made, removes those cgroups, deletes the
 #     namespace and its work directory, and then compares the host with what
 #     it recorded at the start: processes, network namespaces, links, iptables
-#     rules, mounts, cgroups and sysctls. Any difference fails the run.
+#     rules, mounts, cgroups and sysctls. Any difference fails the run. The
+#     /run/netns mount that the first `ip netns add` on a machine creates is
+#     removed again if the run created it (hack/netns-mount.sh).
 #
 # Usage: hack/local-k8s.sh   (KEEP_WORKDIR=1 keeps logs and data for debugging)
 set -o errexit -o nounset -o pipefail
@@ -56,6 +58,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${root}"
 source hack/lib.sh
 source hack/e2e-k8s-lib.sh
+source hack/netns-mount.sh
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -456,6 +459,7 @@ host_main() {
   NETNS="mailfleet-k8s-$$"
   mkdir -p "${W}"/{logs,pids,images,tunables,bin}
   host_state >"${W}/host-before"
+  NETNS_MOUNT_STATE=$(netns_mount_record)
   trap host_cleanup EXIT
 
   log "components (built once, cached in $(mailfleet_cache))"
@@ -517,6 +521,9 @@ host_cleanup() {
     sweep_cgroups
     ip netns delete "${NETNS}"
   fi
+  # The first `ip netns add` on a fresh machine mounts /run/netns; undo it.
+  # shellcheck disable=SC2086 # two words on purpose
+  netns_mount_restore ${NETNS_MOUNT_STATE:-1 1}
   host_state >"${W}/host-after"
   if ! diff -u "${W}/host-before" "${W}/host-after"; then
     echo "the host differs from before the run (above)" >&2

@@ -39,5 +39,12 @@ done
 command -v shellcheck >/dev/null || { echo "shellcheck not found: apt-get install shellcheck" >&2; exit 1; }
 shellcheck -x -e SC1091 hack/*.sh .ci/run
 
+# The teardown bookkeeping of hack/local-k8s.sh, in private mount namespaces.
+if [[ $(id -u) -eq 0 ]]; then
+  bash hack/test-netns-mount.sh
+else
+  echo "verify: hack/test-netns-mount.sh not run (needs root; CI runs as root)"
+fi
+
 bash hack/verify-proto.sh
 echo "verify: ok"
