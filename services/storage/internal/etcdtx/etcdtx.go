@@ -10,6 +10,8 @@ package etcdtx
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"time"
@@ -20,6 +22,19 @@ import (
 // MaxOps is how many compares or writes one transaction may hold. etcd's
 // default --max-txn-ops is 128; we stay below it with room for bookkeeping.
 const MaxOps = 120
+
+// MaxBytes is how many bytes of keys and values one transaction may carry.
+// etcd refuses requests over --max-request-bytes (1.5 MiB by default); a
+// third of headroom covers the request's framing and compares' revisions.
+const MaxBytes = 1 << 20
+
+// opOverhead is what one compare or write costs on the wire besides its key
+// and value (revisions, operation tags, lengths), rounded up.
+const opOverhead = 16
+
+// ErrTooLarge is returned by Run for a transaction over MaxOps or MaxBytes:
+// the caller must split its change.
+var ErrTooLarge = errors.New("transaction over etcd's limits")
 
 // UncertainError wraps a failure of the commit itself (timeout, lost
 // connection): the transaction may or may not have been applied. Whoever
@@ -47,6 +62,7 @@ type Tx struct {
 	reads  map[string]read
 	writes map[string]write
 	order  []string // write order, for readable transactions
+	bytes  int      // keys and values of reads (compares) and writes so far
 }
 
 // Get returns the value of key as this transaction sees it (its own staged
@@ -69,50 +85,72 @@ func (t *Tx) Get(key string) (value []byte, ok bool, err error) {
 			r.value = []byte{}
 		}
 	}
-	t.reads[key] = r
+	t.addRead(key, r)
 	return r.value, r.value != nil, nil
+}
+
+// addRead remembers a read (compared at commit) and counts its bytes.
+func (t *Tx) addRead(key string, r read) {
+	t.reads[key] = r
+	t.bytes += len(key) + opOverhead
 }
 
 // Put stages a write of key.
 func (t *Tx) Put(key string, value []byte, opts ...clientv3.OpOption) {
-	if _, staged := t.writes[key]; !staged {
+	t.stage(key, write{value: value, opts: opts})
+}
+
+func (t *Tx) stage(key string, w write) {
+	if old, staged := t.writes[key]; staged {
+		t.bytes -= len(old.value)
+	} else {
 		t.order = append(t.order, key)
+		t.bytes += len(key) + opOverhead
 	}
-	t.writes[key] = write{value: value, opts: opts}
+	t.bytes += len(w.value)
+	t.writes[key] = w
 }
 
 // Delete stages a delete of key.
 func (t *Tx) Delete(key string) {
-	if _, staged := t.writes[key]; !staged {
-		t.order = append(t.order, key)
-	}
-	t.writes[key] = write{delete: true}
+	t.stage(key, write{delete: true})
 }
 
 // Size is the larger of the number of compares and of writes so far: keep it
 // at most MaxOps.
 func (t *Tx) Size() int { return max(len(t.reads), len(t.writes)) }
 
-// Savepoint is the state of the staged writes at one moment.
+// Bytes is what the keys and values of the compares and writes so far weigh
+// in the request: keep it at most MaxBytes.
+func (t *Tx) Bytes() int { return t.bytes }
+
+// Fits reports whether the transaction is within both limits.
+func (t *Tx) Fits() bool { return t.Size() <= MaxOps && t.bytes <= MaxBytes }
+
+// Room is what is left of both budgets: operations and bytes.
+func (t *Tx) Room() (ops, bytes int) { return MaxOps - t.Size(), MaxBytes - t.bytes }
+
+// Savepoint is the state of the reads and staged writes at one moment.
 type Savepoint struct {
+	reads  map[string]read
 	writes map[string]write
 	order  int
+	bytes  int
 }
 
-// Savepoint records the staged writes so that Rollback can undo what a failed
-// step staged after it (reads stay: compares on them are harmless).
+// Savepoint records the reads and staged writes so that Rollback can undo
+// what a failed step did after it. The reads go too: a rolled-back step's
+// compares would only use up the transaction's budget.
 func (t *Tx) Savepoint() Savepoint {
-	copied := make(map[string]write, len(t.writes))
-	for k, v := range t.writes {
-		copied[k] = v
-	}
-	return Savepoint{writes: copied, order: len(t.order)}
+	return Savepoint{reads: maps.Clone(t.reads), writes: maps.Clone(t.writes), order: len(t.order), bytes: t.bytes}
 }
 
-// Rollback drops every write staged after sp.
+// Rollback drops every read and write made after sp.
 func (t *Tx) Rollback(sp Savepoint) {
+	t.reads = sp.reads
 	t.writes = sp.writes
 	t.order = t.order[:sp.order]
+	t.bytes = sp.bytes
 }
 
 // Run calls fn and commits what it staged, conditioned on every key it read
@@ -128,6 +166,11 @@ func Run(ctx context.Context, kv clientv3.KV, fn func(tx *Tx) error) (int64, err
 		}
 		if len(tx.writes) == 0 {
 			return 0, nil
+		}
+		if !tx.Fits() {
+			// etcd would refuse it: say so plainly instead of leaving the
+			// outcome uncertain.
+			return 0, fmt.Errorf("%w: %d operations, %d bytes", ErrTooLarge, tx.Size(), tx.Bytes())
 		}
 		cmps := make([]clientv3.Cmp, 0, len(tx.reads))
 		for key, r := range tx.reads {
@@ -195,7 +238,7 @@ func (t *Tx) Prefetch(keys []string) error {
 					rd.value = []byte{}
 				}
 			}
-			t.reads[wanted[i]] = rd
+			t.addRead(wanted[i], rd)
 		}
 		ops, wanted = ops[n:], wanted[n:]
 	}
@@ -241,5 +284,42 @@ func (t *Tx) Range(start, end string, limit int64) ([]KeyValue, error) {
 		out = append(out, KeyValue{Key: k, Value: v})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// Revision returns the ModRevision a read of key saw (0 if absent or not read).
+func (t *Tx) Revision(key string) int64 { return t.reads[key].modRev }
+
+// ReadCovered reads keys in one round trip, with this transaction's staged
+// writes applied (nil for an absent key). Like Range, the keys are NOT
+// compared at commit: use it only for keys whose every change also changes
+// a key this transaction did Get.
+func (t *Tx) ReadCovered(keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	var ops []clientv3.Op
+	var idx []int
+	for i, key := range keys {
+		if w, staged := t.writes[key]; staged {
+			if !w.delete {
+				out[i] = w.value
+			}
+			continue
+		}
+		ops = append(ops, clientv3.OpGet(key))
+		idx = append(idx, i)
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), MaxOps)
+		resp, err := t.kv.Txn(t.ctx).Then(ops[:n]...).Commit()
+		if err != nil {
+			return nil, err
+		}
+		for j, r := range resp.Responses {
+			if kvs := r.GetResponseRange().Kvs; len(kvs) == 1 {
+				out[idx[j]] = kvs[0].Value
+			}
+		}
+		ops, idx = ops[n:], idx[n:]
+	}
 	return out, nil
 }

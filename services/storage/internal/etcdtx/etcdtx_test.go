@@ -113,3 +113,66 @@ func TestRunErrorRollbackAndRange(t *testing.T) {
 		t.Fatalf("after commit: %v", resp.Kvs)
 	}
 }
+
+// A rolled-back step leaves neither its writes nor its compares behind:
+// three steps that each read 50 keys and roll back fit in one transaction
+// with a step that commits (the bug: rolled-back compares pushed batches
+// over etcd's operation limit).
+func TestRollbackDropsReads(t *testing.T) {
+	cli := newClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := etcdtx.Run(ctx, cli, func(tx *etcdtx.Tx) error {
+		for step := 0; step < 3; step++ {
+			sp := tx.Savepoint()
+			for i := 0; i < 50; i++ {
+				if _, _, err := tx.Get("k/" + strconv.Itoa(step) + "/" + strconv.Itoa(i)); err != nil {
+					return err
+				}
+			}
+			tx.Put("rolled-back", []byte("x"))
+			tx.Rollback(sp)
+			if tx.Size() != 0 || tx.Bytes() != 0 {
+				t.Fatalf("after rollback: %d ops, %d bytes", tx.Size(), tx.Bytes())
+			}
+		}
+		tx.Put("kept", []byte("v"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(ctx, "rolled-back")
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("rolled-back write committed: %v %v", resp, err)
+	}
+	if resp, err := cli.Get(ctx, "kept"); err != nil || resp.Count != 1 {
+		t.Fatalf("kept write missing: %v %v", resp, err)
+	}
+}
+
+// Bytes are budgeted as well as operations: a transaction over MaxBytes is
+// refused before it is sent (not "outcome unknown"), and one at the budget
+// commits.
+func TestByteBudget(t *testing.T) {
+	cli := newClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	value := make([]byte, 100<<10)
+	fill := func(n int) error {
+		_, err := etcdtx.Run(ctx, cli, func(tx *etcdtx.Tx) error {
+			for i := 0; i < n; i++ {
+				tx.Put("big/"+strconv.Itoa(i), value)
+			}
+			return nil
+		})
+		return err
+	}
+	err := fill(12) // 1.2 MiB of values
+	if !errors.Is(err, etcdtx.ErrTooLarge) || etcdtx.IsUncertain(err) {
+		t.Fatalf("12 × 100 KiB: want ErrTooLarge, got %v", err)
+	}
+	if err := fill(9); err != nil {
+		t.Fatalf("9 × 100 KiB: %v", err)
+	}
+}

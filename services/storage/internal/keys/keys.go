@@ -19,12 +19,22 @@
 //	accounts/<id>/names/<mailbox name>       mailbox id
 //	accounts/<id>/messages/<mailbox id>/<uid as 10 digits>
 //	                                         Message (index entry)
+//	accounts/<id>/deleting/<mailbox id>      Mailbox of a deleted mailbox whose
+//	                                         entries are still being removed
+//	cleanup/<account id>/<mailbox id>        a deleted mailbox to empty (unix ms)
+//	cleanup/<account id>/account             a deleted account to remove (unix ms)
 //	bodies/<body key>                        BodyRef (reference count)
-//	gc/<body key>                            GCMarker (unreferenced since)
+//	gc/<body key>                            GCMarker (legacy: one body unreferenced
+//	                                         since; still swept)
+//	freed/<unix ms, 16 digits>/<id>          FreedBodies (bodies unreferenced in one
+//	                                         transaction; swept after the grace)
+//	uploads/<body key>                       "" on the uploading replica's lease: an
+//	                                         upload in flight (its body is not an orphan)
 //	queue/items/<id>                         QueueRecord
 //	queue/due/<unix ms, 16 digits>/<id>      "" (the due index)
 //	queue/leases/<id>                        lease id (attached to an etcd lease)
 //	locks/sweeper                            the orphan sweeper's election
+//	locks/defrag/<lease id>                  the etcd defragmentation election
 //	loginfail/user/<username>                LoginFailures (on an etcd lease)
 //	loginfail/ip/<client address>            LoginFailures (on an etcd lease)
 package keys
@@ -60,6 +70,19 @@ func (l Layout) Mailboxes(account string) string { return l.AccountRoot(account)
 func (l Layout) Mailbox(account, mailboxID string) string {
 	return l.Mailboxes(account) + mailboxID
 }
+func (l Layout) Deleting(account, mailboxID string) string {
+	return l.AccountRoot(account) + "deleting/" + mailboxID
+}
+func (l Layout) AllDeleting(account string) string { return l.AccountRoot(account) + "deleting/" }
+
+// Cleanup marks unfinished removals (a mailbox's entries, or a whole
+// account with the name "account") that any replica may resume.
+func (l Layout) Cleanup(account, name string) string { return l.Prefix + "cleanup/" + account + "/" + name }
+func (l Layout) AccountCleanups(account string) string {
+	return l.Prefix + "cleanup/" + account + "/"
+}
+func (l Layout) Cleanups() string { return l.Prefix + "cleanup/" }
+
 func (l Layout) Names(account string) string { return l.AccountRoot(account) + "names/" }
 func (l Layout) Name(account, name string) string {
 	return l.Names(account) + name
@@ -78,6 +101,17 @@ func (l Layout) Bodies() string             { return l.Prefix + "bodies/" }
 func (l Layout) Body(key string) string     { return l.Prefix + "bodies/" + key }
 func (l Layout) GCMarkers() string          { return l.Prefix + "gc/" }
 func (l Layout) GCMarker(key string) string { return l.Prefix + "gc/" + key }
+func (l Layout) FreedAll() string           { return l.Prefix + "freed/" }
+
+// Freed is a FreedBodies record's key: time-ordered, so the sweeper reads
+// only those past the grace period.
+func (l Layout) Freed(unixMilli int64, id string) string {
+	return fmt.Sprintf("%sfreed/%016d/%s", l.Prefix, unixMilli, id)
+}
+func (l Layout) FreedBefore(unixMilli int64) string {
+	return fmt.Sprintf("%sfreed/%016d", l.Prefix, unixMilli)
+}
+func (l Layout) Upload(key string) string { return l.Prefix + "uploads/" + key }
 
 func (l Layout) QueueItems() string          { return l.Prefix + "queue/items/" }
 func (l Layout) QueueItem(id string) string  { return l.Prefix + "queue/items/" + id }
@@ -88,6 +122,10 @@ func (l Layout) QueueDue(unixMilli int64, id string) string {
 }
 
 func (l Layout) SweeperLock() string { return l.Prefix + "locks/sweeper" }
+
+// DefragElection is the election (etcd adds "/<lease id>") that picks the
+// one replica of the cell that defragments etcd.
+func (l Layout) DefragElection() string { return l.Prefix + "locks/defrag" }
 
 // LoginFailures counts failed logins of one username or client address
 // (kind "user" or "ip").

@@ -461,6 +461,63 @@ func (x *LoginFailures) GetLockedUntil() *timestamppb.Timestamp {
 	return nil
 }
 
+// FreedBodies is stored at <prefix>freed/<unix ms>/<id>: bodies whose last
+// reference went away in one transaction. The sweeper deletes each body once
+// the record is older than the grace period and neither a reference record
+// (bodies/<key>) nor an upload intent (uploads/<key>) exists for it, then
+// the record.
+type FreedBodies struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BodyKeys      []string               `protobuf:"bytes,1,rep,name=body_keys,json=bodyKeys,proto3" json:"body_keys,omitempty"`
+	FreedAt       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=freed_at,json=freedAt,proto3" json:"freed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreedBodies) Reset() {
+	*x = FreedBodies{}
+	mi := &file_records_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreedBodies) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreedBodies) ProtoMessage() {}
+
+func (x *FreedBodies) ProtoReflect() protoreflect.Message {
+	mi := &file_records_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreedBodies.ProtoReflect.Descriptor instead.
+func (*FreedBodies) Descriptor() ([]byte, []int) {
+	return file_records_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FreedBodies) GetBodyKeys() []string {
+	if x != nil {
+		return x.BodyKeys
+	}
+	return nil
+}
+
+func (x *FreedBodies) GetFreedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FreedAt
+	}
+	return nil
+}
+
 var File_records_proto protoreflect.FileDescriptor
 
 const file_records_proto_rawDesc = "" +
@@ -499,7 +556,10 @@ const file_records_proto_rawDesc = "" +
 	"\rLoginFailures\x12\x1a\n" +
 	"\bfailures\x18\x01 \x01(\rR\bfailures\x120\n" +
 	"\x05first\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05first\x12=\n" +
-	"\flocked_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntilBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
+	"\flocked_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil\"a\n" +
+	"\vFreedBodies\x12\x1b\n" +
+	"\tbody_keys\x18\x01 \x03(\tR\bbodyKeys\x125\n" +
+	"\bfreed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\afreedAtBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
 
 var (
 	file_records_proto_rawDescOnce sync.Once
@@ -514,7 +574,7 @@ func file_records_proto_rawDescGZIP() []byte {
 }
 
 var file_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_records_proto_goTypes = []any{
 	(AddressRecord_Kind)(0),       // 0: mailfleet.storage.records.v1.AddressRecord.Kind
 	(*AccountRecord)(nil),         // 1: mailfleet.storage.records.v1.AccountRecord
@@ -523,22 +583,24 @@ var file_records_proto_goTypes = []any{
 	(*GCMarker)(nil),              // 4: mailfleet.storage.records.v1.GCMarker
 	(*QueueRecord)(nil),           // 5: mailfleet.storage.records.v1.QueueRecord
 	(*LoginFailures)(nil),         // 6: mailfleet.storage.records.v1.LoginFailures
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*v1.QueueItem)(nil),          // 8: mailfleet.storage.v1.QueueItem
+	(*FreedBodies)(nil),           // 7: mailfleet.storage.records.v1.FreedBodies
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*v1.QueueItem)(nil),          // 9: mailfleet.storage.v1.QueueItem
 }
 var file_records_proto_depIdxs = []int32{
-	7, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
+	8, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
 	0, // 1: mailfleet.storage.records.v1.AddressRecord.kind:type_name -> mailfleet.storage.records.v1.AddressRecord.Kind
-	7, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
-	7, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
-	8, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
-	7, // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
-	7, // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	8, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
+	8, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
+	9, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
+	8, // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
+	8, // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
+	8, // 7: mailfleet.storage.records.v1.FreedBodies.freed_at:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_records_proto_init() }
@@ -552,7 +614,7 @@ func file_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_records_proto_rawDesc), len(file_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

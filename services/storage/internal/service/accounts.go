@@ -573,24 +573,13 @@ func (s *Server) DeleteAccount(ctx context.Context, req *storagev1.DeleteAccount
 		}
 		rec.Deleting = true
 		tx.Put(s.keys.Account(id), marshal(rec))
+		tx.Put(s.keys.Cleanup(id, "account"), cleanupStamp())
 		return nil
 	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	// Step 2: release every body reference, mailbox by mailbox.
-	resp, err := s.etcd.Get(ctx, s.keys.Mailboxes(id), clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	for _, kv := range resp.Kvs {
-		mbID := strings.TrimPrefix(string(kv.Key), s.keys.Mailboxes(id))
-		if _, err := s.expunge(ctx, id, mbID, nil, true); err != nil {
-			return nil, err
-		}
-	}
-	// Step 3: everything else of the account.
-	if _, err := s.etcd.Delete(ctx, s.keys.AccountRoot(id), clientv3.WithPrefix()); err != nil {
+	if err := s.finishAccountDelete(ctx, id); err != nil {
 		return nil, toStatus(err)
 	}
 	s.log.Info("account deleted", "account", id)

@@ -65,10 +65,16 @@ func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (
 		}
 	}()
 	key := newBodyKey(time.Now())
+	if err := s.registerUpload(ctx, key); err != nil {
+		pr.CloseWithError(err)
+		<-done
+		return nil, toStatus(err)
+	}
 	n, err := s.blobs.Put(ctx, key, pr)
 	pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
 	<-done
 	if err != nil {
+		s.discardBody(key) // a partial object, if the driver left one
 		if errors.Is(err, errTooLarge) {
 			return nil, fail(reasonTooLarge, "message larger than %d bytes", s.cfg.MaxMessageSize)
 		}
@@ -100,14 +106,15 @@ func countBareLF(data []byte, prevCR bool) int64 {
 	return n
 }
 
-// discardBody deletes a body whose transaction definitely did not commit. If
-// this fails, the orphan scan removes it later.
+// discardBody deletes a body whose transaction definitely did not commit,
+// then its upload intent. If this fails, the orphan scan removes it later.
 func (s *Server) discardBody(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.blobs.Delete(ctx, key); err != nil {
 		s.log.Warn("could not delete unreferenced body; the sweeper will", "body", key, "err", err)
 	}
+	s.forgetUpload(key)
 }
 
 // streamBody sends a body range to send in chunks of 64 KiB.

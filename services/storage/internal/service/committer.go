@@ -117,7 +117,7 @@ func (c *committer) commit(batch []*change) (left []*change) {
 			ch.err = nil
 			sp := tx.Savepoint()
 			err := ch.fn(tx)
-			if err == nil && tx.Size() > etcdtx.MaxOps {
+			if err == nil && !tx.Fits() {
 				err = errDeferred
 			}
 			if err != nil {

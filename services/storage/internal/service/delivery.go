@@ -95,12 +95,15 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	internalDate := timestamppb.New(timeOr(meta.InternalDate, time.Now()))
 
 	refs := 0
+	intentEnded := false
 	for start := 0; start < len(accounts) || (start == 0 && outbound != nil); start += accountsPerTxn {
 		batch := accounts[start:min(start+accountsPerTxn, len(accounts))]
 		withQueue := start == 0 && outbound != nil
+		last := start+accountsPerTxn >= len(accounts)
 		var added int
 		var failed []*storagev1.RecipientResult // this step's full or vanished accounts
 		var localQueue *records.QueueRecord
+		var stagedAny bool // this step references the body
 		// One account (the common case): join the account's group commit,
 		// so concurrent deliveries to a busy mailbox share transactions
 		// instead of conflicting. Several accounts: one transaction for all.
@@ -151,14 +154,20 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 				s.stageQueueRecord(tx, localQueue)
 				n++
 			}
+			stagedAny = n > 0
 			if n == 0 {
 				return nil
 			}
+			var err error
 			if refs == 0 {
-				s.newBodyRef(tx, up, uint32(n))
-				return nil
+				err = s.newBodyRef(tx, up, uint32(n))
+			} else {
+				err = s.addBodyRefs(tx, up, uint32(n))
 			}
-			return s.addBodyRefs(tx, up, uint32(n))
+			if last {
+				s.finishUpload(tx, up)
+			}
+			return err
 		})
 		if err != nil {
 			if refs == 0 && !etcdtx.IsUncertain(err) {
@@ -166,6 +175,7 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			}
 			return toStatus(err)
 		}
+		intentEnded = intentEnded || last && stagedAny
 		refs += added
 		if withQueue {
 			refs++
@@ -181,6 +191,8 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	}
 	if refs == 0 {
 		s.discardBody(up.key)
+	} else if !intentEnded {
+		s.forgetUpload(up.key)
 	}
 	for _, r := range resp.Results {
 		s.log.Info("delivery", "recipient", r.Recipient, "status", strings.TrimPrefix(r.Status.String(), "STATUS_"),
@@ -251,19 +263,4 @@ func (s *Server) deliverOne(tx *etcdtx.Tx, account string, up *upload, internalD
 	s.saveMailbox(tx, account, mb)
 	s.saveQuota(tx, account, q)
 	return msg.Uid, mb.Id, nil
-}
-
-// addBodyRefs adds n references to an existing body record.
-func (s *Server) addBodyRefs(tx *etcdtx.Tx, up *upload, n uint32) error {
-	ref := &records.BodyRef{}
-	ok, err := getRecord(tx, s.keys.Body(up.key), ref)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		ref = &records.BodyRef{Size: up.size, CreatedAt: timestamppb.Now()}
-	}
-	ref.Refs += n
-	tx.Put(s.keys.Body(up.key), marshal(ref))
-	return nil
 }

@@ -76,6 +76,16 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
+	// NOSPACE is certain (nothing was written) and lasts until space is
+	// reclaimed, not a blip that an immediate retry gets past: keep etcd's
+	// ResourceExhausted and say what happened. The reason stays temporary.
+	if errors.Is(err, rpctypes.ErrNoSpace) || errors.Is(err, rpctypes.ErrGRPCNoSpace) {
+		return storagev1.Error(codes.ResourceExhausted, reasonTemporary,
+			"etcd database is full (NOSPACE alarm): writes are refused until space is reclaimed; try again later")
+	}
+	if storagev1.ReasonOf(err) != storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		return err // ours already
+	}
 	if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
 		if errors.Is(err, rpctypes.ErrGRPCNoLeader) || status.Code(err) == codes.Unavailable {
 			return fail(reasonTemporary, "etcd unavailable: %v", err)

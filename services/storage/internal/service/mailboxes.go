@@ -203,38 +203,37 @@ func (s *Server) DeleteMailbox(ctx context.Context, req *storagev1.DeleteMailbox
 	if children.Count > 0 {
 		return nil, fail(reasonHasChildren, "mailbox %q has children", name)
 	}
-	for {
-		// Empty the mailbox batch by batch (body references are released as
-		// in an expunge), then delete it only if nothing arrived meanwhile;
-		// an interrupted delete leaves a smaller mailbox, never lost references.
-		var id string
-		var empty bool
-		_, err := s.committer.do(ctx, req.AccountId, func(tx *etcdtx.Tx) error {
-			var err error
-			if id, err = s.mailboxIDByName(tx, req.AccountId, name); err != nil {
-				return err
-			}
-			mb, err := s.loadMailbox(tx, req.AccountId, id)
-			if err != nil {
-				return err
-			}
-			if empty = mb.Messages == 0; empty {
-				tx.Delete(s.keys.Mailbox(req.AccountId, id))
-				tx.Delete(s.keys.Name(req.AccountId, name))
-			}
-			return nil
-		})
+	// One transaction takes the mailbox away from the client's view (name
+	// and record); its entries are removed afterwards, step by step, and a
+	// cleanup mark lets any replica finish that if this one stops.
+	var id string
+	_, err = s.committer.do(ctx, req.AccountId, func(tx *etcdtx.Tx) error {
+		var err error
+		if id, err = s.mailboxIDByName(tx, req.AccountId, name); err != nil {
+			return err
+		}
+		mb, err := s.loadMailbox(tx, req.AccountId, id)
 		if err != nil {
-			return nil, toStatus(err)
+			return err
 		}
-		if empty {
-			s.log.Info("mailbox deleted", "account", req.AccountId, "mailbox", id)
-			return &storagev1.DeleteMailboxResponse{}, nil
+		tx.Delete(s.keys.Name(req.AccountId, name))
+		tx.Delete(s.keys.Mailbox(req.AccountId, id))
+		if mb.Messages > 0 {
+			tx.Put(s.keys.Deleting(req.AccountId, id), marshal(mb))
+			tx.Put(s.keys.Cleanup(req.AccountId, id), cleanupStamp())
 		}
-		if _, err := s.expunge(ctx, req.AccountId, id, nil, true); err != nil {
-			return nil, err
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(err)
 	}
+	s.log.Info("mailbox deleted", "account", req.AccountId, "mailbox", id)
+	if err := s.finishMailboxDelete(ctx, req.AccountId, id); err != nil {
+		// The mailbox is gone for the client; the rest is housekeeping
+		// that the sweeper's replica resumes.
+		s.log.Warn("emptying a deleted mailbox was interrupted; it will be resumed", "account", req.AccountId, "mailbox", id, "err", err)
+	}
+	return &storagev1.DeleteMailboxResponse{}, nil
 }
 
 func (s *Server) RenameMailbox(ctx context.Context, req *storagev1.RenameMailboxRequest) (*storagev1.RenameMailboxResponse, error) {

@@ -12,19 +12,7 @@ import (
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
-	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
-	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
-
-// chunkSize is how many messages one transaction changes in STORE, COPY,
-// MOVE and EXPUNGE: each message costs up to two compares and two writes.
-const chunkSize = 50
-
-// newBodyRef stages the reference record of a freshly uploaded body. Its key
-// is new and random, so no read (and no compare) is needed.
-func (s *Server) newBodyRef(tx *etcdtx.Tx, up *upload, refs uint32) {
-	tx.Put(s.keys.Body(up.key), marshal(&records.BodyRef{Refs: refs, Size: up.size, CreatedAt: timestamppb.Now()}))
-}
 
 func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServer) error {
 	ctx := stream.Context()
@@ -82,7 +70,10 @@ func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServ
 		if err := s.addMessage(tx, meta.AccountId, mb, q, msg); err != nil {
 			return err
 		}
-		s.newBodyRef(tx, up, 1)
+		if err := s.newBodyRef(tx, up, 1); err != nil {
+			return err
+		}
+		s.finishUpload(tx, up)
 		s.saveMailbox(tx, meta.AccountId, mb)
 		s.saveQuota(tx, meta.AccountId, q)
 		return nil
@@ -178,81 +169,6 @@ func uidFromKey(key string) uint32 {
 	return uint32(n)
 }
 
-// forEachChunk runs step on the mailbox's entries in set (empty = all) that
-// match, chunkSize at a time, each chunk in its own transaction, in UID order.
-// step may run several times for one chunk (conflicts); committed is called
-// once after each chunk's transaction committed.
-func (s *Server) forEachChunk(ctx context.Context, account, mailboxID string, set *storagev1.UIDSet,
-	match func(*storagev1.Message) bool,
-	step func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error,
-	committed func()) error {
-	if account == "" || mailboxID == "" {
-		return errInvalid("account and mailbox ids are required")
-	}
-	first, last := uidBounds(set)
-	prefix := s.keys.Messages(account, mailboxID)
-	end := keys.PrefixEnd(prefix)
-	if last > 0 {
-		end = s.keys.Message(account, mailboxID, last) + "\x00"
-	}
-	next := s.keys.Message(account, mailboxID, max(first, 1))
-	for {
-		var scannedTo string
-		var stepped bool
-		_, err := s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
-			stepped = false
-			mb, err := s.loadMailbox(tx, account, mailboxID)
-			if err != nil {
-				return err
-			}
-			var msgs []*storagev1.Message
-			from := next
-			scannedTo = ""
-			for len(msgs) < chunkSize {
-				kvs, err := tx.Range(from, end, 500)
-				if err != nil {
-					return err
-				}
-				for _, kv := range kvs {
-					scannedTo = kv.Key
-					msg := &storagev1.Message{}
-					if err := proto.Unmarshal(kv.Value, msg); err != nil {
-						return err
-					}
-					if (len(set.GetRanges()) == 0 || inSet(set, msg.Uid)) && match(msg) {
-						msgs = append(msgs, msg)
-						if len(msgs) == chunkSize {
-							break
-						}
-					}
-				}
-				if len(kvs) < 500 || len(msgs) == chunkSize {
-					if len(kvs) < 500 && len(msgs) < chunkSize {
-						scannedTo = end // nothing beyond
-					}
-					break
-				}
-				from = scannedTo + "\x00"
-			}
-			if len(msgs) == 0 {
-				return nil
-			}
-			stepped = true
-			return step(tx, mb, msgs)
-		})
-		if err != nil {
-			return err
-		}
-		if stepped {
-			committed()
-		}
-		if scannedTo == "" || scannedTo >= end {
-			return nil
-		}
-		next = scannedTo + "\x00"
-	}
-}
-
 func (s *Server) StoreFlags(ctx context.Context, req *storagev1.StoreFlagsRequest) (*storagev1.StoreFlagsResponse, error) {
 	flags, err := normalizeFlags(req.Flags)
 	if err != nil {
@@ -265,60 +181,75 @@ func (s *Server) StoreFlags(ctx context.Context, req *storagev1.StoreFlagsReques
 		return nil, errInvalid("a UID set is required")
 	}
 	out := &storagev1.StoreFlagsResponse{}
-	var chunkMsgs []*storagev1.Message
-	var chunkFailed []uint32
+	var stepMsgs []*storagev1.Message
+	var stepFailed []uint32
 	var highest uint64
-	step := func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
-		chunkMsgs, chunkFailed = nil, nil
-		// One modseq for the whole step: it is one atomic change.
-		modseq := mb.HighestModseq + 1
-		changed := false
-		for _, msg := range msgs {
-			if req.UnchangedSince > 0 && msg.Modseq > req.UnchangedSince {
-				chunkFailed = append(chunkFailed, msg.Uid)
-				continue
-			}
-			newFlags := applyFlags(msg.Flags, req.Op, flags)
-			if !sameFlags(newFlags, msg.Flags) {
-				wasSeen, isSeen := hasFlag(msg.Flags, `\Seen`), hasFlag(newFlags, `\Seen`)
-				switch {
-				case wasSeen && !isSeen:
-					mb.Unseen++
-				case !wasSeen && isSeen && mb.Unseen > 0:
-					mb.Unseen--
+	flagBytes := 0
+	for _, f := range flags {
+		flagBytes += len(f) + 2
+	}
+	err = s.runBulk(ctx, req.AccountId, req.MailboxId, s.keys.Mailbox(req.AccountId, req.MailboxId), req.Uids, bulkChange{
+		cost: func(m *storagev1.Message) (int, int) {
+			return 1, s.entryCost(req.AccountId, req.MailboxId, m) + flagBytes
+		},
+		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
+			stepMsgs, stepFailed = nil, nil
+			// One modseq for the whole step: it is one atomic change.
+			modseq := mb.HighestModseq + 1
+			changed := false
+			for _, m := range msgs {
+				msg := proto.Clone(m).(*storagev1.Message)
+				if req.UnchangedSince > 0 && msg.Modseq > req.UnchangedSince {
+					stepFailed = append(stepFailed, msg.Uid)
+					continue
 				}
-				msg.Flags, msg.Modseq = newFlags, modseq
-				tx.Put(s.keys.Message(req.AccountId, mb.Id, msg.Uid), marshal(msg))
-				changed = true
+				newFlags := applyFlags(msg.Flags, req.Op, flags)
+				if !sameFlags(newFlags, msg.Flags) {
+					wasSeen, isSeen := hasFlag(msg.Flags, `\Seen`), hasFlag(newFlags, `\Seen`)
+					switch {
+					case wasSeen && !isSeen:
+						mb.Unseen++
+					case !wasSeen && isSeen && mb.Unseen > 0:
+						mb.Unseen--
+					}
+					msg.Flags, msg.Modseq = newFlags, modseq
+					tx.Put(s.keys.Message(req.AccountId, mb.Id, msg.Uid), marshal(msg))
+					changed = true
+				}
+				msg.Envelope = nil
+				stepMsgs = append(stepMsgs, msg)
 			}
-			msg.Envelope = nil
-			chunkMsgs = append(chunkMsgs, msg)
-		}
-		if changed {
-			mb.HighestModseq = modseq
-			s.saveMailbox(tx, req.AccountId, mb)
-		}
-		highest = mb.HighestModseq
-		return nil
-	}
-	committed := func() {
-		out.Messages = append(out.Messages, chunkMsgs...)
-		out.FailedUids = append(out.FailedUids, chunkFailed...)
-		out.HighestModseq = highest
-	}
-	err = s.forEachChunk(ctx, req.AccountId, req.MailboxId, req.Uids, func(*storagev1.Message) bool { return true }, step, committed)
+			if changed {
+				mb.HighestModseq = modseq
+				s.saveMailbox(tx, req.AccountId, mb)
+			}
+			highest = mb.HighestModseq
+			return nil
+		},
+		committed: func([]*storagev1.Message) {
+			out.Messages = append(out.Messages, stepMsgs...)
+			out.FailedUids = append(out.FailedUids, stepFailed...)
+			out.HighestModseq = highest
+		},
+	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return out, nil
 }
 
+// copyCost is what copying (or moving) one message costs a step.
+func (s *Server) copyCost(account, destID string, m *storagev1.Message, move bool) (int, int) {
+	bytes := s.entryCost(account, destID, m) + 64 // the new entry, with a longer UID
+	if move {
+		return 2, bytes + len(s.keys.Message(account, destID, m.Uid)) + opCost // and the source's delete
+	}
+	return 2, bytes + s.refCost(m.BodyKey)
+}
+
 // copyStep copies msgs into the destination mailbox within tx; with move set,
 // it also removes them from the source (bodies and usage stay as they are).
 func (s *Server) copyStep(tx *etcdtx.Tx, account string, src *storagev1.Mailbox, destID string, msgs []*storagev1.Message, move bool) (dest *storagev1.Mailbox, srcUIDs, destUIDs []uint32, err error) {
-	if destID == src.Id {
-		return nil, nil, nil, errInvalid("source and destination are the same mailbox")
-	}
 	dest, err = s.loadMailbox(tx, account, destID)
 	if err != nil {
 		return nil, nil, nil, err
@@ -348,8 +279,6 @@ func (s *Server) copyStep(tx *etcdtx.Tx, account string, src *storagev1.Mailbox,
 			if !hasFlag(m.Flags, `\Seen`) && src.Unseen > 0 {
 				src.Unseen--
 			}
-		}
-		if move {
 			if err := s.placeMessage(tx, account, dest, cp); err != nil {
 				return nil, nil, nil, err
 			}
@@ -357,7 +286,7 @@ func (s *Server) copyStep(tx *etcdtx.Tx, account string, src *storagev1.Mailbox,
 			if err := s.addMessage(tx, account, dest, q, cp); err != nil {
 				return nil, nil, nil, err
 			}
-			if err := s.retainBody(tx, m.BodyKey, m.Size); err != nil {
+			if err := s.retainBody(tx, m.BodyKey); err != nil {
 				return nil, nil, nil, err
 			}
 		}
@@ -373,65 +302,134 @@ func (s *Server) copyStep(tx *etcdtx.Tx, account string, src *storagev1.Mailbox,
 	return dest, srcUIDs, destUIDs, nil
 }
 
+// copyOrMove runs a COPY or MOVE of set from one mailbox to another.
+func (s *Server) copyOrMove(ctx context.Context, account, srcID, destID string, set *storagev1.UIDSet, move bool) (srcUIDs, destUIDs []uint32, validity uint32, highest uint64, err error) {
+	if len(set.GetRanges()) == 0 {
+		return nil, nil, 0, 0, errInvalid("a UID set is required")
+	}
+	if destID == srcID {
+		return nil, nil, 0, 0, errInvalid("source and destination are the same mailbox")
+	}
+	var stepSrc, stepDest []uint32
+	var stepValidity uint32
+	var stepHighest uint64
+	err = s.runBulk(ctx, account, srcID, s.keys.Mailbox(account, srcID), set, bulkChange{
+		cost: func(m *storagev1.Message) (int, int) { return s.copyCost(account, destID, m, move) },
+		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
+			dest, su, du, err := s.copyStep(tx, account, mb, destID, msgs, move)
+			if err != nil {
+				return err
+			}
+			stepSrc, stepDest, stepValidity, stepHighest = su, du, dest.UidValidity, mb.HighestModseq
+			return nil
+		},
+		committed: func([]*storagev1.Message) {
+			srcUIDs = append(srcUIDs, stepSrc...)
+			destUIDs = append(destUIDs, stepDest...)
+			validity, highest = stepValidity, stepHighest
+		},
+	})
+	return srcUIDs, destUIDs, validity, highest, err
+}
+
 func (s *Server) CopyMessages(ctx context.Context, req *storagev1.CopyMessagesRequest) (*storagev1.CopyMessagesResponse, error) {
 	if len(req.Uids.GetRanges()) == 0 {
 		return nil, errInvalid("a UID set is required")
 	}
-	out := &storagev1.CopyMessagesResponse{}
-	var srcUIDs, destUIDs []uint32
-	var validity uint32
-	step := func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
-		dest, su, du, err := s.copyStep(tx, req.AccountId, mb, req.DestMailboxId, msgs, false)
-		if err != nil {
-			return err
-		}
-		srcUIDs, destUIDs, validity = su, du, dest.UidValidity
-		return nil
-	}
-	committed := func() {
-		out.SourceUids = append(out.SourceUids, srcUIDs...)
-		out.DestUids = append(out.DestUids, destUIDs...)
-		out.DestUidValidity = validity
-		srcUIDs, destUIDs = nil, nil
-	}
-	if err := s.forEachChunk(ctx, req.AccountId, req.MailboxId, req.Uids, func(*storagev1.Message) bool { return true }, step, committed); err != nil {
+	// The whole set must fit in the quota before anything is copied, so
+	// that a COPY over quota leaves the destination as it was (RFC 9051
+	// 6.4.7), without a single copy for the client to retry into a
+	// duplicate.
+	if err := s.copyQuotaCheck(ctx, req.AccountId, req.MailboxId, req.Uids); err != nil {
 		return nil, toStatus(err)
 	}
+	src, dest, validity, _, err := s.copyOrMove(ctx, req.AccountId, req.MailboxId, req.DestMailboxId, req.Uids, false)
+	if err != nil {
+		// A step failed after others committed (the quota filled meanwhile,
+		// or etcd trouble): take the copies out again, so that the COPY
+		// fails as a whole.
+		s.undoCopies(req.AccountId, req.DestMailboxId, dest)
+		return nil, toStatus(err)
+	}
+	out := &storagev1.CopyMessagesResponse{SourceUids: src, DestUids: dest, DestUidValidity: validity}
 	if out.DestUidValidity == 0 {
 		// Nothing matched: still tell the caller the destination exists.
-		if _, err := s.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: req.AccountId, MailboxId: req.DestMailboxId}); err != nil {
+		resp, err := s.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: req.AccountId, MailboxId: req.DestMailboxId})
+		if err != nil {
 			return nil, err
 		}
+		out.DestUidValidity = resp.Mailbox.GetUidValidity()
 	}
 	return out, nil
 }
 
-func (s *Server) MoveMessages(ctx context.Context, req *storagev1.MoveMessagesRequest) (*storagev1.MoveMessagesResponse, error) {
-	if len(req.Uids.GetRanges()) == 0 {
-		return nil, errInvalid("a UID set is required")
+// copyQuotaCheck fails with OVER_QUOTA if the messages of set do not fit in
+// the account's quota as it is now. Sets of any size are summed page by page.
+func (s *Server) copyQuotaCheck(ctx context.Context, account, mailboxID string, set *storagev1.UIDSet) error {
+	resp, err := s.etcd.Get(ctx, s.keys.Quota(account))
+	if err != nil {
+		return err
 	}
-	out := &storagev1.MoveMessagesResponse{}
-	var srcUIDs, destUIDs []uint32
-	var validity uint32
-	var highest uint64
-	step := func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
-		dest, su, du, err := s.copyStep(tx, req.AccountId, mb, req.DestMailboxId, msgs, true)
+	if len(resp.Kvs) == 0 {
+		return fail(reasonAccountNotFound, "no such account")
+	}
+	q := &storagev1.Quota{}
+	if err := proto.Unmarshal(resp.Kvs[0].Value, q); err != nil {
+		return err
+	}
+	if q.LimitBytes == 0 && q.LimitMessages == 0 {
+		return nil
+	}
+	var bytes, count uint64
+	req := &storagev1.ListMessagesRequest{AccountId: account, MailboxId: mailboxID, Uids: set, Limit: 5000}
+	for {
+		page, err := s.ListMessages(ctx, req)
 		if err != nil {
 			return err
 		}
-		srcUIDs, destUIDs, validity, highest = su, du, dest.UidValidity, mb.HighestModseq
-		return nil
+		for _, m := range page.Messages {
+			bytes += m.Size
+			count++
+		}
+		if !page.More {
+			break
+		}
+		req.AfterUid, req.Revision = page.NextAfterUid, page.Revision
 	}
-	committed := func() {
-		out.SourceUids = append(out.SourceUids, srcUIDs...)
-		out.DestUids = append(out.DestUids, destUIDs...)
-		out.DestUidValidity, out.HighestModseq = validity, highest
-		srcUIDs, destUIDs = nil, nil
+	if q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes {
+		return fail(reasonOverQuota, "quota exceeded: %d of %d bytes used, the copy needs %d", q.UsedBytes, q.LimitBytes, bytes)
 	}
-	if err := s.forEachChunk(ctx, req.AccountId, req.MailboxId, req.Uids, func(*storagev1.Message) bool { return true }, step, committed); err != nil {
+	if q.LimitMessages > 0 && q.UsedMessages+count > q.LimitMessages {
+		return fail(reasonOverQuota, "quota exceeded: %d of %d messages, the copy adds %d", q.UsedMessages, q.LimitMessages, count)
+	}
+	return nil
+}
+
+// undoCopies expunges the copies a failed COPY made. It runs on its own
+// deadline: the caller's request has failed already.
+func (s *Server) undoCopies(account, destID string, uids []uint32) {
+	if len(uids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	set := uidSetOf(uids)
+	if _, err := s.expunge(ctx, account, destID, set, true); err != nil {
+		s.log.Error("could not take back the copies of a failed COPY", "account", account, "mailbox", destID, "copies", len(uids), "err", err)
+	}
+}
+
+func (s *Server) MoveMessages(ctx context.Context, req *storagev1.MoveMessagesRequest) (*storagev1.MoveMessagesResponse, error) {
+	src, dest, validity, highest, err := s.copyOrMove(ctx, req.AccountId, req.MailboxId, req.DestMailboxId, req.Uids, true)
+	if err != nil && len(src) == 0 {
 		return nil, toStatus(err)
 	}
-	return out, nil
+	if err != nil {
+		// Some steps moved their messages (each is in exactly one mailbox):
+		// report those, so that the caller can tell its client which ones.
+		s.log.Warn("move ended early", "account", req.AccountId, "moved", len(src), "err", err)
+	}
+	return &storagev1.MoveMessagesResponse{SourceUids: src, DestUids: dest, DestUidValidity: validity, HighestModseq: highest}, nil
 }
 
 func (s *Server) ExpungeMessages(ctx context.Context, req *storagev1.ExpungeMessagesRequest) (*storagev1.ExpungeMessagesResponse, error) {
@@ -440,7 +438,7 @@ func (s *Server) ExpungeMessages(ctx context.Context, req *storagev1.ExpungeMess
 	}
 	out, err := s.expunge(ctx, req.AccountId, req.MailboxId, req.Uids, req.IgnoreDeletedFlag)
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	return out, nil
 }
@@ -448,42 +446,51 @@ func (s *Server) ExpungeMessages(ctx context.Context, req *storagev1.ExpungeMess
 // expunge removes the messages in set (empty = all) that carry \Deleted, or
 // all of them in set when ignoreDeleted is set.
 func (s *Server) expunge(ctx context.Context, account, mailboxID string, set *storagev1.UIDSet, ignoreDeleted bool) (*storagev1.ExpungeMessagesResponse, error) {
+	return s.removeEntries(ctx, account, mailboxID, s.keys.Mailbox(account, mailboxID), set, ignoreDeleted)
+}
+
+// removeEntries is expunge for a mailbox record at mailboxKey (a mailbox
+// being deleted keeps its record elsewhere).
+func (s *Server) removeEntries(ctx context.Context, account, mailboxID, mailboxKey string, set *storagev1.UIDSet, ignoreDeleted bool) (*storagev1.ExpungeMessagesResponse, error) {
 	out := &storagev1.ExpungeMessagesResponse{}
-	var chunkUIDs []uint32
+	var stepUIDs []uint32
 	var highest uint64
-	match := func(m *storagev1.Message) bool { return ignoreDeleted || hasFlag(m.Flags, `\Deleted`) }
-	step := func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
-		chunkUIDs = nil
-		q, err := s.loadQuota(tx, account)
-		if err != nil {
-			return err
-		}
-		var refKeys []string
-		for _, m := range msgs {
-			refKeys = append(refKeys, s.keys.Body(m.BodyKey))
-		}
-		if err := tx.Prefetch(refKeys); err != nil {
-			return err
-		}
-		mb.HighestModseq++
-		for _, m := range msgs {
-			if err := s.removeMessage(tx, account, mb, q, m); err != nil {
+	err := s.runBulk(ctx, account, mailboxID, mailboxKey, set, bulkChange{
+		match: func(m *storagev1.Message) bool { return ignoreDeleted || hasFlag(m.Flags, `\Deleted`) },
+		cost: func(m *storagev1.Message) (int, int) {
+			return 2, len(s.keys.Message(account, mailboxID, m.Uid)) + opCost + s.refCost(m.BodyKey)
+		},
+		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
+			stepUIDs = nil
+			q, err := s.loadQuota(tx, account)
+			if err != nil {
 				return err
 			}
-			chunkUIDs = append(chunkUIDs, m.Uid)
-		}
-		s.saveMailbox(tx, account, mb)
-		s.saveQuota(tx, account, q)
-		highest = mb.HighestModseq
-		return nil
-	}
-	committed := func() {
-		out.ExpungedUids = append(out.ExpungedUids, chunkUIDs...)
-		out.HighestModseq = highest
-		chunkUIDs = nil
-	}
-	if err := s.forEachChunk(ctx, account, mailboxID, set, match, step, committed); err != nil {
-		return nil, toStatus(err)
-	}
-	return out, nil
+			var refKeys []string
+			for _, m := range msgs {
+				refKeys = append(refKeys, s.keys.Body(m.BodyKey))
+			}
+			if err := tx.Prefetch(refKeys); err != nil {
+				return err
+			}
+			mb.HighestModseq++
+			var freed []string
+			for _, m := range msgs {
+				if err := s.removeMessage(tx, account, mb, q, m, &freed); err != nil {
+					return err
+				}
+				stepUIDs = append(stepUIDs, m.Uid)
+			}
+			s.stageFreed(tx, freed)
+			tx.Put(mailboxKey, marshal(mb))
+			s.saveQuota(tx, account, q)
+			highest = mb.HighestModseq
+			return nil
+		},
+		committed: func([]*storagev1.Message) {
+			out.ExpungedUids = append(out.ExpungedUids, stepUIDs...)
+			out.HighestModseq = highest
+		},
+	})
+	return out, err
 }

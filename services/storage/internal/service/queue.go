@@ -94,7 +94,10 @@ func (s *Server) Enqueue(stream storagev1.QueueService_EnqueueServer) error {
 	}
 	rec.BodyKey, rec.Item.Size = up.key, up.size
 	_, err = etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
-		s.newBodyRef(tx, up, 1)
+		if err := s.newBodyRef(tx, up, 1); err != nil {
+			return err
+		}
+		s.finishUpload(tx, up)
 		s.stageQueueRecord(tx, rec)
 		return nil
 	})
@@ -205,7 +208,12 @@ func (s *Server) removeQueueItem(tx *etcdtx.Tx, rec *records.QueueRecord) error 
 	tx.Delete(s.keys.QueueItem(rec.Item.Id))
 	tx.Delete(s.dueKey(rec.Item))
 	tx.Delete(s.keys.QueueLease(rec.Item.Id))
-	return s.releaseBody(tx, rec.BodyKey)
+	var freed []string
+	if err := s.releaseBody(tx, rec.BodyKey, &freed); err != nil {
+		return err
+	}
+	s.stageFreed(tx, freed)
+	return nil
 }
 
 // counts tallies recipients by state.

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -77,37 +78,98 @@ func (s *Server) loadAccount(tx *etcdtx.Tx, account string) (*records.AccountRec
 	return rec, nil
 }
 
-// retainBody adds one reference to a body (creating its record if new).
-func (s *Server) retainBody(tx *etcdtx.Tx, key string, size uint64) error {
+// Body references. bodies/<key> counts the index entries and queue items
+// that reference a body. Only two things create the record: the first
+// commit of a fresh upload (newBodyRef, which needs the upload's intent) and
+// a later step of the same request while its intent lives (addBodyRefs).
+// Nothing else may bring a missing record back: a body whose count reached
+// zero is on a freed list and will be deleted.
+
+// errBodyGone means a body reference record is missing where a live entry
+// still names it: a bug, reported as such rather than papered over.
+func errBodyGone(key string) error {
+	return fmt.Errorf("body %s has no reference record", key)
+}
+
+// newBodyRef stages the reference record of a freshly uploaded body. The
+// upload's intent must still exist: a replica whose lease ran out (its
+// intents gone, its body possibly swept as an orphan) cannot commit.
+func (s *Server) newBodyRef(tx *etcdtx.Tx, up *upload, refs uint32) error {
+	if _, ok, err := tx.Get(s.keys.Upload(up.key)); err != nil {
+		return err
+	} else if !ok {
+		return fail(reasonTemporary, "the upload took too long (its intent expired); try again")
+	}
+	tx.Put(s.keys.Body(up.key), marshal(&records.BodyRef{Refs: refs, Size: up.size, CreatedAt: timestamppb.Now()}))
+	return nil
+}
+
+// addBodyRefs adds n references to a body uploaded by this request: its
+// record may have gone to zero (every earlier copy expunged) while the
+// intent kept the body alive, and is then created again.
+func (s *Server) addBodyRefs(tx *etcdtx.Tx, up *upload, n uint32) error {
+	ref := &records.BodyRef{}
+	ok, err := getRecord(tx, s.keys.Body(up.key), ref)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return s.newBodyRef(tx, up, n)
+	}
+	ref.Refs += n
+	tx.Put(s.keys.Body(up.key), marshal(ref))
+	return nil
+}
+
+// finishUpload stages the end of an upload's intent: the body is now kept
+// alive by its references alone.
+func (s *Server) finishUpload(tx *etcdtx.Tx, up *upload) {
+	tx.Delete(s.keys.Upload(up.key))
+}
+
+// retainBody adds one reference to a body that a live entry references.
+func (s *Server) retainBody(tx *etcdtx.Tx, key string) error {
 	ref := &records.BodyRef{}
 	ok, err := getRecord(tx, s.keys.Body(key), ref)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		ref = &records.BodyRef{Size: size, CreatedAt: timestamppb.Now()}
+		return errBodyGone(key)
 	}
 	ref.Refs++
 	tx.Put(s.keys.Body(key), marshal(ref))
 	return nil
 }
 
-// releaseBody drops one reference; the last one turns the record into a gc
-// marker for the sweeper.
-func (s *Server) releaseBody(tx *etcdtx.Tx, key string) error {
+// releaseBody drops one reference; a body that loses its last one goes on
+// freed, which the caller stages with stageFreed in the same transaction.
+func (s *Server) releaseBody(tx *etcdtx.Tx, key string, freed *[]string) error {
 	ref := &records.BodyRef{}
 	ok, err := getRecord(tx, s.keys.Body(key), ref)
 	if err != nil {
 		return err
 	}
-	if !ok || ref.Refs <= 1 {
+	if !ok {
+		return errBodyGone(key)
+	}
+	if ref.Refs <= 1 {
 		tx.Delete(s.keys.Body(key))
-		tx.Put(s.keys.GCMarker(key), marshal(&records.GCMarker{UnreferencedAt: timestamppb.Now()}))
+		*freed = append(*freed, key)
 		return nil
 	}
 	ref.Refs--
 	tx.Put(s.keys.Body(key), marshal(ref))
 	return nil
+}
+
+// stageFreed records the bodies a step unreferenced, for the sweeper.
+func (s *Server) stageFreed(tx *etcdtx.Tx, freed []string) {
+	if len(freed) == 0 {
+		return
+	}
+	now := time.Now()
+	tx.Put(s.keys.Freed(now.UnixMilli(), newID()), marshal(&records.FreedBodies{BodyKeys: freed, FreedAt: timestamppb.New(now)}))
 }
 
 // checkQuota fails with OVER_QUOTA if adding size bytes and one message would
@@ -155,9 +217,9 @@ func (s *Server) placeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailb
 	return nil
 }
 
-// removeMessage stages the expunge of msg and releases its body reference.
-// The caller has already bumped mb.HighestModseq for this step.
-func (s *Server) removeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailbox, q *storagev1.Quota, msg *storagev1.Message) error {
+// removeMessage stages the expunge of msg and releases its body reference
+// (onto freed). The caller has already bumped mb.HighestModseq for this step.
+func (s *Server) removeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailbox, q *storagev1.Quota, msg *storagev1.Message, freed *[]string) error {
 	tx.Delete(s.keys.Message(account, mb.Id, msg.Uid))
 	mb.Messages--
 	mb.Size -= min(mb.Size, msg.Size)
@@ -168,7 +230,7 @@ func (s *Server) removeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mail
 	if q.UsedMessages > 0 {
 		q.UsedMessages--
 	}
-	return s.releaseBody(tx, msg.BodyKey)
+	return s.releaseBody(tx, msg.BodyKey, freed)
 }
 
 // systemFlags are the IMAP system flags, in their canonical spelling.
@@ -268,6 +330,55 @@ func inSet(set *storagev1.UIDSet, uid uint32) bool {
 		}
 	}
 	return false
+}
+
+// uidMatcher returns a membership test for set (empty: every UID) that
+// costs O(log ranges) per UID: a sparse selection of a big mailbox may have
+// tens of thousands of ranges, tested against every entry scanned.
+func uidMatcher(set *storagev1.UIDSet) func(uint32) bool {
+	if len(set.GetRanges()) == 0 {
+		return func(uint32) bool { return true }
+	}
+	type span struct{ first, last uint32 }
+	spans := make([]span, 0, len(set.Ranges))
+	for _, r := range set.Ranges {
+		last := r.Last
+		if last == 0 {
+			last = ^uint32(0)
+		}
+		first := r.First
+		if first > last {
+			first, last = last, first
+		}
+		spans = append(spans, span{first, last})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].first < spans[j].first })
+	merged := spans[:1]
+	for _, sp := range spans[1:] {
+		top := &merged[len(merged)-1]
+		if sp.first <= top.last || sp.first == top.last+1 {
+			top.last = max(top.last, sp.last)
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	return func(uid uint32) bool {
+		i := sort.Search(len(merged), func(i int) bool { return merged[i].last >= uid })
+		return i < len(merged) && merged[i].first <= uid
+	}
+}
+
+// uidSetOf builds a UID set from a sorted list, merging runs into ranges.
+func uidSetOf(uids []uint32) *storagev1.UIDSet {
+	set := &storagev1.UIDSet{}
+	for _, u := range uids {
+		if n := len(set.Ranges); n > 0 && set.Ranges[n-1].Last+1 == u {
+			set.Ranges[n-1].Last = u
+			continue
+		}
+		set.Ranges = append(set.Ranges, &storagev1.UIDRange{First: u, Last: u})
+	}
+	return set
 }
 
 func timeOr(ts *timestamppb.Timestamp, def time.Time) time.Time {

@@ -88,6 +88,7 @@ type Server struct {
 	log       *slog.Logger
 	committer *committer
 	authCache *password.Cache
+	leases    *leaseKeeper
 
 	// draining ends when the process starts shutting down: Watch streams,
 	// which never finish by themselves, end then so that graceful stop
@@ -106,6 +107,7 @@ func New(etcd *clientv3.Client, prefix string, blobs blobstore.Store, cfg Config
 	}
 	s := &Server{etcd: etcd, keys: keys.Layout{Prefix: prefix}, blobs: blobs, cfg: cfg, log: log}
 	s.committer = newCommitter(etcd)
+	s.leases = &leaseKeeper{etcd: etcd}
 	s.authCache = password.NewCache(cfg.AuthCacheTTL, 100000)
 	s.draining, s.drainDone = context.WithCancel(context.Background())
 	return s

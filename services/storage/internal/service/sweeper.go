@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
+	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
 	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
@@ -18,6 +19,7 @@ import (
 type SweepStats struct {
 	Unreferenced int // bodies whose last reference went away over a grace period ago
 	Orphans      int // bodies never referenced (a crash between upload and commit)
+	Resumed      int // interrupted mailbox or account removals finished
 }
 
 // RunSweeper sweeps every interval, and scans for orphans every orphanEvery,
@@ -41,8 +43,8 @@ func (s *Server) RunSweeper(ctx context.Context, interval, orphanEvery time.Dura
 		if scan {
 			lastOrphanScan = time.Now()
 		}
-		if stats.Unreferenced+stats.Orphans > 0 {
-			s.log.Info("swept bodies", "unreferenced", stats.Unreferenced, "orphans", stats.Orphans)
+		if stats.Unreferenced+stats.Orphans+stats.Resumed > 0 {
+			s.log.Info("swept bodies", "unreferenced", stats.Unreferenced, "orphans", stats.Orphans, "resumed", stats.Resumed)
 		}
 	}
 }
@@ -67,68 +69,174 @@ func (s *Server) Sweep(ctx context.Context, scanOrphans bool) (SweepStats, error
 	defer lock.Unlock(context.WithoutCancel(ctx))
 
 	cutoff := time.Now().Add(-s.cfg.SweepGrace)
-	markers, err := s.etcd.Get(ctx, s.keys.GCMarkers(), clientv3.WithPrefix())
+	if stats.Unreferenced, err = s.sweepFreed(ctx, lock, cutoff); err != nil {
+		return stats, err
+	}
+	n, err := s.sweepLegacyMarkers(ctx, lock, cutoff)
+	stats.Unreferenced += n
 	if err != nil {
 		return stats, err
 	}
+	if stats.Resumed, err = s.resumeCleanups(ctx); err != nil {
+		return stats, err
+	}
+	if !scanOrphans {
+		return stats, nil
+	}
+	stats.Orphans, err = s.scanOrphans(ctx, cutoff)
+	return stats, err
+}
+
+// Deleting a body: the record that freed it (a FreedBodies record, or a
+// legacy gc marker) is older than the grace period, so no reader still
+// streams it; then, read now, neither a reference record nor an upload
+// intent exists for it. A body with neither never gains a reference again
+// (keys are never reused; only an upload's own request may bring back a
+// record, and only while its intent lives), so the blob is deleted, and
+// after it the record that freed it. A crash in between repeats the
+// (idempotent) delete at the next sweep.
+
+// sweepFreed deletes the bodies of FreedBodies records older than cutoff.
+func (s *Server) sweepFreed(ctx context.Context, lock *concurrency.Mutex, cutoff time.Time) (int, error) {
+	resp, err := s.etcd.Get(ctx, s.keys.FreedAll(), clientv3.WithRange(s.keys.FreedBefore(cutoff.UnixMilli())), clientv3.WithLimit(1000))
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, kv := range resp.Kvs {
+		rec := &records.FreedBodies{}
+		if err := proto.Unmarshal(kv.Value, rec); err != nil {
+			return deleted, err
+		}
+		n, err := s.deleteUnreferenced(ctx, rec.BodyKeys)
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
+		if err := s.deleteOwnedKey(ctx, lock, string(kv.Key), kv.ModRevision); err != nil {
+			return deleted, err
+		}
+	}
+	return deleted, nil
+}
+
+// sweepLegacyMarkers deletes the bodies of gc/<key> markers (the layout
+// before FreedBodies) older than cutoff.
+func (s *Server) sweepLegacyMarkers(ctx context.Context, lock *concurrency.Mutex, cutoff time.Time) (int, error) {
+	markers, err := s.etcd.Get(ctx, s.keys.GCMarkers(), clientv3.WithPrefix(), clientv3.WithLimit(1000))
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
 	for _, kv := range markers.Kvs {
 		m := &records.GCMarker{}
 		if err := proto.Unmarshal(kv.Value, m); err != nil {
-			return stats, err
+			return deleted, err
 		}
 		if m.UnreferencedAt.AsTime().After(cutoff) {
 			continue
 		}
 		key := strings.TrimPrefix(string(kv.Key), s.keys.GCMarkers())
-		// A body with no references never gains one again (copies need a
-		// live entry; new mail gets new keys), so deleting is safe.
-		if err := s.blobs.Delete(ctx, key); err != nil {
-			return stats, err
-		}
-		resp, err := s.etcd.Txn(ctx).If(lock.IsOwner(), clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
-			Then(clientv3.OpDelete(string(kv.Key))).Commit()
+		n, err := s.deleteUnreferenced(ctx, []string{key})
+		deleted += n
 		if err != nil {
-			return stats, err
+			return deleted, err
 		}
-		if !resp.Succeeded {
-			return stats, errors.New("sweeper lost its lock")
+		if err := s.deleteOwnedKey(ctx, lock, string(kv.Key), kv.ModRevision); err != nil {
+			return deleted, err
 		}
-		stats.Unreferenced++
 	}
-	if !scanOrphans {
-		return stats, nil
+	return deleted, nil
+}
+
+// deleteUnreferenced deletes the blobs of bodyKeys that have neither a
+// reference record nor an upload intent now.
+func (s *Server) deleteUnreferenced(ctx context.Context, bodyKeys []string) (int, error) {
+	deleted := 0
+	for len(bodyKeys) > 0 {
+		batch := bodyKeys[:min(len(bodyKeys), etcdtx.MaxOps/2)]
+		bodyKeys = bodyKeys[len(batch):]
+		var ops []clientv3.Op
+		for _, key := range batch {
+			ops = append(ops, clientv3.OpGet(s.keys.Body(key), clientv3.WithCountOnly()),
+				clientv3.OpGet(s.keys.Upload(key), clientv3.WithCountOnly()))
+		}
+		resp, err := s.etcd.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return deleted, err
+		}
+		for i, key := range batch {
+			if resp.Responses[2*i].GetResponseRange().Count+resp.Responses[2*i+1].GetResponseRange().Count > 0 {
+				// Referenced again by its own upload's request (see addBodyRefs).
+				continue
+			}
+			if err := s.blobs.Delete(ctx, key); err != nil {
+				return deleted, err
+			}
+			deleted++
+		}
 	}
+	return deleted, nil
+}
+
+// deleteOwnedKey deletes key (at modRev) while this replica holds the lock.
+func (s *Server) deleteOwnedKey(ctx context.Context, lock *concurrency.Mutex, key string, modRev int64) error {
+	resp, err := s.etcd.Txn(ctx).If(lock.IsOwner(), clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
+		Then(clientv3.OpDelete(key)).Commit()
+	if err != nil {
+		return err
+	}
+	if !resp.Succeeded {
+		return errors.New("sweeper lost its lock")
+	}
+	return nil
+}
+
+// scanOrphans deletes objects of the body store that nothing references:
+// no reference record, no upload intent, no legacy gc marker. Listing first
+// and reading etcd after is safe: an upload's intent exists before its
+// object does, and is deleted only in the transaction that creates the
+// reference record. The age check only spares fresh objects' readers the
+// surprise; safety does not rest on it.
+func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error) {
 	var candidates []string
-	err = s.blobs.List(ctx, func(info blobstore.Info) error {
+	err := s.blobs.List(ctx, func(info blobstore.Info) error {
 		if info.Modified.Before(cutoff) {
 			candidates = append(candidates, info.Key)
 		}
 		return nil
 	})
 	if err != nil {
-		return stats, err
+		return 0, err
 	}
+	orphans := 0
 	for len(candidates) > 0 {
-		batch := candidates[:min(len(candidates), 60)]
+		batch := candidates[:min(len(candidates), etcdtx.MaxOps/3)]
 		candidates = candidates[len(batch):]
 		var ops []clientv3.Op
 		for _, key := range batch {
-			ops = append(ops, clientv3.OpGet(s.keys.Body(key), clientv3.WithCountOnly()), clientv3.OpGet(s.keys.GCMarker(key), clientv3.WithCountOnly()))
+			ops = append(ops, clientv3.OpGet(s.keys.Body(key), clientv3.WithCountOnly()),
+				clientv3.OpGet(s.keys.Upload(key), clientv3.WithCountOnly()),
+				clientv3.OpGet(s.keys.GCMarker(key), clientv3.WithCountOnly()))
 		}
 		resp, err := s.etcd.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			return stats, err
+			return orphans, err
 		}
 		for i, key := range batch {
-			if resp.Responses[2*i].GetResponseRange().Count+resp.Responses[2*i+1].GetResponseRange().Count > 0 {
+			var refs int64
+			for j := 0; j < 3; j++ {
+				refs += resp.Responses[3*i+j].GetResponseRange().Count
+			}
+			if refs > 0 {
 				continue
 			}
 			if err := s.blobs.Delete(ctx, key); err != nil {
-				return stats, err
+				return orphans, err
 			}
 			s.log.Info("removed orphan body", "body", key)
-			stats.Orphans++
+			orphans++
 		}
 	}
-	return stats, nil
+	return orphans, nil
 }

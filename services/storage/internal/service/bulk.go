@@ -1,0 +1,188 @@
+package service
+
+import (
+	"context"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
+	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
+)
+
+// Bulk changes. STORE, COPY, MOVE and EXPUNGE may name any number of
+// messages (EXPUNGE of a 100 000-message Trash is an ordinary request), but
+// one etcd transaction holds at most etcdtx.MaxOps operations and
+// etcdtx.MaxBytes bytes. So a bulk change runs in steps: each step is one
+// transaction that takes as many messages as the budget left in it allows,
+// from the cost of each message for this change. The entries are scanned
+// outside the transactions, a page at a time; a step re-reads only its own
+// candidates (every change of an entry also puts the mailbox record, which
+// the step compares, so a conflict retries the step, never the scan).
+
+// scanPage is how many index entries one scan of a bulk change reads.
+const scanPage = 1000
+
+// stepWindow bounds the candidates one step looks at: no step can take
+// more messages than etcd has operations.
+const stepWindow = etcdtx.MaxOps
+
+// What a step keeps for its fixed writes: mailbox records, the quota, the
+// freed-bodies record.
+const (
+	stepReserveOps   = 8
+	stepReserveBytes = 16 << 10
+)
+
+// opCost is what one operation on a key costs on the wire besides the key
+// and value (see etcdtx).
+const opCost = 16
+
+// bulkChange describes one bulk change to runBulk.
+type bulkChange struct {
+	// match selects the entries to change (nil: every entry in the set).
+	match func(*storagev1.Message) bool
+	// cost is what one message adds to a step: the larger of its compares
+	// and writes, and its bytes.
+	cost func(*storagev1.Message) (ops, bytes int)
+	// stage stages the change of msgs, already sized to fit, in tx. mb is
+	// the mailbox record as tx read it (compared at commit); stage saves it.
+	// It may run more than once for one step (conflicts).
+	stage func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error
+	// committed is called once per committed step, with its messages.
+	committed func(msgs []*storagev1.Message)
+}
+
+// runBulk applies c to the entries of one mailbox that are in set (empty:
+// all) and match, in UID order, step by step. mailboxKey is the key of the
+// mailbox record (a mailbox being deleted has it elsewhere).
+func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey string, set *storagev1.UIDSet, c bulkChange) error {
+	if account == "" || mailboxID == "" {
+		return errInvalid("account and mailbox ids are required")
+	}
+	first, last := uidBounds(set)
+	end := keys.PrefixEnd(s.keys.Messages(account, mailboxID))
+	if last > 0 {
+		end = s.keys.Message(account, mailboxID, last) + "\x00"
+	}
+	from := s.keys.Message(account, mailboxID, max(first, 1))
+	inSet := uidMatcher(set)
+	wanted := func(m *storagev1.Message) bool {
+		return inSet(m.Uid) && (c.match == nil || c.match(m))
+	}
+	for {
+		resp, err := s.etcd.Txn(ctx).Then(clientv3.OpGet(mailboxKey),
+			clientv3.OpGet(from, clientv3.WithRange(end), clientv3.WithLimit(scanPage))).Commit()
+		if err != nil {
+			return err
+		}
+		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+			return fail(reasonMailboxNotFound, "no such mailbox")
+		}
+		page := resp.Responses[1].GetResponseRange()
+		var candidates []*storagev1.Message
+		for _, kv := range page.Kvs {
+			m := &storagev1.Message{}
+			if err := proto.Unmarshal(kv.Value, m); err != nil {
+				return err
+			}
+			if wanted(m) {
+				candidates = append(candidates, m)
+			}
+		}
+		for len(candidates) > 0 {
+			var done []*storagev1.Message
+			_, err := s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
+				done = nil
+				mb := &storagev1.Mailbox{}
+				if ok, err := getRecord(tx, mailboxKey, mb); err != nil {
+					return err
+				} else if !ok {
+					return fail(reasonMailboxNotFound, "no such mailbox")
+				}
+				msgs, err := s.rereadEntries(tx, account, mailboxID, candidates[:min(len(candidates), stepWindow)], wanted)
+				if err != nil || len(msgs) == 0 {
+					return err
+				}
+				ops, bytes := tx.Room()
+				ops, bytes = ops-stepReserveOps, bytes-stepReserveBytes
+				n := 0
+				for ; n < len(msgs); n++ {
+					o, b := c.cost(msgs[n])
+					if o > ops || b > bytes {
+						break
+					}
+					ops, bytes = ops-o, bytes-b
+				}
+				if n == 0 {
+					return errDeferred // the committer tries it in a transaction of its own
+				}
+				if err := c.stage(tx, mb, msgs[:n]); err != nil {
+					return err
+				}
+				done = msgs[:n]
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			window := candidates[:min(len(candidates), stepWindow)]
+			if len(done) == 0 {
+				// None of the window is left to change (expunged or changed
+				// by someone else meanwhile): move past it.
+				candidates = candidates[len(window):]
+				continue
+			}
+			c.committed(done)
+			lastUID := done[len(done)-1].Uid
+			for len(candidates) > 0 && candidates[0].Uid <= lastUID {
+				candidates = candidates[1:]
+			}
+		}
+		if !page.More || len(page.Kvs) == 0 {
+			return nil
+		}
+		from = string(page.Kvs[len(page.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// rereadEntries reads the current entries of candidates within tx (covered
+// by the mailbox record's compare) and keeps those that still exist and are
+// wanted, in order.
+func (s *Server) rereadEntries(tx *etcdtx.Tx, account, mailboxID string, candidates []*storagev1.Message, wanted func(*storagev1.Message) bool) ([]*storagev1.Message, error) {
+	keyList := make([]string, len(candidates))
+	for i, m := range candidates {
+		keyList[i] = s.keys.Message(account, mailboxID, m.Uid)
+	}
+	values, err := tx.ReadCovered(keyList)
+	if err != nil {
+		return nil, err
+	}
+	var out []*storagev1.Message
+	for _, v := range values {
+		if v == nil {
+			continue
+		}
+		m := &storagev1.Message{}
+		if err := proto.Unmarshal(v, m); err != nil {
+			return nil, err
+		}
+		if wanted(m) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// entryCost is what writing msg's entry costs (key and value).
+func (s *Server) entryCost(account, mailboxID string, m *storagev1.Message) int {
+	return len(s.keys.Message(account, mailboxID, m.Uid)) + proto.Size(m) + opCost
+}
+
+// refCost is what reading and rewriting (or deleting and freeing) a body's
+// reference record costs.
+func (s *Server) refCost(bodyKey string) int {
+	const refRecord = 48 // a BodyRef, generously
+	return 2*(len(s.keys.Body(bodyKey))+opCost) + refRecord + len(bodyKey) + 4
+}

@@ -1,0 +1,89 @@
+package service
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+// Removals that outlive one request. Deleting a mailbox takes it away from
+// the client in one transaction and then removes its entries (releasing
+// their bodies and usage) step by step; deleting an account does that for
+// every mailbox, then removes the account's keys. Each leaves a cleanup mark
+// (cleanup/<account>/<mailbox id or "account">) until it is done, so that
+// an interrupted removal — a replica stopped, a client gone — is finished by
+// the replica that holds the sweeper's lock.
+
+// cleanupResumeAfter is how old a mark must be before the sweeper resumes
+// it: younger ones most likely belong to a request still running.
+const cleanupResumeAfter = time.Minute
+
+func cleanupStamp() []byte { return []byte(strconv.FormatInt(time.Now().UnixMilli(), 10)) }
+
+// finishMailboxDelete removes the entries of a deleted mailbox, then its
+// record and mark.
+func (s *Server) finishMailboxDelete(ctx context.Context, account, mailboxID string) error {
+	key := s.keys.Deleting(account, mailboxID)
+	_, err := s.removeEntries(ctx, account, mailboxID, key, nil, true)
+	if err != nil && storagev1.ReasonOf(err) != reasonMailboxNotFound {
+		return err
+	}
+	// No entry can arrive meanwhile: nothing names the mailbox any more.
+	_, err = s.etcd.Txn(ctx).Then(clientv3.OpDelete(key), clientv3.OpDelete(s.keys.Cleanup(account, mailboxID))).Commit()
+	return err
+}
+
+// finishAccountDelete removes everything of an account marked Deleting:
+// every mailbox's entries (live or already deleted ones), then its keys.
+func (s *Server) finishAccountDelete(ctx context.Context, account string) error {
+	for _, prefix := range []string{s.keys.Mailboxes(account), s.keys.AllDeleting(account)} {
+		resp, err := s.etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return err
+		}
+		for _, kv := range resp.Kvs {
+			mailboxID := strings.TrimPrefix(string(kv.Key), prefix)
+			_, err := s.removeEntries(ctx, account, mailboxID, string(kv.Key), nil, true)
+			if err != nil && storagev1.ReasonOf(err) != reasonMailboxNotFound {
+				return err
+			}
+		}
+	}
+	_, err := s.etcd.Txn(ctx).Then(
+		clientv3.OpDelete(s.keys.AccountRoot(account), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.keys.AccountCleanups(account), clientv3.WithPrefix())).Commit()
+	return err
+}
+
+// resumeCleanups finishes the removals whose marks are older than
+// cleanupResumeAfter. The sweeper calls it under its lock.
+func (s *Server) resumeCleanups(ctx context.Context) (int, error) {
+	resp, err := s.etcd.Get(ctx, s.keys.Cleanups(), clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for _, kv := range resp.Kvs {
+		ms, _ := strconv.ParseInt(string(kv.Value), 10, 64)
+		if time.Since(time.UnixMilli(ms)) < cleanupResumeAfter {
+			continue
+		}
+		account, name, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), s.keys.Cleanups()), "/")
+		if name == "account" {
+			err = s.finishAccountDelete(ctx, account)
+		} else {
+			err = s.finishMailboxDelete(ctx, account, name)
+		}
+		if err != nil {
+			return done, err
+		}
+		s.log.Info("resumed an interrupted removal", "account", account, "what", name)
+		done++
+	}
+	return done, nil
+}

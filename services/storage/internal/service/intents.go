@@ -1,0 +1,78 @@
+package service
+
+import (
+	"context"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Upload intents: before a body is written to the body store, the replica
+// puts uploads/<body key> on its own etcd lease. The transaction that first
+// references the body requires the intent (a replica whose lease expired
+// cannot commit), and the last step of the request deletes it. So at every
+// moment a stored body has a reference record, an intent or a freed record,
+// and the orphan scan needs no clock to tell an upload in flight from an
+// orphan: if the replica dies, its lease ends and its intents with it.
+
+// uploadLeaseTTL is how long an intent outlives a replica that stopped
+// renewing it (seconds).
+const uploadLeaseTTL = 60
+
+// leaseKeeper holds one etcd lease per replica, kept alive, replaced when lost.
+type leaseKeeper struct {
+	etcd *clientv3.Client
+
+	mu sync.Mutex
+	id clientv3.LeaseID
+}
+
+// lease returns the replica's live lease, granting a new one if needed.
+func (k *leaseKeeper) lease(ctx context.Context) (clientv3.LeaseID, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.id != 0 {
+		return k.id, nil
+	}
+	grant, err := k.etcd.Grant(ctx, uploadLeaseTTL)
+	if err != nil {
+		return 0, err
+	}
+	// The keep-alive lives as long as the client; when its channel closes
+	// the lease is gone (expired or revoked) and the next call grants anew.
+	alive, err := k.etcd.KeepAlive(context.WithoutCancel(ctx), grant.ID)
+	if err != nil {
+		return 0, err
+	}
+	k.id = grant.ID
+	go func(id clientv3.LeaseID) {
+		for range alive {
+		}
+		k.mu.Lock()
+		if k.id == id {
+			k.id = 0
+		}
+		k.mu.Unlock()
+	}(grant.ID)
+	return k.id, nil
+}
+
+// registerUpload puts the intent for a body about to be written.
+func (s *Server) registerUpload(ctx context.Context, key string) error {
+	id, err := s.leases.lease(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s.etcd.Put(ctx, s.keys.Upload(key), "", clientv3.WithLease(id))
+	return err
+}
+
+// forgetUpload deletes an intent outside a transaction (the request ends
+// without referencing the body, which it deletes itself).
+func (s *Server) forgetUpload(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	if _, err := s.etcd.Delete(ctx, s.keys.Upload(key)); err != nil {
+		s.log.Warn("could not delete an upload intent; it ends with the lease", "body", key, "err", err)
+	}
+}
