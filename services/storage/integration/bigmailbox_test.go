@@ -31,11 +31,10 @@ func bigMailboxSize(t *testing.T) int {
 }
 
 // fillMailbox appends n corpus messages (seed 1) with `workers` concurrent
-// streams; every third message is \Seen. It returns the messages' sizes.
-func fillMailbox(t *testing.T, r *replica, account, mailboxID string, n, workers int, maxSize int64) {
+// streams; every third message is \Seen.
+func fillMailbox(ctx context.Context, t *testing.T, r *replica, account, mailboxID string, n, workers int, maxSize int64) {
 	t.Helper()
 	gen := mailcorpus.NewWithOptions(mailcorpus.Options{Seed: 1, MaxSize: maxSize})
-	ctx := ctxT(t)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -110,7 +109,7 @@ func TestBigMailbox(t *testing.T) {
 		phase = time.Now()
 	}
 
-	fillMailbox(t, r, acc.Id, inbox, n, 32, 16<<10)
+	fillMailbox(ctx, t, r, acc.Id, inbox, n, 32, 16<<10)
 	step("append " + strconv.Itoa(n) + " messages")
 	mb, msgs := listAll(t, r, acc.Id, inbox)
 	if len(msgs) != n || int(mb.Messages) != n || mb.UidNext != uint32(n)+1 {

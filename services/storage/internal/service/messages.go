@@ -216,8 +216,9 @@ func (s *Server) StoreFlags(ctx context.Context, req *storagev1.StoreFlagsReques
 					tx.Put(s.keys.Message(req.AccountId, mb.Id, msg.Uid), marshal(msg))
 					changed = true
 				}
-				msg.Envelope = nil
-				stepMsgs = append(stepMsgs, msg)
+				// The answer carries what a STORE reports, no more: it
+				// names every message of sets of any size.
+				stepMsgs = append(stepMsgs, &storagev1.Message{Uid: msg.Uid, Modseq: msg.Modseq, Flags: msg.Flags})
 			}
 			if changed {
 				mb.HighestModseq = modseq
