@@ -1,9 +1,18 @@
-// Command bench measures appends through the storage gRPC API: 10 KiB
-// messages from 1, 8 and 32 concurrent clients (one account each), against a
-// real etcd and either a real MinIO (s3 driver) or a local directory (fs
-// driver), all on loopback. It prints messages/s and p50/p99 latency.
+// Command bench measures the storage tier against a real etcd, all on
+// loopback.
+//
+// Mode append (the default) measures appends through the storage gRPC API:
+// 10 KiB messages from 1, 8 and 32 concurrent clients (one account each),
+// with either a real MinIO (s3 driver) or a local directory (fs driver) as
+// the body store. It prints messages/s and p50/p99 latency.
+//
+// Mode etcd-bytes appends n messages (pkg/mailcorpus, and simple ones with 1
+// and 10 recipients) to one mailbox and prints what they cost in etcd after
+// compaction and defragmentation: bytes per message, the figure that sizes a
+// cell (docs/sizing.md).
 //
 //	go run ./services/storage/cmd/bench [-messages 2000] [-size 10240] [-drivers s3,fs]
+//	go run ./services/storage/cmd/bench -mode etcd-bytes [-n 2000]
 package main
 
 import (
@@ -36,8 +45,20 @@ func main() {
 	size := flag.Int("size", 10<<10, "message size in bytes")
 	drivers := flag.String("drivers", "s3,fs", "body store drivers to measure")
 	clients := flag.String("clients", "1,8,32", "concurrent client counts")
+	mode := flag.String("mode", "append", "append: append throughput and latency; etcd-bytes: etcd bytes per stored message")
+	n := flag.Int("n", 2000, "etcd-bytes: messages stored per corpus")
+	seed := flag.Int64("seed", 1, "etcd-bytes: seed of the mailcorpus corpus")
 	flag.Parse()
-	if err := run(*messages, *size, strings.Split(*drivers, ","), *clients); err != nil {
+	var err error
+	switch *mode {
+	case "append":
+		err = run(*messages, *size, strings.Split(*drivers, ","), *clients)
+	case "etcd-bytes":
+		err = runEtcdBytes(*n, 8, *seed)
+	default:
+		err = fmt.Errorf("unknown -mode %q (want append or etcd-bytes)", *mode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -100,22 +121,11 @@ func measure(etcd *engines.EtcdCluster, blobs blobstore.Store, driver string, cl
 	}
 	defer cli.Close()
 	prefix := fmt.Sprintf("/bench-%s-%d/", driver, clients)
-	svc := service.New(cli, prefix, blobs, service.DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	srv := grpc.NewServer()
-	storagev1.RegisterAccountServiceServer(srv, svc)
-	storagev1.RegisterMessageServiceServer(srv, svc)
-	storagev1.RegisterMailboxServiceServer(srv, svc)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	conn, stop, err := startStorage(cli, prefix, blobs)
 	if err != nil {
 		return err
 	}
-	go srv.Serve(ln)
-	defer srv.Stop()
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	defer stop()
 	accounts := storagev1.NewAccountServiceClient(conn)
 	mailboxes := storagev1.NewMailboxServiceClient(conn)
 	msgs := storagev1.NewMessageServiceClient(conn)
@@ -184,6 +194,27 @@ func measure(etcd *engines.EtcdCluster, blobs blobstore.Store, driver string, cl
 	fmt.Printf("%-6s %-8d %10.0f %10s %10s\n", driver, clients, float64(messages)/elapsed.Seconds(),
 		latencies[messages/2].Round(10*time.Microsecond), latencies[messages*99/100].Round(10*time.Microsecond))
 	return nil
+}
+
+// startStorage serves the storage API on a loopback port and returns a
+// connection to it and a function that stops both.
+func startStorage(cli *clientv3.Client, prefix string, blobs blobstore.Store) (*grpc.ClientConn, func(), error) {
+	svc := service.New(cli, prefix, blobs, service.DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := grpc.NewServer()
+	storagev1.RegisterAccountServiceServer(srv, svc)
+	storagev1.RegisterMessageServiceServer(srv, svc)
+	storagev1.RegisterMailboxServiceServer(srv, svc)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	go srv.Serve(ln)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		srv.Stop()
+		return nil, nil, err
+	}
+	return conn, func() { conn.Close(); srv.Stop() }, nil
 }
 
 func appendOnce(ctx context.Context, msgs storagev1.MessageServiceClient, account, inbox string, body []byte) error {

@@ -28,6 +28,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
+	"github.com/mailfleet/mailfleet/services/storage/internal/etcdmaint"
 	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
 	"github.com/mailfleet/mailfleet/services/storage/internal/service"
 )
@@ -70,6 +71,11 @@ type Config struct {
 	GRPCTLSKey         string
 	GRPCClientCA       string
 	AuthCacheTTL       time.Duration
+
+	EtcdStatusInterval time.Duration
+	EtcdDefragInterval time.Duration
+	EtcdDefragMinFree  int64
+	EtcdDefragPause    time.Duration
 }
 
 // Flags registers every setting on fs.
@@ -109,6 +115,11 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", "", "key of the gRPC API certificate")
 	fs.StringVar(&c.GRPCClientCA, "grpc-client-ca", "", "require client certificates signed by this CA (mTLS between tiers)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long in-flight requests may take after SIGTERM")
+	maint := etcdmaint.DefaultConfig()
+	fs.DurationVar(&c.EtcdStatusInterval, "etcd-status-interval", maint.StatusInterval, "how often etcd members' database sizes and alarms are read for the metrics (0 = never)")
+	fs.DurationVar(&c.EtcdDefragInterval, "etcd-defrag-interval", maint.DefragInterval, "how often the one elected replica looks for etcd members to defragment (0 = never; a NOSPACE alarm makes it look at once)")
+	fs.Int64Var(&c.EtcdDefragMinFree, "etcd-defrag-min-free", maint.MinFree, "defragment an etcd member once this many bytes of its database are free (db size minus db size in use)")
+	fs.DurationVar(&c.EtcdDefragPause, "etcd-defrag-pause", maint.Pause, "rest between two members' defragmentations, after the first has caught up")
 	return c
 }
 
@@ -197,6 +208,24 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			}
 		}()
 		svc.RunSweeper(sweepCtx, cfg.SweepInterval, cfg.OrphanScanInterval)
+	}()
+	maintCfg := etcdmaint.DefaultConfig()
+	maintCfg.StatusInterval, maintCfg.DefragInterval = cfg.EtcdStatusInterval, cfg.EtcdDefragInterval
+	maintCfg.MinFree, maintCfg.Pause = cfg.EtcdDefragMinFree, cfg.EtcdDefragPause
+	maintCfg.ElectionKey = keys.Layout{Prefix: cfg.EtcdPrefix}.DefragElection()
+	maint := etcdmaint.New(etcd, maintCfg, reg, log)
+	maintDone := make(chan struct{})
+	go func() {
+		defer close(maintDone)
+		maint.Run(sweepCtx) // it recovers its own panics
+	}()
+	// Stop it while etcd is still open: it hands the election over at once.
+	defer func() {
+		stopSweeper()
+		select {
+		case <-maintDone:
+		case <-time.After(5 * time.Second):
+		}
 	}()
 	errc := make(chan error, 2)
 	go func() { errc <- grpcServer.Serve(ln) }()

@@ -35,8 +35,9 @@ func (c *EtcdCluster) Endpoints() []string {
 }
 
 // StartEtcd starts an etcd cluster of n members with data under dir and waits
-// until every member is healthy. Stop it with Stop.
-func StartEtcd(dir string, n int) (*EtcdCluster, error) {
+// until every member is healthy. Stop it with Stop. extraArgs are added to
+// every member's flags, for example "--quota-backend-bytes", "16777216".
+func StartEtcd(dir string, n int, extraArgs ...string) (*EtcdCluster, error) {
 	bin, err := binary("MAILFLEET_ETCD_BIN", "install-etcd.sh")
 	if err != nil {
 		return nil, err
@@ -88,6 +89,7 @@ func StartEtcd(dir string, n int) (*EtcdCluster, error) {
 			},
 			logPath: filepath.Join(dir, name+".log"),
 		}}
+		m.proc.args = append(m.proc.args, extraArgs...)
 		cluster.Members = append(cluster.Members, m)
 	}
 	for _, m := range cluster.Members {
