@@ -53,6 +53,27 @@ func (f *TLSFlags) Config(log *slog.Logger) (*tls.Config, error) {
 	return tlsreload.MutualClient(f.CA, f.Cert, f.Key, log)
 }
 
+// Message-size limits between the tiers, set on both ends (the storage
+// server receives up to MaxSendMsgSize and sends up to MaxRecvMsgSize).
+//
+// The largest response is a ListMessages page: the storage tier cuts it at
+// 1 MiB of entries, or at one entry if that alone is larger (an entry is an
+// etcd value, under etcd's 1.5 MiB request limit); MaxRecvMsgSize is that
+// with room to spare.
+//
+// Requests carry 64 KiB body chunks, names and UID sets. A UID set is the
+// largest: at most uidRangeBytes per range, so MaxSendMsgSize holds a set of
+// MaxUIDSetRanges ranges (about 590 000 scattered UIDs: every message of a
+// mailbox six times the 100 000 we size for).
+const (
+	MaxRecvMsgSize = 8 << 20
+	MaxSendMsgSize = 8 << 20
+	// uidRangeBytes is one encoded UIDRange in a UIDSet: two 5-byte varints
+	// with their tags, plus the range's own tag and length.
+	uidRangeBytes   = 2*(1+5) + 2
+	MaxUIDSetRanges = (MaxSendMsgSize - 64<<10) / uidRangeBytes
+)
+
 var dnsIntervalOnce sync.Once
 
 // Dial connects to the storage tier at addr (over mTLS when tlsCfg is not
@@ -73,6 +94,7 @@ func Dial(addr string, tlsCfg *tls.Config) (*Client, error) {
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		// A gRPC Service of several storage pods behind one name: spread calls.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgSize), grpc.MaxCallSendMsgSize(MaxSendMsgSize)),
 	)
 	if err != nil {
 		return nil, err
@@ -170,6 +192,8 @@ func (r *bodyReader) Close() error {
 }
 
 // UIDSetOf builds a UID set from a sorted list, merging runs into ranges.
+// A request carries at most MaxUIDSetRanges ranges (MaxSendMsgSize): a
+// caller whose selection can be larger must split it.
 func UIDSetOf(uids []uint32) *storagev1.UIDSet {
 	set := &storagev1.UIDSet{}
 	for _, u := range uids {

@@ -74,7 +74,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if tlsCfg != nil {
 		creds = credentials.NewTLS(tlsCfg)
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(storeclient.MaxRecvMsgSize), grpc.MaxCallSendMsgSize(storeclient.MaxSendMsgSize)))
 	if err != nil {
 		fmt.Fprintln(stderr, "mailctl:", err)
 		return 1

@@ -52,15 +52,19 @@ func (s *session) readBody(uid uint32, offset, length uint64) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
+// windowSize is how many messages FETCH and SEARCH handle at a time: they read
+// the window's index entries, answer for it, then move on, so that a
+// command's memory is a window's, not the mailbox's. 500 entries with
+// envelopes are one or two ListMessages pages.
+const windowSize = 500
+
 // RFC 9051 6.4.5 FETCH: metadata from the index, bodies from the body store.
 // Whole bodies, headers and texts stream as byte ranges; parts, BINARY and
 // BODYSTRUCTURE parse the whole message in memory (bounded by the size limit).
+// A message expunged meanwhile by another session is left out of the answer.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	v := s.selected
 	targets := v.resolve(numSet)
-	if len(targets) == 0 {
-		return nil
-	}
 	markSeen := false
 	for _, bs := range options.BodySection {
 		markSeen = markSeen || !bs.Peek
@@ -68,6 +72,18 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	markSeen = markSeen && !v.readOnly
 	needMeta := options.Envelope || options.InternalDate || options.RFC822Size || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 || options.BodyStructure != nil
+	for len(targets) > 0 {
+		n := min(len(targets), windowSize)
+		if err := s.fetchWindow(w, targets[:n], options, needMeta, markSeen); err != nil {
+			return err
+		}
+		targets = targets[n:]
+	}
+	return nil
+}
+
+// fetchWindow answers FETCH for a window of targets.
+func (s *session) fetchWindow(w *imapserver.FetchWriter, targets []target, options *imap.FetchOptions, needMeta, markSeen bool) error {
 	var meta map[uint32]*storagev1.Message
 	if needMeta {
 		var err error
@@ -75,6 +91,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return mapError(err)
 		}
 	}
+	// \Seen is stored before the responses that show it.
 	if markSeen {
 		if err := s.markSeen(targets); err != nil {
 			return err
@@ -85,11 +102,20 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		if needMeta && m == nil {
 			continue // expunged meanwhile: nothing to say about it
 		}
-		if err := s.fetchOne(w.CreateMessage(t.seq), t, m, options, markSeen); err != nil {
+		err := s.fetchOne(w, t, m, options, markSeen)
+		if gone(err) {
+			continue // expunged since its entry was read
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// gone reports whether err says the message no longer exists.
+func gone(err error) bool {
+	return storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MESSAGE_NOT_FOUND
 }
 
 // markSeen sets \Seen on targets that lack it, as a non-PEEK body fetch must.
@@ -130,7 +156,106 @@ func hasFlag(flags []string, f string) bool {
 	return false
 }
 
-func (s *session) fetchOne(rw *imapserver.FetchResponseWriter, t target, m *storagev1.Message, options *imap.FetchOptions, markSeen bool) error {
+// sources is what one message's FETCH response needs from the body store,
+// read (or, for streamed ranges, opened) before the response starts.
+type sources struct {
+	full    []byte          // the whole message, when an item parses it
+	header  []byte          // the header, for HEADER sections without full
+	streams []io.ReadCloser // per BodySection: the open range of a streamed one
+	cancel  context.CancelFunc
+}
+
+func (src *sources) close() {
+	for _, rc := range src.streams {
+		if rc != nil {
+			rc.Close()
+		}
+	}
+	src.cancel()
+}
+
+// fetchOne writes one message's FETCH response. Everything that can fail
+// before the first byte (a message expunged meanwhile) is done before the
+// response starts, so that a failure leaves nothing half-written. The
+// response writer holds the connection's write lock: it is closed on every
+// path, or the command's status, and every later response, would wait forever.
+func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *storagev1.Message, options *imap.FetchOptions, markSeen bool) error {
+	src, err := s.openSources(t.uid, m, options)
+	if err != nil {
+		if gone(err) {
+			return err
+		}
+		return mapError(err)
+	}
+	defer src.close()
+	rw := w.CreateMessage(t.seq)
+	err = s.writeItems(rw, t, m, src, options, markSeen)
+	if cerr := rw.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openSources reads what the items need: the whole message if any item parses
+// it, else the header if a HEADER section asks for it, and opens the byte
+// ranges of BODY[] and BODY[TEXT], which stream.
+func (s *session) openSources(uid uint32, m *storagev1.Message, options *imap.FetchOptions) (*sources, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
+	src := &sources{cancel: cancel}
+	needFull := options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	for _, bs := range options.BodySection {
+		needFull = needFull || len(bs.Part) > 0 || bs.Specifier == imap.PartSpecifierMIME
+	}
+	var err error
+	if needFull {
+		if src.full, err = s.readBody(uid, 0, 0); err != nil {
+			src.close()
+			return nil, err
+		}
+		return src, nil
+	}
+	src.streams = make([]io.ReadCloser, len(options.BodySection))
+	for i, bs := range options.BodySection {
+		if !streamed(bs) {
+			if src.header == nil {
+				if src.header, err = s.readBody(uid, 0, m.HeaderSize); err != nil {
+					src.close()
+					return nil, err
+				}
+			}
+			continue
+		}
+		start, n := streamRange(m, bs)
+		if n == 0 {
+			continue
+		}
+		if src.streams[i], err = s.srv.store.BodyReader(ctx, s.account.Id, s.selected.state.id, uid, start, n); err != nil {
+			src.close()
+			return nil, err
+		}
+	}
+	return src, nil
+}
+
+// streamed reports whether a section (without the whole message loaded) is
+// a byte range of the stored message: BODY[] or BODY[TEXT], maybe partial.
+func streamed(bs *imap.FetchItemBodySection) bool {
+	return len(bs.Part) == 0 && (bs.Specifier == imap.PartSpecifierNone || bs.Specifier == imap.PartSpecifierText)
+}
+
+// streamRange is the byte range of the stored message that a streamed
+// section covers.
+func streamRange(m *storagev1.Message, bs *imap.FetchItemBodySection) (start, n uint64) {
+	start, total := uint64(0), m.Size
+	if bs.Specifier == imap.PartSpecifierText {
+		start = min(m.HeaderSize, m.Size)
+		total = m.Size - start
+	}
+	off, n := partialRange(bs.Partial, total)
+	return start + off, n
+}
+
+func (s *session) writeItems(rw *imapserver.FetchResponseWriter, t target, m *storagev1.Message, src *sources, options *imap.FetchOptions, markSeen bool) error {
 	rw.WriteUID(imap.UID(t.uid))
 	if options.Flags || markSeen {
 		rw.WriteFlags(toIMAPFlags(t.flags))
@@ -144,34 +269,22 @@ func (s *session) fetchOne(rw *imapserver.FetchResponseWriter, t target, m *stor
 	if options.Envelope {
 		rw.WriteEnvelope(toIMAPEnvelope(m.Envelope))
 	}
-	// Load the whole message once if any item needs it parsed.
-	var full []byte
-	needFull := options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	for _, bs := range options.BodySection {
-		needFull = needFull || len(bs.Part) > 0 || bs.Specifier == imap.PartSpecifierMIME
-	}
-	if needFull {
-		var err error
-		if full, err = s.readBody(t.uid, 0, 0); err != nil {
-			return mapError(err)
-		}
-	}
+	full := src.full
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(full)))
 	}
-	for _, bs := range options.BodySection {
-		if full == nil && len(bs.Part) == 0 && (bs.Specifier == imap.PartSpecifierNone || bs.Specifier == imap.PartSpecifierText) {
-			// The whole message or its text: stream the byte range, so that
-			// memory does not grow with the message.
-			if err := s.streamSection(rw, t.uid, m, bs); err != nil {
+	for i, bs := range options.BodySection {
+		if full == nil && streamed(bs) {
+			if err := s.streamSection(rw, t.uid, m, bs, src.streams[i]); err != nil {
 				return err
 			}
 			continue
 		}
-		data, err := s.section(t.uid, m, bs, full)
-		if err != nil {
-			return mapError(err)
+		loaded := full
+		if loaded == nil {
+			loaded = src.header
 		}
+		data := imapserver.ExtractBodySection(bytes.NewReader(loaded), bs)
 		if err := writeAll(rw.WriteBodySection(bs, int64(len(data))), data); err != nil {
 			return err
 		}
@@ -185,32 +298,19 @@ func (s *session) fetchOne(rw *imapserver.FetchResponseWriter, t target, m *stor
 	for _, bs := range options.BinarySectionSize {
 		rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(full), bs))
 	}
-	return rw.Close()
+	return nil
 }
 
-// streamSection copies BODY[] or BODY[TEXT] (possibly partial) from the body
-// store to the client. The size is known from the index; if the store fails
-// midway the connection cannot carry on (the literal is cut), so the error
-// ends it.
-func (s *session) streamSection(rw *imapserver.FetchResponseWriter, uid uint32, m *storagev1.Message, bs *imap.FetchItemBodySection) error {
-	start, total := uint64(0), m.Size
-	if bs.Specifier == imap.PartSpecifierText {
-		start = min(m.HeaderSize, m.Size)
-		total = m.Size - start
-	}
-	off, n := partialRange(bs.Partial, total)
+// streamSection copies BODY[] or BODY[TEXT] (possibly partial) from the
+// opened range to the client, so that memory does not grow with the
+// message. The size is known from the index; if the store fails midway the
+// connection cannot carry on (the literal is cut), so the error ends it.
+func (s *session) streamSection(rw *imapserver.FetchResponseWriter, uid uint32, m *storagev1.Message, bs *imap.FetchItemBodySection, rc io.Reader) error {
+	_, n := streamRange(m, bs)
 	wc := rw.WriteBodySection(bs, int64(n))
 	if n == 0 {
 		return wc.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
-	defer cancel()
-	rc, err := s.srv.store.BodyReader(ctx, s.account.Id, s.selected.state.id, uid, start+off, n)
-	if err != nil {
-		wc.Close()
-		return fmt.Errorf("reading message %d: %w", uid, err)
-	}
-	defer rc.Close()
 	copied, err := io.Copy(wc, rc)
 	if err == nil && uint64(copied) != n {
 		err = fmt.Errorf("message %d: %d of %d bytes", uid, copied, n)
@@ -223,41 +323,6 @@ func (s *session) streamSection(rw *imapserver.FetchResponseWriter, uid uint32, 
 		return err
 	}
 	return wc.Close()
-}
-
-// section returns the bytes of one BODY[...] item, reading only the byte
-// range it needs when the section is the header.
-func (s *session) section(uid uint32, m *storagev1.Message, bs *imap.FetchItemBodySection, full []byte) ([]byte, error) {
-	if full != nil || len(bs.Part) > 0 {
-		if full == nil {
-			var err error
-			if full, err = s.readBody(uid, 0, 0); err != nil {
-				return nil, err
-			}
-		}
-		return imapserver.ExtractBodySection(bytes.NewReader(full), bs), nil
-	}
-	switch {
-	case bs.Specifier == imap.PartSpecifierNone:
-		off, n := partialRange(bs.Partial, m.Size)
-		if n == 0 {
-			return nil, nil
-		}
-		return s.readBody(uid, off, n)
-	case bs.Specifier == imap.PartSpecifierText:
-		textSize := m.Size - min(m.HeaderSize, m.Size)
-		off, n := partialRange(bs.Partial, textSize)
-		if n == 0 {
-			return nil, nil
-		}
-		return s.readBody(uid, m.HeaderSize+off, n)
-	default: // HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT
-		header, err := s.readBody(uid, 0, m.HeaderSize)
-		if err != nil {
-			return nil, err
-		}
-		return imapserver.ExtractBodySection(bytes.NewReader(header), bs), nil
-	}
 }
 
 // partialRange turns <offset.size> into a byte range within total bytes.

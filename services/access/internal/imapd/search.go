@@ -47,7 +47,8 @@ type candidate struct {
 }
 
 // RFC 9051 6.4.4 SEARCH, with ESEARCH results (min, max, count, all) and
-// RFC 5182 SEARCHRES.
+// RFC 5182 SEARCHRES. Messages are matched a window at a time; only the
+// matches are kept.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	v := s.selected
 	all := v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
@@ -55,46 +56,53 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	s.staticCriteria(criteria)
 	var needs searchNeeds
 	needsOf(criteria, &needs)
-	var meta map[uint32]*storagev1.Message
-	if needs.meta {
-		var err error
-		if meta, err = s.metadata(uidsOf(all), false); err != nil {
-			return nil, mapError(err)
-		}
-	}
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	for _, t := range all {
-		c := &candidate{target: t, meta: meta[t.uid]}
-		if needs.meta && c.meta == nil {
-			continue
-		}
-		if needs.header || needs.body {
-			length := c.meta.HeaderSize
-			if needs.body {
-				length = 0
-			}
-			raw, err := s.readBody(t.uid, 0, length)
-			if err != nil {
+	for len(all) > 0 {
+		targets := all[:min(len(all), windowSize)]
+		all = all[len(targets):]
+		var meta map[uint32]*storagev1.Message
+		if needs.meta {
+			var err error
+			if meta, err = s.metadata(uidsOf(targets), false); err != nil {
 				return nil, mapError(err)
 			}
-			c.raw = raw
 		}
-		if !matches(c, criteria) {
-			continue
+		for _, t := range targets {
+			c := &candidate{target: t, meta: meta[t.uid]}
+			if needs.meta && c.meta == nil {
+				continue // expunged meanwhile
+			}
+			if needs.header || needs.body {
+				length := c.meta.HeaderSize
+				if needs.body {
+					length = 0
+				}
+				raw, err := s.readBody(t.uid, 0, length)
+				if gone(err) {
+					continue
+				}
+				if err != nil {
+					return nil, mapError(err)
+				}
+				c.raw = raw
+			}
+			if !matches(c, criteria) {
+				continue
+			}
+			uids.AddNum(imap.UID(t.uid))
+			num := t.uid
+			if kind == imapserver.NumKindSeq {
+				num = t.seq
+				seqs.AddNum(t.seq)
+			}
+			if data.Min == 0 || num < data.Min {
+				data.Min = num
+			}
+			data.Max = max(data.Max, num)
+			data.Count++
 		}
-		uids.AddNum(imap.UID(t.uid))
-		num := t.uid
-		if kind == imapserver.NumKindSeq {
-			num = t.seq
-			seqs.AddNum(t.seq)
-		}
-		if data.Min == 0 || num < data.Min {
-			data.Min = num
-		}
-		data.Max = max(data.Max, num)
-		data.Count++
 	}
 	if kind == imapserver.NumKindSeq {
 		data.All = seqs

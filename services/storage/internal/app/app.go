@@ -25,6 +25,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
@@ -174,7 +175,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	grpcServer := grpc.NewServer(append(serverOpts,
 		grpc.ChainUnaryInterceptor(metrics.unary, recoverUnary(log)),
 		grpc.ChainStreamInterceptor(metrics.stream, recoverStream(log)),
-		grpc.MaxRecvMsgSize(4<<20),
+		// The clients' limits, mirrored: what they may send and receive.
+		grpc.MaxRecvMsgSize(storeclient.MaxSendMsgSize),
+		grpc.MaxSendMsgSize(storeclient.MaxRecvMsgSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// Clients re-resolve the storage name when a connection ends: ending
 		// each after a while spreads their calls over replicas added since.

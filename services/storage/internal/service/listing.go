@@ -1,7 +1,9 @@
 package service
 
 import (
+	"cmp"
 	"context"
+	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -10,6 +12,22 @@ import (
 	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
 )
 
+// pageBytes bounds the marshaled entries of one ListMessages page. Entries
+// with envelopes run to kilobytes (a message with 40 recipients is ~2 KiB),
+// so a count limit alone lets a page outgrow gRPC message limits; ~1 MiB
+// keeps every page well under the clients' receive limit
+// (storeclient.MaxRecvMsgSize), whatever the mailbox holds.
+const pageBytes = 1 << 20
+
+// firstScanBatch is how many entries a page reads from etcd before it knows
+// how large they are; later reads are sized from the bytes seen so far, so
+// that a page whose byte budget runs out early has not read thousands of
+// entries it does not return.
+const firstScanBatch = 100
+
+// ListMessages lists index entries in UID order, in pages bounded by count
+// (entries scanned) and by bytes (entries returned). A caller continues with
+// AfterUid = NextAfterUid at the same Revision while More is set.
 func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRequest) (*storagev1.ListMessagesResponse, error) {
 	if req.AccountId == "" || req.MailboxId == "" {
 		return nil, errInvalid("account and mailbox ids are required")
@@ -52,33 +70,90 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 	if first > last && last != 0 {
 		return out, nil
 	}
-	resp, err := s.etcd.Get(ctx, s.keys.Message(req.AccountId, req.MailboxId, first),
-		clientv3.WithRange(end), clientv3.WithLimit(limit), clientv3.WithRev(rev))
-	if err != nil {
-		return nil, toStatus(err)
+	// Read in batches at one revision until the count or the byte budget
+	// is met. NextAfterUid is the last entry handled (returned or filtered
+	// out), so the next page starts right after it.
+	var filter *uidFilter
+	if len(req.Uids.GetRanges()) > 0 {
+		filter = newUIDFilter(req.Uids)
 	}
-	for _, kv := range resp.Kvs {
-		msg := &storagev1.Message{}
-		if err := proto.Unmarshal(kv.Value, msg); err != nil {
+	from := s.keys.Message(req.AccountId, req.MailboxId, first)
+	batch := min(int64(firstScanBatch), limit)
+	var scanned, readBytes int64
+	size := 0
+	for {
+		resp, err := s.etcd.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(batch), clientv3.WithRev(rev))
+		if err != nil {
 			return nil, toStatus(err)
 		}
-		out.NextAfterUid = msg.Uid
-		if len(req.Uids.GetRanges()) > 0 && !inSet(req.Uids, msg.Uid) {
-			continue
+		for i, kv := range resp.Kvs {
+			msg := &storagev1.Message{}
+			if err := proto.Unmarshal(kv.Value, msg); err != nil {
+				return nil, toStatus(err)
+			}
+			if (filter == nil || filter.contains(msg.Uid)) && msg.Modseq > req.ChangedSince {
+				if !req.IncludeEnvelope {
+					msg.Envelope = nil
+				}
+				n := proto.Size(msg)
+				if len(out.Messages) > 0 && size+n > pageBytes {
+					// Full: this entry opens the next page.
+					out.More = true
+					return out, nil
+				}
+				out.Messages = append(out.Messages, msg)
+				size += n
+			}
+			out.NextAfterUid = msg.Uid
+			scanned++
+			readBytes += int64(len(kv.Value))
+			if scanned == limit {
+				out.More = i < len(resp.Kvs)-1 || resp.More
+				if !out.More {
+					out.NextAfterUid = 0
+				}
+				return out, nil
+			}
 		}
-		if msg.Modseq <= req.ChangedSince {
-			continue
+		if !resp.More || len(resp.Kvs) == 0 {
+			out.NextAfterUid = 0
+			return out, nil
 		}
-		if !req.IncludeEnvelope {
-			msg.Envelope = nil
-		}
-		out.Messages = append(out.Messages, msg)
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		// As many entries as the rest of the budget holds, judged by the
+		// stored size so far (at least one, so the page moves on).
+		perEntry := max(readBytes/scanned, 1)
+		batch = min(max(int64(pageBytes-size)/perEntry, 1), limit-scanned)
 	}
-	out.More = resp.More
-	if !out.More {
-		out.NextAfterUid = 0
+}
+
+// uidFilter matches ascending UIDs against a set in one pass over its
+// ranges, sorted: a scattered set of many ranges costs a sort, not a search
+// per entry.
+type uidFilter struct {
+	ranges [][2]uint32 // first, last (inclusive), by first
+	i      int
+}
+
+func newUIDFilter(set *storagev1.UIDSet) *uidFilter {
+	f := &uidFilter{}
+	for _, r := range set.GetRanges() {
+		last := r.Last
+		if last == 0 {
+			last = ^uint32(0) // "n:*"
+		}
+		f.ranges = append(f.ranges, [2]uint32{r.First, last})
 	}
-	return out, nil
+	slices.SortFunc(f.ranges, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
+	return f
+}
+
+// contains reports whether uid is in the set; uids must come in ascending order.
+func (f *uidFilter) contains(uid uint32) bool {
+	for f.i < len(f.ranges) && f.ranges[f.i][1] < uid {
+		f.i++
+	}
+	return f.i < len(f.ranges) && f.ranges[f.i][0] <= uid
 }
 
 // getMessage reads one index entry.
@@ -118,4 +193,3 @@ func (s *Server) GetMessageBody(req *storagev1.GetMessageBodyRequest, stream sto
 	}
 	return toStatus(err)
 }
-
