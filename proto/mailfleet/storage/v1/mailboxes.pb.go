@@ -9,6 +9,7 @@ package storagev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -100,6 +101,10 @@ type Mailbox struct {
 	Messages      uint32     `protobuf:"varint,8,opt,name=messages,proto3" json:"messages,omitempty"`
 	Unseen        uint32     `protobuf:"varint,9,opt,name=unseen,proto3" json:"unseen,omitempty"`
 	Size          uint64     `protobuf:"varint,10,opt,name=size,proto3" json:"size,omitempty"`
+	// Internal to the storage tier (frontends ignore it): a COPY or MOVE too
+	// large for one etcd transaction is writing entries above uid_next, which
+	// stay invisible until it publishes them all at once.
+	Staging       *Staging `protobuf:"bytes,11,opt,name=staging,proto3" json:"staging,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -204,6 +209,87 @@ func (x *Mailbox) GetSize() uint64 {
 	return 0
 }
 
+func (x *Mailbox) GetStaging() *Staging {
+	if x != nil {
+		return x.Staging
+	}
+	return nil
+}
+
+// Staging is a bulk COPY or MOVE in progress into a mailbox. While it runs,
+// other writers of the mailbox wait (as behind Dovecot's mailbox lock).
+type Staging struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	OpId  string                 `protobuf:"bytes,1,opt,name=op_id,json=opId,proto3" json:"op_id,omitempty"`
+	// The UID the next staged entry gets; entries in [uid_next, next_uid)
+	// are staged.
+	NextUid uint32 `protobuf:"varint,2,opt,name=next_uid,json=nextUid,proto3" json:"next_uid,omitempty"`
+	// The modseq every staged entry carries, HIGHESTMODSEQ after publishing.
+	Modseq uint64 `protobuf:"varint,3,opt,name=modseq,proto3" json:"modseq,omitempty"`
+	// A staging not renewed by then was abandoned: its entries are removed.
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Staging) Reset() {
+	*x = Staging{}
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Staging) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Staging) ProtoMessage() {}
+
+func (x *Staging) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Staging.ProtoReflect.Descriptor instead.
+func (*Staging) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Staging) GetOpId() string {
+	if x != nil {
+		return x.OpId
+	}
+	return ""
+}
+
+func (x *Staging) GetNextUid() uint32 {
+	if x != nil {
+		return x.NextUid
+	}
+	return 0
+}
+
+func (x *Staging) GetModseq() uint64 {
+	if x != nil {
+		return x.Modseq
+	}
+	return 0
+}
+
+func (x *Staging) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
 type ListMailboxesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -213,7 +299,7 @@ type ListMailboxesRequest struct {
 
 func (x *ListMailboxesRequest) Reset() {
 	*x = ListMailboxesRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +311,7 @@ func (x *ListMailboxesRequest) String() string {
 func (*ListMailboxesRequest) ProtoMessage() {}
 
 func (x *ListMailboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +324,7 @@ func (x *ListMailboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxesRequest.ProtoReflect.Descriptor instead.
 func (*ListMailboxesRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{1}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListMailboxesRequest) GetAccountId() string {
@@ -258,7 +344,7 @@ type ListMailboxesResponse struct {
 
 func (x *ListMailboxesResponse) Reset() {
 	*x = ListMailboxesResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +356,7 @@ func (x *ListMailboxesResponse) String() string {
 func (*ListMailboxesResponse) ProtoMessage() {}
 
 func (x *ListMailboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +369,7 @@ func (x *ListMailboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxesResponse.ProtoReflect.Descriptor instead.
 func (*ListMailboxesResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{2}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListMailboxesResponse) GetMailboxes() []*Mailbox {
@@ -305,7 +391,7 @@ type GetMailboxRequest struct {
 
 func (x *GetMailboxRequest) Reset() {
 	*x = GetMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -317,7 +403,7 @@ func (x *GetMailboxRequest) String() string {
 func (*GetMailboxRequest) ProtoMessage() {}
 
 func (x *GetMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -330,7 +416,7 @@ func (x *GetMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxRequest.ProtoReflect.Descriptor instead.
 func (*GetMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{3}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetMailboxRequest) GetAccountId() string {
@@ -363,7 +449,7 @@ type GetMailboxResponse struct {
 
 func (x *GetMailboxResponse) Reset() {
 	*x = GetMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +461,7 @@ func (x *GetMailboxResponse) String() string {
 func (*GetMailboxResponse) ProtoMessage() {}
 
 func (x *GetMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +474,7 @@ func (x *GetMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxResponse.ProtoReflect.Descriptor instead.
 func (*GetMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{4}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetMailboxResponse) GetMailbox() *Mailbox {
@@ -410,7 +496,7 @@ type CreateMailboxRequest struct {
 
 func (x *CreateMailboxRequest) Reset() {
 	*x = CreateMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +508,7 @@ func (x *CreateMailboxRequest) String() string {
 func (*CreateMailboxRequest) ProtoMessage() {}
 
 func (x *CreateMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +521,7 @@ func (x *CreateMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxRequest.ProtoReflect.Descriptor instead.
 func (*CreateMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{5}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateMailboxRequest) GetAccountId() string {
@@ -475,7 +561,7 @@ type CreateMailboxResponse struct {
 
 func (x *CreateMailboxResponse) Reset() {
 	*x = CreateMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +573,7 @@ func (x *CreateMailboxResponse) String() string {
 func (*CreateMailboxResponse) ProtoMessage() {}
 
 func (x *CreateMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +586,7 @@ func (x *CreateMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxResponse.ProtoReflect.Descriptor instead.
 func (*CreateMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{6}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateMailboxResponse) GetMailbox() *Mailbox {
@@ -520,7 +606,7 @@ type DeleteMailboxRequest struct {
 
 func (x *DeleteMailboxRequest) Reset() {
 	*x = DeleteMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +618,7 @@ func (x *DeleteMailboxRequest) String() string {
 func (*DeleteMailboxRequest) ProtoMessage() {}
 
 func (x *DeleteMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +631,7 @@ func (x *DeleteMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{7}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteMailboxRequest) GetAccountId() string {
@@ -570,7 +656,7 @@ type DeleteMailboxResponse struct {
 
 func (x *DeleteMailboxResponse) Reset() {
 	*x = DeleteMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +668,7 @@ func (x *DeleteMailboxResponse) String() string {
 func (*DeleteMailboxResponse) ProtoMessage() {}
 
 func (x *DeleteMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +681,7 @@ func (x *DeleteMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{8}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{9}
 }
 
 type RenameMailboxRequest struct {
@@ -609,7 +695,7 @@ type RenameMailboxRequest struct {
 
 func (x *RenameMailboxRequest) Reset() {
 	*x = RenameMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +707,7 @@ func (x *RenameMailboxRequest) String() string {
 func (*RenameMailboxRequest) ProtoMessage() {}
 
 func (x *RenameMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +720,7 @@ func (x *RenameMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxRequest.ProtoReflect.Descriptor instead.
 func (*RenameMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{9}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RenameMailboxRequest) GetAccountId() string {
@@ -667,7 +753,7 @@ type RenameMailboxResponse struct {
 
 func (x *RenameMailboxResponse) Reset() {
 	*x = RenameMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +765,7 @@ func (x *RenameMailboxResponse) String() string {
 func (*RenameMailboxResponse) ProtoMessage() {}
 
 func (x *RenameMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +778,7 @@ func (x *RenameMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxResponse.ProtoReflect.Descriptor instead.
 func (*RenameMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{10}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RenameMailboxResponse) GetMailbox() *Mailbox {
@@ -713,7 +799,7 @@ type SetSubscribedRequest struct {
 
 func (x *SetSubscribedRequest) Reset() {
 	*x = SetSubscribedRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +811,7 @@ func (x *SetSubscribedRequest) String() string {
 func (*SetSubscribedRequest) ProtoMessage() {}
 
 func (x *SetSubscribedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +824,7 @@ func (x *SetSubscribedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscribedRequest.ProtoReflect.Descriptor instead.
 func (*SetSubscribedRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{11}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetSubscribedRequest) GetAccountId() string {
@@ -770,7 +856,7 @@ type SetSubscribedResponse struct {
 
 func (x *SetSubscribedResponse) Reset() {
 	*x = SetSubscribedResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +868,7 @@ func (x *SetSubscribedResponse) String() string {
 func (*SetSubscribedResponse) ProtoMessage() {}
 
 func (x *SetSubscribedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,14 +881,14 @@ func (x *SetSubscribedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscribedResponse.ProtoReflect.Descriptor instead.
 func (*SetSubscribedResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{12}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{13}
 }
 
 var File_mailfleet_storage_v1_mailboxes_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\n" +
-	"$mailfleet/storage/v1/mailboxes.proto\x12\x14mailfleet.storage.v1\"\xbd\x02\n" +
+	"$mailfleet/storage/v1/mailboxes.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -817,7 +903,13 @@ const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\bmessages\x18\b \x01(\rR\bmessages\x12\x16\n" +
 	"\x06unseen\x18\t \x01(\rR\x06unseen\x12\x12\n" +
 	"\x04size\x18\n" +
-	" \x01(\x04R\x04size\"5\n" +
+	" \x01(\x04R\x04size\x127\n" +
+	"\astaging\x18\v \x01(\v2\x1d.mailfleet.storage.v1.StagingR\astaging\"\x87\x01\n" +
+	"\aStaging\x12\x13\n" +
+	"\x05op_id\x18\x01 \x01(\tR\x04opId\x12\x19\n" +
+	"\bnext_uid\x18\x02 \x01(\rR\anextUid\x12\x16\n" +
+	"\x06modseq\x18\x03 \x01(\x04R\x06modseq\x124\n" +
+	"\aexpires\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"5\n" +
 	"\x14ListMailboxesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"T\n" +
@@ -894,47 +986,51 @@ func file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_mailboxes_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_mailboxes_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_mailfleet_storage_v1_mailboxes_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_mailfleet_storage_v1_mailboxes_proto_goTypes = []any{
 	(SpecialUse)(0),               // 0: mailfleet.storage.v1.SpecialUse
 	(*Mailbox)(nil),               // 1: mailfleet.storage.v1.Mailbox
-	(*ListMailboxesRequest)(nil),  // 2: mailfleet.storage.v1.ListMailboxesRequest
-	(*ListMailboxesResponse)(nil), // 3: mailfleet.storage.v1.ListMailboxesResponse
-	(*GetMailboxRequest)(nil),     // 4: mailfleet.storage.v1.GetMailboxRequest
-	(*GetMailboxResponse)(nil),    // 5: mailfleet.storage.v1.GetMailboxResponse
-	(*CreateMailboxRequest)(nil),  // 6: mailfleet.storage.v1.CreateMailboxRequest
-	(*CreateMailboxResponse)(nil), // 7: mailfleet.storage.v1.CreateMailboxResponse
-	(*DeleteMailboxRequest)(nil),  // 8: mailfleet.storage.v1.DeleteMailboxRequest
-	(*DeleteMailboxResponse)(nil), // 9: mailfleet.storage.v1.DeleteMailboxResponse
-	(*RenameMailboxRequest)(nil),  // 10: mailfleet.storage.v1.RenameMailboxRequest
-	(*RenameMailboxResponse)(nil), // 11: mailfleet.storage.v1.RenameMailboxResponse
-	(*SetSubscribedRequest)(nil),  // 12: mailfleet.storage.v1.SetSubscribedRequest
-	(*SetSubscribedResponse)(nil), // 13: mailfleet.storage.v1.SetSubscribedResponse
+	(*Staging)(nil),               // 2: mailfleet.storage.v1.Staging
+	(*ListMailboxesRequest)(nil),  // 3: mailfleet.storage.v1.ListMailboxesRequest
+	(*ListMailboxesResponse)(nil), // 4: mailfleet.storage.v1.ListMailboxesResponse
+	(*GetMailboxRequest)(nil),     // 5: mailfleet.storage.v1.GetMailboxRequest
+	(*GetMailboxResponse)(nil),    // 6: mailfleet.storage.v1.GetMailboxResponse
+	(*CreateMailboxRequest)(nil),  // 7: mailfleet.storage.v1.CreateMailboxRequest
+	(*CreateMailboxResponse)(nil), // 8: mailfleet.storage.v1.CreateMailboxResponse
+	(*DeleteMailboxRequest)(nil),  // 9: mailfleet.storage.v1.DeleteMailboxRequest
+	(*DeleteMailboxResponse)(nil), // 10: mailfleet.storage.v1.DeleteMailboxResponse
+	(*RenameMailboxRequest)(nil),  // 11: mailfleet.storage.v1.RenameMailboxRequest
+	(*RenameMailboxResponse)(nil), // 12: mailfleet.storage.v1.RenameMailboxResponse
+	(*SetSubscribedRequest)(nil),  // 13: mailfleet.storage.v1.SetSubscribedRequest
+	(*SetSubscribedResponse)(nil), // 14: mailfleet.storage.v1.SetSubscribedResponse
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_mailboxes_proto_depIdxs = []int32{
 	0,  // 0: mailfleet.storage.v1.Mailbox.special_use:type_name -> mailfleet.storage.v1.SpecialUse
-	1,  // 1: mailfleet.storage.v1.ListMailboxesResponse.mailboxes:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 2: mailfleet.storage.v1.GetMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	0,  // 3: mailfleet.storage.v1.CreateMailboxRequest.special_use:type_name -> mailfleet.storage.v1.SpecialUse
-	1,  // 4: mailfleet.storage.v1.CreateMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 5: mailfleet.storage.v1.RenameMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	2,  // 6: mailfleet.storage.v1.MailboxService.ListMailboxes:input_type -> mailfleet.storage.v1.ListMailboxesRequest
-	4,  // 7: mailfleet.storage.v1.MailboxService.GetMailbox:input_type -> mailfleet.storage.v1.GetMailboxRequest
-	6,  // 8: mailfleet.storage.v1.MailboxService.CreateMailbox:input_type -> mailfleet.storage.v1.CreateMailboxRequest
-	8,  // 9: mailfleet.storage.v1.MailboxService.DeleteMailbox:input_type -> mailfleet.storage.v1.DeleteMailboxRequest
-	10, // 10: mailfleet.storage.v1.MailboxService.RenameMailbox:input_type -> mailfleet.storage.v1.RenameMailboxRequest
-	12, // 11: mailfleet.storage.v1.MailboxService.SetSubscribed:input_type -> mailfleet.storage.v1.SetSubscribedRequest
-	3,  // 12: mailfleet.storage.v1.MailboxService.ListMailboxes:output_type -> mailfleet.storage.v1.ListMailboxesResponse
-	5,  // 13: mailfleet.storage.v1.MailboxService.GetMailbox:output_type -> mailfleet.storage.v1.GetMailboxResponse
-	7,  // 14: mailfleet.storage.v1.MailboxService.CreateMailbox:output_type -> mailfleet.storage.v1.CreateMailboxResponse
-	9,  // 15: mailfleet.storage.v1.MailboxService.DeleteMailbox:output_type -> mailfleet.storage.v1.DeleteMailboxResponse
-	11, // 16: mailfleet.storage.v1.MailboxService.RenameMailbox:output_type -> mailfleet.storage.v1.RenameMailboxResponse
-	13, // 17: mailfleet.storage.v1.MailboxService.SetSubscribed:output_type -> mailfleet.storage.v1.SetSubscribedResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	2,  // 1: mailfleet.storage.v1.Mailbox.staging:type_name -> mailfleet.storage.v1.Staging
+	15, // 2: mailfleet.storage.v1.Staging.expires:type_name -> google.protobuf.Timestamp
+	1,  // 3: mailfleet.storage.v1.ListMailboxesResponse.mailboxes:type_name -> mailfleet.storage.v1.Mailbox
+	1,  // 4: mailfleet.storage.v1.GetMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	0,  // 5: mailfleet.storage.v1.CreateMailboxRequest.special_use:type_name -> mailfleet.storage.v1.SpecialUse
+	1,  // 6: mailfleet.storage.v1.CreateMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	1,  // 7: mailfleet.storage.v1.RenameMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	3,  // 8: mailfleet.storage.v1.MailboxService.ListMailboxes:input_type -> mailfleet.storage.v1.ListMailboxesRequest
+	5,  // 9: mailfleet.storage.v1.MailboxService.GetMailbox:input_type -> mailfleet.storage.v1.GetMailboxRequest
+	7,  // 10: mailfleet.storage.v1.MailboxService.CreateMailbox:input_type -> mailfleet.storage.v1.CreateMailboxRequest
+	9,  // 11: mailfleet.storage.v1.MailboxService.DeleteMailbox:input_type -> mailfleet.storage.v1.DeleteMailboxRequest
+	11, // 12: mailfleet.storage.v1.MailboxService.RenameMailbox:input_type -> mailfleet.storage.v1.RenameMailboxRequest
+	13, // 13: mailfleet.storage.v1.MailboxService.SetSubscribed:input_type -> mailfleet.storage.v1.SetSubscribedRequest
+	4,  // 14: mailfleet.storage.v1.MailboxService.ListMailboxes:output_type -> mailfleet.storage.v1.ListMailboxesResponse
+	6,  // 15: mailfleet.storage.v1.MailboxService.GetMailbox:output_type -> mailfleet.storage.v1.GetMailboxResponse
+	8,  // 16: mailfleet.storage.v1.MailboxService.CreateMailbox:output_type -> mailfleet.storage.v1.CreateMailboxResponse
+	10, // 17: mailfleet.storage.v1.MailboxService.DeleteMailbox:output_type -> mailfleet.storage.v1.DeleteMailboxResponse
+	12, // 18: mailfleet.storage.v1.MailboxService.RenameMailbox:output_type -> mailfleet.storage.v1.RenameMailboxResponse
+	14, // 19: mailfleet.storage.v1.MailboxService.SetSubscribed:output_type -> mailfleet.storage.v1.SetSubscribedResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_mailboxes_proto_init() }
@@ -948,7 +1044,7 @@ func file_mailfleet_storage_v1_mailboxes_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_mailboxes_proto_rawDesc), len(file_mailfleet_storage_v1_mailboxes_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -147,8 +147,12 @@ type WatchResponse struct {
 	// The requested revision is no longer available: the receiver must re-list
 	// mailboxes and messages, then go on from this response's revision.
 	ResyncRequired bool `protobuf:"varint,3,opt,name=resync_required,json=resyncRequired,proto3" json:"resync_required,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// More responses of the same revision follow (a large change, such as a
+	// bulk COPY published at once, is split): resume only from a revision whose
+	// last response arrived, i.e. one without this flag.
+	Partial       bool `protobuf:"varint,4,opt,name=partial,proto3" json:"partial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchResponse) Reset() {
@@ -198,6 +202,13 @@ func (x *WatchResponse) GetChanges() []*Change {
 func (x *WatchResponse) GetResyncRequired() bool {
 	if x != nil {
 		return x.ResyncRequired
+	}
+	return false
+}
+
+func (x *WatchResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
 	}
 	return false
 }
@@ -298,11 +309,12 @@ const file_mailfleet_storage_v1_watch_proto_rawDesc = "" +
 	"\fWatchRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12%\n" +
-	"\x0eafter_revision\x18\x02 \x01(\x03R\rafterRevision\"\x8c\x01\n" +
+	"\x0eafter_revision\x18\x02 \x01(\x03R\rafterRevision\"\xa6\x01\n" +
 	"\rWatchResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x126\n" +
 	"\achanges\x18\x02 \x03(\v2\x1c.mailfleet.storage.v1.ChangeR\achanges\x12'\n" +
-	"\x0fresync_required\x18\x03 \x01(\bR\x0eresyncRequired\"\x8f\x03\n" +
+	"\x0fresync_required\x18\x03 \x01(\bR\x0eresyncRequired\x12\x18\n" +
+	"\apartial\x18\x04 \x01(\bR\apartial\"\x8f\x03\n" +
 	"\x06Change\x125\n" +
 	"\x04kind\x18\x01 \x01(\x0e2!.mailfleet.storage.v1.Change.KindR\x04kind\x12\x1d\n" +
 	"\n" +

@@ -143,7 +143,10 @@ func (a *accountHub) run(ctx context.Context, rev int64) {
 				} else {
 					a.dispatch(resp.Revision, resp.Changes)
 				}
-				rev = resp.Revision
+				if !resp.Partial {
+					// Resume only after a revision's last response.
+					rev = resp.Revision
+				}
 			}
 		}
 		if ctx.Err() != nil {

@@ -62,6 +62,7 @@ type Config struct {
 	MaxMessageSize     int64
 	SweepGrace         time.Duration
 	QueueLifetime      time.Duration
+	BulkStagingTTL     time.Duration
 	LoginFailures      int
 	LoginFailureWindow time.Duration
 	LoginLockout       time.Duration
@@ -108,6 +109,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.LoginFailures, "login-failures", def.LoginFailures, "failed logins of one username or client address, cluster-wide, that lock it out (0: no cluster-wide limit)")
 	fs.DurationVar(&c.LoginFailureWindow, "login-failure-window", def.LoginFailureWindow, "the window in which failed logins are counted")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", def.LoginLockout, "how long a username or client address stays locked out")
+	fs.DurationVar(&c.BulkStagingTTL, "bulk-staging-ttl", service.DefaultConfig().StagingTTL, "a COPY or MOVE too large for one etcd transaction holds its destination mailbox this long past each step; a holder that stopped (crashed) is cleared after it")
 	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", service.DefaultConfig().QueueLifetime, "how long queued mail is retried before it bounces, unless its sender set a lifetime (mail for a full local mailbox)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
@@ -149,6 +151,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxMessageSize:     cfg.MaxMessageSize,
 		SweepGrace:         cfg.SweepGrace,
 		QueueLifetime:      cfg.QueueLifetime,
+		StagingTTL:         cfg.BulkStagingTTL,
 		LoginFailures:      cfg.LoginFailures,
 		LoginFailureWindow: cfg.LoginFailureWindow,
 		LoginLockout:       cfg.LoginLockout,

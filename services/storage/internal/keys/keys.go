@@ -77,7 +77,9 @@ func (l Layout) AllDeleting(account string) string { return l.AccountRoot(accoun
 
 // Cleanup marks unfinished removals (a mailbox's entries, or a whole
 // account with the name "account") that any replica may resume.
-func (l Layout) Cleanup(account, name string) string { return l.Prefix + "cleanup/" + account + "/" + name }
+func (l Layout) Cleanup(account, name string) string {
+	return l.Prefix + "cleanup/" + account + "/" + name
+}
 func (l Layout) AccountCleanups(account string) string {
 	return l.Prefix + "cleanup/" + account + "/"
 }

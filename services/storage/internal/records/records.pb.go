@@ -518,11 +518,65 @@ func (x *FreedBodies) GetFreedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// MoveCleanup is the value of a cleanup/<account>/move-<op id> mark: a bulk
+// MOVE published its copies and still has to remove these source entries.
+type MoveCleanup struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SourceMailboxId string                 `protobuf:"bytes,1,opt,name=source_mailbox_id,json=sourceMailboxId,proto3" json:"source_mailbox_id,omitempty"`
+	Uids            *v1.UIDSet             `protobuf:"bytes,2,opt,name=uids,proto3" json:"uids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MoveCleanup) Reset() {
+	*x = MoveCleanup{}
+	mi := &file_records_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveCleanup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveCleanup) ProtoMessage() {}
+
+func (x *MoveCleanup) ProtoReflect() protoreflect.Message {
+	mi := &file_records_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveCleanup.ProtoReflect.Descriptor instead.
+func (*MoveCleanup) Descriptor() ([]byte, []int) {
+	return file_records_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MoveCleanup) GetSourceMailboxId() string {
+	if x != nil {
+		return x.SourceMailboxId
+	}
+	return ""
+}
+
+func (x *MoveCleanup) GetUids() *v1.UIDSet {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
 var File_records_proto protoreflect.FileDescriptor
 
 const file_records_proto_rawDesc = "" +
 	"\n" +
-	"\rrecords.proto\x12\x1cmailfleet.storage.records.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\"\x97\x02\n" +
+	"\rrecords.proto\x12\x1cmailfleet.storage.records.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\x1a mailfleet/storage/v1/types.proto\"\x97\x02\n" +
 	"\rAccountRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -559,7 +613,10 @@ const file_records_proto_rawDesc = "" +
 	"\flocked_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil\"a\n" +
 	"\vFreedBodies\x12\x1b\n" +
 	"\tbody_keys\x18\x01 \x03(\tR\bbodyKeys\x125\n" +
-	"\bfreed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\afreedAtBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
+	"\bfreed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\afreedAt\"k\n" +
+	"\vMoveCleanup\x12*\n" +
+	"\x11source_mailbox_id\x18\x01 \x01(\tR\x0fsourceMailboxId\x120\n" +
+	"\x04uids\x18\x02 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uidsBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
 
 var (
 	file_records_proto_rawDescOnce sync.Once
@@ -574,7 +631,7 @@ func file_records_proto_rawDescGZIP() []byte {
 }
 
 var file_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_records_proto_goTypes = []any{
 	(AddressRecord_Kind)(0),       // 0: mailfleet.storage.records.v1.AddressRecord.Kind
 	(*AccountRecord)(nil),         // 1: mailfleet.storage.records.v1.AccountRecord
@@ -584,23 +641,26 @@ var file_records_proto_goTypes = []any{
 	(*QueueRecord)(nil),           // 5: mailfleet.storage.records.v1.QueueRecord
 	(*LoginFailures)(nil),         // 6: mailfleet.storage.records.v1.LoginFailures
 	(*FreedBodies)(nil),           // 7: mailfleet.storage.records.v1.FreedBodies
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*v1.QueueItem)(nil),          // 9: mailfleet.storage.v1.QueueItem
+	(*MoveCleanup)(nil),           // 8: mailfleet.storage.records.v1.MoveCleanup
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*v1.QueueItem)(nil),          // 10: mailfleet.storage.v1.QueueItem
+	(*v1.UIDSet)(nil),             // 11: mailfleet.storage.v1.UIDSet
 }
 var file_records_proto_depIdxs = []int32{
-	8, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
-	0, // 1: mailfleet.storage.records.v1.AddressRecord.kind:type_name -> mailfleet.storage.records.v1.AddressRecord.Kind
-	8, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
-	8, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
-	9, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
-	8, // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
-	8, // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
-	8, // 7: mailfleet.storage.records.v1.FreedBodies.freed_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	9,  // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 1: mailfleet.storage.records.v1.AddressRecord.kind:type_name -> mailfleet.storage.records.v1.AddressRecord.Kind
+	9,  // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
+	10, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
+	9,  // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
+	9,  // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
+	9,  // 7: mailfleet.storage.records.v1.FreedBodies.freed_at:type_name -> google.protobuf.Timestamp
+	11, // 8: mailfleet.storage.records.v1.MoveCleanup.uids:type_name -> mailfleet.storage.v1.UIDSet
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_records_proto_init() }
@@ -614,7 +674,7 @@ func file_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_records_proto_rawDesc), len(file_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,6 +41,12 @@ const opCost = 16
 
 // bulkChange describes one bulk change to runBulk.
 type bulkChange struct {
+	// opID is the staging operation doing the change ("" for any other):
+	// a mailbox held by another operation's staging makes a step wait.
+	opID string
+	// staged selects the staged entries (UIDs at and above UIDNEXT) instead
+	// of the visible ones.
+	staged bool
 	// match selects the entries to change (nil: every entry in the set).
 	match func(*storagev1.Message) bool
 	// cost is what one message adds to a step: the larger of its compares
@@ -68,8 +74,11 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 	}
 	from := s.keys.Message(account, mailboxID, max(first, 1))
 	inSet := uidMatcher(set)
+	// Only entries below UIDNEXT exist for clients; those above belong to a
+	// staging (see staging.go).
+	var uidNext uint32
 	wanted := func(m *storagev1.Message) bool {
-		return inSet(m.Uid) && (c.match == nil || c.match(m))
+		return inSet(m.Uid) && (m.Uid < uidNext) != c.staged && (c.match == nil || c.match(m))
 	}
 	for {
 		resp, err := s.etcd.Txn(ctx).Then(clientv3.OpGet(mailboxKey),
@@ -77,8 +86,18 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 		if err != nil {
 			return err
 		}
-		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+		mbKvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(mbKvs) == 0 {
 			return fail(reasonMailboxNotFound, "no such mailbox")
+		}
+		scanned := &storagev1.Mailbox{}
+		if err := proto.Unmarshal(mbKvs[0].Value, scanned); err != nil {
+			return err
+		}
+		uidNext = scanned.UidNext
+		if start := s.keys.Message(account, mailboxID, uidNext); c.staged && from < start {
+			from = start // skip the visible entries
+			continue
 		}
 		page := resp.Responses[1].GetResponseRange()
 		var candidates []*storagev1.Message
@@ -93,7 +112,7 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 		}
 		for len(candidates) > 0 {
 			var done []*storagev1.Message
-			_, err := s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
+			_, err := s.commitWaiting(ctx, account, func(tx *etcdtx.Tx) error {
 				done = nil
 				mb := &storagev1.Mailbox{}
 				if ok, err := getRecord(tx, mailboxKey, mb); err != nil {
@@ -101,6 +120,10 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 				} else if !ok {
 					return fail(reasonMailboxNotFound, "no such mailbox")
 				}
+				if err := checkWritable(account, mb, c.opID); err != nil {
+					return err
+				}
+				uidNext = mb.UidNext
 				msgs, err := s.rereadEntries(tx, account, mailboxID, candidates[:min(len(candidates), stepWindow)], wanted)
 				if err != nil || len(msgs) == 0 {
 					return err

@@ -4,11 +4,15 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
 // Removals that outlive one request. Deleting a mailbox takes it away from
@@ -22,6 +26,15 @@ import (
 // cleanupResumeAfter is how old a mark must be before the sweeper resumes
 // it: younger ones most likely belong to a request still running.
 const cleanupResumeAfter = time.Minute
+
+// resumeSeen remembers the MOVE marks seen by the last sweep: a mark still
+// there, unchanged, a sweep later belongs to a MOVE that stopped.
+var resumeSeen sync.Map
+
+func (s *Server) seenBefore(key string, modRev int64) bool {
+	prev, ok := resumeSeen.Swap(key, modRev)
+	return ok && prev.(int64) == modRev
+}
 
 func cleanupStamp() []byte { return []byte(strconv.FormatInt(time.Now().UnixMilli(), 10)) }
 
@@ -69,14 +82,27 @@ func (s *Server) resumeCleanups(ctx context.Context) (int, error) {
 	}
 	done := 0
 	for _, kv := range resp.Kvs {
-		ms, _ := strconv.ParseInt(string(kv.Value), 10, 64)
-		if time.Since(time.UnixMilli(ms)) < cleanupResumeAfter {
+		// Marks hold their start time, except a MOVE's, which holds what is
+		// left to do: its age is the key's creation, from the revision's
+		// point of view unknown, so the mark's ModRevision is compared with
+		// the one seen a sweep earlier (resumeSeen).
+		if strings.Contains(string(kv.Key), "/move-") {
+			if !s.seenBefore(string(kv.Key), kv.ModRevision) {
+				continue
+			}
+		} else if ms, _ := strconv.ParseInt(string(kv.Value), 10, 64); time.Since(time.UnixMilli(ms)) < cleanupResumeAfter {
 			continue
 		}
 		account, name, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), s.keys.Cleanups()), "/")
-		if name == "account" {
+		switch {
+		case name == "account":
 			err = s.finishAccountDelete(ctx, account)
-		} else {
+		case strings.HasPrefix(name, "move-"):
+			mc := &records.MoveCleanup{}
+			if err = proto.Unmarshal(kv.Value, mc); err == nil {
+				err = s.finishMove(ctx, account, strings.TrimPrefix(name, "move-"), mc.SourceMailboxId, mc.Uids)
+			}
+		default:
 			err = s.finishMailboxDelete(ctx, account, name)
 		}
 		if err != nil {

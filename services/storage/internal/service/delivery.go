@@ -107,9 +107,12 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 		// One account (the common case): join the account's group commit,
 		// so concurrent deliveries to a busy mailbox share transactions
 		// instead of conflicting. Several accounts: one transaction for all.
-		run := func(fn func(tx *etcdtx.Tx) error) (int64, error) { return etcdtx.Run(ctx, s.etcd, fn) }
+		// An INBOX held by a bulk copy's staging makes the step wait.
+		run := func(fn func(tx *etcdtx.Tx) error) (int64, error) {
+			return s.waitBusy(ctx, func() (int64, error) { return etcdtx.Run(ctx, s.etcd, fn) })
+		}
 		if len(batch) == 1 && !withQueue {
-			run = func(fn func(tx *etcdtx.Tx) error) (int64, error) { return s.committer.do(ctx, batch[0], fn) }
+			run = func(fn func(tx *etcdtx.Tx) error) (int64, error) { return s.commitWaiting(ctx, batch[0], fn) }
 		}
 		_, err := run(func(tx *etcdtx.Tx) error {
 			added, failed, localQueue = 0, nil, nil

@@ -66,8 +66,15 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 	if err := proto.Unmarshal(mbResp.Kvs[0].Value, mb); err != nil {
 		return nil, toStatus(err)
 	}
+	// Entries at and above UIDNEXT are a bulk copy's staged ones (staging.go):
+	// they do not exist for clients until published.
+	if mb.UidNext > 0 && (last == 0 || last >= mb.UidNext) {
+		last = mb.UidNext - 1
+		end = s.keys.Message(req.AccountId, req.MailboxId, last) + "\x00"
+	}
+	mb.Staging = nil // internal to the storage tier
 	out := &storagev1.ListMessagesResponse{Mailbox: mb, Revision: rev}
-	if first > last && last != 0 {
+	if last != 0 && first > last || mb.UidNext == 1 {
 		return out, nil
 	}
 	// Read in batches at one revision until the count or the byte budget

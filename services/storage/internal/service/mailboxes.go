@@ -207,13 +207,17 @@ func (s *Server) DeleteMailbox(ctx context.Context, req *storagev1.DeleteMailbox
 	// and record); its entries are removed afterwards, step by step, and a
 	// cleanup mark lets any replica finish that if this one stops.
 	var id string
-	_, err = s.committer.do(ctx, req.AccountId, func(tx *etcdtx.Tx) error {
+	_, err = s.commitWaiting(ctx, req.AccountId, func(tx *etcdtx.Tx) error {
 		var err error
 		if id, err = s.mailboxIDByName(tx, req.AccountId, name); err != nil {
 			return err
 		}
 		mb, err := s.loadMailbox(tx, req.AccountId, id)
 		if err != nil {
+			return err
+		}
+		// Not while a bulk copy stages into it: its copies would outlive it.
+		if err := checkWritable(req.AccountId, mb, ""); err != nil {
 			return err
 		}
 		tx.Delete(s.keys.Name(req.AccountId, name))

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +56,7 @@ func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServ
 		CrlfSize:     up.crlfSize,
 	}
 	var mb *storagev1.Mailbox
-	_, err = s.committer.do(ctx, meta.AccountId, func(tx *etcdtx.Tx) error {
+	_, err = s.commitWaiting(ctx, meta.AccountId, func(tx *etcdtx.Tx) error {
 		// Both keys in one round trip (cached for the rest of the batch).
 		if err := tx.Prefetch([]string{s.keys.Quota(meta.AccountId), s.keys.Mailbox(meta.AccountId, mailboxID)}); err != nil {
 			return err
@@ -303,7 +304,34 @@ func (s *Server) copyStep(tx *etcdtx.Tx, account string, src *storagev1.Mailbox,
 	return dest, srcUIDs, destUIDs, nil
 }
 
-// copyOrMove runs a COPY or MOVE of set from one mailbox to another.
+// errNeedsStaging means a COPY or MOVE does not fit in one transaction.
+var errNeedsStaging = errors.New("the copy needs more than one transaction")
+
+// copyInOneStep runs a COPY or MOVE of set as one transaction, or fails with
+// errNeedsStaging (having changed nothing) when its n messages do not fit.
+func (s *Server) copyInOneStep(ctx context.Context, account, srcID, destID string, set *storagev1.UIDSet, n int, move bool) (srcUIDs, destUIDs []uint32, validity uint32, highest uint64, err error) {
+	err = s.runBulk(ctx, account, srcID, s.keys.Mailbox(account, srcID), set, bulkChange{
+		cost: func(m *storagev1.Message) (int, int) { return s.copyCost(account, destID, m, move) },
+		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
+			if len(msgs) < n {
+				return errNeedsStaging
+			}
+			dest, su, du, err := s.copyStep(tx, account, mb, destID, msgs, move)
+			if err != nil {
+				return err
+			}
+			srcUIDs, destUIDs, validity, highest = su, du, dest.UidValidity, mb.HighestModseq
+			return nil
+		},
+		committed: func(msgs []*storagev1.Message) {
+			n -= len(msgs) // anything left (appended meanwhile) must not fit in this step
+		},
+	})
+	return srcUIDs, destUIDs, validity, highest, err
+}
+
+// copyOrMove runs a COPY or MOVE of set from one mailbox to another as one
+// change: in one transaction when it fits, staged (staging.go) when not.
 func (s *Server) copyOrMove(ctx context.Context, account, srcID, destID string, set *storagev1.UIDSet, move bool) (srcUIDs, destUIDs []uint32, validity uint32, highest uint64, err error) {
 	if len(set.GetRanges()) == 0 {
 		return nil, nil, 0, 0, errInvalid("a UID set is required")
@@ -311,62 +339,80 @@ func (s *Server) copyOrMove(ctx context.Context, account, srcID, destID string, 
 	if destID == srcID {
 		return nil, nil, 0, 0, errInvalid("source and destination are the same mailbox")
 	}
-	var stepSrc, stepDest []uint32
-	var stepValidity uint32
-	var stepHighest uint64
-	err = s.runBulk(ctx, account, srcID, s.keys.Mailbox(account, srcID), set, bulkChange{
-		cost: func(m *storagev1.Message) (int, int) { return s.copyCost(account, destID, m, move) },
-		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
-			dest, su, du, err := s.copyStep(tx, account, mb, destID, msgs, move)
-			if err != nil {
-				return err
-			}
-			stepSrc, stepDest, stepValidity, stepHighest = su, du, dest.UidValidity, mb.HighestModseq
-			return nil
-		},
-		committed: func([]*storagev1.Message) {
-			srcUIDs = append(srcUIDs, stepSrc...)
-			destUIDs = append(destUIDs, stepDest...)
-			validity, highest = stepValidity, stepHighest
-		},
-	})
-	return srcUIDs, destUIDs, validity, highest, err
+	n, bytes, err := s.measureSet(ctx, account, srcID, set)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	if !move {
+		// The whole set must fit in the quota before anything is copied.
+		if err := s.quotaRoom(ctx, account, bytes, uint64(n)); err != nil {
+			return nil, nil, 0, 0, err
+		}
+	}
+	if n == 0 {
+		resp, err := s.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: account, MailboxId: destID})
+		if err != nil {
+			return nil, nil, 0, 0, err
+		}
+		return nil, nil, resp.Mailbox.UidValidity, 0, nil
+	}
+	srcUIDs, destUIDs, validity, highest, err = s.copyInOneStep(ctx, account, srcID, destID, set, n, move)
+	if !errors.Is(err, errNeedsStaging) {
+		return srcUIDs, destUIDs, validity, highest, err
+	}
+	srcUIDs, destUIDs, validity, err = s.stagedCopy(ctx, account, srcID, destID, set, move)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	if move {
+		resp, err := s.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: account, MailboxId: srcID})
+		if err == nil {
+			highest = resp.Mailbox.HighestModseq
+		}
+	}
+	return srcUIDs, destUIDs, validity, highest, nil
 }
 
 func (s *Server) CopyMessages(ctx context.Context, req *storagev1.CopyMessagesRequest) (*storagev1.CopyMessagesResponse, error) {
-	if len(req.Uids.GetRanges()) == 0 {
-		return nil, errInvalid("a UID set is required")
-	}
-	// The whole set must fit in the quota before anything is copied, so
-	// that a COPY over quota leaves the destination as it was (RFC 9051
-	// 6.4.7), without a single copy for the client to retry into a
-	// duplicate.
-	if err := s.copyQuotaCheck(ctx, req.AccountId, req.MailboxId, req.Uids); err != nil {
-		return nil, toStatus(err)
-	}
 	src, dest, validity, _, err := s.copyOrMove(ctx, req.AccountId, req.MailboxId, req.DestMailboxId, req.Uids, false)
 	if err != nil {
-		// A step failed after others committed (the quota filled meanwhile,
-		// or etcd trouble): take the copies out again, so that the COPY
-		// fails as a whole.
-		s.undoCopies(req.AccountId, req.DestMailboxId, dest)
 		return nil, toStatus(err)
 	}
-	out := &storagev1.CopyMessagesResponse{SourceUids: src, DestUids: dest, DestUidValidity: validity}
-	if out.DestUidValidity == 0 {
-		// Nothing matched: still tell the caller the destination exists.
-		resp, err := s.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: req.AccountId, MailboxId: req.DestMailboxId})
-		if err != nil {
-			return nil, err
-		}
-		out.DestUidValidity = resp.Mailbox.GetUidValidity()
-	}
-	return out, nil
+	return &storagev1.CopyMessagesResponse{SourceUids: src, DestUids: dest, DestUidValidity: validity}, nil
 }
 
-// copyQuotaCheck fails with OVER_QUOTA if the messages of set do not fit in
-// the account's quota as it is now. Sets of any size are summed page by page.
-func (s *Server) copyQuotaCheck(ctx context.Context, account, mailboxID string, set *storagev1.UIDSet) error {
+func (s *Server) MoveMessages(ctx context.Context, req *storagev1.MoveMessagesRequest) (*storagev1.MoveMessagesResponse, error) {
+	src, dest, validity, highest, err := s.copyOrMove(ctx, req.AccountId, req.MailboxId, req.DestMailboxId, req.Uids, true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagev1.MoveMessagesResponse{SourceUids: src, DestUids: dest, DestUidValidity: validity, HighestModseq: highest}, nil
+}
+
+// measureSet counts the visible messages of set and their bytes, page by page.
+func (s *Server) measureSet(ctx context.Context, account, mailboxID string, set *storagev1.UIDSet) (int, uint64, error) {
+	var n int
+	var bytes uint64
+	req := &storagev1.ListMessagesRequest{AccountId: account, MailboxId: mailboxID, Uids: set, Limit: 5000}
+	for {
+		page, err := s.ListMessages(ctx, req)
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, m := range page.Messages {
+			bytes += m.Size
+			n++
+		}
+		if !page.More {
+			return n, bytes, nil
+		}
+		req.AfterUid, req.Revision = page.NextAfterUid, page.Revision
+	}
+}
+
+// quotaRoom fails with OVER_QUOTA unless the account has room for bytes and
+// messages more.
+func (s *Server) quotaRoom(ctx context.Context, account string, bytes, messages uint64) error {
 	resp, err := s.etcd.Get(ctx, s.keys.Quota(account))
 	if err != nil {
 		return err
@@ -378,59 +424,13 @@ func (s *Server) copyQuotaCheck(ctx context.Context, account, mailboxID string, 
 	if err := proto.Unmarshal(resp.Kvs[0].Value, q); err != nil {
 		return err
 	}
-	if q.LimitBytes == 0 && q.LimitMessages == 0 {
-		return nil
-	}
-	var bytes, count uint64
-	req := &storagev1.ListMessagesRequest{AccountId: account, MailboxId: mailboxID, Uids: set, Limit: 5000}
-	for {
-		page, err := s.ListMessages(ctx, req)
-		if err != nil {
-			return err
-		}
-		for _, m := range page.Messages {
-			bytes += m.Size
-			count++
-		}
-		if !page.More {
-			break
-		}
-		req.AfterUid, req.Revision = page.NextAfterUid, page.Revision
-	}
 	if q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes {
 		return fail(reasonOverQuota, "quota exceeded: %d of %d bytes used, the copy needs %d", q.UsedBytes, q.LimitBytes, bytes)
 	}
-	if q.LimitMessages > 0 && q.UsedMessages+count > q.LimitMessages {
-		return fail(reasonOverQuota, "quota exceeded: %d of %d messages, the copy adds %d", q.UsedMessages, q.LimitMessages, count)
+	if q.LimitMessages > 0 && q.UsedMessages+messages > q.LimitMessages {
+		return fail(reasonOverQuota, "quota exceeded: %d of %d messages, the copy adds %d", q.UsedMessages, q.LimitMessages, messages)
 	}
 	return nil
-}
-
-// undoCopies expunges the copies a failed COPY made. It runs on its own
-// deadline: the caller's request has failed already.
-func (s *Server) undoCopies(account, destID string, uids []uint32) {
-	if len(uids) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	set := uidSetOf(uids)
-	if _, err := s.expunge(ctx, account, destID, set, true); err != nil {
-		s.log.Error("could not take back the copies of a failed COPY", "account", account, "mailbox", destID, "copies", len(uids), "err", err)
-	}
-}
-
-func (s *Server) MoveMessages(ctx context.Context, req *storagev1.MoveMessagesRequest) (*storagev1.MoveMessagesResponse, error) {
-	src, dest, validity, highest, err := s.copyOrMove(ctx, req.AccountId, req.MailboxId, req.DestMailboxId, req.Uids, true)
-	if err != nil && len(src) == 0 {
-		return nil, toStatus(err)
-	}
-	if err != nil {
-		// Some steps moved their messages (each is in exactly one mailbox):
-		// report those, so that the caller can tell its client which ones.
-		s.log.Warn("move ended early", "account", req.AccountId, "moved", len(src), "err", err)
-	}
-	return &storagev1.MoveMessagesResponse{SourceUids: src, DestUids: dest, DestUidValidity: validity, HighestModseq: highest}, nil
 }
 
 func (s *Server) ExpungeMessages(ctx context.Context, req *storagev1.ExpungeMessagesRequest) (*storagev1.ExpungeMessagesResponse, error) {

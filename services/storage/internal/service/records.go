@@ -201,6 +201,9 @@ func (s *Server) addMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailbox
 // placeMessage gives msg the mailbox's next UID and modseq, stages it and
 // moves the mailbox counters (not the quota: see addMessage).
 func (s *Server) placeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailbox, msg *storagev1.Message) error {
+	if err := checkWritable(account, mb, ""); err != nil {
+		return err
+	}
 	if mb.UidNext == 0 || mb.UidNext == ^uint32(0) {
 		return fail(reasonTooMany, "mailbox has run out of UIDs")
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	SweepGrace time.Duration
 	// QueueLifetime is how long an outbound message is retried by default.
 	QueueLifetime time.Duration
+	// StagingTTL is how long a bulk COPY or MOVE holds its destination past
+	// each step (staging.go).
+	StagingTTL time.Duration
 	// AuthCacheTTL keeps successful logins for this long (0 = no cache).
 	AuthCacheTTL time.Duration
 	// LoginFailures failed logins of one username or client address within
@@ -63,6 +66,7 @@ func DefaultConfig() Config {
 		MaxMessageSize: 50 << 20,
 		SweepGrace:     time.Hour,
 		QueueLifetime:  5 * 24 * time.Hour,
+		StagingTTL:     2 * time.Minute,
 		AuthCacheTTL:   5 * time.Minute,
 		// Above the frontends' per-pod limit (10), so that one pod's own
 		// lockout acts first and this one bounds what N pods allow.
@@ -104,6 +108,9 @@ func New(etcd *clientv3.Client, prefix string, blobs blobstore.Store, cfg Config
 	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
+	}
+	if cfg.StagingTTL <= 0 {
+		cfg.StagingTTL = DefaultConfig().StagingTTL
 	}
 	s := &Server{etcd: etcd, keys: keys.Layout{Prefix: prefix}, blobs: blobs, cfg: cfg, log: log}
 	s.committer = newCommitter(etcd)

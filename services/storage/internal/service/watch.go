@@ -62,16 +62,23 @@ func (s *Server) Watch(req *storagev1.WatchRequest, stream storagev1.WatchServic
 			}
 			backoff = 100 * time.Millisecond
 			for _, batch := range groupByRevision(wresp.Events) {
-				changes := s.changesOf(root, batch)
 				r := batch[0].Kv.ModRevision
-				rev = r
-				if len(changes) == 0 {
-					continue
+				changes, published := s.changesOf(root, batch)
+				if len(published) > 0 {
+					// A bulk copy became visible: its messages come first,
+					// as added, then the mailbox's new status.
+					adds, err := s.publishedAdds(ctx, req.AccountId, published, r)
+					if err != nil {
+						cancel()
+						return toStatus(err)
+					}
+					changes = append(adds, changes...)
 				}
-				if err := stream.Send(&storagev1.WatchResponse{Revision: r, Changes: changes}); err != nil {
+				if err := sendChanges(stream, r, changes); err != nil {
 					cancel()
 					return err
 				}
+				rev = r
 			}
 		}
 		cancel()
@@ -109,53 +116,130 @@ func groupByRevision(events []*clientv3.Event) [][]*clientv3.Event {
 }
 
 // changesOf turns the events of one revision into changes.
-func (s *Server) changesOf(root string, events []*clientv3.Event) []*storagev1.Change {
+// watchPage bounds the changes in one WatchResponse (a bulk COPY published
+// at once may add 100 000 messages in one revision).
+const watchPage = 5000
+
+// sendChanges sends one revision's changes, split into responses of at most
+// watchPage changes; all but the last say partial.
+func sendChanges(stream storagev1.WatchService_WatchServer, rev int64, changes []*storagev1.Change) error {
+	for len(changes) > 0 {
+		n := min(len(changes), watchPage)
+		resp := &storagev1.WatchResponse{Revision: rev, Changes: changes[:n], Partial: n < len(changes)}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		changes = changes[n:]
+	}
+	return nil
+}
+
+// published is a range of UIDs that a bulk COPY or MOVE made visible.
+type published struct {
+	mailboxID string
+	from, to  uint32 // [from, to)
+}
+
+// publishedAdds reads the entries of the published ranges as they were at
+// revision rev and returns them as added messages.
+func (s *Server) publishedAdds(ctx context.Context, account string, ranges []published, rev int64) ([]*storagev1.Change, error) {
+	var out []*storagev1.Change
+	for _, p := range ranges {
+		from := s.keys.Message(account, p.mailboxID, p.from)
+		end := s.keys.Message(account, p.mailboxID, p.to)
+		for {
+			resp, err := s.etcd.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(scanPage))
+			if err != nil {
+				return nil, err
+			}
+			for _, kv := range resp.Kvs {
+				msg := &storagev1.Message{}
+				if err := proto.Unmarshal(kv.Value, msg); err != nil {
+					return nil, err
+				}
+				out = append(out, &storagev1.Change{Kind: storagev1.Change_KIND_MESSAGE_ADDED, MailboxId: p.mailboxID,
+					Uid: msg.Uid, Modseq: msg.Modseq, Flags: msg.Flags})
+			}
+			if !resp.More || len(resp.Kvs) == 0 {
+				break
+			}
+			from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		}
+	}
+	return out, nil
+}
+
+// changesOf turns one revision's events into changes. Entries at or above
+// their mailbox's UIDNEXT are a bulk copy's staged entries: invisible until
+// published (staging.go), when the mailbox record's UIDNEXT passes them; the
+// ranges published at this revision are returned for publishedAdds.
+func (s *Server) changesOf(root string, events []*clientv3.Event) ([]*storagev1.Change, []published) {
 	var changes []*storagev1.Change
-	modseqOf := map[string]uint64{} // mailbox id → highest modseq in this revision
+	var pubs []published
+	modseqOf := map[string]uint64{}  // mailbox id → highest modseq in this revision
+	uidNextOf := map[string]uint32{} // mailbox id → UIDNEXT after this revision
 	for _, ev := range events {
 		rel := strings.TrimPrefix(string(ev.Kv.Key), root)
 		kind, rest, _ := strings.Cut(rel, "/")
-		switch kind {
-		case "mailboxes":
-			mb := &storagev1.Mailbox{}
-			c := &storagev1.Change{MailboxId: rest, Mailbox: mb}
-			switch {
-			case ev.Type == clientv3.EventTypeDelete:
-				c.Kind = storagev1.Change_KIND_MAILBOX_DELETED
-				if ev.PrevKv != nil {
-					proto.Unmarshal(ev.PrevKv.Value, mb)
-				}
-			case ev.IsCreate():
-				c.Kind = storagev1.Change_KIND_MAILBOX_CREATED
-				proto.Unmarshal(ev.Kv.Value, mb)
-			default:
-				c.Kind = storagev1.Change_KIND_MAILBOX_UPDATED
-				proto.Unmarshal(ev.Kv.Value, mb)
-			}
-			c.Modseq = mb.HighestModseq
-			modseqOf[rest] = mb.HighestModseq
-			changes = append(changes, c)
-		case "messages":
-			mailboxID, _, _ := strings.Cut(rest, "/")
-			c := &storagev1.Change{MailboxId: mailboxID, Uid: uidFromKey(rel)}
-			if ev.Type == clientv3.EventTypeDelete {
-				c.Kind = storagev1.Change_KIND_MESSAGE_EXPUNGED
-			} else {
-				msg := &storagev1.Message{}
-				proto.Unmarshal(ev.Kv.Value, msg)
-				c.Kind = storagev1.Change_KIND_FLAGS_CHANGED
-				if ev.IsCreate() {
-					c.Kind = storagev1.Change_KIND_MESSAGE_ADDED
-				}
-				c.Modseq, c.Flags = msg.Modseq, msg.Flags
-			}
-			changes = append(changes, c)
+		if kind != "mailboxes" {
+			continue
 		}
-	}
-	for _, c := range changes {
-		if c.Kind == storagev1.Change_KIND_MESSAGE_EXPUNGED {
-			c.Modseq = modseqOf[c.MailboxId]
+		mb := &storagev1.Mailbox{}
+		c := &storagev1.Change{MailboxId: rest, Mailbox: mb}
+		switch {
+		case ev.Type == clientv3.EventTypeDelete:
+			c.Kind = storagev1.Change_KIND_MAILBOX_DELETED
+			if ev.PrevKv != nil {
+				proto.Unmarshal(ev.PrevKv.Value, mb)
+			}
+		case ev.IsCreate():
+			c.Kind = storagev1.Change_KIND_MAILBOX_CREATED
+			proto.Unmarshal(ev.Kv.Value, mb)
+		default:
+			c.Kind = storagev1.Change_KIND_MAILBOX_UPDATED
+			proto.Unmarshal(ev.Kv.Value, mb)
+			prev := &storagev1.Mailbox{}
+			if ev.PrevKv != nil && proto.Unmarshal(ev.PrevKv.Value, prev) == nil &&
+				prev.Staging != nil && mb.Staging == nil && mb.UidNext > prev.UidNext {
+				pubs = append(pubs, published{mailboxID: rest, from: prev.UidNext, to: mb.UidNext})
+			}
 		}
+		c.Modseq = mb.HighestModseq
+		modseqOf[rest] = mb.HighestModseq
+		if ev.Type != clientv3.EventTypeDelete {
+			uidNextOf[rest] = mb.UidNext
+		}
+		mb.Staging = nil // internal
+		changes = append(changes, c)
 	}
-	return changes
+	var msgChanges []*storagev1.Change
+	for _, ev := range events {
+		rel := strings.TrimPrefix(string(ev.Kv.Key), root)
+		kind, rest, _ := strings.Cut(rel, "/")
+		if kind != "messages" {
+			continue
+		}
+		mailboxID, _, _ := strings.Cut(rest, "/")
+		uid := uidFromKey(rel)
+		if next, ok := uidNextOf[mailboxID]; ok && uid >= next {
+			continue // staged, or a staged entry taken back
+		}
+		c := &storagev1.Change{MailboxId: mailboxID, Uid: uid}
+		if ev.Type == clientv3.EventTypeDelete {
+			c.Kind = storagev1.Change_KIND_MESSAGE_EXPUNGED
+			c.Modseq = modseqOf[mailboxID]
+		} else {
+			msg := &storagev1.Message{}
+			proto.Unmarshal(ev.Kv.Value, msg)
+			c.Kind = storagev1.Change_KIND_FLAGS_CHANGED
+			if ev.IsCreate() {
+				c.Kind = storagev1.Change_KIND_MESSAGE_ADDED
+			}
+			c.Modseq, c.Flags = msg.Modseq, msg.Flags
+		}
+		msgChanges = append(msgChanges, c)
+	}
+	// Messages before mailbox status, as before: a receiver sees the new
+	// counters after the messages they count.
+	return append(msgChanges, changes...), pubs
 }
