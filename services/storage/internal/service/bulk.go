@@ -3,12 +3,10 @@ package service
 import (
 	"context"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
-	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
 )
 
 // Bulk changes. STORE, COPY, MOVE and EXPUNGE may name any number of
@@ -68,11 +66,10 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 		return errInvalid("account and mailbox ids are required")
 	}
 	first, last := uidBounds(set)
-	end := keys.PrefixEnd(s.keys.Messages(account, mailboxID))
-	if last > 0 {
-		end = s.keys.Message(account, mailboxID, last) + "\x00"
+	if last == 0 {
+		last = ^uint32(0)
 	}
-	from := s.keys.Message(account, mailboxID, max(first, 1))
+	from := max(first, 1)
 	inSet := uidMatcher(set)
 	// Only entries below UIDNEXT exist for clients; those above belong to a
 	// staging (see staging.go).
@@ -81,27 +78,33 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 		return inSet(m.Uid) && (m.Uid < uidNext) != c.staged && (c.match == nil || c.match(m))
 	}
 	for {
-		resp, err := s.etcd.Txn(ctx).Then(clientv3.OpGet(mailboxKey),
-			clientv3.OpGet(from, clientv3.WithRange(end), clientv3.WithLimit(scanPage))).Commit()
+		mbResp, err := s.etcd.Get(ctx, mailboxKey)
 		if err != nil {
 			return err
 		}
-		mbKvs := resp.Responses[0].GetResponseRange().Kvs
-		if len(mbKvs) == 0 {
+		if len(mbResp.Kvs) == 0 {
 			return fail(reasonMailboxNotFound, "no such mailbox")
 		}
 		scanned := &storagev1.Mailbox{}
-		if err := proto.Unmarshal(mbKvs[0].Value, scanned); err != nil {
+		if err := proto.Unmarshal(mbResp.Kvs[0].Value, scanned); err != nil {
 			return err
 		}
 		uidNext = scanned.UidNext
-		if start := s.keys.Message(account, mailboxID, uidNext); c.staged && from < start {
-			from = start // skip the visible entries
-			continue
+		upTo := last
+		if c.staged {
+			from = max(from, uidNext)
+		} else if uidNext > 0 {
+			upTo = min(last, uidNext-1)
 		}
-		page := resp.Responses[1].GetResponseRange()
+		if from > upTo || uidNext == 0 {
+			return nil
+		}
+		page, next, more, err := s.readEntries(ctx, account, mailboxID, from, upTo, scanPage, mbResp.Header.Revision)
+		if err != nil {
+			return err
+		}
 		var candidates []*storagev1.Message
-		for _, kv := range page.Kvs {
+		for _, kv := range page {
 			m := &storagev1.Message{}
 			if err := proto.Unmarshal(kv.Value, m); err != nil {
 				return err
@@ -163,10 +166,10 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 				candidates = candidates[1:]
 			}
 		}
-		if !page.More || len(page.Kvs) == 0 {
+		if !more {
 			return nil
 		}
-		from = string(page.Kvs[len(page.Kvs)-1].Key) + "\x00"
+		from = next
 	}
 }
 

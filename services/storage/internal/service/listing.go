@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
 )
 
 // pageBytes bounds the marshaled entries of one ListMessages page. Entries
@@ -42,11 +41,6 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 		first, last = uidBounds(req.Uids)
 	}
 	first = max(first, req.AfterUid+1)
-	prefix := s.keys.Messages(req.AccountId, req.MailboxId)
-	end := keys.PrefixEnd(prefix)
-	if last > 0 {
-		end = s.keys.Message(req.AccountId, req.MailboxId, last) + "\x00"
-	}
 	opts := []clientv3.OpOption{}
 	if req.Revision > 0 {
 		opts = append(opts, clientv3.WithRev(req.Revision))
@@ -70,7 +64,9 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 	// they do not exist for clients until published.
 	if mb.UidNext > 0 && (last == 0 || last >= mb.UidNext) {
 		last = mb.UidNext - 1
-		end = s.keys.Message(req.AccountId, req.MailboxId, last) + "\x00"
+	}
+	if last == 0 && mb.UidNext != 1 {
+		last = ^uint32(0) // no UIDNEXT recorded: no bound
 	}
 	mb.Staging = nil // internal to the storage tier
 	out := &storagev1.ListMessagesResponse{Mailbox: mb, Revision: rev}
@@ -84,16 +80,16 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 	if len(req.Uids.GetRanges()) > 0 {
 		filter = newUIDFilter(req.Uids)
 	}
-	from := s.keys.Message(req.AccountId, req.MailboxId, first)
+	from := first
 	batch := min(int64(firstScanBatch), limit)
 	var scanned, readBytes int64
 	size := 0
 	for {
-		resp, err := s.etcd.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(batch), clientv3.WithRev(rev))
+		kvs, next, more, err := s.readEntries(ctx, req.AccountId, req.MailboxId, from, last, int(batch), rev)
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		for i, kv := range resp.Kvs {
+		for i, kv := range kvs {
 			msg := &storagev1.Message{}
 			if err := proto.Unmarshal(kv.Value, msg); err != nil {
 				return nil, toStatus(err)
@@ -115,21 +111,21 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 			scanned++
 			readBytes += int64(len(kv.Value))
 			if scanned == limit {
-				out.More = i < len(resp.Kvs)-1 || resp.More
+				out.More = i < len(kvs)-1 || more
 				if !out.More {
 					out.NextAfterUid = 0
 				}
 				return out, nil
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
+		if !more {
 			out.NextAfterUid = 0
 			return out, nil
 		}
-		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		from = next
 		// As many entries as the rest of the budget holds, judged by the
 		// stored size so far (at least one, so the page moves on).
-		perEntry := max(readBytes/scanned, 1)
+		perEntry := max(readBytes/max(scanned, 1), 1)
 		batch = min(max(int64(pageBytes-size)/perEntry, 1), limit-scanned)
 	}
 }
