@@ -145,14 +145,13 @@ type published struct {
 func (s *Server) publishedAdds(ctx context.Context, account string, ranges []published, rev int64) ([]*storagev1.Change, error) {
 	var out []*storagev1.Change
 	for _, p := range ranges {
-		from := s.keys.Message(account, p.mailboxID, p.from)
-		end := s.keys.Message(account, p.mailboxID, p.to)
-		for {
-			resp, err := s.etcd.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(scanPage))
+		from := p.from
+		for from > 0 {
+			kvs, next, more, err := s.readEntries(ctx, account, p.mailboxID, from, p.to-1, scanPage, rev)
 			if err != nil {
 				return nil, err
 			}
-			for _, kv := range resp.Kvs {
+			for _, kv := range kvs {
 				msg := &storagev1.Message{}
 				if err := proto.Unmarshal(kv.Value, msg); err != nil {
 					return nil, err
@@ -160,10 +159,10 @@ func (s *Server) publishedAdds(ctx context.Context, account string, ranges []pub
 				out = append(out, &storagev1.Change{Kind: storagev1.Change_KIND_MESSAGE_ADDED, MailboxId: p.mailboxID,
 					Uid: msg.Uid, Modseq: msg.Modseq, Flags: msg.Flags})
 			}
-			if !resp.More || len(resp.Kvs) == 0 {
+			if !more {
 				break
 			}
-			from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+			from = next
 		}
 	}
 	return out, nil
