@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -138,4 +139,91 @@ func TestBulkOperationsOverIMAPAndPOP3(t *testing.T) {
 	q.do("PASS pop-secret", "+OK maildrop has 0 messages")
 	q.do("STAT", "+OK 0 0")
 	q.do("QUIT", "+OK")
+}
+
+// Expunges made elsewhere reach a selected session numbered right (RFC 9051
+// 7.5.1: each EXPUNGE's number counts the ones before it): replaying them on
+// the session's own list leaves exactly the messages that remain. The pod
+// applies a run of expunges in one pass (emptying a 100 000-message mailbox
+// one removal at a time would stall every session on it).
+func TestExpungesElsewhereAreNumberedRight(t *testing.T) {
+	const n = 300
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 2})
+	c.CreateAccount("numbers@example.test", "numbers-secret")
+	for i := 0; i < n; i++ {
+		c.Deliver([]string{"numbers@example.test"}, bulkMessage(i))
+	}
+	ev := newEvents()
+	watcher := dialIMAP(t, c.Access[1].IMAPS, ev)
+	login(t, watcher, "numbers@example.test", "numbers-secret")
+	if _, err := watcher.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	view := make([]uint32, n) // UIDs by sequence number, as the watcher knows them
+	for i := range view {
+		view[i] = uint32(i + 1)
+	}
+	// Delete a scattered third of the messages through the other pod.
+	actor := dialIMAP(t, c.Access[0].IMAPS, nil)
+	login(t, actor, "numbers@example.test", "numbers-secret")
+	if _, err := actor.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var doomed imap.UIDSet
+	want := map[uint32]bool{}
+	for uid := uint32(1); uid <= n; uid++ {
+		if uid%3 == 0 || uid%7 == 0 {
+			doomed.AddNum(imap.UID(uid))
+		} else {
+			want[uid] = true
+		}
+	}
+	if err := actor.Store(doomed, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := actor.Expunge().Collect(); err != nil {
+		t.Fatal(err)
+	}
+	// NOOP reports what happened elsewhere (RFC 9051 6.1.2).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := watcher.Noop().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		ev.mu.Lock()
+		got := len(ev.expunge)
+		ev.mu.Unlock()
+		if got == n-len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d EXPUNGEs reached the watcher, want %d", got, n-len(want))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ev.mu.Lock()
+	for _, seq := range ev.expunge {
+		if seq < 1 || int(seq) > len(view) {
+			t.Fatalf("EXPUNGE %d with %d messages left", seq, len(view))
+		}
+		view = append(view[:seq-1], view[seq:]...)
+	}
+	ev.mu.Unlock()
+	if len(view) != len(want) {
+		t.Fatalf("%d messages left in the watcher's view, want %d", len(view), len(want))
+	}
+	for _, uid := range view {
+		if !want[uid] {
+			t.Fatalf("UID %d left in the watcher's view was expunged", uid)
+		}
+	}
+	msgs, err := watcher.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true}).Collect()
+	if err != nil || len(msgs) != len(view) {
+		t.Fatalf("FETCH 1:* UID: %d messages, %v", len(msgs), err)
+	}
+	for i, m := range msgs {
+		if uint32(m.UID) != view[i] {
+			t.Fatalf("message %d is UID %d, the EXPUNGEs said %d", i+1, m.UID, view[i])
+		}
+	}
 }

@@ -147,7 +147,34 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 	if rev <= m.loadRev {
 		return // already in the listing
 	}
+	// Expunges are removed from entries together, once per run of them: one
+	// by one, each removal would move the rest of the slice, and emptying a
+	// 100 000-message mailbox would cost billions of moves.
+	var gone []int // positions in entries, ascending
+	flush := func() {
+		if len(gone) == 0 {
+			return
+		}
+		sort.Ints(gone)
+		kept := m.entries[:gone[0]]
+		for k, pos := range gone {
+			// Each EXPUNGE numbers by the view after the ones before it.
+			m.tracker.QueueExpunge(uint32(pos - k + 1))
+			end := len(m.entries)
+			if k+1 < len(gone) {
+				end = gone[k+1]
+			}
+			kept = append(kept, m.entries[pos+1:end]...)
+		}
+		m.entries = kept
+		gone = gone[:0]
+	}
+	removed := map[int]bool{}
 	for _, c := range changes {
+		if c.Kind != storagev1.Change_KIND_MESSAGE_EXPUNGED {
+			flush()
+			clear(removed)
+		}
 		switch c.Kind {
 		case storagev1.Change_KIND_MESSAGE_ADDED:
 			if n := len(m.entries); n == 0 || c.Uid > m.entries[n-1].uid {
@@ -161,9 +188,9 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 				delete(m.own, key)
 			}
 		case storagev1.Change_KIND_MESSAGE_EXPUNGED:
-			if i := m.index(c.Uid); i >= 0 {
-				m.entries = append(m.entries[:i], m.entries[i+1:]...)
-				m.tracker.QueueExpunge(uint32(i + 1))
+			if i := m.index(c.Uid); i >= 0 && !removed[i] {
+				removed[i] = true
+				gone = append(gone, i)
 			}
 		case storagev1.Change_KIND_MAILBOX_UPDATED, storagev1.Change_KIND_MAILBOX_CREATED:
 			if c.Mailbox != nil {
@@ -174,6 +201,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 		}
 		m.modseq = max(m.modseq, c.Modseq)
 	}
+	flush()
 	for k := range m.own {
 		if k.modseq <= m.modseq-min(m.modseq, 1000) {
 			delete(m.own, k) // a change that never came back (it changed nothing)
