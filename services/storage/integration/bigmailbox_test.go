@@ -30,10 +30,12 @@ func bigMailboxSize(t *testing.T) int {
 	return 100000
 }
 
-// fillMailbox appends n corpus messages (seed 1) with `workers` concurrent
-// streams; every third message is \Seen.
+// fillMailbox appends n corpus messages (seed 1) in batched AppendMessages
+// streams of up to 500, `workers` at a time; every third message is \Seen.
+// UIDs follow the corpus order within a batch, not across batches.
 func fillMailbox(ctx context.Context, t *testing.T, r *replica, account, mailboxID string, n, workers int, maxSize int64) {
 	t.Helper()
+	const batch = 500
 	gen := mailcorpus.NewWithOptions(mailcorpus.Options{Seed: 1, MaxSize: maxSize})
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -43,15 +45,16 @@ func fillMailbox(ctx context.Context, t *testing.T, r *replica, account, mailbox
 		go func() {
 			defer wg.Done()
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
+				from := int(next.Add(batch)) - batch
+				if from >= n {
 					return
 				}
-				var flags []string
-				if i%3 == 0 {
-					flags = []string{`\Seen`}
+				var bodies [][]byte
+				for i := from; i < min(from+batch, n); i++ {
+					bodies = append(bodies, gen.Message(i))
 				}
-				if _, err := appendMsg(ctx, r, account, mailboxID, gen.Message(i), flags...); err != nil {
+				seen := func(i int) bool { return (from+i)%3 == 0 }
+				if _, err := appendMany(ctx, r, account, mailboxID, bodies, seen); err != nil {
 					errs <- err
 					return
 				}
@@ -109,7 +112,7 @@ func TestBigMailbox(t *testing.T) {
 		phase = time.Now()
 	}
 
-	fillMailbox(ctx, t, r, acc.Id, inbox, n, 32, 16<<10)
+	fillMailbox(ctx, t, r, acc.Id, inbox, n, 16, 16<<10)
 	step("append " + strconv.Itoa(n) + " messages")
 	mb, msgs := listAll(t, r, acc.Id, inbox)
 	if len(msgs) != n || int(mb.Messages) != n || mb.UidNext != uint32(n)+1 {

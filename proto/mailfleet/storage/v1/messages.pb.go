@@ -71,7 +71,7 @@ func (x StoreFlagsRequest_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StoreFlagsRequest_Op.Descriptor instead.
 func (StoreFlagsRequest_Op) EnumDescriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{7, 0}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{9, 0}
 }
 
 // Message is one message index entry.
@@ -270,6 +270,174 @@ func (*AppendMessageRequest_Metadata_) isAppendMessageRequest_Part() {}
 
 func (*AppendMessageRequest_Chunk) isAppendMessageRequest_Part() {}
 
+type AppendMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*AppendMessagesRequest_Target_
+	//	*AppendMessagesRequest_Start_
+	//	*AppendMessagesRequest_Chunk
+	Part          isAppendMessagesRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendMessagesRequest) Reset() {
+	*x = AppendMessagesRequest{}
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendMessagesRequest) ProtoMessage() {}
+
+func (x *AppendMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendMessagesRequest.ProtoReflect.Descriptor instead.
+func (*AppendMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AppendMessagesRequest) GetPart() isAppendMessagesRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *AppendMessagesRequest) GetTarget() *AppendMessagesRequest_Target {
+	if x != nil {
+		if x, ok := x.Part.(*AppendMessagesRequest_Target_); ok {
+			return x.Target
+		}
+	}
+	return nil
+}
+
+func (x *AppendMessagesRequest) GetStart() *AppendMessagesRequest_Start {
+	if x != nil {
+		if x, ok := x.Part.(*AppendMessagesRequest_Start_); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *AppendMessagesRequest) GetChunk() *BodyChunk {
+	if x != nil {
+		if x, ok := x.Part.(*AppendMessagesRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isAppendMessagesRequest_Part interface {
+	isAppendMessagesRequest_Part()
+}
+
+type AppendMessagesRequest_Target_ struct {
+	Target *AppendMessagesRequest_Target `protobuf:"bytes,1,opt,name=target,proto3,oneof"`
+}
+
+type AppendMessagesRequest_Start_ struct {
+	Start *AppendMessagesRequest_Start `protobuf:"bytes,2,opt,name=start,proto3,oneof"`
+}
+
+type AppendMessagesRequest_Chunk struct {
+	Chunk *BodyChunk `protobuf:"bytes,3,opt,name=chunk,proto3,oneof"`
+}
+
+func (*AppendMessagesRequest_Target_) isAppendMessagesRequest_Part() {}
+
+func (*AppendMessagesRequest_Start_) isAppendMessagesRequest_Part() {}
+
+func (*AppendMessagesRequest_Chunk) isAppendMessagesRequest_Part() {}
+
+type AppendMessagesResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	MailboxId   string                 `protobuf:"bytes,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	UidValidity uint32                 `protobuf:"varint,2,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
+	// The messages' UIDs, in stream order.
+	Uids []uint32 `protobuf:"varint,3,rep,packed,name=uids,proto3" json:"uids,omitempty"`
+	// HIGHESTMODSEQ after the append: every message carries it.
+	Modseq        uint64 `protobuf:"varint,4,opt,name=modseq,proto3" json:"modseq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendMessagesResponse) Reset() {
+	*x = AppendMessagesResponse{}
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendMessagesResponse) ProtoMessage() {}
+
+func (x *AppendMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendMessagesResponse.ProtoReflect.Descriptor instead.
+func (*AppendMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AppendMessagesResponse) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+func (x *AppendMessagesResponse) GetUidValidity() uint32 {
+	if x != nil {
+		return x.UidValidity
+	}
+	return 0
+}
+
+func (x *AppendMessagesResponse) GetUids() []uint32 {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+func (x *AppendMessagesResponse) GetModseq() uint64 {
+	if x != nil {
+		return x.Modseq
+	}
+	return 0
+}
+
 type AppendMessageResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MailboxId     string                 `protobuf:"bytes,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
@@ -283,7 +451,7 @@ type AppendMessageResponse struct {
 
 func (x *AppendMessageResponse) Reset() {
 	*x = AppendMessageResponse{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +463,7 @@ func (x *AppendMessageResponse) String() string {
 func (*AppendMessageResponse) ProtoMessage() {}
 
 func (x *AppendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +476,7 @@ func (x *AppendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendMessageResponse.ProtoReflect.Descriptor instead.
 func (*AppendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{2}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AppendMessageResponse) GetMailboxId() string {
@@ -368,7 +536,7 @@ type ListMessagesRequest struct {
 
 func (x *ListMessagesRequest) Reset() {
 	*x = ListMessagesRequest{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +548,7 @@ func (x *ListMessagesRequest) String() string {
 func (*ListMessagesRequest) ProtoMessage() {}
 
 func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +561,7 @@ func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{3}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListMessagesRequest) GetAccountId() string {
@@ -467,7 +635,7 @@ type ListMessagesResponse struct {
 
 func (x *ListMessagesResponse) Reset() {
 	*x = ListMessagesResponse{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +647,7 @@ func (x *ListMessagesResponse) String() string {
 func (*ListMessagesResponse) ProtoMessage() {}
 
 func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +660,7 @@ func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{4}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListMessagesResponse) GetMessages() []*Message {
@@ -544,7 +712,7 @@ type GetMessageBodyRequest struct {
 
 func (x *GetMessageBodyRequest) Reset() {
 	*x = GetMessageBodyRequest{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +724,7 @@ func (x *GetMessageBodyRequest) String() string {
 func (*GetMessageBodyRequest) ProtoMessage() {}
 
 func (x *GetMessageBodyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +737,7 @@ func (x *GetMessageBodyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageBodyRequest.ProtoReflect.Descriptor instead.
 func (*GetMessageBodyRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{5}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetMessageBodyRequest) GetAccountId() string {
@@ -618,7 +786,7 @@ type GetMessageBodyResponse struct {
 
 func (x *GetMessageBodyResponse) Reset() {
 	*x = GetMessageBodyResponse{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +798,7 @@ func (x *GetMessageBodyResponse) String() string {
 func (*GetMessageBodyResponse) ProtoMessage() {}
 
 func (x *GetMessageBodyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +811,7 @@ func (x *GetMessageBodyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageBodyResponse.ProtoReflect.Descriptor instead.
 func (*GetMessageBodyResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{6}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetMessageBodyResponse) GetMessage() *Message {
@@ -676,7 +844,7 @@ type StoreFlagsRequest struct {
 
 func (x *StoreFlagsRequest) Reset() {
 	*x = StoreFlagsRequest{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +856,7 @@ func (x *StoreFlagsRequest) String() string {
 func (*StoreFlagsRequest) ProtoMessage() {}
 
 func (x *StoreFlagsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +869,7 @@ func (x *StoreFlagsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlagsRequest.ProtoReflect.Descriptor instead.
 func (*StoreFlagsRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{7}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StoreFlagsRequest) GetAccountId() string {
@@ -758,7 +926,7 @@ type StoreFlagsResponse struct {
 
 func (x *StoreFlagsResponse) Reset() {
 	*x = StoreFlagsResponse{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +938,7 @@ func (x *StoreFlagsResponse) String() string {
 func (*StoreFlagsResponse) ProtoMessage() {}
 
 func (x *StoreFlagsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +951,7 @@ func (x *StoreFlagsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlagsResponse.ProtoReflect.Descriptor instead.
 func (*StoreFlagsResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{8}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StoreFlagsResponse) GetMessages() []*Message {
@@ -819,7 +987,7 @@ type CopyMessagesRequest struct {
 
 func (x *CopyMessagesRequest) Reset() {
 	*x = CopyMessagesRequest{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +999,7 @@ func (x *CopyMessagesRequest) String() string {
 func (*CopyMessagesRequest) ProtoMessage() {}
 
 func (x *CopyMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +1012,7 @@ func (x *CopyMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyMessagesRequest.ProtoReflect.Descriptor instead.
 func (*CopyMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{9}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CopyMessagesRequest) GetAccountId() string {
@@ -887,7 +1055,7 @@ type CopyMessagesResponse struct {
 
 func (x *CopyMessagesResponse) Reset() {
 	*x = CopyMessagesResponse{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1067,7 @@ func (x *CopyMessagesResponse) String() string {
 func (*CopyMessagesResponse) ProtoMessage() {}
 
 func (x *CopyMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1080,7 @@ func (x *CopyMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyMessagesResponse.ProtoReflect.Descriptor instead.
 func (*CopyMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{10}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CopyMessagesResponse) GetDestUidValidity() uint32 {
@@ -948,7 +1116,7 @@ type MoveMessagesRequest struct {
 
 func (x *MoveMessagesRequest) Reset() {
 	*x = MoveMessagesRequest{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1128,7 @@ func (x *MoveMessagesRequest) String() string {
 func (*MoveMessagesRequest) ProtoMessage() {}
 
 func (x *MoveMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1141,7 @@ func (x *MoveMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveMessagesRequest.ProtoReflect.Descriptor instead.
 func (*MoveMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{11}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MoveMessagesRequest) GetAccountId() string {
@@ -1016,7 +1184,7 @@ type MoveMessagesResponse struct {
 
 func (x *MoveMessagesResponse) Reset() {
 	*x = MoveMessagesResponse{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1196,7 @@ func (x *MoveMessagesResponse) String() string {
 func (*MoveMessagesResponse) ProtoMessage() {}
 
 func (x *MoveMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1209,7 @@ func (x *MoveMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveMessagesResponse.ProtoReflect.Descriptor instead.
 func (*MoveMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{12}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MoveMessagesResponse) GetDestUidValidity() uint32 {
@@ -1086,7 +1254,7 @@ type ExpungeMessagesRequest struct {
 
 func (x *ExpungeMessagesRequest) Reset() {
 	*x = ExpungeMessagesRequest{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[13]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1266,7 @@ func (x *ExpungeMessagesRequest) String() string {
 func (*ExpungeMessagesRequest) ProtoMessage() {}
 
 func (x *ExpungeMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[13]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1279,7 @@ func (x *ExpungeMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpungeMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ExpungeMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{13}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExpungeMessagesRequest) GetAccountId() string {
@@ -1152,7 +1320,7 @@ type ExpungeMessagesResponse struct {
 
 func (x *ExpungeMessagesResponse) Reset() {
 	*x = ExpungeMessagesResponse{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[14]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1332,7 @@ func (x *ExpungeMessagesResponse) String() string {
 func (*ExpungeMessagesResponse) ProtoMessage() {}
 
 func (x *ExpungeMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[14]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1345,7 @@ func (x *ExpungeMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpungeMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ExpungeMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{14}
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExpungeMessagesResponse) GetExpungedUids() []uint32 {
@@ -1213,7 +1381,7 @@ type AppendMessageRequest_Metadata struct {
 
 func (x *AppendMessageRequest_Metadata) Reset() {
 	*x = AppendMessageRequest_Metadata{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[15]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1393,7 @@ func (x *AppendMessageRequest_Metadata) String() string {
 func (*AppendMessageRequest_Metadata) ProtoMessage() {}
 
 func (x *AppendMessageRequest_Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[15]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,6 +1451,130 @@ func (x *AppendMessageRequest_Metadata) GetSizeHint() uint64 {
 	return 0
 }
 
+type AppendMessagesRequest_Target struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// Exactly one of mailbox_id and mailbox_name.
+	MailboxId     string `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	MailboxName   string `protobuf:"bytes,3,opt,name=mailbox_name,json=mailboxName,proto3" json:"mailbox_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendMessagesRequest_Target) Reset() {
+	*x = AppendMessagesRequest_Target{}
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendMessagesRequest_Target) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendMessagesRequest_Target) ProtoMessage() {}
+
+func (x *AppendMessagesRequest_Target) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendMessagesRequest_Target.ProtoReflect.Descriptor instead.
+func (*AppendMessagesRequest_Target) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{2, 0}
+}
+
+func (x *AppendMessagesRequest_Target) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *AppendMessagesRequest_Target) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+func (x *AppendMessagesRequest_Target) GetMailboxName() string {
+	if x != nil {
+		return x.MailboxName
+	}
+	return ""
+}
+
+// Start begins the next message.
+type AppendMessagesRequest_Start struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Flags []string               `protobuf:"bytes,1,rep,name=flags,proto3" json:"flags,omitempty"`
+	// Unset = now.
+	InternalDate *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"`
+	// Announced size, if known.
+	SizeHint      uint64 `protobuf:"varint,3,opt,name=size_hint,json=sizeHint,proto3" json:"size_hint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendMessagesRequest_Start) Reset() {
+	*x = AppendMessagesRequest_Start{}
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendMessagesRequest_Start) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendMessagesRequest_Start) ProtoMessage() {}
+
+func (x *AppendMessagesRequest_Start) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendMessagesRequest_Start.ProtoReflect.Descriptor instead.
+func (*AppendMessagesRequest_Start) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{2, 1}
+}
+
+func (x *AppendMessagesRequest_Start) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+func (x *AppendMessagesRequest_Start) GetInternalDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.InternalDate
+	}
+	return nil
+}
+
+func (x *AppendMessagesRequest_Start) GetSizeHint() uint64 {
+	if x != nil {
+		return x.SizeHint
+	}
+	return 0
+}
+
 var File_mailfleet_storage_v1_messages_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
@@ -1311,7 +1603,28 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\x05flags\x18\x04 \x03(\tR\x05flags\x12?\n" +
 	"\rinternal_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\finternalDate\x12\x1b\n" +
 	"\tsize_hint\x18\x06 \x01(\x04R\bsizeHintB\x06\n" +
-	"\x04part\"\x97\x01\n" +
+	"\x04part\"\xd9\x03\n" +
+	"\x15AppendMessagesRequest\x12L\n" +
+	"\x06target\x18\x01 \x01(\v22.mailfleet.storage.v1.AppendMessagesRequest.TargetH\x00R\x06target\x12I\n" +
+	"\x05start\x18\x02 \x01(\v21.mailfleet.storage.v1.AppendMessagesRequest.StartH\x00R\x05start\x127\n" +
+	"\x05chunk\x18\x03 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1ai\n" +
+	"\x06Target\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\x12!\n" +
+	"\fmailbox_name\x18\x03 \x01(\tR\vmailboxName\x1a{\n" +
+	"\x05Start\x12\x14\n" +
+	"\x05flags\x18\x01 \x03(\tR\x05flags\x12?\n" +
+	"\rinternal_date\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\finternalDate\x12\x1b\n" +
+	"\tsize_hint\x18\x03 \x01(\x04R\bsizeHintB\x06\n" +
+	"\x04part\"\x86\x01\n" +
+	"\x16AppendMessagesResponse\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12!\n" +
+	"\fuid_validity\x18\x02 \x01(\rR\vuidValidity\x12\x12\n" +
+	"\x04uids\x18\x03 \x03(\rR\x04uids\x12\x16\n" +
+	"\x06modseq\x18\x04 \x01(\x04R\x06modseq\"\x97\x01\n" +
 	"\x15AppendMessageResponse\x12\x1d\n" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12!\n" +
@@ -1402,9 +1715,10 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\x13ignore_deleted_flag\x18\x04 \x01(\bR\x11ignoreDeletedFlag\"e\n" +
 	"\x17ExpungeMessagesResponse\x12#\n" +
 	"\rexpunged_uids\x18\x01 \x03(\rR\fexpungedUids\x12%\n" +
-	"\x0ehighest_modseq\x18\x02 \x01(\x04R\rhighestModseq2\xf1\x05\n" +
+	"\x0ehighest_modseq\x18\x02 \x01(\x04R\rhighestModseq2\xe0\x06\n" +
 	"\x0eMessageService\x12j\n" +
-	"\rAppendMessage\x12*.mailfleet.storage.v1.AppendMessageRequest\x1a+.mailfleet.storage.v1.AppendMessageResponse(\x01\x12e\n" +
+	"\rAppendMessage\x12*.mailfleet.storage.v1.AppendMessageRequest\x1a+.mailfleet.storage.v1.AppendMessageResponse(\x01\x12m\n" +
+	"\x0eAppendMessages\x12+.mailfleet.storage.v1.AppendMessagesRequest\x1a,.mailfleet.storage.v1.AppendMessagesResponse(\x01\x12e\n" +
 	"\fListMessages\x12).mailfleet.storage.v1.ListMessagesRequest\x1a*.mailfleet.storage.v1.ListMessagesResponse\x12m\n" +
 	"\x0eGetMessageBody\x12+.mailfleet.storage.v1.GetMessageBodyRequest\x1a,.mailfleet.storage.v1.GetMessageBodyResponse0\x01\x12_\n" +
 	"\n" +
@@ -1426,67 +1740,77 @@ func file_mailfleet_storage_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_mailfleet_storage_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_mailfleet_storage_v1_messages_proto_goTypes = []any{
 	(StoreFlagsRequest_Op)(0),             // 0: mailfleet.storage.v1.StoreFlagsRequest.Op
 	(*Message)(nil),                       // 1: mailfleet.storage.v1.Message
 	(*AppendMessageRequest)(nil),          // 2: mailfleet.storage.v1.AppendMessageRequest
-	(*AppendMessageResponse)(nil),         // 3: mailfleet.storage.v1.AppendMessageResponse
-	(*ListMessagesRequest)(nil),           // 4: mailfleet.storage.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),          // 5: mailfleet.storage.v1.ListMessagesResponse
-	(*GetMessageBodyRequest)(nil),         // 6: mailfleet.storage.v1.GetMessageBodyRequest
-	(*GetMessageBodyResponse)(nil),        // 7: mailfleet.storage.v1.GetMessageBodyResponse
-	(*StoreFlagsRequest)(nil),             // 8: mailfleet.storage.v1.StoreFlagsRequest
-	(*StoreFlagsResponse)(nil),            // 9: mailfleet.storage.v1.StoreFlagsResponse
-	(*CopyMessagesRequest)(nil),           // 10: mailfleet.storage.v1.CopyMessagesRequest
-	(*CopyMessagesResponse)(nil),          // 11: mailfleet.storage.v1.CopyMessagesResponse
-	(*MoveMessagesRequest)(nil),           // 12: mailfleet.storage.v1.MoveMessagesRequest
-	(*MoveMessagesResponse)(nil),          // 13: mailfleet.storage.v1.MoveMessagesResponse
-	(*ExpungeMessagesRequest)(nil),        // 14: mailfleet.storage.v1.ExpungeMessagesRequest
-	(*ExpungeMessagesResponse)(nil),       // 15: mailfleet.storage.v1.ExpungeMessagesResponse
-	(*AppendMessageRequest_Metadata)(nil), // 16: mailfleet.storage.v1.AppendMessageRequest.Metadata
-	(*timestamppb.Timestamp)(nil),         // 17: google.protobuf.Timestamp
-	(*Envelope)(nil),                      // 18: mailfleet.storage.v1.Envelope
-	(*BodyChunk)(nil),                     // 19: mailfleet.storage.v1.BodyChunk
-	(*UIDSet)(nil),                        // 20: mailfleet.storage.v1.UIDSet
-	(*Mailbox)(nil),                       // 21: mailfleet.storage.v1.Mailbox
+	(*AppendMessagesRequest)(nil),         // 3: mailfleet.storage.v1.AppendMessagesRequest
+	(*AppendMessagesResponse)(nil),        // 4: mailfleet.storage.v1.AppendMessagesResponse
+	(*AppendMessageResponse)(nil),         // 5: mailfleet.storage.v1.AppendMessageResponse
+	(*ListMessagesRequest)(nil),           // 6: mailfleet.storage.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),          // 7: mailfleet.storage.v1.ListMessagesResponse
+	(*GetMessageBodyRequest)(nil),         // 8: mailfleet.storage.v1.GetMessageBodyRequest
+	(*GetMessageBodyResponse)(nil),        // 9: mailfleet.storage.v1.GetMessageBodyResponse
+	(*StoreFlagsRequest)(nil),             // 10: mailfleet.storage.v1.StoreFlagsRequest
+	(*StoreFlagsResponse)(nil),            // 11: mailfleet.storage.v1.StoreFlagsResponse
+	(*CopyMessagesRequest)(nil),           // 12: mailfleet.storage.v1.CopyMessagesRequest
+	(*CopyMessagesResponse)(nil),          // 13: mailfleet.storage.v1.CopyMessagesResponse
+	(*MoveMessagesRequest)(nil),           // 14: mailfleet.storage.v1.MoveMessagesRequest
+	(*MoveMessagesResponse)(nil),          // 15: mailfleet.storage.v1.MoveMessagesResponse
+	(*ExpungeMessagesRequest)(nil),        // 16: mailfleet.storage.v1.ExpungeMessagesRequest
+	(*ExpungeMessagesResponse)(nil),       // 17: mailfleet.storage.v1.ExpungeMessagesResponse
+	(*AppendMessageRequest_Metadata)(nil), // 18: mailfleet.storage.v1.AppendMessageRequest.Metadata
+	(*AppendMessagesRequest_Target)(nil),  // 19: mailfleet.storage.v1.AppendMessagesRequest.Target
+	(*AppendMessagesRequest_Start)(nil),   // 20: mailfleet.storage.v1.AppendMessagesRequest.Start
+	(*timestamppb.Timestamp)(nil),         // 21: google.protobuf.Timestamp
+	(*Envelope)(nil),                      // 22: mailfleet.storage.v1.Envelope
+	(*BodyChunk)(nil),                     // 23: mailfleet.storage.v1.BodyChunk
+	(*UIDSet)(nil),                        // 24: mailfleet.storage.v1.UIDSet
+	(*Mailbox)(nil),                       // 25: mailfleet.storage.v1.Mailbox
 }
 var file_mailfleet_storage_v1_messages_proto_depIdxs = []int32{
-	17, // 0: mailfleet.storage.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
-	18, // 1: mailfleet.storage.v1.Message.envelope:type_name -> mailfleet.storage.v1.Envelope
-	16, // 2: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
-	19, // 3: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	20, // 4: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	1,  // 5: mailfleet.storage.v1.ListMessagesResponse.messages:type_name -> mailfleet.storage.v1.Message
-	21, // 6: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 7: mailfleet.storage.v1.GetMessageBodyResponse.message:type_name -> mailfleet.storage.v1.Message
-	19, // 8: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	20, // 9: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	0,  // 10: mailfleet.storage.v1.StoreFlagsRequest.op:type_name -> mailfleet.storage.v1.StoreFlagsRequest.Op
-	1,  // 11: mailfleet.storage.v1.StoreFlagsResponse.messages:type_name -> mailfleet.storage.v1.Message
-	20, // 12: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	20, // 13: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	20, // 14: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	17, // 15: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
-	2,  // 16: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
-	4,  // 17: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
-	6,  // 18: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
-	8,  // 19: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
-	10, // 20: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
-	12, // 21: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
-	14, // 22: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
-	3,  // 23: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
-	5,  // 24: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
-	7,  // 25: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
-	9,  // 26: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
-	11, // 27: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
-	13, // 28: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
-	15, // 29: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	21, // 0: mailfleet.storage.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
+	22, // 1: mailfleet.storage.v1.Message.envelope:type_name -> mailfleet.storage.v1.Envelope
+	18, // 2: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
+	23, // 3: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	19, // 4: mailfleet.storage.v1.AppendMessagesRequest.target:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Target
+	20, // 5: mailfleet.storage.v1.AppendMessagesRequest.start:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Start
+	23, // 6: mailfleet.storage.v1.AppendMessagesRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	24, // 7: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	1,  // 8: mailfleet.storage.v1.ListMessagesResponse.messages:type_name -> mailfleet.storage.v1.Message
+	25, // 9: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	1,  // 10: mailfleet.storage.v1.GetMessageBodyResponse.message:type_name -> mailfleet.storage.v1.Message
+	23, // 11: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	24, // 12: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	0,  // 13: mailfleet.storage.v1.StoreFlagsRequest.op:type_name -> mailfleet.storage.v1.StoreFlagsRequest.Op
+	1,  // 14: mailfleet.storage.v1.StoreFlagsResponse.messages:type_name -> mailfleet.storage.v1.Message
+	24, // 15: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	24, // 16: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	24, // 17: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	21, // 18: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
+	21, // 19: mailfleet.storage.v1.AppendMessagesRequest.Start.internal_date:type_name -> google.protobuf.Timestamp
+	2,  // 20: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
+	3,  // 21: mailfleet.storage.v1.MessageService.AppendMessages:input_type -> mailfleet.storage.v1.AppendMessagesRequest
+	6,  // 22: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
+	8,  // 23: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
+	10, // 24: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
+	12, // 25: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
+	14, // 26: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
+	16, // 27: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
+	5,  // 28: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
+	4,  // 29: mailfleet.storage.v1.MessageService.AppendMessages:output_type -> mailfleet.storage.v1.AppendMessagesResponse
+	7,  // 30: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
+	9,  // 31: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
+	11, // 32: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
+	13, // 33: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
+	15, // 34: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
+	17, // 35: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
+	28, // [28:36] is the sub-list for method output_type
+	20, // [20:28] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_messages_proto_init() }
@@ -1500,13 +1824,18 @@ func file_mailfleet_storage_v1_messages_proto_init() {
 		(*AppendMessageRequest_Metadata_)(nil),
 		(*AppendMessageRequest_Chunk)(nil),
 	}
+	file_mailfleet_storage_v1_messages_proto_msgTypes[2].OneofWrappers = []any{
+		(*AppendMessagesRequest_Target_)(nil),
+		(*AppendMessagesRequest_Start_)(nil),
+		(*AppendMessagesRequest_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_messages_proto_rawDesc), len(file_mailfleet_storage_v1_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

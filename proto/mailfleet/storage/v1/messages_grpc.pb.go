@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	MessageService_AppendMessage_FullMethodName   = "/mailfleet.storage.v1.MessageService/AppendMessage"
+	MessageService_AppendMessages_FullMethodName  = "/mailfleet.storage.v1.MessageService/AppendMessages"
 	MessageService_ListMessages_FullMethodName    = "/mailfleet.storage.v1.MessageService/ListMessages"
 	MessageService_GetMessageBody_FullMethodName  = "/mailfleet.storage.v1.MessageService/GetMessageBody"
 	MessageService_StoreFlags_FullMethodName      = "/mailfleet.storage.v1.MessageService/StoreFlags"
@@ -40,6 +41,12 @@ type MessageServiceClient interface {
 	// the metadata, the following ones the body. The reply is sent only once the
 	// body is durable and the index entry committed.
 	AppendMessage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendMessageRequest, AppendMessageResponse], error)
+	// AppendMessages appends several messages to one mailbox as one change
+	// (IMAP MULTIAPPEND, RFC 3502; imports): every message or none, their UIDs
+	// consecutive, in far fewer etcd transactions than one append each. The
+	// first request names the mailbox; each message is a start followed by
+	// its body's chunks. At most 10 000 messages per stream.
+	AppendMessages(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendMessagesRequest, AppendMessagesResponse], error)
 	// ListMessages lists index entries of a mailbox in UID order, one page at a
 	// time, optionally only those changed after a modseq.
 	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
@@ -79,6 +86,19 @@ func (c *messageServiceClient) AppendMessage(ctx context.Context, opts ...grpc.C
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessageService_AppendMessageClient = grpc.ClientStreamingClient[AppendMessageRequest, AppendMessageResponse]
 
+func (c *messageServiceClient) AppendMessages(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendMessagesRequest, AppendMessagesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MessageService_ServiceDesc.Streams[1], MessageService_AppendMessages_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AppendMessagesRequest, AppendMessagesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessageService_AppendMessagesClient = grpc.ClientStreamingClient[AppendMessagesRequest, AppendMessagesResponse]
+
 func (c *messageServiceClient) ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListMessagesResponse)
@@ -91,7 +111,7 @@ func (c *messageServiceClient) ListMessages(ctx context.Context, in *ListMessage
 
 func (c *messageServiceClient) GetMessageBody(ctx context.Context, in *GetMessageBodyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetMessageBodyResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &MessageService_ServiceDesc.Streams[1], MessageService_GetMessageBody_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &MessageService_ServiceDesc.Streams[2], MessageService_GetMessageBody_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +180,12 @@ type MessageServiceServer interface {
 	// the metadata, the following ones the body. The reply is sent only once the
 	// body is durable and the index entry committed.
 	AppendMessage(grpc.ClientStreamingServer[AppendMessageRequest, AppendMessageResponse]) error
+	// AppendMessages appends several messages to one mailbox as one change
+	// (IMAP MULTIAPPEND, RFC 3502; imports): every message or none, their UIDs
+	// consecutive, in far fewer etcd transactions than one append each. The
+	// first request names the mailbox; each message is a start followed by
+	// its body's chunks. At most 10 000 messages per stream.
+	AppendMessages(grpc.ClientStreamingServer[AppendMessagesRequest, AppendMessagesResponse]) error
 	// ListMessages lists index entries of a mailbox in UID order, one page at a
 	// time, optionally only those changed after a modseq.
 	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
@@ -188,6 +214,9 @@ type UnimplementedMessageServiceServer struct{}
 
 func (UnimplementedMessageServiceServer) AppendMessage(grpc.ClientStreamingServer[AppendMessageRequest, AppendMessageResponse]) error {
 	return status.Error(codes.Unimplemented, "method AppendMessage not implemented")
+}
+func (UnimplementedMessageServiceServer) AppendMessages(grpc.ClientStreamingServer[AppendMessagesRequest, AppendMessagesResponse]) error {
+	return status.Error(codes.Unimplemented, "method AppendMessages not implemented")
 }
 func (UnimplementedMessageServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
@@ -234,6 +263,13 @@ func _MessageService_AppendMessage_Handler(srv interface{}, stream grpc.ServerSt
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessageService_AppendMessageServer = grpc.ClientStreamingServer[AppendMessageRequest, AppendMessageResponse]
+
+func _MessageService_AppendMessages_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MessageServiceServer).AppendMessages(&grpc.GenericServerStream[AppendMessagesRequest, AppendMessagesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MessageService_AppendMessagesServer = grpc.ClientStreamingServer[AppendMessagesRequest, AppendMessagesResponse]
 
 func _MessageService_ListMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListMessagesRequest)
@@ -368,6 +404,11 @@ var MessageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "AppendMessage",
 			Handler:       _MessageService_AppendMessage_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "AppendMessages",
+			Handler:       _MessageService_AppendMessages_Handler,
 			ClientStreams: true,
 		},
 		{

@@ -30,6 +30,26 @@ var errTooLarge = errors.New("message too large")
 // body object and parses its header on the way. Memory stays bounded by the
 // chunk size, the header capture and the driver's part size.
 func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (*upload, error) {
+	key := newBodyKey(time.Now())
+	if err := s.registerUpload(ctx, key); err != nil {
+		drain(next)
+		return nil, toStatus(err)
+	}
+	return s.receiveBodyAs(ctx, key, next)
+}
+
+// drain reads next to its end (or first error), so that a stream's body is
+// consumed even when it will not be stored.
+func drain(next func() ([]byte, error)) {
+	for {
+		if _, err := next(); err != nil {
+			return
+		}
+	}
+}
+
+// receiveBodyAs is receiveBody for a key whose upload intent is registered.
+func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]byte, error)) (*upload, error) {
 	pr, pw := io.Pipe()
 	var head []byte
 	var total, bareLF int64
@@ -64,12 +84,6 @@ func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (
 			}
 		}
 	}()
-	key := newBodyKey(time.Now())
-	if err := s.registerUpload(ctx, key); err != nil {
-		pr.CloseWithError(err)
-		<-done
-		return nil, toStatus(err)
-	}
 	n, err := s.blobs.Put(ctx, key, pr)
 	pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
 	<-done

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -75,4 +76,57 @@ func (s *Server) forgetUpload(key string) {
 	if _, err := s.etcd.Delete(ctx, s.keys.Upload(key)); err != nil {
 		s.log.Warn("could not delete an upload intent; it ends with the lease", "body", key, "err", err)
 	}
+}
+
+// intentPool hands out body keys whose intents were registered together, a
+// batch per etcd write: a stream of many messages (AppendMessages) then
+// costs one write per batch instead of one per message.
+type intentPool struct {
+	s    *Server
+	keys []string
+}
+
+// intentBatch is how many intents one write registers.
+const intentBatch = 64
+
+// next returns a registered key.
+func (p *intentPool) next(ctx context.Context) (string, error) {
+	if len(p.keys) == 0 {
+		id, err := p.s.leases.lease(ctx)
+		if err != nil {
+			return "", err
+		}
+		var ops []clientv3.Op
+		var fresh []string
+		now := time.Now()
+		for i := 0; i < intentBatch; i++ {
+			key := newBodyKey(now)
+			fresh = append(fresh, key)
+			ops = append(ops, clientv3.OpPut(p.s.keys.Upload(key), "", clientv3.WithLease(id)))
+		}
+		if _, err := p.s.etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return "", err
+		}
+		p.keys = fresh
+	}
+	key := p.keys[0]
+	p.keys = p.keys[1:]
+	return key, nil
+}
+
+// release deletes the intents of the keys never used.
+func (p *intentPool) release() {
+	if len(p.keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	var ops []clientv3.Op
+	for _, key := range p.keys {
+		ops = append(ops, clientv3.OpDelete(p.s.keys.Upload(key)))
+	}
+	if _, err := p.s.etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+		p.s.log.Warn("could not delete unused upload intents; they end with the lease", "err", err)
+	}
+	p.keys = nil
 }

@@ -182,25 +182,8 @@ func (s *Server) discardStaged(ctx context.Context, account, mailboxID, opID str
 // one change however many transactions it takes. It returns the source and
 // destination UIDs, pairwise, and the destination's UIDVALIDITY.
 func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, set *storagev1.UIDSet, move bool) (srcUIDs, destUIDs []uint32, validity uint32, err error) {
-	opID := newID()
 	// 1. Take the destination.
-	_, err = s.commitWaiting(ctx, account, func(tx *etcdtx.Tx) error {
-		dest, err := s.loadMailbox(tx, account, destID)
-		if err != nil {
-			return err
-		}
-		if err := checkWritable(account, dest, ""); err != nil {
-			return err
-		}
-		if dest.UidNext == 0 || dest.UidNext == ^uint32(0) {
-			return fail(reasonTooMany, "mailbox has run out of UIDs")
-		}
-		dest.Staging = &storagev1.Staging{OpId: opID, NextUid: dest.UidNext, Modseq: dest.HighestModseq + 1,
-			Expires: timestamppb.New(time.Now().Add(s.cfg.StagingTTL))}
-		validity = dest.UidValidity
-		s.saveMailbox(tx, account, dest)
-		return nil
-	})
+	opID, validity, err := s.takeStaging(ctx, account, destID)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -272,41 +255,10 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 
 	// 3. Publish them all at once.
 	n := uint64(len(destUIDs))
-	_, err = s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
-		dest, err := s.loadMailbox(tx, account, destID)
-		if err != nil {
-			return err
-		}
-		st := dest.GetStaging()
-		if st.GetOpId() != opID {
-			return fail(reasonTemporary, "the bulk copy lost its staging (it took too long)")
-		}
-		q, err := s.loadQuota(tx, account)
-		if err != nil {
-			return err
-		}
-		// A MOVE adds nothing in the end (the source goes); a COPY must fit.
-		if !move {
-			if q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes || q.LimitMessages > 0 && q.UsedMessages+n > q.LimitMessages {
-				return fail(reasonOverQuota, "quota exceeded: the copy needs %d bytes and %d messages", bytes, n)
-			}
-		}
-		q.UsedBytes += bytes
-		q.UsedMessages += n
-		dest.UidNext = st.NextUid
-		dest.Messages += uint32(n)
-		dest.Size += bytes
-		dest.Unseen += uint32(unseen)
-		if n > 0 {
-			dest.HighestModseq = max(dest.HighestModseq+1, st.Modseq)
-		}
-		dest.Staging = nil
-		s.saveMailbox(tx, account, dest)
-		s.saveQuota(tx, account, q)
+	err = s.publishStaging(ctx, account, destID, opID, bytes, n, unseen, !move, func(tx *etcdtx.Tx) {
 		if move && n > 0 {
 			tx.Put(s.keys.Cleanup(account, "move-"+opID), marshal(&records.MoveCleanup{SourceMailboxId: srcID, Uids: uidSetOf(srcUIDs)}))
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, nil, 0, rollback(err)
@@ -319,6 +271,71 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 		}
 	}
 	return srcUIDs, destUIDs, validity, nil
+}
+
+// takeStaging makes a new staging hold the mailbox (waiting while another
+// holds it) and returns its operation id and the mailbox's UIDVALIDITY.
+func (s *Server) takeStaging(ctx context.Context, account, mailboxID string) (opID string, validity uint32, err error) {
+	opID = newID()
+	_, err = s.commitWaiting(ctx, account, func(tx *etcdtx.Tx) error {
+		mb, err := s.loadMailbox(tx, account, mailboxID)
+		if err != nil {
+			return err
+		}
+		if err := checkWritable(account, mb, ""); err != nil {
+			return err
+		}
+		if mb.UidNext == 0 || mb.UidNext == ^uint32(0) {
+			return fail(reasonTooMany, "mailbox has run out of UIDs")
+		}
+		mb.Staging = &storagev1.Staging{OpId: opID, NextUid: mb.UidNext, Modseq: mb.HighestModseq + 1,
+			Expires: timestamppb.New(time.Now().Add(s.cfg.StagingTTL))}
+		validity = mb.UidValidity
+		s.saveMailbox(tx, account, mb)
+		return nil
+	})
+	return opID, validity, err
+}
+
+// publishStaging makes opID's staged entries visible in one transaction:
+// n messages of bytes bytes, unseen of them without \Seen. With checkQuota
+// the account must have room for them. extra stages more writes in the
+// same transaction.
+func (s *Server) publishStaging(ctx context.Context, account, mailboxID, opID string, bytes, n, unseen uint64, checkQuota bool, extra func(tx *etcdtx.Tx)) error {
+	_, err := s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
+		mb, err := s.loadMailbox(tx, account, mailboxID)
+		if err != nil {
+			return err
+		}
+		st := mb.GetStaging()
+		if st.GetOpId() != opID {
+			return fail(reasonTemporary, "the bulk change lost its staging (it took too long)")
+		}
+		q, err := s.loadQuota(tx, account)
+		if err != nil {
+			return err
+		}
+		if checkQuota && (q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes || q.LimitMessages > 0 && q.UsedMessages+n > q.LimitMessages) {
+			return fail(reasonOverQuota, "quota exceeded: the change needs %d bytes and %d messages", bytes, n)
+		}
+		q.UsedBytes += bytes
+		q.UsedMessages += n
+		mb.UidNext = st.NextUid
+		mb.Messages += uint32(n)
+		mb.Size += bytes
+		mb.Unseen += uint32(unseen)
+		if n > 0 {
+			mb.HighestModseq = max(mb.HighestModseq+1, st.Modseq)
+		}
+		mb.Staging = nil
+		s.saveMailbox(tx, account, mb)
+		s.saveQuota(tx, account, q)
+		if extra != nil {
+			extra(tx)
+		}
+		return nil
+	})
+	return err
 }
 
 // finishMove removes a published MOVE's source entries, then its mark.

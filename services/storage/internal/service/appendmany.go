@@ -1,0 +1,270 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
+)
+
+// maxAppendMany bounds the messages of one AppendMessages stream: their
+// index entries wait in memory until the commit.
+const maxAppendMany = 10000
+
+// AppendMessages appends a stream of messages to one mailbox as one change.
+// Every body is uploaded first (each under its upload intent), so that the
+// mailbox is held only for the etcd part: one transaction when the entries
+// fit, else a staging (staging.go) published at once.
+func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return toStatus(err)
+	}
+	target := first.GetTarget()
+	if target == nil {
+		return errInvalid("the first request must name the mailbox")
+	}
+	meta := &storagev1.AppendMessageRequest_Metadata{AccountId: target.AccountId, MailboxId: target.MailboxId, MailboxName: target.MailboxName}
+	mailboxID, err := s.appendPrecheck(ctx, meta)
+	if err != nil {
+		return toStatus(err)
+	}
+
+	var msgs []*storagev1.Message
+	var uploads []*upload
+	pool := &intentPool{s: s}
+	defer pool.release()
+	discardAll := func() {
+		for _, up := range uploads {
+			s.discardBody(up.key)
+		}
+	}
+	req, err := stream.Recv()
+	for err == nil {
+		start := req.GetStart()
+		if start == nil {
+			discardAll()
+			return errInvalid("each message must begin with a start")
+		}
+		if len(msgs) == maxAppendMany {
+			discardAll()
+			return errInvalid("more than %d messages in one stream", maxAppendMany)
+		}
+		flags, ferr := normalizeFlags(start.Flags)
+		if ferr == nil && start.SizeHint > uint64(s.cfg.MaxMessageSize) {
+			ferr = fail(reasonTooLarge, "message larger than %d bytes", s.cfg.MaxMessageSize)
+		}
+		if ferr != nil {
+			discardAll()
+			return ferr
+		}
+		// The body runs until the next start or the end of the stream.
+		var nextStart *storagev1.AppendMessagesRequest
+		key, kerr := pool.next(ctx)
+		if kerr != nil {
+			discardAll()
+			return toStatus(kerr)
+		}
+		up, uerr := s.receiveBodyAs(ctx, key, func() ([]byte, error) {
+			r, err := stream.Recv()
+			if err != nil {
+				return nil, err
+			}
+			if r.GetStart() != nil {
+				nextStart = r
+				return nil, io.EOF
+			}
+			if r.GetChunk() == nil {
+				return nil, errInvalid("a message's body must come in chunks")
+			}
+			return r.GetChunk().Data, nil
+		})
+		if uerr != nil {
+			discardAll()
+			return uerr
+		}
+		uploads = append(uploads, up)
+		msgs = append(msgs, &storagev1.Message{
+			Flags: flags, Size: up.size, InternalDate: timestamppb.New(timeOr(start.InternalDate, time.Now())),
+			Envelope: up.envelope, BodyKey: up.key, HeaderSize: up.headerSize, CrlfSize: up.crlfSize,
+		})
+		if nextStart == nil {
+			break // the stream ended with this message
+		}
+		req, err = nextStart, nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		discardAll()
+		return toStatus(err)
+	}
+
+	resp, staged, err := s.commitAppends(ctx, meta.AccountId, mailboxID, msgs, uploads)
+	if err != nil {
+		if !etcdtx.IsUncertain(err) {
+			// Bodies a staging referenced are freed with its entries (the
+			// sweeper deletes them); the others go now.
+			for _, up := range uploads[staged:] {
+				s.discardBody(up.key)
+			}
+		}
+		return toStatus(err)
+	}
+	return stream.SendAndClose(resp)
+}
+
+// appendCost is what one appended message costs a step: its entry, its
+// reference record, its intent's compare and delete.
+func (s *Server) appendCost(account, mailboxID string, m *storagev1.Message) (ops, bytes int) {
+	intent := len(s.keys.Upload(m.BodyKey)) + opCost
+	return 3, s.entryCost(account, mailboxID, m) + 64 + len(s.keys.Body(m.BodyKey)) + opCost + 48 + 2*intent
+}
+
+// stageAppend stages one uploaded message's entry under uid with modseq, its
+// new reference record and the end of its intent.
+func (s *Server) stageAppend(tx *etcdtx.Tx, account, mailboxID string, m *storagev1.Message, up *upload) error {
+	if err := s.newBodyRef(tx, up, 1); err != nil {
+		return err
+	}
+	s.finishUpload(tx, up)
+	tx.Put(s.keys.Message(account, mailboxID, m.Uid), marshal(m))
+	return nil
+}
+
+// commitAppends commits uploaded messages into a mailbox as one change and
+// returns the answer, or how many of the uploads a failed staging had
+// referenced already.
+func (s *Server) commitAppends(ctx context.Context, account, mailboxID string, msgs []*storagev1.Message, uploads []*upload) (*storagev1.AppendMessagesResponse, int, error) {
+	out := &storagev1.AppendMessagesResponse{MailboxId: mailboxID}
+	var bytes, unseen uint64
+	ops, size := stepReserveOps, stepReserveBytes
+	for _, m := range msgs {
+		o, b := s.appendCost(account, mailboxID, m)
+		ops, size = ops+o, size+b
+		bytes += m.Size
+		if !hasFlag(m.Flags, `\Seen`) {
+			unseen++
+		}
+	}
+	n := uint64(len(msgs))
+
+	// All in one transaction when it fits.
+	if ops <= etcdtx.MaxOps && size <= etcdtx.MaxBytes {
+		_, err := s.commitWaiting(ctx, account, func(tx *etcdtx.Tx) error {
+			out.Uids = nil
+			q, err := s.loadQuota(tx, account)
+			if err != nil {
+				return err
+			}
+			mb, err := s.loadMailbox(tx, account, mailboxID)
+			if err != nil {
+				return err
+			}
+			if err := checkWritable(account, mb, ""); err != nil {
+				return err
+			}
+			if q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes || q.LimitMessages > 0 && q.UsedMessages+n > q.LimitMessages {
+				return fail(reasonOverQuota, "quota exceeded: %d messages of %d bytes do not fit", n, bytes)
+			}
+			if uint64(mb.UidNext)+n >= 1<<32 {
+				return fail(reasonTooMany, "mailbox has run out of UIDs")
+			}
+			modseq := mb.HighestModseq + 1
+			for i, m := range msgs {
+				m.Uid, m.Modseq = mb.UidNext+uint32(i), modseq
+				if err := s.stageAppend(tx, account, mailboxID, m, uploads[i]); err != nil {
+					return err
+				}
+				out.Uids = append(out.Uids, m.Uid)
+			}
+			if n > 0 {
+				mb.UidNext += uint32(n)
+				mb.HighestModseq = modseq
+			}
+			mb.Messages += uint32(n)
+			mb.Size += bytes
+			mb.Unseen += uint32(unseen)
+			q.UsedBytes += bytes
+			q.UsedMessages += n
+			s.saveMailbox(tx, account, mb)
+			s.saveQuota(tx, account, q)
+			out.UidValidity, out.Modseq = mb.UidValidity, mb.HighestModseq
+			return nil
+		})
+		return out, 0, err
+	}
+
+	// Else staged, step by step, and published at once.
+	if err := s.quotaRoom(ctx, account, bytes, n); err != nil {
+		return nil, 0, err
+	}
+	opID, validity, err := s.takeStaging(ctx, account, mailboxID)
+	if err != nil {
+		return nil, 0, err
+	}
+	staged := 0
+	abort := func(cause error) (*storagev1.AppendMessagesResponse, int, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		defer cancel()
+		if err := s.discardStaged(rctx, account, mailboxID, opID); err != nil {
+			s.log.Error("could not take back a failed append's staged entries; they expire", "account", account, "mailbox", mailboxID, "err", err)
+		}
+		return nil, staged, cause
+	}
+	for staged < len(msgs) {
+		var took int
+		_, err := s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
+			took = 0
+			mb, err := s.loadMailbox(tx, account, mailboxID)
+			if err != nil {
+				return err
+			}
+			st := mb.GetStaging()
+			if st.GetOpId() != opID {
+				return fail(reasonTemporary, "the append lost its staging (it took too long)")
+			}
+			ops, bytes := tx.Room()
+			ops, bytes = ops-stepReserveOps, bytes-stepReserveBytes
+			for i := staged; i < len(msgs); i++ {
+				o, b := s.appendCost(account, mailboxID, msgs[i])
+				if o > ops || b > bytes {
+					break
+				}
+				ops, bytes = ops-o, bytes-b
+				if st.NextUid == ^uint32(0) {
+					return fail(reasonTooMany, "mailbox has run out of UIDs")
+				}
+				msgs[i].Uid, msgs[i].Modseq = st.NextUid, st.Modseq
+				st.NextUid++
+				if err := s.stageAppend(tx, account, mailboxID, msgs[i], uploads[i]); err != nil {
+					return err
+				}
+				took++
+			}
+			if took == 0 {
+				return errDeferred
+			}
+			st.Expires = timestamppb.New(time.Now().Add(s.cfg.StagingTTL))
+			s.saveMailbox(tx, account, mb)
+			return nil
+		})
+		if err != nil {
+			return abort(err)
+		}
+		staged += took
+	}
+	if err := s.publishStaging(ctx, account, mailboxID, opID, bytes, n, unseen, true, nil); err != nil {
+		return abort(err)
+	}
+	out.UidValidity = validity
+	for _, m := range msgs {
+		out.Uids = append(out.Uids, m.Uid)
+		out.Modseq = m.Modseq
+	}
+	return out, staged, nil
+}
