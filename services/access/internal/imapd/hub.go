@@ -129,6 +129,7 @@ func (a *accountHub) run(ctx context.Context, rev int64) {
 	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		var pending []*storagev1.Change // pages of one revision so far
 		stream, err := a.hub.store.Watch.Watch(ctx, &storagev1.WatchRequest{AccountId: a.id, AfterRevision: rev})
 		if err == nil {
 			for {
@@ -138,10 +139,16 @@ func (a *accountHub) run(ctx context.Context, rev int64) {
 					break
 				}
 				backoff = 100 * time.Millisecond
-				if resp.ResyncRequired {
+				switch {
+				case resp.ResyncRequired:
 					a.resyncAll(ctx)
-				} else {
-					a.dispatch(resp.Revision, resp.Changes)
+				case resp.Partial:
+					// A large change comes in pages: sessions see it
+					// whole, once its last page is here.
+					pending = append(pending, resp.Changes...)
+				default:
+					a.dispatch(resp.Revision, append(pending, resp.Changes...))
+					pending = nil
 				}
 				if !resp.Partial {
 					// Resume only after a revision's last response.

@@ -19,10 +19,14 @@
 //	accounts/<id>/names/<mailbox name>       mailbox id
 //	accounts/<id>/messages/<mailbox id>/<uid as 10 digits>
 //	                                         Message (index entry)
+//	accounts/<id>/moving/<op id>/<uid>       UIDSet: source UIDs a staged MOVE copied
+//	                                         (one record per step, from its first UID)
 //	accounts/<id>/deleting/<mailbox id>      Mailbox of a deleted mailbox whose
 //	                                         entries are still being removed
 //	cleanup/<account id>/<mailbox id>        a deleted mailbox to empty (unix ms)
 //	cleanup/<account id>/account             a deleted account to remove (unix ms)
+//	cleanup/<account id>/move-<op id>        MoveCleanup: a published MOVE's sources to remove
+//	cleanup/<account id>/staging-<mailbox>   a staging in progress (unix ms), reaped if abandoned
 //	bodies/<body key>                        BodyRef (reference count)
 //	gc/<body key>                            GCMarker (legacy: one body unreferenced
 //	                                         since; still swept)
@@ -72,6 +76,12 @@ func (l Layout) Mailbox(account, mailboxID string) string {
 }
 func (l Layout) Deleting(account, mailboxID string) string {
 	return l.AccountRoot(account) + "deleting/" + mailboxID
+}
+func (l Layout) MoveChunks(account, opID string) string {
+	return l.AccountRoot(account) + "moving/" + opID + "/"
+}
+func (l Layout) MoveChunk(account, opID string, firstUID uint32) string {
+	return l.MoveChunks(account, opID) + fmt.Sprintf("%010d", firstUID)
 }
 func (l Layout) AllDeleting(account string) string { return l.AccountRoot(account) + "deleting/" }
 

@@ -573,6 +573,9 @@ func (s *Server) DeleteAccount(ctx context.Context, req *storagev1.DeleteAccount
 		}
 		rec.Deleting = true
 		tx.Put(s.keys.Account(id), marshal(rec))
+		// Every writer of the account's mailboxes reads its quota record:
+		// without it they fail, so nothing new arrives while it is emptied.
+		tx.Delete(s.keys.Quota(id))
 		tx.Put(s.keys.Cleanup(id, "account"), cleanupStamp())
 		return nil
 	})

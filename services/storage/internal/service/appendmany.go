@@ -220,6 +220,9 @@ func (s *Server) commitAppends(ctx context.Context, account, mailboxID string, m
 		var took int
 		_, err := s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
 			took = 0
+			if _, err := s.loadQuota(tx, account); err != nil {
+				return err // the account is gone, or going
+			}
 			mb, err := s.loadMailbox(tx, account, mailboxID)
 			if err != nil {
 				return err

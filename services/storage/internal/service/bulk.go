@@ -42,6 +42,9 @@ type bulkChange struct {
 	// opID is the staging operation doing the change ("" for any other):
 	// a mailbox held by another operation's staging makes a step wait.
 	opID string
+	// readOnly says the change does not write the scanned mailbox (the
+	// source of a COPY): another operation's staging there does not stop it.
+	readOnly bool
 	// staged selects the staged entries (UIDs at and above UIDNEXT) instead
 	// of the visible ones.
 	staged bool
@@ -123,8 +126,10 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 				} else if !ok {
 					return fail(reasonMailboxNotFound, "no such mailbox")
 				}
-				if err := checkWritable(account, mb, c.opID); err != nil {
-					return err
+				if !c.readOnly {
+					if err := checkWritable(account, mb, c.opID); err != nil {
+						return err
+					}
 				}
 				uidNext = mb.UidNext
 				msgs, err := s.rereadEntries(tx, account, mailboxID, candidates[:min(len(candidates), stepWindow)], wanted)

@@ -27,6 +27,29 @@ import (
 // it: younger ones most likely belong to a request still running.
 const cleanupResumeAfter = time.Minute
 
+// resumeStaging looks at a staging mark: gone staging, gone mark; an expired
+// one is reaped.
+func (s *Server) resumeStaging(ctx context.Context, account, mailboxID, markKey string, modRev int64) error {
+	resp, err := s.etcd.Get(ctx, s.keys.Mailbox(account, mailboxID))
+	if err != nil {
+		return err
+	}
+	mb := &storagev1.Mailbox{}
+	if len(resp.Kvs) > 0 {
+		if err := proto.Unmarshal(resp.Kvs[0].Value, mb); err != nil {
+			return err
+		}
+	}
+	if mb.Staging == nil {
+		_, err := s.etcd.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(markKey), "=", modRev)).Then(clientv3.OpDelete(markKey)).Commit()
+		return err
+	}
+	if time.Now().After(mb.Staging.Expires.AsTime()) {
+		s.reapStaging(account, mailboxID)
+	}
+	return nil
+}
+
 // resumeSeen remembers the MOVE marks seen by the last sweep: a mark still
 // there, unchanged, a sweep later belongs to a MOVE that stopped.
 var resumeSeen sync.Map
@@ -102,11 +125,15 @@ func (s *Server) resumeCleanups(ctx context.Context) (int, error) {
 			if err = proto.Unmarshal(kv.Value, mc); err == nil {
 				err = s.finishMove(ctx, account, strings.TrimPrefix(name, "move-"), mc.SourceMailboxId, mc.Uids)
 			}
+		case strings.HasPrefix(name, "staging-"):
+			err = s.resumeStaging(ctx, account, strings.TrimPrefix(name, "staging-"), string(kv.Key), kv.ModRevision)
 		default:
 			err = s.finishMailboxDelete(ctx, account, name)
 		}
 		if err != nil {
-			return done, err
+			// One that keeps failing must not hold up the others.
+			s.log.Warn("resuming an interrupted removal failed; next sweep", "account", account, "what", name, "err", err)
+			continue
 		}
 		s.log.Info("resumed an interrupted removal", "account", account, "what", name)
 		done++

@@ -222,10 +222,9 @@ func (s *Server) DeleteMailbox(ctx context.Context, req *storagev1.DeleteMailbox
 		}
 		tx.Delete(s.keys.Name(req.AccountId, name))
 		tx.Delete(s.keys.Mailbox(req.AccountId, id))
-		if mb.Messages > 0 {
-			tx.Put(s.keys.Deleting(req.AccountId, id), marshal(mb))
-			tx.Put(s.keys.Cleanup(req.AccountId, id), cleanupStamp())
-		}
+		// Always, even when the counters say empty: the entries decide.
+		tx.Put(s.keys.Deleting(req.AccountId, id), marshal(mb))
+		tx.Put(s.keys.Cleanup(req.AccountId, id), cleanupStamp())
 		return nil
 	})
 	if err != nil {

@@ -311,7 +311,8 @@ var errNeedsStaging = errors.New("the copy needs more than one transaction")
 // errNeedsStaging (having changed nothing) when its n messages do not fit.
 func (s *Server) copyInOneStep(ctx context.Context, account, srcID, destID string, set *storagev1.UIDSet, n int, move bool) (srcUIDs, destUIDs []uint32, validity uint32, highest uint64, err error) {
 	err = s.runBulk(ctx, account, srcID, s.keys.Mailbox(account, srcID), set, bulkChange{
-		cost: func(m *storagev1.Message) (int, int) { return s.copyCost(account, destID, m, move) },
+		readOnly: !move,
+		cost:     func(m *storagev1.Message) (int, int) { return s.copyCost(account, destID, m, move) },
 		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
 			if len(msgs) < n {
 				return errNeedsStaging
@@ -463,7 +464,12 @@ func (s *Server) removeEntries(ctx context.Context, account, mailboxID, mailboxK
 		},
 		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
 			stepUIDs = nil
+			// A deleted account's quota is gone first (DeleteAccount), so
+			// that no writer adds to it; its removal goes on without one.
 			q, err := s.loadQuota(tx, account)
+			if storagev1.ReasonOf(err) == reasonAccountNotFound {
+				q, err = nil, nil
+			}
 			if err != nil {
 				return err
 			}
@@ -484,7 +490,9 @@ func (s *Server) removeEntries(ctx context.Context, account, mailboxID, mailboxK
 			}
 			s.stageFreed(tx, freed)
 			tx.Put(mailboxKey, marshal(mb))
-			s.saveQuota(tx, account, q)
+			if q != nil {
+				s.saveQuota(tx, account, q)
+			}
 			highest = mb.HighestModseq
 			return nil
 		},

@@ -229,9 +229,11 @@ func (s *Server) removeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mail
 	if !hasFlag(msg.Flags, `\Seen`) && mb.Unseen > 0 {
 		mb.Unseen--
 	}
-	q.UsedBytes -= min(q.UsedBytes, msg.Size)
-	if q.UsedMessages > 0 {
-		q.UsedMessages--
+	if q != nil { // nil: the account is being deleted
+		q.UsedBytes -= min(q.UsedBytes, msg.Size)
+		if q.UsedMessages > 0 {
+			q.UsedMessages--
+		}
 	}
 	return s.releaseBody(tx, msg.BodyKey, freed)
 }

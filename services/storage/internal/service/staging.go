@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -156,6 +158,7 @@ func (s *Server) discardStaged(ctx context.Context, account, mailboxID, opID str
 				}
 			}
 			s.stageFreed(tx, freed)
+			mb.Staging.Expires = timestamppb.New(time.Now().Add(s.cfg.StagingTTL))
 			s.saveMailbox(tx, account, mb)
 			return nil
 		},
@@ -172,6 +175,7 @@ func (s *Server) discardStaged(ctx context.Context, account, mailboxID, opID str
 		if mb.GetStaging().GetOpId() == opID {
 			mb.Staging = nil
 			s.saveMailbox(tx, account, mb)
+			tx.Delete(s.keys.Cleanup(account, "staging-"+mailboxID))
 		}
 		return nil
 	})
@@ -195,6 +199,9 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 		if err := s.discardStaged(rctx, account, destID, opID); err != nil {
 			s.log.Error("could not take back the staged copies; they expire", "account", account, "mailbox", destID, "err", err)
 		}
+		if move {
+			s.etcd.Delete(rctx, s.keys.MoveChunks(account, opID), clientv3.WithPrefix())
+		}
 		return cause
 	}
 
@@ -203,11 +210,15 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 	var stepSrc, stepDest []uint32
 	var stepBytes, stepUnseen uint64
 	err = s.runBulk(ctx, account, srcID, s.keys.Mailbox(account, srcID), set, bulkChange{
+		readOnly: true, // the sources go only after publishing
 		cost: func(m *storagev1.Message) (int, int) {
-			return 2, s.entryCost(account, destID, m) + 64 + s.refCost(m.BodyKey)
+			return 2, s.entryCost(account, destID, m) + 64 + s.refCost(m.BodyKey) + 16
 		},
 		stage: func(tx *etcdtx.Tx, _ *storagev1.Mailbox, msgs []*storagev1.Message) error {
 			stepSrc, stepDest, stepBytes, stepUnseen = nil, nil, 0, 0
+			if _, err := s.loadQuota(tx, account); err != nil {
+				return err // the account is gone, or going
+			}
 			dest, err := s.loadMailbox(tx, account, destID)
 			if err != nil {
 				return err
@@ -242,6 +253,10 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 			}
 			st.Expires = timestamppb.New(time.Now().Add(s.cfg.StagingTTL))
 			s.saveMailbox(tx, account, dest)
+			if move {
+				// What this step copied, for a MOVE resumed after publishing.
+				tx.Put(s.keys.MoveChunk(account, opID, stepSrc[0]), marshal(uidSetOf(stepSrc)))
+			}
 			return nil
 		},
 		committed: func([]*storagev1.Message) {
@@ -257,7 +272,9 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 	n := uint64(len(destUIDs))
 	err = s.publishStaging(ctx, account, destID, opID, bytes, n, unseen, !move, func(tx *etcdtx.Tx) {
 		if move && n > 0 {
-			tx.Put(s.keys.Cleanup(account, "move-"+opID), marshal(&records.MoveCleanup{SourceMailboxId: srcID, Uids: uidSetOf(srcUIDs)}))
+			// The source UIDs are in the step records (moving/): a set of
+			// scattered UIDs would not fit in this transaction.
+			tx.Put(s.keys.Cleanup(account, "move-"+opID), marshal(&records.MoveCleanup{SourceMailboxId: srcID}))
 		}
 	})
 	if err != nil {
@@ -278,6 +295,9 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 func (s *Server) takeStaging(ctx context.Context, account, mailboxID string) (opID string, validity uint32, err error) {
 	opID = newID()
 	_, err = s.commitWaiting(ctx, account, func(tx *etcdtx.Tx) error {
+		if _, err := s.loadQuota(tx, account); err != nil {
+			return err // the account is gone, or going
+		}
 		mb, err := s.loadMailbox(tx, account, mailboxID)
 		if err != nil {
 			return err
@@ -285,6 +305,9 @@ func (s *Server) takeStaging(ctx context.Context, account, mailboxID string) (op
 		if err := checkWritable(account, mb, ""); err != nil {
 			return err
 		}
+		// A mark, so that a staging whose replica died is reaped even if
+		// no writer comes by (resumeCleanups).
+		tx.Put(s.keys.Cleanup(account, "staging-"+mailboxID), cleanupStamp())
 		if mb.UidNext == 0 || mb.UidNext == ^uint32(0) {
 			return fail(reasonTooMany, "mailbox has run out of UIDs")
 		}
@@ -330,6 +353,7 @@ func (s *Server) publishStaging(ctx context.Context, account, mailboxID, opID st
 		mb.Staging = nil
 		s.saveMailbox(tx, account, mb)
 		s.saveQuota(tx, account, q)
+		tx.Delete(s.keys.Cleanup(account, "staging-"+mailboxID))
 		if extra != nil {
 			extra(tx)
 		}
@@ -338,12 +362,36 @@ func (s *Server) publishStaging(ctx context.Context, account, mailboxID, opID st
 	return err
 }
 
-// finishMove removes a published MOVE's source entries, then its mark.
+// finishMove removes a published MOVE's source entries (uids, or when nil
+// the UIDs its steps recorded), then its records.
 func (s *Server) finishMove(ctx context.Context, account, opID, srcID string, uids *storagev1.UIDSet) error {
-	_, err := s.removeEntries(ctx, account, srcID, s.keys.Mailbox(account, srcID), uids, true)
-	if err != nil && storagev1.ReasonOf(err) != reasonMailboxNotFound {
-		return err
+	if uids == nil {
+		resp, err := s.etcd.Get(ctx, s.keys.MoveChunks(account, opID), clientv3.WithPrefix())
+		if err != nil {
+			return err
+		}
+		var all []uint32
+		for _, kv := range resp.Kvs {
+			chunk := &storagev1.UIDSet{}
+			if err := proto.Unmarshal(kv.Value, chunk); err != nil {
+				return err
+			}
+			for _, r := range chunk.Ranges {
+				for u := r.First; u <= r.Last && u != 0; u++ {
+					all = append(all, u)
+				}
+			}
+		}
+		slices.Sort(all)
+		uids = uidSetOf(all)
 	}
-	_, err = s.etcd.Delete(ctx, s.keys.Cleanup(account, "move-"+opID))
+	if len(uids.GetRanges()) > 0 {
+		_, err := s.removeEntries(ctx, account, srcID, s.keys.Mailbox(account, srcID), uids, true)
+		if err != nil && storagev1.ReasonOf(err) != reasonMailboxNotFound {
+			return err
+		}
+	}
+	_, err := s.etcd.Txn(ctx).Then(clientv3.OpDelete(s.keys.MoveChunks(account, opID), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.keys.Cleanup(account, "move-"+opID))).Commit()
 	return err
 }

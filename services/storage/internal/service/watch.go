@@ -168,6 +168,15 @@ func (s *Server) publishedAdds(ctx context.Context, account string, ranges []pub
 	return out, nil
 }
 
+func inPublished(pubs []published, mailboxID string, uid uint32) bool {
+	for _, p := range pubs {
+		if p.mailboxID == mailboxID && uid >= p.from && uid < p.to {
+			return true
+		}
+	}
+	return false
+}
+
 // changesOf turns one revision's events into changes. Entries at or above
 // their mailbox's UIDNEXT are a bulk copy's staged entries: invisible until
 // published (staging.go), when the mailbox record's UIDNEXT passes them; the
@@ -197,10 +206,15 @@ func (s *Server) changesOf(root string, events []*clientv3.Event) ([]*storagev1.
 		default:
 			c.Kind = storagev1.Change_KIND_MAILBOX_UPDATED
 			proto.Unmarshal(ev.Kv.Value, mb)
+			// A staging published: UIDNEXT passed (some of) its entries.
+			// Another change of the same batch may already hold the mailbox
+			// again, or have appended right after the published range.
 			prev := &storagev1.Mailbox{}
 			if ev.PrevKv != nil && proto.Unmarshal(ev.PrevKv.Value, prev) == nil &&
-				prev.Staging != nil && mb.Staging == nil && mb.UidNext > prev.UidNext {
-				pubs = append(pubs, published{mailboxID: rest, from: prev.UidNext, to: mb.UidNext})
+				prev.Staging != nil && mb.UidNext > prev.UidNext {
+				if to := min(mb.UidNext, prev.Staging.NextUid); to > prev.UidNext {
+					pubs = append(pubs, published{mailboxID: rest, from: prev.UidNext, to: to})
+				}
 			}
 		}
 		c.Modseq = mb.HighestModseq
@@ -222,6 +236,9 @@ func (s *Server) changesOf(root string, events []*clientv3.Event) ([]*storagev1.
 		uid := uidFromKey(rel)
 		if next, ok := uidNextOf[mailboxID]; ok && uid >= next {
 			continue // staged, or a staged entry taken back
+		}
+		if inPublished(pubs, mailboxID, uid) {
+			continue // announced with its published range
 		}
 		c := &storagev1.Change{MailboxId: mailboxID, Uid: uid}
 		if ev.Type == clientv3.EventTypeDelete {
