@@ -30,7 +30,7 @@ engines: ## build the pinned etcd and MinIO used by tests (cached outside the ch
 	@bash hack/install-minio.sh >/dev/null
 
 test: verify engines ## run every test (unit, integration and e2e on real etcd and MinIO, short fuzz runs)
-	go test -count=1 -timeout 20m $(GO_PACKAGES)
+	go test -count=1 -timeout 40m $(GO_PACKAGES)
 	$(MAKE) fuzz-short
 
 fuzz-short: ## a short run of every fuzz target (a long one: FUZZTIME=10m make fuzz-short)
