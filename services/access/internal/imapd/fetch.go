@@ -271,11 +271,21 @@ func (s *session) writeItems(rw *imapserver.FetchResponseWriter, t target, m *st
 	}
 	full := src.full
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(full)))
+		rw.WriteBodyStructure(withoutEmptyMultiparts(imapserver.ExtractBodyStructure(bytes.NewReader(full))))
 	}
 	for i, bs := range options.BodySection {
 		if full == nil && streamed(bs) {
 			if err := s.streamSection(rw, t.uid, m, bs, src.streams[i]); err != nil {
+				return err
+			}
+			continue
+		}
+		if full != nil && streamed(bs) {
+			// The stored bytes themselves, as when streamed: a parser would
+			// give up on a message with a malformed header and answer empty.
+			start, n := streamRange(m, bs)
+			data := full[min(start, uint64(len(full))):min(start+n, uint64(len(full)))]
+			if err := writeAll(rw.WriteBodySection(bs, int64(len(data))), data); err != nil {
 				return err
 			}
 			continue
@@ -389,4 +399,36 @@ func addrs(in []*storagev1.Address) []imap.Address {
 		out = append(out, imap.Address{Name: a.Name, Mailbox: a.Mailbox, Host: a.Host})
 	}
 	return out
+}
+
+// withoutEmptyMultiparts gives every multipart with no part found (broken
+// MIME: a boundary never declared, or never used) one empty text/plain
+// part, and every part its extension data (empty if none). RFC 9051's
+// body-type-mpart needs at least one body, and go-imap panics on none or on
+// a part without extension data in BODYSTRUCTURE — which dropped the
+// client's connection mid-FETCH.
+func withoutEmptyMultiparts(bs imap.BodyStructure) imap.BodyStructure {
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		for i, child := range b.Children {
+			b.Children[i] = withoutEmptyMultiparts(child)
+		}
+		if len(b.Children) == 0 {
+			b.Children = []imap.BodyStructure{&imap.BodyStructureSinglePart{
+				Type: "text", Subtype: "plain", Params: map[string]string{"charset": "us-ascii"},
+				Encoding: "7bit", Text: &imap.BodyStructureText{}, Extended: &imap.BodyStructureSinglePartExt{},
+			}}
+		}
+		if b.Extended == nil {
+			b.Extended = &imap.BodyStructureMultiPartExt{}
+		}
+	case *imap.BodyStructureSinglePart:
+		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
+			b.MessageRFC822.BodyStructure = withoutEmptyMultiparts(b.MessageRFC822.BodyStructure)
+		}
+		if b.Extended == nil {
+			b.Extended = &imap.BodyStructureSinglePartExt{}
+		}
+	}
+	return bs
 }
