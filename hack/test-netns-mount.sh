@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests hack/netns-mount.sh without touching the host: each case runs in a
-# private mount namespace (unshare -m) where /run/netns is first made absent,
+# private mount namespace (unshare -m) on a private, empty /run (tmpfs),
 # then an `ip netns add` + `ip netns delete` cycle runs between the record
 # and the restore, as in hack/local-k8s.sh. `make verify` runs it as root.
 set -o errexit -o nounset -o pipefail
@@ -17,10 +17,9 @@ fi
 case_body() {
   set -o errexit -o nounset -o pipefail
   source hack/netns-mount.sh
-  # A private tmpfs over /run/netns's parent would hide the host's /run; work
-  # on the real path but only inside this namespace's private mounts.
-  while findmnt -rn "${NETNS_DIR}" >/dev/null 2>&1; do umount "${NETNS_DIR}"; done
-  if [[ -d ${NETNS_DIR} && -z $(ls -A "${NETNS_DIR}") ]]; then rmdir "${NETNS_DIR}"; fi
+  # A private, empty /run: the host's /run/netns (and any namespace a run
+  # holds there right now) stays out of sight and untouched.
+  mount -t tmpfs -o size=1m,mode=0755 mailfleet-netns-test /run
   if [[ $1 == mounted ]]; then
     ip netns add "mf-probe-$$"
     ip netns delete "mf-probe-$$"
@@ -49,14 +48,7 @@ case_body() {
   echo "ok ($1): findmnt ${NETNS_DIR} after = before (${before:-nothing})"
 }
 
-# Directories are not private to a mount namespace: put the host's
-# /run/netns back as it was (absent or present) once the cases are done.
-had_dir=0
-[[ -d /run/netns ]] && had_dir=1
 for c in absent mounted; do
   unshare --mount --propagation private bash -c "$(declare -f case_body); case_body ${c}"
 done
-if [[ ${had_dir} == 0 && -d /run/netns ]] && ! findmnt -rn /run/netns >/dev/null; then
-  rmdir /run/netns
-fi
 echo "test-netns-mount: ok"
