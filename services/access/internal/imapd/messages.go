@@ -254,7 +254,12 @@ func (s *session) destMailbox(name string) (*storagev1.Mailbox, error) {
 	return resp.Mailbox, nil
 }
 
+// copyData is the COPYUID of a COPY or MOVE, or nil when nothing was copied
+// (every message expunged meanwhile): RFC 4315's uid-set cannot be empty.
 func copyData(validity uint32, src, dst []uint32) *imap.CopyData {
+	if len(src) == 0 {
+		return nil
+	}
 	data := &imap.CopyData{UIDValidity: validity}
 	for i := range src {
 		data.SourceUIDs.AddNum(imap.UID(src[i]))
@@ -271,7 +276,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 		return nil, err
 	}
 	if len(targets) == 0 {
-		return &imap.CopyData{UIDValidity: mb.UidValidity}, nil
+		return nil, nil // nothing to copy: no COPYUID
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
@@ -296,7 +301,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 		return err
 	}
 	if len(targets) == 0 {
-		return w.WriteCopyData(&imap.CopyData{UIDValidity: mb.UidValidity})
+		return w.WriteCopyData(nil) // nothing to move: no COPYUID
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()

@@ -310,6 +310,12 @@ var errNeedsStaging = errors.New("the copy needs more than one transaction")
 // copyInOneStep runs a COPY or MOVE of set as one transaction, or fails with
 // errNeedsStaging (having changed nothing) when its n messages do not fit.
 func (s *Server) copyInOneStep(ctx context.Context, account, srcID, destID string, set *storagev1.UIDSet, n int, move bool) (srcUIDs, destUIDs []uint32, validity uint32, highest uint64, err error) {
+	// The answer is the committed attempt's: an attempt that conflicted and
+	// whose retry found its sources gone (expunged, moved meanwhile) copied
+	// nothing, whatever it had staged.
+	var stepSrc, stepDest []uint32
+	var stepValidity uint32
+	var stepHighest uint64
 	err = s.runBulk(ctx, account, srcID, s.keys.Mailbox(account, srcID), set, bulkChange{
 		readOnly: !move,
 		cost:     func(m *storagev1.Message) (int, int) { return s.copyCost(account, destID, m, move) },
@@ -321,13 +327,22 @@ func (s *Server) copyInOneStep(ctx context.Context, account, srcID, destID strin
 			if err != nil {
 				return err
 			}
-			srcUIDs, destUIDs, validity, highest = su, du, dest.UidValidity, mb.HighestModseq
+			stepSrc, stepDest, stepValidity, stepHighest = su, du, dest.UidValidity, mb.HighestModseq
 			return nil
 		},
 		committed: func(msgs []*storagev1.Message) {
+			srcUIDs, destUIDs, validity, highest = stepSrc, stepDest, stepValidity, stepHighest
 			n -= len(msgs) // anything left (appended meanwhile) must not fit in this step
 		},
 	})
+	if err == nil && len(srcUIDs) == 0 {
+		// Nothing left to copy: still answer with the destination's UIDVALIDITY.
+		resp, gerr := s.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: account, MailboxId: destID})
+		if gerr != nil {
+			return nil, nil, 0, 0, gerr
+		}
+		validity = resp.Mailbox.UidValidity
+	}
 	return srcUIDs, destUIDs, validity, highest, err
 }
 
