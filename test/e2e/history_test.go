@@ -43,9 +43,6 @@ import (
 // On a violation the history and the final state are written to a JSON
 // file named in the log (always, to MAILFLEET_HISTORY_OUT if set).
 func TestHistoryUnderFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("minutes of workload under faults")
-	}
 	seed := rand.Uint64()
 	if s := os.Getenv("MAILFLEET_HISTORY_SEED"); s != "" {
 		var err error

@@ -1,9 +1,7 @@
 package history
 
 import (
-	"encoding/json"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -501,31 +499,4 @@ func TestSchedule(t *testing.T) {
 			t.Fatalf("seed %d: 90 s of workload injects %v; want every kind", seed, plan)
 		}
 	}
-}
-
-// TestRecheckFile runs the checker again on a history that
-// TestHistoryUnderFaults wrote (MAILFLEET_HISTORY_FILE=path): to debug the
-// checker on a real run without running the cluster again.
-func TestRecheckFile(t *testing.T) {
-	path := os.Getenv("MAILFLEET_HISTORY_FILE")
-	if path == "" {
-		t.Skip("MAILFLEET_HISTORY_FILE not set")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var run struct {
-		History *History
-		Final   *Final
-	}
-	if err := json.Unmarshal(b, &run); err != nil {
-		t.Fatal(err)
-	}
-	vs, cov := Check(run.History, run.Final)
-	for _, v := range vs {
-		t.Log(run.History.Report(v))
-	}
-	t.Logf("checked: %s", cov)
-	t.Logf("%d operations, %d violations", len(run.History.Ops), len(vs))
 }
