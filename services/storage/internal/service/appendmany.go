@@ -168,8 +168,8 @@ func (s *Server) commitAppends(ctx context.Context, account, mailboxID string, m
 			if err := checkWritable(account, mb, ""); err != nil {
 				return err
 			}
-			if q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes || q.LimitMessages > 0 && q.UsedMessages+n > q.LimitMessages {
-				return fail(reasonOverQuota, "quota exceeded: %d messages of %d bytes do not fit", n, bytes)
+			if err := checkQuota(q, bytes, n); err != nil {
+				return err
 			}
 			if uint64(mb.UidNext)+n >= 1<<32 {
 				return fail(reasonTooMany, "mailbox has run out of UIDs")

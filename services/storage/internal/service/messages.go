@@ -121,7 +121,7 @@ func (s *Server) appendPrecheck(ctx context.Context, meta *storagev1.AppendMessa
 	if err := proto.Unmarshal(quotaKvs[0].Value, q); err != nil {
 		return "", err
 	}
-	if err := checkQuota(q, meta.SizeHint); err != nil {
+	if err := checkQuota(q, meta.SizeHint, 1); err != nil {
 		return "", err
 	}
 	if meta.MailboxId == "" {
@@ -440,13 +440,7 @@ func (s *Server) quotaRoom(ctx context.Context, account string, bytes, messages 
 	if err := proto.Unmarshal(resp.Kvs[0].Value, q); err != nil {
 		return err
 	}
-	if q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes {
-		return fail(reasonOverQuota, "quota exceeded: %d of %d bytes used, the copy needs %d", q.UsedBytes, q.LimitBytes, bytes)
-	}
-	if q.LimitMessages > 0 && q.UsedMessages+messages > q.LimitMessages {
-		return fail(reasonOverQuota, "quota exceeded: %d of %d messages, the copy adds %d", q.UsedMessages, q.LimitMessages, messages)
-	}
-	return nil
+	return checkQuota(q, bytes, messages)
 }
 
 func (s *Server) ExpungeMessages(ctx context.Context, req *storagev1.ExpungeMessagesRequest) (*storagev1.ExpungeMessagesResponse, error) {

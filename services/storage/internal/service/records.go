@@ -172,14 +172,14 @@ func (s *Server) stageFreed(tx *etcdtx.Tx, freed []string) {
 	tx.Put(s.keys.Freed(now.UnixMilli(), newID()), marshal(&records.FreedBodies{BodyKeys: freed, FreedAt: timestamppb.New(now)}))
 }
 
-// checkQuota fails with OVER_QUOTA if adding size bytes and one message would
-// pass a limit.
-func checkQuota(q *storagev1.Quota, size uint64) error {
-	if q.LimitBytes > 0 && q.UsedBytes+size > q.LimitBytes {
-		return fail(reasonOverQuota, "quota exceeded: %d of %d bytes used", q.UsedBytes, q.LimitBytes)
+// checkQuota fails with OVER_QUOTA if adding bytes and messages would pass
+// a limit.
+func checkQuota(q *storagev1.Quota, bytes, messages uint64) error {
+	if q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes {
+		return fail(reasonOverQuota, "quota exceeded: %d of %d bytes used, %d more needed", q.UsedBytes, q.LimitBytes, bytes)
 	}
-	if q.LimitMessages > 0 && q.UsedMessages+1 > q.LimitMessages {
-		return fail(reasonOverQuota, "quota exceeded: %d of %d messages", q.UsedMessages, q.LimitMessages)
+	if q.LimitMessages > 0 && q.UsedMessages+messages > q.LimitMessages {
+		return fail(reasonOverQuota, "quota exceeded: %d of %d messages, %d more needed", q.UsedMessages, q.LimitMessages, messages)
 	}
 	return nil
 }
@@ -187,7 +187,7 @@ func checkQuota(q *storagev1.Quota, size uint64) error {
 // addMessage gives msg the mailbox's next UID and modseq, stages it, and moves
 // the mailbox counters and the quota usage. The caller saves mb and q.
 func (s *Server) addMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailbox, q *storagev1.Quota, msg *storagev1.Message) error {
-	if err := checkQuota(q, msg.Size); err != nil {
+	if err := checkQuota(q, msg.Size, 1); err != nil {
 		return err
 	}
 	if err := s.placeMessage(tx, account, mb, msg); err != nil {
@@ -321,20 +321,6 @@ func sameFlags(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// inSet reports whether uid is in set (an empty set matches nothing).
-func inSet(set *storagev1.UIDSet, uid uint32) bool {
-	for _, r := range set.GetRanges() {
-		last := r.Last
-		if last == 0 {
-			last = ^uint32(0)
-		}
-		if uid >= r.First && uid <= last {
-			return true
-		}
-	}
-	return false
 }
 
 // uidMatcher returns a membership test for set (empty: every UID) that

@@ -321,10 +321,10 @@ func (s *Server) takeStaging(ctx context.Context, account, mailboxID string) (op
 }
 
 // publishStaging makes opID's staged entries visible in one transaction:
-// n messages of bytes bytes, unseen of them without \Seen. With checkQuota
-// the account must have room for them. extra stages more writes in the
+// n messages of bytes bytes, unseen of them without \Seen. With limited
+// the account must have room for them in its quota. extra stages more writes in the
 // same transaction.
-func (s *Server) publishStaging(ctx context.Context, account, mailboxID, opID string, bytes, n, unseen uint64, checkQuota bool, extra func(tx *etcdtx.Tx)) error {
+func (s *Server) publishStaging(ctx context.Context, account, mailboxID, opID string, bytes, n, unseen uint64, limited bool, extra func(tx *etcdtx.Tx)) error {
 	_, err := s.committer.do(ctx, account, func(tx *etcdtx.Tx) error {
 		mb, err := s.loadMailbox(tx, account, mailboxID)
 		if err != nil {
@@ -338,8 +338,10 @@ func (s *Server) publishStaging(ctx context.Context, account, mailboxID, opID st
 		if err != nil {
 			return err
 		}
-		if checkQuota && (q.LimitBytes > 0 && q.UsedBytes+bytes > q.LimitBytes || q.LimitMessages > 0 && q.UsedMessages+n > q.LimitMessages) {
-			return fail(reasonOverQuota, "quota exceeded: the change needs %d bytes and %d messages", bytes, n)
+		if limited {
+			if err := checkQuota(q, bytes, n); err != nil {
+				return err
+			}
 		}
 		q.UsedBytes += bytes
 		q.UsedMessages += n
