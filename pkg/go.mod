@@ -3,6 +3,7 @@ module github.com/mailfleet/mailfleet/pkg
 go 1.26.0
 
 require (
+	github.com/emersion/go-message v0.18.2
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/time v0.16.0
 	google.golang.org/grpc v1.85.0
@@ -23,7 +24,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
+	google.golang.org/protobuf v1.36.12
 )
 
 replace github.com/mailfleet/mailfleet/proto => ../proto

@@ -90,7 +90,9 @@ type Message struct {
 	HeaderSize uint64 `protobuf:"varint,8,opt,name=header_size,json=headerSize,proto3" json:"header_size,omitempty"`
 	// Size with every bare LF counted as CRLF: the exact octet count when the
 	// message is served with CRLF line endings (POP3 LIST, IMAP RFC822.SIZE).
-	CrlfSize      uint64 `protobuf:"varint,9,opt,name=crlf_size,json=crlfSize,proto3" json:"crlf_size,omitempty"`
+	CrlfSize uint64 `protobuf:"varint,9,opt,name=crlf_size,json=crlfSize,proto3" json:"crlf_size,omitempty"`
+	// Only set when asked for (include_structure): the MIME tree.
+	Structure     *BodyPart `protobuf:"bytes,10,opt,name=structure,proto3" json:"structure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +188,13 @@ func (x *Message) GetCrlfSize() uint64 {
 		return x.CrlfSize
 	}
 	return 0
+}
+
+func (x *Message) GetStructure() *BodyPart {
+	if x != nil {
+		return x.Structure
+	}
+	return nil
 }
 
 type AppendMessageRequest struct {
@@ -529,9 +538,11 @@ type ListMessagesRequest struct {
 	// Pass the revision of the first page's response when paging.
 	Revision int64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
 	// Only entries in this UID set (empty = all).
-	Uids          *UIDSet `protobuf:"bytes,8,opt,name=uids,proto3" json:"uids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uids *UIDSet `protobuf:"bytes,8,opt,name=uids,proto3" json:"uids,omitempty"`
+	// Also the MIME tree of each message (Message.structure).
+	IncludeStructure bool `protobuf:"varint,9,opt,name=include_structure,json=includeStructure,proto3" json:"include_structure,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListMessagesRequest) Reset() {
@@ -618,6 +629,13 @@ func (x *ListMessagesRequest) GetUids() *UIDSet {
 		return x.Uids
 	}
 	return nil
+}
+
+func (x *ListMessagesRequest) GetIncludeStructure() bool {
+	if x != nil {
+		return x.IncludeStructure
+	}
+	return false
 }
 
 type ListMessagesResponse struct {
@@ -1579,7 +1597,7 @@ var File_mailfleet_storage_v1_messages_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\n" +
-	"#mailfleet/storage/v1/messages.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$mailfleet/storage/v1/mailboxes.proto\x1a mailfleet/storage/v1/types.proto\"\xb3\x02\n" +
+	"#mailfleet/storage/v1/messages.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$mailfleet/storage/v1/mailboxes.proto\x1a mailfleet/storage/v1/types.proto\"\xf1\x02\n" +
 	"\aMessage\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x16\n" +
 	"\x06modseq\x18\x02 \x01(\x04R\x06modseq\x12\x14\n" +
@@ -1590,7 +1608,9 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\bbody_key\x18\a \x01(\tR\abodyKey\x12\x1f\n" +
 	"\vheader_size\x18\b \x01(\x04R\n" +
 	"headerSize\x12\x1b\n" +
-	"\tcrlf_size\x18\t \x01(\x04R\bcrlfSize\"\x8c\x03\n" +
+	"\tcrlf_size\x18\t \x01(\x04R\bcrlfSize\x12<\n" +
+	"\tstructure\x18\n" +
+	" \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructure\"\x8c\x03\n" +
 	"\x14AppendMessageRequest\x12Q\n" +
 	"\bmetadata\x18\x01 \x01(\v23.mailfleet.storage.v1.AppendMessageRequest.MetadataH\x00R\bmetadata\x127\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xdf\x01\n" +
@@ -1631,7 +1651,7 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\fuid_validity\x18\x02 \x01(\rR\vuidValidity\x12\x10\n" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x16\n" +
 	"\x06modseq\x18\x04 \x01(\x04R\x06modseq\x12\x12\n" +
-	"\x04size\x18\x05 \x01(\x04R\x04size\"\xa4\x02\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\"\xd1\x02\n" +
 	"\x13ListMessagesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
@@ -1642,7 +1662,8 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\x05limit\x18\x05 \x01(\rR\x05limit\x12)\n" +
 	"\x10include_envelope\x18\x06 \x01(\bR\x0fincludeEnvelope\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x03R\brevision\x120\n" +
-	"\x04uids\x18\b \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\"\xe0\x01\n" +
+	"\x04uids\x18\b \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\x12+\n" +
+	"\x11include_structure\x18\t \x01(\bR\x10includeStructure\"\xe0\x01\n" +
 	"\x14ListMessagesResponse\x129\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1d.mailfleet.storage.v1.MessageR\bmessages\x127\n" +
 	"\amailbox\x18\x02 \x01(\v2\x1d.mailfleet.storage.v1.MailboxR\amailbox\x12$\n" +
@@ -1765,52 +1786,54 @@ var file_mailfleet_storage_v1_messages_proto_goTypes = []any{
 	(*AppendMessagesRequest_Start)(nil),   // 20: mailfleet.storage.v1.AppendMessagesRequest.Start
 	(*timestamppb.Timestamp)(nil),         // 21: google.protobuf.Timestamp
 	(*Envelope)(nil),                      // 22: mailfleet.storage.v1.Envelope
-	(*BodyChunk)(nil),                     // 23: mailfleet.storage.v1.BodyChunk
-	(*UIDSet)(nil),                        // 24: mailfleet.storage.v1.UIDSet
-	(*Mailbox)(nil),                       // 25: mailfleet.storage.v1.Mailbox
+	(*BodyPart)(nil),                      // 23: mailfleet.storage.v1.BodyPart
+	(*BodyChunk)(nil),                     // 24: mailfleet.storage.v1.BodyChunk
+	(*UIDSet)(nil),                        // 25: mailfleet.storage.v1.UIDSet
+	(*Mailbox)(nil),                       // 26: mailfleet.storage.v1.Mailbox
 }
 var file_mailfleet_storage_v1_messages_proto_depIdxs = []int32{
 	21, // 0: mailfleet.storage.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
 	22, // 1: mailfleet.storage.v1.Message.envelope:type_name -> mailfleet.storage.v1.Envelope
-	18, // 2: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
-	23, // 3: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	19, // 4: mailfleet.storage.v1.AppendMessagesRequest.target:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Target
-	20, // 5: mailfleet.storage.v1.AppendMessagesRequest.start:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Start
-	23, // 6: mailfleet.storage.v1.AppendMessagesRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	24, // 7: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	1,  // 8: mailfleet.storage.v1.ListMessagesResponse.messages:type_name -> mailfleet.storage.v1.Message
-	25, // 9: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 10: mailfleet.storage.v1.GetMessageBodyResponse.message:type_name -> mailfleet.storage.v1.Message
-	23, // 11: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	24, // 12: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	0,  // 13: mailfleet.storage.v1.StoreFlagsRequest.op:type_name -> mailfleet.storage.v1.StoreFlagsRequest.Op
-	1,  // 14: mailfleet.storage.v1.StoreFlagsResponse.messages:type_name -> mailfleet.storage.v1.Message
-	24, // 15: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	24, // 16: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	24, // 17: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	21, // 18: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
-	21, // 19: mailfleet.storage.v1.AppendMessagesRequest.Start.internal_date:type_name -> google.protobuf.Timestamp
-	2,  // 20: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
-	3,  // 21: mailfleet.storage.v1.MessageService.AppendMessages:input_type -> mailfleet.storage.v1.AppendMessagesRequest
-	6,  // 22: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
-	8,  // 23: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
-	10, // 24: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
-	12, // 25: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
-	14, // 26: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
-	16, // 27: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
-	5,  // 28: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
-	4,  // 29: mailfleet.storage.v1.MessageService.AppendMessages:output_type -> mailfleet.storage.v1.AppendMessagesResponse
-	7,  // 30: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
-	9,  // 31: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
-	11, // 32: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
-	13, // 33: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
-	15, // 34: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
-	17, // 35: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
-	28, // [28:36] is the sub-list for method output_type
-	20, // [20:28] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	23, // 2: mailfleet.storage.v1.Message.structure:type_name -> mailfleet.storage.v1.BodyPart
+	18, // 3: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
+	24, // 4: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	19, // 5: mailfleet.storage.v1.AppendMessagesRequest.target:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Target
+	20, // 6: mailfleet.storage.v1.AppendMessagesRequest.start:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Start
+	24, // 7: mailfleet.storage.v1.AppendMessagesRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	25, // 8: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	1,  // 9: mailfleet.storage.v1.ListMessagesResponse.messages:type_name -> mailfleet.storage.v1.Message
+	26, // 10: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	1,  // 11: mailfleet.storage.v1.GetMessageBodyResponse.message:type_name -> mailfleet.storage.v1.Message
+	24, // 12: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	25, // 13: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	0,  // 14: mailfleet.storage.v1.StoreFlagsRequest.op:type_name -> mailfleet.storage.v1.StoreFlagsRequest.Op
+	1,  // 15: mailfleet.storage.v1.StoreFlagsResponse.messages:type_name -> mailfleet.storage.v1.Message
+	25, // 16: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	25, // 17: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	25, // 18: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	21, // 19: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
+	21, // 20: mailfleet.storage.v1.AppendMessagesRequest.Start.internal_date:type_name -> google.protobuf.Timestamp
+	2,  // 21: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
+	3,  // 22: mailfleet.storage.v1.MessageService.AppendMessages:input_type -> mailfleet.storage.v1.AppendMessagesRequest
+	6,  // 23: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
+	8,  // 24: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
+	10, // 25: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
+	12, // 26: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
+	14, // 27: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
+	16, // 28: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
+	5,  // 29: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
+	4,  // 30: mailfleet.storage.v1.MessageService.AppendMessages:output_type -> mailfleet.storage.v1.AppendMessagesResponse
+	7,  // 31: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
+	9,  // 32: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
+	11, // 33: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
+	13, // 34: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
+	15, // 35: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
+	17, // 36: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_messages_proto_init() }

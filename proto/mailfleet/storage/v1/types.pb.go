@@ -482,6 +482,248 @@ func (x *BodyChunk) GetData() []byte {
 	return nil
 }
 
+// BodyPart is one node of a message's MIME tree, computed once when the
+// message is stored (IMAP's BODYSTRUCTURE, RFC 9051 7.5.2, and what FETCH
+// needs to serve BODY[n] and BINARY[n] without parsing the whole message).
+// Offsets and sizes count the stored octets.
+type BodyPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Content-Type, lower case; "text"/"plain" when the part has none.
+	Type    string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Subtype string `protobuf:"bytes,2,opt,name=subtype,proto3" json:"subtype,omitempty"`
+	// Content-Type parameters in header order, names lower case, values
+	// decoded (RFC 2231 continuations joined).
+	Params      []*BodyParam `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty"`
+	Id          string       `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	Description string       `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// Content-Transfer-Encoding, lower case; empty means 7bit.
+	Encoding string `protobuf:"bytes,6,opt,name=encoding,proto3" json:"encoding,omitempty"`
+	// Octets of the part's body (after its header's blank line).
+	Size uint64 `protobuf:"varint,7,opt,name=size,proto3" json:"size,omitempty"`
+	// Lines of the body: set for text/* and message/rfc822 parts.
+	Lines uint64 `protobuf:"varint,8,opt,name=lines,proto3" json:"lines,omitempty"`
+	Md5   string `protobuf:"bytes,9,opt,name=md5,proto3" json:"md5,omitempty"`
+	// Content-Disposition value (lower case) and its parameters.
+	Disposition       string       `protobuf:"bytes,10,opt,name=disposition,proto3" json:"disposition,omitempty"`
+	DispositionParams []*BodyParam `protobuf:"bytes,11,rep,name=disposition_params,json=dispositionParams,proto3" json:"disposition_params,omitempty"`
+	Language          []string     `protobuf:"bytes,12,rep,name=language,proto3" json:"language,omitempty"`
+	Location          string       `protobuf:"bytes,13,opt,name=location,proto3" json:"location,omitempty"`
+	// multipart/*: the children in order. message/rfc822 (and message/global):
+	// exactly one child, the encapsulated message's own top-level part.
+	Parts []*BodyPart `protobuf:"bytes,14,rep,name=parts,proto3" json:"parts,omitempty"`
+	// message/rfc822: the encapsulated message's envelope.
+	Envelope *Envelope `protobuf:"bytes,15,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Offset of the part's header (its MIME header; for the top level and an
+	// encapsulated message, the message header) and of its body, in the
+	// stored message.
+	HeaderOffset  uint64 `protobuf:"varint,16,opt,name=header_offset,json=headerOffset,proto3" json:"header_offset,omitempty"`
+	BodyOffset    uint64 `protobuf:"varint,17,opt,name=body_offset,json=bodyOffset,proto3" json:"body_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BodyPart) Reset() {
+	*x = BodyPart{}
+	mi := &file_mailfleet_storage_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BodyPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BodyPart) ProtoMessage() {}
+
+func (x *BodyPart) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BodyPart.ProtoReflect.Descriptor instead.
+func (*BodyPart) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BodyPart) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *BodyPart) GetSubtype() string {
+	if x != nil {
+		return x.Subtype
+	}
+	return ""
+}
+
+func (x *BodyPart) GetParams() []*BodyParam {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *BodyPart) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BodyPart) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *BodyPart) GetEncoding() string {
+	if x != nil {
+		return x.Encoding
+	}
+	return ""
+}
+
+func (x *BodyPart) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BodyPart) GetLines() uint64 {
+	if x != nil {
+		return x.Lines
+	}
+	return 0
+}
+
+func (x *BodyPart) GetMd5() string {
+	if x != nil {
+		return x.Md5
+	}
+	return ""
+}
+
+func (x *BodyPart) GetDisposition() string {
+	if x != nil {
+		return x.Disposition
+	}
+	return ""
+}
+
+func (x *BodyPart) GetDispositionParams() []*BodyParam {
+	if x != nil {
+		return x.DispositionParams
+	}
+	return nil
+}
+
+func (x *BodyPart) GetLanguage() []string {
+	if x != nil {
+		return x.Language
+	}
+	return nil
+}
+
+func (x *BodyPart) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *BodyPart) GetParts() []*BodyPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *BodyPart) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *BodyPart) GetHeaderOffset() uint64 {
+	if x != nil {
+		return x.HeaderOffset
+	}
+	return 0
+}
+
+func (x *BodyPart) GetBodyOffset() uint64 {
+	if x != nil {
+		return x.BodyOffset
+	}
+	return 0
+}
+
+// BodyParam is one parameter of a Content-Type or Content-Disposition.
+type BodyParam struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BodyParam) Reset() {
+	*x = BodyParam{}
+	mi := &file_mailfleet_storage_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BodyParam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BodyParam) ProtoMessage() {}
+
+func (x *BodyParam) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BodyParam.ProtoReflect.Descriptor instead.
+func (*BodyParam) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BodyParam) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BodyParam) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 var File_mailfleet_storage_v1_types_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_types_proto_rawDesc = "" +
@@ -511,7 +753,30 @@ const file_mailfleet_storage_v1_types_proto_rawDesc = "" +
 	"\x06UIDSet\x126\n" +
 	"\x06ranges\x18\x01 \x03(\v2\x1e.mailfleet.storage.v1.UIDRangeR\x06ranges\"\x1f\n" +
 	"\tBodyChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\xa5\x05\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xdd\x04\n" +
+	"\bBodyPart\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
+	"\asubtype\x18\x02 \x01(\tR\asubtype\x127\n" +
+	"\x06params\x18\x03 \x03(\v2\x1f.mailfleet.storage.v1.BodyParamR\x06params\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12\x1a\n" +
+	"\bencoding\x18\x06 \x01(\tR\bencoding\x12\x12\n" +
+	"\x04size\x18\a \x01(\x04R\x04size\x12\x14\n" +
+	"\x05lines\x18\b \x01(\x04R\x05lines\x12\x10\n" +
+	"\x03md5\x18\t \x01(\tR\x03md5\x12 \n" +
+	"\vdisposition\x18\n" +
+	" \x01(\tR\vdisposition\x12N\n" +
+	"\x12disposition_params\x18\v \x03(\v2\x1f.mailfleet.storage.v1.BodyParamR\x11dispositionParams\x12\x1a\n" +
+	"\blanguage\x18\f \x03(\tR\blanguage\x12\x1a\n" +
+	"\blocation\x18\r \x01(\tR\blocation\x124\n" +
+	"\x05parts\x18\x0e \x03(\v2\x1e.mailfleet.storage.v1.BodyPartR\x05parts\x12:\n" +
+	"\benvelope\x18\x0f \x01(\v2\x1e.mailfleet.storage.v1.EnvelopeR\benvelope\x12#\n" +
+	"\rheader_offset\x18\x10 \x01(\x04R\fheaderOffset\x12\x1f\n" +
+	"\vbody_offset\x18\x11 \x01(\x04R\n" +
+	"bodyOffset\"5\n" +
+	"\tBodyParam\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value*\xa5\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ERROR_REASON_OVER_QUOTA\x10\x01\x12\"\n" +
@@ -548,7 +813,7 @@ func file_mailfleet_storage_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_mailfleet_storage_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_mailfleet_storage_v1_types_proto_goTypes = []any{
 	(ErrorReason)(0),              // 0: mailfleet.storage.v1.ErrorReason
 	(*Address)(nil),               // 1: mailfleet.storage.v1.Address
@@ -556,22 +821,28 @@ var file_mailfleet_storage_v1_types_proto_goTypes = []any{
 	(*UIDRange)(nil),              // 3: mailfleet.storage.v1.UIDRange
 	(*UIDSet)(nil),                // 4: mailfleet.storage.v1.UIDSet
 	(*BodyChunk)(nil),             // 5: mailfleet.storage.v1.BodyChunk
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*BodyPart)(nil),              // 6: mailfleet.storage.v1.BodyPart
+	(*BodyParam)(nil),             // 7: mailfleet.storage.v1.BodyParam
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_types_proto_depIdxs = []int32{
-	6, // 0: mailfleet.storage.v1.Envelope.date:type_name -> google.protobuf.Timestamp
-	1, // 1: mailfleet.storage.v1.Envelope.from:type_name -> mailfleet.storage.v1.Address
-	1, // 2: mailfleet.storage.v1.Envelope.sender:type_name -> mailfleet.storage.v1.Address
-	1, // 3: mailfleet.storage.v1.Envelope.reply_to:type_name -> mailfleet.storage.v1.Address
-	1, // 4: mailfleet.storage.v1.Envelope.to:type_name -> mailfleet.storage.v1.Address
-	1, // 5: mailfleet.storage.v1.Envelope.cc:type_name -> mailfleet.storage.v1.Address
-	1, // 6: mailfleet.storage.v1.Envelope.bcc:type_name -> mailfleet.storage.v1.Address
-	3, // 7: mailfleet.storage.v1.UIDSet.ranges:type_name -> mailfleet.storage.v1.UIDRange
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	8,  // 0: mailfleet.storage.v1.Envelope.date:type_name -> google.protobuf.Timestamp
+	1,  // 1: mailfleet.storage.v1.Envelope.from:type_name -> mailfleet.storage.v1.Address
+	1,  // 2: mailfleet.storage.v1.Envelope.sender:type_name -> mailfleet.storage.v1.Address
+	1,  // 3: mailfleet.storage.v1.Envelope.reply_to:type_name -> mailfleet.storage.v1.Address
+	1,  // 4: mailfleet.storage.v1.Envelope.to:type_name -> mailfleet.storage.v1.Address
+	1,  // 5: mailfleet.storage.v1.Envelope.cc:type_name -> mailfleet.storage.v1.Address
+	1,  // 6: mailfleet.storage.v1.Envelope.bcc:type_name -> mailfleet.storage.v1.Address
+	3,  // 7: mailfleet.storage.v1.UIDSet.ranges:type_name -> mailfleet.storage.v1.UIDRange
+	7,  // 8: mailfleet.storage.v1.BodyPart.params:type_name -> mailfleet.storage.v1.BodyParam
+	7,  // 9: mailfleet.storage.v1.BodyPart.disposition_params:type_name -> mailfleet.storage.v1.BodyParam
+	6,  // 10: mailfleet.storage.v1.BodyPart.parts:type_name -> mailfleet.storage.v1.BodyPart
+	2,  // 11: mailfleet.storage.v1.BodyPart.envelope:type_name -> mailfleet.storage.v1.Envelope
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_types_proto_init() }
@@ -585,7 +856,7 @@ func file_mailfleet_storage_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_types_proto_rawDesc), len(file_mailfleet_storage_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -572,6 +572,171 @@ func (x *MoveCleanup) GetUids() *v1.UIDSet {
 	return nil
 }
 
+// Entry is an index entry (version 2), stored at
+// <prefix>accounts/<id>/messages/<mailbox>/<uid> behind the version byte
+// 0x02 (a byte no protobuf message starts with, which tells it from a
+// version 1 entry: a whole storage.v1.Message with its envelope). It holds
+// only what changes or what every listing needs; the envelope and the MIME
+// tree never change and live in the message's Summary object next to its
+// body, so a flag change rewrites a few dozen bytes.
+type Entry struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Modseq uint64                 `protobuf:"varint,1,opt,name=modseq,proto3" json:"modseq,omitempty"`
+	// System flags as bits (see service/entry.go), keywords by name.
+	SystemFlags uint32   `protobuf:"varint,2,opt,name=system_flags,json=systemFlags,proto3" json:"system_flags,omitempty"`
+	Keywords    []string `protobuf:"bytes,3,rep,name=keywords,proto3" json:"keywords,omitempty"`
+	Size        uint64   `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// crlf_size - size: the bare LFs, counted as CRLF when served.
+	BareLf     uint64 `protobuf:"varint,5,opt,name=bare_lf,json=bareLf,proto3" json:"bare_lf,omitempty"`
+	HeaderSize uint64 `protobuf:"varint,6,opt,name=header_size,json=headerSize,proto3" json:"header_size,omitempty"`
+	// Seconds since the Unix epoch.
+	InternalDate  int64  `protobuf:"varint,7,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"`
+	BodyKey       string `protobuf:"bytes,8,opt,name=body_key,json=bodyKey,proto3" json:"body_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Entry) Reset() {
+	*x = Entry{}
+	mi := &file_records_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Entry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Entry) ProtoMessage() {}
+
+func (x *Entry) ProtoReflect() protoreflect.Message {
+	mi := &file_records_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Entry.ProtoReflect.Descriptor instead.
+func (*Entry) Descriptor() ([]byte, []int) {
+	return file_records_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Entry) GetModseq() uint64 {
+	if x != nil {
+		return x.Modseq
+	}
+	return 0
+}
+
+func (x *Entry) GetSystemFlags() uint32 {
+	if x != nil {
+		return x.SystemFlags
+	}
+	return 0
+}
+
+func (x *Entry) GetKeywords() []string {
+	if x != nil {
+		return x.Keywords
+	}
+	return nil
+}
+
+func (x *Entry) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Entry) GetBareLf() uint64 {
+	if x != nil {
+		return x.BareLf
+	}
+	return 0
+}
+
+func (x *Entry) GetHeaderSize() uint64 {
+	if x != nil {
+		return x.HeaderSize
+	}
+	return 0
+}
+
+func (x *Entry) GetInternalDate() int64 {
+	if x != nil {
+		return x.InternalDate
+	}
+	return 0
+}
+
+func (x *Entry) GetBodyKey() string {
+	if x != nil {
+		return x.BodyKey
+	}
+	return ""
+}
+
+// Summary is what never changes about a body, stored once per body in the
+// body store (key "summaries/<body key>"): its envelope and MIME tree. Index
+// entries of every copy share it.
+type Summary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Envelope      *v1.Envelope           `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	Structure     *v1.BodyPart           `protobuf:"bytes,2,opt,name=structure,proto3" json:"structure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Summary) Reset() {
+	*x = Summary{}
+	mi := &file_records_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Summary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Summary) ProtoMessage() {}
+
+func (x *Summary) ProtoReflect() protoreflect.Message {
+	mi := &file_records_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Summary.ProtoReflect.Descriptor instead.
+func (*Summary) Descriptor() ([]byte, []int) {
+	return file_records_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Summary) GetEnvelope() *v1.Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *Summary) GetStructure() *v1.BodyPart {
+	if x != nil {
+		return x.Structure
+	}
+	return nil
+}
+
 var File_records_proto protoreflect.FileDescriptor
 
 const file_records_proto_rawDesc = "" +
@@ -616,7 +781,20 @@ const file_records_proto_rawDesc = "" +
 	"\bfreed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\afreedAt\"k\n" +
 	"\vMoveCleanup\x12*\n" +
 	"\x11source_mailbox_id\x18\x01 \x01(\tR\x0fsourceMailboxId\x120\n" +
-	"\x04uids\x18\x02 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uidsBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
+	"\x04uids\x18\x02 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\"\xec\x01\n" +
+	"\x05Entry\x12\x16\n" +
+	"\x06modseq\x18\x01 \x01(\x04R\x06modseq\x12!\n" +
+	"\fsystem_flags\x18\x02 \x01(\rR\vsystemFlags\x12\x1a\n" +
+	"\bkeywords\x18\x03 \x03(\tR\bkeywords\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x17\n" +
+	"\abare_lf\x18\x05 \x01(\x04R\x06bareLf\x12\x1f\n" +
+	"\vheader_size\x18\x06 \x01(\x04R\n" +
+	"headerSize\x12#\n" +
+	"\rinternal_date\x18\a \x01(\x03R\finternalDate\x12\x19\n" +
+	"\bbody_key\x18\b \x01(\tR\abodyKey\"\x83\x01\n" +
+	"\aSummary\x12:\n" +
+	"\benvelope\x18\x01 \x01(\v2\x1e.mailfleet.storage.v1.EnvelopeR\benvelope\x12<\n" +
+	"\tstructure\x18\x02 \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructureBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
 
 var (
 	file_records_proto_rawDescOnce sync.Once
@@ -631,7 +809,7 @@ func file_records_proto_rawDescGZIP() []byte {
 }
 
 var file_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_records_proto_goTypes = []any{
 	(AddressRecord_Kind)(0),       // 0: mailfleet.storage.records.v1.AddressRecord.Kind
 	(*AccountRecord)(nil),         // 1: mailfleet.storage.records.v1.AccountRecord
@@ -642,25 +820,31 @@ var file_records_proto_goTypes = []any{
 	(*LoginFailures)(nil),         // 6: mailfleet.storage.records.v1.LoginFailures
 	(*FreedBodies)(nil),           // 7: mailfleet.storage.records.v1.FreedBodies
 	(*MoveCleanup)(nil),           // 8: mailfleet.storage.records.v1.MoveCleanup
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*v1.QueueItem)(nil),          // 10: mailfleet.storage.v1.QueueItem
-	(*v1.UIDSet)(nil),             // 11: mailfleet.storage.v1.UIDSet
+	(*Entry)(nil),                 // 9: mailfleet.storage.records.v1.Entry
+	(*Summary)(nil),               // 10: mailfleet.storage.records.v1.Summary
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*v1.QueueItem)(nil),          // 12: mailfleet.storage.v1.QueueItem
+	(*v1.UIDSet)(nil),             // 13: mailfleet.storage.v1.UIDSet
+	(*v1.Envelope)(nil),           // 14: mailfleet.storage.v1.Envelope
+	(*v1.BodyPart)(nil),           // 15: mailfleet.storage.v1.BodyPart
 }
 var file_records_proto_depIdxs = []int32{
-	9,  // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
+	11, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: mailfleet.storage.records.v1.AddressRecord.kind:type_name -> mailfleet.storage.records.v1.AddressRecord.Kind
-	9,  // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
-	10, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
-	9,  // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
-	9,  // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
-	9,  // 7: mailfleet.storage.records.v1.FreedBodies.freed_at:type_name -> google.protobuf.Timestamp
-	11, // 8: mailfleet.storage.records.v1.MoveCleanup.uids:type_name -> mailfleet.storage.v1.UIDSet
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	11, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
+	11, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
+	12, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
+	11, // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
+	11, // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
+	11, // 7: mailfleet.storage.records.v1.FreedBodies.freed_at:type_name -> google.protobuf.Timestamp
+	13, // 8: mailfleet.storage.records.v1.MoveCleanup.uids:type_name -> mailfleet.storage.v1.UIDSet
+	14, // 9: mailfleet.storage.records.v1.Summary.envelope:type_name -> mailfleet.storage.v1.Envelope
+	15, // 10: mailfleet.storage.records.v1.Summary.structure:type_name -> mailfleet.storage.v1.BodyPart
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_records_proto_init() }
@@ -674,7 +858,7 @@ func file_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_records_proto_rawDesc), len(file_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
