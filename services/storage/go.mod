@@ -37,7 +37,7 @@ require (
 )
 
 require (
-	github.com/emersion/go-message v0.18.2
+	github.com/emersion/go-message v0.18.2 // indirect
 	github.com/mailfleet/mailfleet/proto v0.0.0
 	github.com/minio/minio-go/v7 v7.4.1
 	go.etcd.io/etcd/client/v3 v3.6.16

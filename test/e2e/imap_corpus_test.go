@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/base64"
+	"io"
+	"mime/quotedprintable"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
 
 	"github.com/mailfleet/mailfleet/pkg/mailcorpus"
 	"github.com/mailfleet/mailfleet/test/cluster"
@@ -77,4 +84,189 @@ func kindOf(gen *mailcorpus.Generator, body []byte) string {
 		}
 	}
 	return "?"
+}
+
+// Parts are served from the MIME tree stored with each message (RFC 9051
+// 6.4.5: "1.2", "3.MIME", and HEADER/TEXT of an encapsulated message): for
+// every part of every corpus kind, BODY[part], BODY[part.MIME],
+// BODY[part.HEADER] and BODY[part.TEXT] of a message/rfc822 part, and a
+// <partial> of each, are the bytes go-imap's reference extraction finds in
+// the delivered message; BINARY[part] (RFC 3516) is the part's body with its
+// transfer encoding undone and BINARY.SIZE its length.
+func TestIMAPFetchesPartsFromTheStoredTree(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("parts@example.test", "parts-secret")
+	gen := mailcorpus.NewWithOptions(mailcorpus.Options{Seed: 11, MaxSize: 256 << 10})
+	var bodies [][]byte
+	for _, kind := range mailcorpus.Kinds() {
+		for i, found := 0, 0; i < 20000 && found < 3; i++ {
+			if gen.Kind(i) == kind {
+				bodies = append(bodies, gen.Message(i))
+				found++
+			}
+		}
+	}
+	for _, b := range bodies {
+		c.Deliver([]string{"parts@example.test"}, b)
+	}
+	cl := dialIMAP(t, c.Access[0].IMAPS, nil)
+	login(t, cl, "parts@example.test", "parts-secret")
+	if _, err := cl.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for i, delivered := range bodies {
+		// The reference for a message with header lines that are no fields
+		// is go-imap on the message without them: the server ends the
+		// header at its empty line (RFC 5322 2.1) where go-imap ends it at
+		// the stray line. Part contents do not move.
+		orig := withoutStrayHeaderLines(delivered)
+		seq := imap.SeqSetNum(uint32(i + 1))
+		msgs, err := cl.Fetch(seq, &imap.FetchOptions{BodyStructure: &imap.FetchItemBodyStructure{Extended: true}}).Collect()
+		if err != nil || len(msgs) != 1 || msgs[0].BodyStructure == nil {
+			t.Fatalf("message %d: FETCH BODYSTRUCTURE: %v", i+1, err)
+		}
+		var sections []*imap.FetchItemBodySection
+		var binaries []*imap.FetchItemBinarySection
+		var sizes []*imap.FetchItemBinarySectionSize
+		walkParts(msgs[0].BodyStructure, nil, func(path []int, bs imap.BodyStructure) {
+			sections = append(sections,
+				&imap.FetchItemBodySection{Part: path, Peek: true},
+				&imap.FetchItemBodySection{Part: path, Specifier: imap.PartSpecifierMIME, Peek: true},
+				&imap.FetchItemBodySection{Part: path, Peek: true, Partial: &imap.SectionPartial{Offset: 3, Size: 50}})
+			if sp, ok := bs.(*imap.BodyStructureSinglePart); ok {
+				if sp.MessageRFC822 != nil {
+					sections = append(sections,
+						&imap.FetchItemBodySection{Part: path, Specifier: imap.PartSpecifierHeader, Peek: true},
+						&imap.FetchItemBodySection{Part: path, Specifier: imap.PartSpecifierText, Peek: true},
+						&imap.FetchItemBodySection{Part: path, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "From"}, Peek: true})
+				} else {
+					binaries = append(binaries, &imap.FetchItemBinarySection{Part: path, Peek: true})
+					sizes = append(sizes, &imap.FetchItemBinarySectionSize{Part: path})
+				}
+			}
+		})
+		msgs, err = cl.Fetch(seq, &imap.FetchOptions{BodySection: sections, BinarySection: binaries, BinarySectionSize: sizes}).Collect()
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("message %d (kind %s): FETCH of %d sections: %v", i+1, kindOf(gen, delivered), len(sections), err)
+		}
+		for _, s := range sections {
+			want := imapserver.ExtractBodySection(bytes.NewReader(orig), s)
+			if got := msgs[0].FindBodySection(s); !bytes.Equal(got, want) {
+				t.Fatalf("message %d (kind %s): BODY[%v %s] is %d bytes %.80q, want %d bytes %.80q", i+1, kindOf(gen, delivered),
+					s.Part, s.Specifier, len(got), got, len(want), want)
+			}
+			checked++
+		}
+		for j, s := range binaries {
+			raw := imapserver.ExtractBodySection(bytes.NewReader(orig), &imap.FetchItemBodySection{Part: s.Part})
+			mime := imapserver.ExtractBodySection(bytes.NewReader(orig), &imap.FetchItemBodySection{Part: s.Part, Specifier: imap.PartSpecifierMIME})
+			want := decodeTransfer(t, mime, raw)
+			got := msgs[0].FindBinarySection(s)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("message %d (kind %s): BINARY[%v] is %d bytes, want %d", i+1, kindOf(gen, delivered), s.Part, len(got), len(want))
+			}
+			if size, ok := msgs[0].FindBinarySectionSize(sizes[j].Part); !ok || size != uint32(len(want)) {
+				t.Fatalf("message %d: BINARY.SIZE[%v] = %d (answered: %v), want %d", i+1, s.Part, size, ok, len(want))
+			}
+			checked++
+		}
+	}
+	t.Logf("%d sections of %d messages checked", checked, len(bodies))
+}
+
+// walkParts calls fn for every part of a BODYSTRUCTURE with its part number.
+func walkParts(bs imap.BodyStructure, prefix []int, fn func([]int, imap.BodyStructure)) {
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		for i, child := range b.Children {
+			path := append(append([]int{}, prefix...), i+1)
+			fn(path, child)
+			walkNested(child, path, fn)
+		}
+	default:
+		if len(prefix) == 0 {
+			fn([]int{1}, bs)
+			walkNested(bs, []int{1}, fn)
+		}
+	}
+}
+
+// walkNested descends into a part's own parts: a multipart's children, or
+// an encapsulated message's parts.
+func walkNested(bs imap.BodyStructure, path []int, fn func([]int, imap.BodyStructure)) {
+	switch b := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		walkParts(b, path, fn)
+	case *imap.BodyStructureSinglePart:
+		if b.MessageRFC822 != nil && b.MessageRFC822.BodyStructure != nil {
+			if inner, ok := b.MessageRFC822.BodyStructure.(*imap.BodyStructureMultiPart); ok {
+				walkParts(inner, path, fn)
+			} else {
+				p := append(append([]int{}, path...), 1)
+				fn(p, b.MessageRFC822.BodyStructure)
+			}
+		}
+	}
+}
+
+// decodeTransfer undoes a part's Content-Transfer-Encoding, read from its
+// MIME header, as RFC 3516 BINARY does.
+func decodeTransfer(t *testing.T, mimeHeader, body []byte) []byte {
+	t.Helper()
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(mimeHeader)))
+	if err != nil {
+		return body
+	}
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "base64":
+		var clean []byte
+		for _, c := range body {
+			if c == '=' {
+				break
+			}
+			if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' {
+				clean = append(clean, c)
+			}
+		}
+		if len(clean)%4 == 1 {
+			clean = clean[:len(clean)-1]
+		}
+		out, _ := base64.RawStdEncoding.DecodeString(string(clean))
+		return out
+	case "quoted-printable":
+		out, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+		return out
+	}
+	return body
+}
+
+// withoutStrayHeaderLines drops the top-level header's lines that are no
+// field (no colon, or a name with spaces or controls; a continuation as the
+// first line).
+func withoutStrayHeaderLines(msg []byte) []byte {
+	var out []byte
+	dropping := false
+	for rest := msg; len(rest) > 0; {
+		end := bytes.IndexByte(rest, '\n') + 1
+		if end == 0 {
+			end = len(rest)
+		}
+		line := rest[:end]
+		rest = rest[end:]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return append(append(out, line...), rest...)
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			dropping = dropping || len(out) == 0
+		} else {
+			name, _, ok := bytes.Cut(line, []byte(":"))
+			name = bytes.Trim(name, " \t")
+			dropping = !ok || bytes.ContainsFunc(name, func(r rune) bool { return r < 33 || r > 126 })
+		}
+		if !dropping {
+			out = append(out, line...)
+		}
+	}
+	return out
 }

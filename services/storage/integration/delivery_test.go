@@ -31,8 +31,8 @@ func TestDeliveryStoresBodyOnceAndSweeperRemovesIt(t *testing.T) {
 			t.Fatalf("recipient %s: %v, want %v", res.Recipient, res.Status, wantStatus[i])
 		}
 	}
-	if n := c.objectCount(); n != 1 {
-		t.Fatalf("bucket holds %d objects after one delivery to three, want 1", n)
+	if bodies, summaries := c.objectCounts(); bodies != 1 || summaries != 1 {
+		t.Fatalf("bucket holds %d bodies and %d summaries after one delivery to three, want 1 and 1", bodies, summaries)
 	}
 	var bodyKey string
 	for i, acc := range accounts {
@@ -74,9 +74,9 @@ func TestDeliveryStoresBodyOnceAndSweeperRemovesIt(t *testing.T) {
 		t.Fatalf("body removed before the grace period (%d objects)", n)
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for c.objectCount() != 0 {
+	for bodies, summaries := c.objectCounts(); bodies+summaries != 0; bodies, summaries = c.objectCounts() {
 		if time.Now().After(deadline) {
-			t.Fatal("the sweeper did not remove the unreferenced body")
+			t.Fatalf("the sweeper did not remove the unreferenced body and its summary (%d, %d left)", bodies, summaries)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -253,21 +254,31 @@ func (c *cluster) etcdClient() *clientv3.Client {
 	return cli
 }
 
-// objectCount counts the bodies in the cluster's bucket.
+// objectCount counts the bodies in the cluster's bucket (not their summaries).
 func (c *cluster) objectCount() int {
+	bodies, _ := c.objectCounts()
+	return bodies
+}
+
+// objectCounts counts the bodies and the summaries (summaries/<body key>)
+// in the cluster's bucket.
+func (c *cluster) objectCounts() (bodies, summaries int) {
 	c.t.Helper()
 	mc, err := minioServer.Client()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n := 0
 	for o := range mc.ListObjects(context.Background(), c.bucket, minioListAll) {
 		if o.Err != nil {
 			c.t.Fatal(o.Err)
 		}
-		n++
+		if strings.HasPrefix(o.Key, "summaries/") {
+			summaries++
+		} else {
+			bodies++
+		}
 	}
-	return n
+	return bodies, summaries
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -15,8 +15,9 @@ import (
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
-// metadata lists the index entries of uids (sorted), with envelopes if asked.
-func (s *session) metadata(uids []uint32, envelope bool) (map[uint32]*storagev1.Message, error) {
+// metadata lists the index entries of uids (sorted), with envelopes and MIME
+// trees if asked.
+func (s *session) metadata(uids []uint32, envelope, structure bool) (map[uint32]*storagev1.Message, error) {
 	out := map[uint32]*storagev1.Message{}
 	if len(uids) == 0 {
 		return out, nil
@@ -24,7 +25,7 @@ func (s *session) metadata(uids []uint32, envelope bool) (map[uint32]*storagev1.
 	ctx, cancel := s.ctx()
 	defer cancel()
 	req := &storagev1.ListMessagesRequest{AccountId: s.account.Id, MailboxId: s.selected.state.id,
-		Uids: storeclient.UIDSetOf(uids), IncludeEnvelope: envelope, Limit: 5000}
+		Uids: storeclient.UIDSetOf(uids), IncludeEnvelope: envelope, IncludeStructure: structure, Limit: 5000}
 	for {
 		resp, err := s.srv.store.Messages.ListMessages(ctx, req)
 		if err != nil {
@@ -59,8 +60,10 @@ func (s *session) readBody(uid uint32, offset, length uint64) ([]byte, error) {
 const windowSize = 500
 
 // RFC 9051 6.4.5 FETCH: metadata from the index, bodies from the body store.
-// Whole bodies, headers and texts stream as byte ranges; parts, BINARY and
-// BODYSTRUCTURE parse the whole message in memory (bounded by the size limit).
+// Whole bodies, headers and texts stream as byte ranges; BODYSTRUCTURE comes
+// from the MIME tree stored with the message, and parts (and BINARY of a
+// part) are read as the byte ranges the tree gives (sections.go). Only
+// BINARY of a whole message loads it in memory (bounded by the size limit).
 // A message expunged meanwhile by another session is left out of the answer.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	v := s.selected
@@ -87,7 +90,7 @@ func (s *session) fetchWindow(w *imapserver.FetchWriter, targets []target, optio
 	var meta map[uint32]*storagev1.Message
 	if needMeta {
 		var err error
-		if meta, err = s.metadata(uidsOf(targets), options.Envelope); err != nil {
+		if meta, err = s.metadata(uidsOf(targets), options.Envelope, needsStructure(options)); err != nil {
 			return mapError(err)
 		}
 	}
@@ -156,13 +159,31 @@ func hasFlag(flags []string, f string) bool {
 	return false
 }
 
+// needsStructure reports whether a FETCH needs the messages' MIME trees:
+// for BODYSTRUCTURE, or to find the bytes of a part.
+func needsStructure(options *imap.FetchOptions) bool {
+	need := options.BodyStructure != nil
+	for _, bs := range options.BodySection {
+		need = need || len(bs.Part) > 0
+	}
+	for _, bs := range options.BinarySection {
+		need = need || len(bs.Part) > 0
+	}
+	for _, bs := range options.BinarySectionSize {
+		need = need || len(bs.Part) > 0
+	}
+	return need
+}
+
 // sources is what one message's FETCH response needs from the body store,
 // read (or, for streamed ranges, opened) before the response starts.
 type sources struct {
-	full    []byte          // the whole message, when an item parses it
-	header  []byte          // the header, for HEADER sections without full
-	streams []io.ReadCloser // per BodySection: the open range of a streamed one
-	cancel  context.CancelFunc
+	full     []byte          // the whole message, when an item parses it
+	header   []byte          // the header, for HEADER sections without full
+	streams  []io.ReadCloser // per BodySection: the open range of a streamed one
+	parts    [][]byte        // per BodySection: the answer to one with a part number
+	binaries [][]byte        // per BinarySection, then per BinarySectionSize: the decoded part
+	cancel   context.CancelFunc
 }
 
 func (src *sources) close() {
@@ -202,9 +223,21 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *storagev1.Mes
 func (s *session) openSources(uid uint32, m *storagev1.Message, options *imap.FetchOptions) (*sources, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
 	src := &sources{cancel: cancel}
-	needFull := options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	for _, bs := range options.BodySection {
-		needFull = needFull || len(bs.Part) > 0 || bs.Specifier == imap.PartSpecifierMIME
+	// BINARY of the whole message decodes it as go-imap does, from all of it.
+	needFull := false
+	for _, bs := range options.BinarySection {
+		needFull = needFull || len(bs.Part) == 0
+	}
+	for _, bs := range options.BinarySectionSize {
+		needFull = needFull || len(bs.Part) == 0
+	}
+	if needsStructure(options) && m.Structure == nil {
+		src.close()
+		return nil, fmt.Errorf("message %d: the storage tier returned no MIME tree", uid)
+	}
+	if err := s.readParts(uid, m, options, src); err != nil {
+		src.close()
+		return nil, err
 	}
 	var err error
 	if needFull {
@@ -216,6 +249,9 @@ func (s *session) openSources(uid uint32, m *storagev1.Message, options *imap.Fe
 	}
 	src.streams = make([]io.ReadCloser, len(options.BodySection))
 	for i, bs := range options.BodySection {
+		if len(bs.Part) > 0 || bs.Specifier == imap.PartSpecifierMIME {
+			continue // in src.parts
+		}
 		if !streamed(bs) {
 			if src.header == nil {
 				if src.header, err = s.readBody(uid, 0, m.HeaderSize); err != nil {
@@ -271,9 +307,15 @@ func (s *session) writeItems(rw *imapserver.FetchResponseWriter, t target, m *st
 	}
 	full := src.full
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(withoutEmptyMultiparts(imapserver.ExtractBodyStructure(bytes.NewReader(full))))
+		rw.WriteBodyStructure(bodyStructure(m.Structure))
 	}
 	for i, bs := range options.BodySection {
+		if len(bs.Part) > 0 || bs.Specifier == imap.PartSpecifierMIME {
+			if err := writeAll(rw.WriteBodySection(bs, int64(len(src.parts[i]))), src.parts[i]); err != nil {
+				return err
+			}
+			continue
+		}
 		if full == nil && streamed(bs) {
 			if err := s.streamSection(rw, t.uid, m, bs, src.streams[i]); err != nil {
 				return err
@@ -299,14 +341,65 @@ func (s *session) writeItems(rw *imapserver.FetchResponseWriter, t target, m *st
 			return err
 		}
 	}
-	for _, bs := range options.BinarySection {
-		data := imapserver.ExtractBinarySection(bytes.NewReader(full), bs)
+	for i, bs := range options.BinarySection {
+		data := src.binaries[i]
+		if len(bs.Part) == 0 {
+			data = imapserver.ExtractBinarySection(bytes.NewReader(full), bs)
+		} else {
+			off, n := partialRange(bs.Partial, uint64(len(data)))
+			data = data[off : off+n]
+		}
 		if err := writeAll(rw.WriteBinarySection(bs, int64(len(data))), data); err != nil {
 			return err
 		}
 	}
+	for i, bs := range options.BinarySectionSize {
+		if len(bs.Part) == 0 {
+			rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(full), bs))
+			continue
+		}
+		rw.WriteBinarySectionSize(bs, uint32(len(src.binaries[len(options.BinarySection)+i])))
+	}
+	return nil
+}
+
+// readParts reads what the sections with a part number need: each one's
+// byte range, as the message's MIME tree gives it.
+func (s *session) readParts(uid uint32, m *storagev1.Message, options *imap.FetchOptions, src *sources) error {
+	read := func(start, end uint64, ok bool) ([]byte, error) {
+		if !ok || end <= start {
+			return nil, nil // no such part: an empty answer (RFC 9051 6.4.5)
+		}
+		return s.readBody(uid, start, end-start)
+	}
+	src.parts = make([][]byte, len(options.BodySection))
+	for i, bs := range options.BodySection {
+		if len(bs.Part) == 0 {
+			continue // MIME without a part names nothing: empty
+		}
+		data, err := read(sectionRange(m.Structure, bs))
+		if err != nil {
+			return err
+		}
+		src.parts[i] = partSection(bs, data)
+	}
+	var binaryParts [][]int
+	for _, bs := range options.BinarySection {
+		binaryParts = append(binaryParts, bs.Part)
+	}
 	for _, bs := range options.BinarySectionSize {
-		rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(full), bs))
+		binaryParts = append(binaryParts, bs.Part)
+	}
+	src.binaries = make([][]byte, len(binaryParts))
+	for i, part := range binaryParts {
+		if len(part) == 0 {
+			continue // from the whole message
+		}
+		data, err := read(binaryRange(m.Structure, part))
+		if err != nil {
+			return err
+		}
+		src.binaries[i] = decodePart(data)
 	}
 	return nil
 }

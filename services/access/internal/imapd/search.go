@@ -65,7 +65,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		var meta map[uint32]*storagev1.Message
 		if needs.meta {
 			var err error
-			if meta, err = s.metadata(uidsOf(targets), false); err != nil {
+			if meta, err = s.metadata(uidsOf(targets), false, false); err != nil {
 				return nil, mapError(err)
 			}
 		}

@@ -73,6 +73,7 @@ type Config struct {
 	GRPCTLSKey         string
 	GRPCClientCA       string
 	AuthCacheTTL       time.Duration
+	SummaryCacheMB     int
 
 	EtcdStatusInterval time.Duration
 	EtcdDefragInterval time.Duration
@@ -113,6 +114,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", service.DefaultConfig().QueueLifetime, "how long queued mail is retried before it bounces, unless its sender set a lifetime (mail for a full local mailbox)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
+	fs.IntVar(&c.SummaryCacheMB, "summary-cache-mb", 64, "MiB of message summaries (envelopes and MIME trees) each replica keeps in memory; about 2 300 messages per MiB")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "remember successful logins this long (0 = off); a password change takes effect at once")
 	fs.StringVar(&c.GRPCTLSCert, "grpc-tls-cert", "", "certificate of the gRPC API (enables TLS; reloaded on change)")
 	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", "", "key of the gRPC API certificate")
@@ -156,6 +158,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		LoginFailureWindow: cfg.LoginFailureWindow,
 		LoginLockout:       cfg.LoginLockout,
 		AuthCacheTTL:       cfg.AuthCacheTTL,
+		SummaryCacheBytes:  cfg.SummaryCacheMB << 20,
 	}, log)
 
 	reg := prometheus.NewRegistry()

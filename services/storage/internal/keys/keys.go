@@ -133,6 +133,9 @@ func (l Layout) QueueDue(unixMilli int64, id string) string {
 	return fmt.Sprintf("%squeue/due/%016d/%s", l.Prefix, unixMilli, id)
 }
 
+// Migration marks a finished migration of the stored layout (migrate.go).
+func (l Layout) Migration(name string) string { return l.Prefix + "migrations/" + name }
+
 func (l Layout) SweeperLock() string { return l.Prefix + "locks/sweeper" }
 
 // DefragElection is the election (etcd adds "/<lease id>") that picks the

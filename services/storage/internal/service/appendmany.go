@@ -92,7 +92,7 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 		uploads = append(uploads, up)
 		msgs = append(msgs, &storagev1.Message{
 			Flags: flags, Size: up.size, InternalDate: timestamppb.New(timeOr(start.InternalDate, time.Now())),
-			Envelope: up.envelope, BodyKey: up.key, HeaderSize: up.headerSize, CrlfSize: up.crlfSize,
+			BodyKey: up.key, HeaderSize: up.headerSize, CrlfSize: up.crlfSize,
 		})
 		if nextStart == nil {
 			break // the stream ended with this message
@@ -132,7 +132,7 @@ func (s *Server) stageAppend(tx *etcdtx.Tx, account, mailboxID string, m *storag
 		return err
 	}
 	s.finishUpload(tx, up)
-	tx.Put(s.keys.Message(account, mailboxID, m.Uid), marshal(m))
+	tx.Put(s.keys.Message(account, mailboxID, m.Uid), encodeEntry(m))
 	return nil
 }
 

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
-	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/storage/internal/envelope"
+	"github.com/mailfleet/mailfleet/pkg/envelope"
+	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
 // headerCapture is how much of a body's start is kept in memory to parse the
@@ -21,7 +22,6 @@ type upload struct {
 	size       uint64
 	crlfSize   uint64 // size with bare LFs counted as CRLF
 	headerSize uint64
-	envelope   *storagev1.Envelope
 }
 
 var errTooLarge = errors.New("message too large")
@@ -49,8 +49,20 @@ func drain(next func() ([]byte, error)) {
 }
 
 // receiveBodyAs is receiveBody for a key whose upload intent is registered.
+// The body streams into the body store and, at the same time, through the
+// MIME parser that makes its summary (summary.go), stored before the upload
+// counts as done.
 func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]byte, error)) (*upload, error) {
 	pr, pw := io.Pipe()
+	sumR, sumW := io.Pipe()
+	var sum *records.Summary
+	var sumErr error
+	summarized := make(chan struct{})
+	go func() {
+		defer close(summarized)
+		sum, sumErr = summarize(sumR)
+		sumR.CloseWithError(errors.New("summary finished")) // the writer must never block on it
+	}()
 	var head []byte
 	var total, bareLF int64
 	prevCR := false
@@ -61,15 +73,18 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 			data, err := next()
 			if err == io.EOF {
 				pw.Close()
+				sumW.Close()
 				return
 			}
 			if err != nil {
 				pw.CloseWithError(err)
+				sumW.CloseWithError(err)
 				return
 			}
 			total += int64(len(data))
 			if total > s.cfg.MaxMessageSize {
 				pw.CloseWithError(errTooLarge)
+				sumW.CloseWithError(errTooLarge)
 				return
 			}
 			bareLF += countBareLF(data, prevCR)
@@ -79,7 +94,9 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 			if len(head) < headerCapture {
 				head = append(head, data[:min(len(data), headerCapture-len(head))]...)
 			}
+			sumW.Write(data) // a parser that stopped early is told by sumErr
 			if _, err := pw.Write(data); err != nil {
+				sumW.CloseWithError(err)
 				return // the reader side failed; Put reports why
 			}
 		}
@@ -87,6 +104,13 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 	n, err := s.blobs.Put(ctx, key, pr)
 	pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
 	<-done
+	<-summarized
+	if err == nil && sumErr != nil {
+		err = fmt.Errorf("summarize body: %w", sumErr)
+	}
+	if err == nil {
+		err = s.putSummary(ctx, key, sum)
+	}
 	if err != nil {
 		s.discardBody(key) // a partial object, if the driver left one
 		if errors.Is(err, errTooLarge) {
@@ -106,7 +130,6 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 		size:       uint64(n),
 		crlfSize:   uint64(n + bareLF),
 		headerSize: uint64(hs),
-		envelope:   envelope.Parse(head[:hs]),
 	}, nil
 }
 
@@ -125,7 +148,7 @@ func countBareLF(data []byte, prevCR bool) int64 {
 func (s *Server) discardBody(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.blobs.Delete(ctx, key); err != nil {
+	if err := s.deleteBlobs(ctx, key); err != nil {
 		s.log.Warn("could not delete unreferenced body; the sweeper will", "body", key, "err", err)
 	}
 	s.forgetUpload(key)
@@ -153,4 +176,13 @@ func (s *Server) streamBody(ctx context.Context, key string, offset, length uint
 			return err
 		}
 	}
+}
+
+// deleteBlobs deletes a body and its summary. The summary goes last: a crash
+// in between leaves only a summary, which the orphan scan removes.
+func (s *Server) deleteBlobs(ctx context.Context, bodyKey string) error {
+	if err := s.blobs.Delete(ctx, bodyKey); err != nil {
+		return err
+	}
+	return s.blobs.Delete(ctx, summaryKey(bodyKey))
 }

@@ -108,8 +108,8 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 		}
 		var candidates []*storagev1.Message
 		for _, kv := range page {
-			m := &storagev1.Message{}
-			if err := proto.Unmarshal(kv.Value, m); err != nil {
+			m, err := decodeEntryKV(kv.Key, kv.Value)
+			if err != nil {
 				return err
 			}
 			if wanted(m) {
@@ -191,12 +191,12 @@ func (s *Server) rereadEntries(tx *etcdtx.Tx, account, mailboxID string, candida
 		return nil, err
 	}
 	var out []*storagev1.Message
-	for _, v := range values {
+	for i, v := range values {
 		if v == nil {
 			continue
 		}
-		m := &storagev1.Message{}
-		if err := proto.Unmarshal(v, m); err != nil {
+		m, err := decodeEntry(candidates[i].Uid, v)
+		if err != nil {
 			return nil, err
 		}
 		if wanted(m) {
@@ -208,7 +208,7 @@ func (s *Server) rereadEntries(tx *etcdtx.Tx, account, mailboxID string, candida
 
 // entryCost is what writing msg's entry costs (key and value).
 func (s *Server) entryCost(account, mailboxID string, m *storagev1.Message) int {
-	return len(s.keys.Message(account, mailboxID, m.Uid)) + proto.Size(m) + opCost
+	return len(s.keys.Message(account, mailboxID, m.Uid)) + len(encodeEntry(m)) + opCost
 }
 
 // refCost is what reading and rewriting (or deleting and freeing) a body's

@@ -257,7 +257,7 @@ func (s *Server) deliverOne(tx *etcdtx.Tx, account string, up *upload, internalD
 		return 0, "", err
 	}
 	msg := &storagev1.Message{
-		Size: up.size, InternalDate: internalDate, Envelope: up.envelope,
+		Size: up.size, InternalDate: internalDate,
 		BodyKey: up.key, HeaderSize: up.headerSize, CrlfSize: up.crlfSize,
 	}
 	if err := s.addMessage(tx, account, mb, q, msg); err != nil {

@@ -89,15 +89,27 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 		if err != nil {
 			return nil, toStatus(err)
 		}
+		msgs := make([]*storagev1.Message, len(kvs))
+		var matched []*storagev1.Message
 		for i, kv := range kvs {
-			msg := &storagev1.Message{}
-			if err := proto.Unmarshal(kv.Value, msg); err != nil {
+			msg, err := decodeEntryKV(kv.Key, kv.Value)
+			if err != nil {
 				return nil, toStatus(err)
 			}
+			msgs[i] = msg
 			if (filter == nil || filter.contains(msg.Uid)) && msg.Modseq > req.ChangedSince {
 				if !req.IncludeEnvelope {
-					msg.Envelope = nil
+					msg.Envelope = nil // a version 1 entry's
 				}
+				matched = append(matched, msg)
+			}
+		}
+		if err := s.fillSummaries(ctx, matched, req.IncludeEnvelope, req.IncludeStructure); err != nil {
+			return nil, toStatus(err)
+		}
+		for i, msg := range msgs {
+			if len(matched) > 0 && matched[0] == msg {
+				matched = matched[1:]
 				n := proto.Size(msg)
 				if len(out.Messages) > 0 && size+n > pageBytes {
 					// Full: this entry opens the next page.
@@ -109,7 +121,7 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 			}
 			out.NextAfterUid = msg.Uid
 			scanned++
-			readBytes += int64(len(kv.Value))
+			readBytes += int64(proto.Size(msg))
 			if scanned == limit {
 				out.More = i < len(kvs)-1 || more
 				if !out.More {
@@ -124,7 +136,7 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 		}
 		from = next
 		// As many entries as the rest of the budget holds, judged by the
-		// stored size so far (at least one, so the page moves on).
+		// size of those read so far (at least one, so the page moves on).
 		perEntry := max(readBytes/max(scanned, 1), 1)
 		batch = min(max(int64(pageBytes-size)/perEntry, 1), limit-scanned)
 	}
@@ -171,8 +183,7 @@ func (s *Server) getMessage(ctx context.Context, account, mailboxID string, uid 
 	if len(resp.Kvs) == 0 {
 		return nil, fail(reasonMessageNotFound, "no message with UID %d", uid)
 	}
-	msg := &storagev1.Message{}
-	return msg, proto.Unmarshal(resp.Kvs[0].Value, msg)
+	return decodeEntry(uid, resp.Kvs[0].Value)
 }
 
 func (s *Server) GetMessageBody(req *storagev1.GetMessageBodyRequest, stream storagev1.MessageService_GetMessageBodyServer) error {
@@ -181,7 +192,7 @@ func (s *Server) GetMessageBody(req *storagev1.GetMessageBodyRequest, stream sto
 	if err != nil {
 		return toStatus(err)
 	}
-	msg.Envelope = nil
+	msg.Envelope = nil // a version 1 entry's
 	if err := stream.Send(&storagev1.GetMessageBodyResponse{Message: msg}); err != nil {
 		return err
 	}

@@ -50,7 +50,6 @@ func (s *Server) AppendMessage(stream storagev1.MessageService_AppendMessageServ
 		Flags:        flags,
 		Size:         up.size,
 		InternalDate: timestamppb.New(timeOr(meta.InternalDate, time.Now())),
-		Envelope:     up.envelope,
 		BodyKey:      up.key,
 		HeaderSize:   up.headerSize,
 		CrlfSize:     up.crlfSize,
@@ -214,7 +213,7 @@ func (s *Server) StoreFlags(ctx context.Context, req *storagev1.StoreFlagsReques
 						mb.Unseen--
 					}
 					msg.Flags, msg.Modseq = newFlags, modseq
-					tx.Put(s.keys.Message(req.AccountId, mb.Id, msg.Uid), marshal(msg))
+					tx.Put(s.keys.Message(req.AccountId, mb.Id, msg.Uid), encodeEntry(msg))
 					changed = true
 				}
 				// The answer carries what a STORE reports, no more: it

@@ -2,6 +2,9 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +58,9 @@ func (s *Server) newQueueRecord(meta *storagev1.EnqueueRequest_Metadata) (*recor
 
 // newBodyKeyID is a time-ordered unique id (queue items list oldest first).
 func newBodyKeyID(now time.Time) string {
-	return strings.ReplaceAll(newBodyKey(now)[11:], "-", "")
+	b := make([]byte, 6)
+	rand.Read(b)
+	return fmt.Sprintf("%x%s", now.UnixNano(), hex.EncodeToString(b))
 }
 
 func (s *Server) dueKey(item *storagev1.QueueItem) string {

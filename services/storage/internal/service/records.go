@@ -100,7 +100,7 @@ func (s *Server) newBodyRef(tx *etcdtx.Tx, up *upload, refs uint32) error {
 	} else if !ok {
 		return fail(reasonTemporary, "the upload took too long (its intent expired); try again")
 	}
-	tx.Put(s.keys.Body(up.key), marshal(&records.BodyRef{Refs: refs, Size: up.size, CreatedAt: timestamppb.Now()}))
+	tx.Put(s.keys.Body(up.key), marshal(&records.BodyRef{Refs: refs}))
 	return nil
 }
 
@@ -216,7 +216,7 @@ func (s *Server) placeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailb
 	if !hasFlag(msg.Flags, `\Seen`) {
 		mb.Unseen++
 	}
-	tx.Put(s.keys.Message(account, mb.Id, msg.Uid), marshal(msg))
+	tx.Put(s.keys.Message(account, mb.Id, msg.Uid), encodeEntry(msg))
 	return nil
 }
 

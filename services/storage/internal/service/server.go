@@ -22,6 +22,7 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,9 @@ type Config struct {
 	StagingTTL time.Duration
 	// AuthCacheTTL keeps successful logins for this long (0 = no cache).
 	AuthCacheTTL time.Duration
+	// SummaryCacheBytes bounds the replica's cache of message summaries
+	// (envelopes and MIME trees, summary.go).
+	SummaryCacheBytes int
 	// LoginFailures failed logins of one username or client address within
 	// LoginFailureWindow lock it out, cluster-wide, for LoginLockout
 	// (0 = no cluster-wide limit).
@@ -68,6 +72,8 @@ func DefaultConfig() Config {
 		QueueLifetime:  5 * 24 * time.Hour,
 		StagingTTL:     2 * time.Minute,
 		AuthCacheTTL:   5 * time.Minute,
+		// About 150 000 messages' summaries.
+		SummaryCacheBytes: 64 << 20,
 		// Above the frontends' per-pod limit (10), so that one pod's own
 		// lockout acts first and this one bounds what N pods allow.
 		LoginFailures:      30,
@@ -93,6 +99,7 @@ type Server struct {
 	committer *committer
 	authCache *password.Cache
 	leases    *leaseKeeper
+	summaries *summaryCache
 
 	// draining ends when the process starts shutting down: Watch streams,
 	// which never finish by themselves, end then so that graceful stop
@@ -113,6 +120,10 @@ func New(etcd *clientv3.Client, prefix string, blobs blobstore.Store, cfg Config
 		cfg.StagingTTL = DefaultConfig().StagingTTL
 	}
 	s := &Server{etcd: etcd, keys: keys.Layout{Prefix: prefix}, blobs: blobs, cfg: cfg, log: log}
+	if cfg.SummaryCacheBytes <= 0 {
+		cfg.SummaryCacheBytes = DefaultConfig().SummaryCacheBytes
+	}
+	s.summaries = newSummaryCache(cfg.SummaryCacheBytes)
 	s.committer = newCommitter(etcd)
 	s.leases = &leaseKeeper{etcd: etcd}
 	s.authCache = password.NewCache(cfg.AuthCacheTTL, 100000)
@@ -145,13 +156,17 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// newBodyKey returns a new, never reused body key, ordered by time and spread
-// over day directories (which keeps the fs driver's directories small).
+// newBodyKey returns a new, never reused body key: 80 random bits in a day
+// directory (which keeps the fs driver's directories small). It is short
+// because every index entry and reference record carries it.
 func newBodyKey(now time.Time) string {
-	b := make([]byte, 6)
+	b := make([]byte, 10)
 	rand.Read(b)
-	return fmt.Sprintf("%s/%x-%s", now.UTC().Format("2006/01/02"), now.UnixNano(), hex.EncodeToString(b))
+	return now.UTC().Format("20060102/") + bodyKeyEncoding.EncodeToString(b)
 }
+
+// bodyKeyEncoding is lower-case base32: safe on case-insensitive file systems.
+var bodyKeyEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // marshal encodes a record for etcd; proto.Marshal of our types cannot fail
 // except for invalid UTF-8, which every writer cleans first.

@@ -241,7 +241,7 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 				cp := proto.Clone(m).(*storagev1.Message)
 				cp.Uid, cp.Modseq = st.NextUid, st.Modseq
 				st.NextUid++
-				tx.Put(s.keys.Message(account, destID, cp.Uid), marshal(cp))
+				tx.Put(s.keys.Message(account, destID, cp.Uid), encodeEntry(cp))
 				if err := s.retainBody(tx, m.BodyKey); err != nil {
 					return err
 				}

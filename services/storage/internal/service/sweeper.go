@@ -20,7 +20,12 @@ type SweepStats struct {
 	Unreferenced int // bodies whose last reference went away over a grace period ago
 	Orphans      int // bodies never referenced (a crash between upload and commit)
 	Resumed      int // interrupted mailbox or account removals finished
+	Migrated     int // version 1 index entries rewritten (migrate.go)
 }
+
+// migrateBudget bounds the index entries one sweep migrates, so that the
+// sweeper's other work is not held up by a large cell's upgrade.
+const migrateBudget = 5000
 
 // RunSweeper sweeps every interval, and scans for orphans every orphanEvery,
 // until ctx ends. Only one replica sweeps at a time (an etcd lock).
@@ -43,8 +48,8 @@ func (s *Server) RunSweeper(ctx context.Context, interval, orphanEvery time.Dura
 		if scan {
 			lastOrphanScan = time.Now()
 		}
-		if stats.Unreferenced+stats.Orphans+stats.Resumed > 0 {
-			s.log.Info("swept bodies", "unreferenced", stats.Unreferenced, "orphans", stats.Orphans, "resumed", stats.Resumed)
+		if stats.Unreferenced+stats.Orphans+stats.Resumed+stats.Migrated > 0 {
+			s.log.Info("swept bodies", "unreferenced", stats.Unreferenced, "orphans", stats.Orphans, "resumed", stats.Resumed, "migrated", stats.Migrated)
 		}
 	}
 }
@@ -78,6 +83,9 @@ func (s *Server) Sweep(ctx context.Context, scanOrphans bool) (SweepStats, error
 		return stats, err
 	}
 	if stats.Resumed, err = s.resumeCleanups(ctx); err != nil {
+		return stats, err
+	}
+	if stats.Migrated, _, err = s.MigrateIndex(ctx, lock, migrateBudget); err != nil {
 		return stats, err
 	}
 	if !scanOrphans {
@@ -170,7 +178,7 @@ func (s *Server) deleteUnreferenced(ctx context.Context, bodyKeys []string) (int
 				// Referenced again by its own upload's request (see addBodyRefs).
 				continue
 			}
-			if err := s.blobs.Delete(ctx, key); err != nil {
+			if err := s.deleteBlobs(ctx, key); err != nil {
 				return deleted, err
 			}
 			deleted++
@@ -199,10 +207,10 @@ func (s *Server) deleteOwnedKey(ctx context.Context, lock *concurrency.Mutex, ke
 // reference record. The age check only spares fresh objects' readers the
 // surprise; safety does not rest on it.
 func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error) {
-	var candidates []string
+	var candidates []string // body keys; a summary stands for its body
 	err := s.blobs.List(ctx, func(info blobstore.Info) error {
 		if info.Modified.Before(cutoff) {
-			candidates = append(candidates, info.Key)
+			candidates = append(candidates, strings.TrimPrefix(info.Key, summaryPrefix))
 		}
 		return nil
 	})
@@ -231,7 +239,7 @@ func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error)
 			if refs > 0 {
 				continue
 			}
-			if err := s.blobs.Delete(ctx, key); err != nil {
+			if err := s.deleteBlobs(ctx, key); err != nil {
 				return orphans, err
 			}
 			s.log.Info("removed orphan body", "body", key)

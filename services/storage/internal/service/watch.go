@@ -152,8 +152,8 @@ func (s *Server) publishedAdds(ctx context.Context, account string, ranges []pub
 				return nil, err
 			}
 			for _, kv := range kvs {
-				msg := &storagev1.Message{}
-				if err := proto.Unmarshal(kv.Value, msg); err != nil {
+				msg, err := decodeEntryKV(kv.Key, kv.Value)
+				if err != nil {
 					return nil, err
 				}
 				out = append(out, &storagev1.Change{Kind: storagev1.Change_KIND_MESSAGE_ADDED, MailboxId: p.mailboxID,
@@ -245,8 +245,10 @@ func (s *Server) changesOf(root string, events []*clientv3.Event) ([]*storagev1.
 			c.Kind = storagev1.Change_KIND_MESSAGE_EXPUNGED
 			c.Modseq = modseqOf[mailboxID]
 		} else {
-			msg := &storagev1.Message{}
-			proto.Unmarshal(ev.Kv.Value, msg)
+			msg, err := decodeEntry(c.Uid, ev.Kv.Value)
+			if err != nil {
+				continue // not an entry this server can read; nothing to announce
+			}
 			c.Kind = storagev1.Change_KIND_FLAGS_CHANGED
 			if ev.IsCreate() {
 				c.Kind = storagev1.Change_KIND_MESSAGE_ADDED
