@@ -183,10 +183,10 @@ func (ps *parser) multipart(s *stream, p *storagev1.BodyPart, depth int) {
 	if boundary == "" {
 		return
 	}
-	mr := newMultipartReader(s.br, boundary)
+	sp := newSplitter(s.br, boundary)
 	digest := p.Subtype == "digest"
-	for !ps.full() && mr.nextPart() {
-		part := newStream(&partReader{mr: mr}, s.pos())
+	for !ps.full() && sp.next() {
+		part := newStream(sp.part(), s.pos())
 		child, _ := ps.entity(part, depth+1, digest)
 		part.drain()
 		p.Parts = append(p.Parts, child)

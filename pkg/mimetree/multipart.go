@@ -1,13 +1,32 @@
 package mimetree
 
-// Finding parts is adapted from go-message's textproto multipart reader
-// (itself Go's mime/multipart; Copyright 2010 The Go Authors, BSD license),
-// because go-imap's BODYSTRUCTURE is computed with it: where a part ends,
-// and so its size and lines, must be decided the same way, quirks included
-// (bare LF after a bare-LF first boundary, a missing closing boundary ends
-// the last part at the end of input minus a trailing line break). Unlike
-// it, this one reads its parent's buffer in place, keeps no part header,
-// and reads past long preamble lines instead of giving up.
+// Splitting a multipart body into its parts.
+//
+// RFC 2046 5.1.1: a part ends at a delimiter, which is CRLF, "--" and the
+// boundary. The CRLF belongs to the delimiter, not to the part before it (a
+// part ending in a line break has an empty line before the delimiter). The
+// rest of the delimiter line is transport padding (spaces and tabs) and its
+// own CRLF, and the part that follows begins on the next line. The close
+// delimiter has "--" after the boundary. What precedes the first delimiter
+// is the preamble, what follows the close delimiter the epilogue: neither
+// is a part.
+//
+// go-imap computed BODYSTRUCTURE with go-message's multipart reader, whose
+// leniency decides where a part ends, and so its size and lines. Clients
+// have been told those, so this splitter deviates from the RFC as it does:
+//
+//   - A first delimiter line that ends in a bare LF makes the line break
+//     that starts every later delimiter a bare LF too.
+//   - "--" boundary ends a part when followed by "-", a space, a tab, CR or
+//     LF. The rest of its line is judged when the next part is sought:
+//     anything but a delimiter line (the close delimiter included) ends the
+//     parts, and the remaining text is epilogue.
+//   - A part that begins with "--" boundary is empty: that line is the next
+//     delimiter line, without a line break before it.
+//   - When the input ends without a delimiter, the last part ends there,
+//     less a trailing line break (or any other start of a delimiter).
+//   - A preamble line longer than the read buffer cannot be a delimiter
+//     line and is read past; elsewhere, such a line ends the parts.
 
 import (
 	"bufio"
@@ -15,221 +34,227 @@ import (
 	"io"
 )
 
-type multipartReader struct {
-	br        *bufio.Reader
-	partsRead int
-
-	nl               []byte // "\r\n" or "\n" (set after seeing first boundary line)
-	nlDashBoundary   []byte // nl + "--boundary"
-	dashBoundaryDash []byte // "--boundary--"
-	dashBoundary     []byte // "--boundary"
+// splitter finds the parts of one multipart body in the reader of the
+// entity around it, reading that reader's buffer in place: memory does not
+// grow with a part, however long.
+type splitter struct {
+	in      *bufio.Reader
+	delim   []byte // what ends a part: CRLF "--" boundary, or LF "--" boundary
+	dash    []byte // "--" boundary: how a delimiter line begins
+	started bool   // past the preamble
+	cur     *section
 }
 
-func newMultipartReader(br *bufio.Reader, boundary string) *multipartReader {
-	b := []byte("\r\n--" + boundary + "--")
-	return &multipartReader{
-		br:               br,
-		nl:               b[:2],
-		nlDashBoundary:   b[:len(b)-2],
-		dashBoundaryDash: b[2:],
-		dashBoundary:     b[2 : len(b)-2],
+func newSplitter(in *bufio.Reader, boundary string) *splitter {
+	delim := []byte("\r\n--" + boundary)
+	return &splitter{in: in, delim: delim, dash: delim[2:]}
+}
+
+// lineBreak is the line break that begins a delimiter.
+func (sp *splitter) lineBreak() []byte { return sp.delim[:len(sp.delim)-len(sp.dash)] }
+
+// next moves past the next delimiter line and reports whether a part
+// follows it, to be read from part. What is left of the current part is
+// skipped. After false, what remains in the reader is epilogue (or
+// preamble, when there were no parts).
+func (sp *splitter) next() bool {
+	if sp.cur != nil {
+		sp.cur.skip()
+		sp.cur = nil
 	}
+	if !sp.started {
+		sp.started = sp.skipPreamble()
+		return sp.started
+	}
+	// The current part stopped at its delimiter: the line break that
+	// begins it, unless the part was empty and began with "--" boundary,
+	// then the rest of the delimiter line.
+	line, ok := sp.readLine()
+	if ok && bytes.Equal(line, sp.lineBreak()) {
+		line, ok = sp.readLine()
+	}
+	return ok && sp.isDelimiterLine(line, sp.lineBreak())
 }
 
-// nextPart reads up to and including the next boundary delimiter line and
-// reports whether a part follows it. The previous part must have been read
-// to its end.
-func (mr *multipartReader) nextPart() bool {
-	expectNewPart := false
+// skipPreamble reads up to and including the first delimiter line, and
+// reports whether there was one before the close delimiter or the end.
+func (sp *splitter) skipPreamble() bool {
 	for {
-		line, err := mr.br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			// Longer than any delimiter line: no boundary. Skip it in the
-			// preamble; anywhere else it ends the parts, as a wrong line does.
-			if mr.partsRead > 0 || !skipLine(mr.br) {
+		line, err := sp.in.ReadSlice('\n')
+		switch {
+		case err == bufio.ErrBufferFull:
+			if !sp.skipLongLine() {
 				return false
 			}
-			continue
-		}
-		if err != nil {
-			return false // the end, with or without the closing delimiter
-		}
-		if mr.isBoundaryDelimiterLine(line) {
-			mr.partsRead++
+		case err != nil:
+			return false
+		case sp.isDelimiterLine(line, crlfBreak):
 			return true
-		}
-		if mr.isFinalBoundary(line) || expectNewPart {
+		case sp.isDelimiterLine(line, crlfBreak[1:]):
+			sp.delim = sp.delim[1:]
+			return true
+		case sp.isCloseLine(line):
 			return false
 		}
-		if mr.partsRead == 0 {
-			continue // preamble
-		}
-		// The line break between the previous part's body and the
-		// delimiter that must follow it.
-		if bytes.Equal(line, mr.nl) {
-			expectNewPart = true
-			continue
-		}
-		return false
 	}
 }
 
-// skipLine reads past the rest of a line and reports whether a line feed ended it.
-func skipLine(br *bufio.Reader) bool {
+var crlfBreak = []byte("\r\n")
+
+// readLine returns the next line, line feed included, if one fits in the
+// buffer and ends in a line feed.
+func (sp *splitter) readLine() ([]byte, bool) {
+	line, err := sp.in.ReadSlice('\n')
+	return line, err == nil
+}
+
+// skipLongLine reads past the rest of a line that filled the buffer, and
+// reports whether a line feed ended it.
+func (sp *splitter) skipLongLine() bool {
 	for {
-		_, err := br.ReadSlice('\n')
-		if err != bufio.ErrBufferFull {
+		if _, err := sp.in.ReadSlice('\n'); err != bufio.ErrBufferFull {
 			return err == nil
 		}
 	}
 }
 
-// isFinalBoundary reports whether line is the final boundary line
-// indicating that all parts are over.
-// It matches `^--boundary--[ \t]*(\r\n)?$`
-func (mr *multipartReader) isFinalBoundary(line []byte) bool {
-	if !bytes.HasPrefix(line, mr.dashBoundaryDash) {
+// isDelimiterLine reports whether line is "--" boundary, padding and the
+// line break brk.
+func (sp *splitter) isDelimiterLine(line, brk []byte) bool {
+	rest, ok := bytes.CutPrefix(line, sp.dash)
+	return ok && bytes.Equal(trimPadding(rest), brk)
+}
+
+// isCloseLine reports whether line is "--" boundary "--", padding and CRLF.
+func (sp *splitter) isCloseLine(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, sp.dash)
+	if !ok || !bytes.HasPrefix(rest, []byte("--")) {
 		return false
 	}
-	rest := skipLWSPChar(line[len(mr.dashBoundaryDash):])
-	return len(rest) == 0 || bytes.Equal(rest, mr.nl)
+	return bytes.Equal(trimPadding(rest[2:]), crlfBreak)
 }
 
-func (mr *multipartReader) isBoundaryDelimiterLine(line []byte) bool {
-	// RFC 2046 5.1: "--" boundary, optional linear whitespace, CRLF.
-	if !bytes.HasPrefix(line, mr.dashBoundary) {
-		return false
-	}
-	rest := skipLWSPChar(line[len(mr.dashBoundary):])
-	// A first delimiter ending in a bare LF switches to bare LF mode: a
-	// violation of the spec, but it occurs in practice.
-	if mr.partsRead == 0 && len(rest) == 1 && rest[0] == '\n' {
-		mr.nl = mr.nl[1:]
-		mr.nlDashBoundary = mr.nlDashBoundary[1:]
-	}
-	return bytes.Equal(rest, mr.nl)
+// trimPadding drops the spaces and tabs that b starts with.
+func trimPadding(b []byte) []byte {
+	return bytes.TrimLeft(b, " \t")
 }
 
-// skipLWSPChar returns b with leading spaces and tabs removed.
-func skipLWSPChar(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
+// part returns a reader of the part that next has just found.
+func (sp *splitter) part() io.Reader {
+	sp.cur = &section{sp: sp}
+	return sp.cur
 }
 
-// partReader reads one part, header and body, from its multipart's buffer
-// and ends before the line break that precedes the next delimiter.
-type partReader struct {
-	mr      *multipartReader
-	n       int   // known data bytes waiting in mr.br
-	total   int64 // total data bytes read already
-	err     error // error to return when n == 0
-	readErr error // read error observed from mr.br
+// section reads one part, header and body, out of its splitter's reader.
+// It returns io.EOF at the part's end, which also stands for the end of the
+// input or a read error there (the message's reader keeps that error).
+type section struct {
+	sp     *splitter
+	ready  int  // octets at the front of the buffer known to be the part's
+	last   bool // no octets of the part follow those
+	read   bool // some octets have been returned
+	closed bool // no more input can be buffered: decide on what there is
 }
 
-func (p *partReader) Read(d []byte) (int, error) {
-	br := p.mr.br
-	// Read into buffer until we identify some data to return,
-	// or we find a reason to stop (boundary or read error).
-	for p.n == 0 && p.err == nil {
-		peek, _ := br.Peek(br.Buffered())
-		p.n, p.err = scanUntilBoundary(peek, p.mr.dashBoundary, p.mr.nlDashBoundary, p.total, p.readErr)
-		if p.n == 0 && p.err == nil {
-			// Force buffered I/O to read more into buffer.
-			_, p.readErr = br.Peek(len(peek) + 1)
-			if p.readErr == io.EOF {
-				p.readErr = io.ErrUnexpectedEOF
-			}
-		}
+func (s *section) Read(p []byte) (int, error) {
+	if !s.settle() {
+		return 0, io.EOF
 	}
-	if p.n == 0 {
-		if p.err == io.ErrUnexpectedEOF {
-			return 0, io.EOF // the input ended without a delimiter: the part ends too
-		}
-		return 0, p.err
-	}
-	n, _ := br.Read(d[:min(len(d), p.n)])
-	p.total += int64(n)
-	p.n -= n
+	n, _ := s.sp.in.Read(p[:min(len(p), s.ready)])
+	s.ready -= n
+	s.read = true
 	return n, nil
 }
 
-// scanUntilBoundary scans buf to identify how much of it can be safely
-// returned as part of the Part body.
-// dashBoundary is "--boundary".
-// nlDashBoundary is "\r\n--boundary" or "\n--boundary", depending on what mode we are in.
-// The comments below (and the name) assume "\n--boundary", but either is accepted.
-// total is the number of bytes read out so far. If total == 0, then a leading "--boundary" is recognized.
-// readErr is the read error, if any, that followed reading the bytes in buf.
-// scanUntilBoundary returns the number of data bytes from buf that can be
-// returned as part of the Part body and also the error to return (if any)
-// once those data bytes are done.
-func scanUntilBoundary(buf, dashBoundary, nlDashBoundary []byte, total int64, readErr error) (int, error) {
-	if total == 0 {
-		// At beginning of body, allow dashBoundary.
-		if bytes.HasPrefix(buf, dashBoundary) {
-			switch matchAfterPrefix(buf, dashBoundary, readErr) {
-			case -1:
-				return len(dashBoundary), nil
-			case 0:
-				return 0, nil
-			case +1:
-				return 0, io.EOF
-			}
-		}
-		if bytes.HasPrefix(dashBoundary, buf) {
-			return 0, readErr
-		}
+// skip reads past the rest of the part.
+func (s *section) skip() {
+	for s.settle() {
+		s.sp.in.Discard(s.ready)
+		s.ready = 0
+		s.read = true
 	}
-
-	// Search for "\n--boundary".
-	if i := bytes.Index(buf, nlDashBoundary); i >= 0 {
-		switch matchAfterPrefix(buf[i:], nlDashBoundary, readErr) {
-		case -1:
-			return i + len(nlDashBoundary), nil
-		case 0:
-			return i, nil
-		case +1:
-			return i, io.EOF
-		}
-	}
-	if bytes.HasPrefix(nlDashBoundary, buf) {
-		return 0, readErr
-	}
-
-	// Otherwise, anything up to the final \n is not part of the boundary
-	// and so must be part of the body.
-	// Also if the section from the final \n onward is not a prefix of the boundary,
-	// it too must be part of the body.
-	i := bytes.LastIndexByte(buf, nlDashBoundary[0])
-	if i >= 0 && bytes.HasPrefix(nlDashBoundary, buf[i:]) {
-		return i, nil
-	}
-	return len(buf), readErr
 }
 
-// matchAfterPrefix checks whether buf should be considered to match the boundary.
-// The prefix is "--boundary" or "\r\n--boundary" or "\n--boundary",
-// and the caller has verified already that bytes.HasPrefix(buf, prefix) is true.
-//
-// matchAfterPrefix returns +1 if the buffer does match the boundary,
-// meaning the prefix is followed by a dash, space, tab, cr, nl, or end of input.
-// It returns -1 if the buffer definitely does NOT match the boundary,
-// meaning the prefix is followed by some other character.
-// For example, "--foobar" does not match "--foo".
-// It returns 0 more input needs to be read to make the decision,
-// meaning that len(buf) == len(prefix) and readErr == nil.
-func matchAfterPrefix(buf, prefix []byte, readErr error) int {
-	if len(buf) == len(prefix) {
-		if readErr != nil {
-			return +1
+// settle makes s.ready positive, buffering more input as needed to tell
+// where the part ends, or reports false at its end.
+func (s *section) settle() bool {
+	in := s.sp.in
+	for s.ready == 0 && !s.last {
+		w, _ := in.Peek(in.Buffered())
+		s.ready, s.last = s.sp.claim(w, !s.read, s.closed)
+		if s.ready == 0 && !s.last {
+			// Too little is buffered to tell. Without more to come (the
+			// end, a read error, or a full buffer) the next claim decides.
+			if _, err := in.Peek(len(w) + 1); err != nil {
+				s.closed = true
+			}
 		}
-		return 0
 	}
-	c := buf[len(prefix)]
-	if c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '-' {
-		return +1
+	return s.ready > 0
+}
+
+// claim tells how much of w, the input buffered at the reading position
+// of a part, is the part's: the first n octets are, and last reports
+// whether the part ends after them. (0, false) means that w is too short
+// to tell. fresh is true at the start of the part, closed when no input
+// follows w.
+func (sp *splitter) claim(w []byte, fresh, closed bool) (n int, last bool) {
+	if fresh {
+		switch lookAt(w, sp.dash, closed) {
+		case found:
+			return 0, true
+		case unsure:
+			return 0, false
+		}
 	}
-	return -1
+	for i := 0; ; i++ {
+		k := bytes.Index(w[i:], sp.delim)
+		if k < 0 {
+			break
+		}
+		i += k
+		if v := lookAt(w[i:], sp.delim, closed); v != absent {
+			return i, v == found
+		}
+	}
+	// No whole delimiter in w, but its last octets may begin one.
+	for i := max(0, len(w)-len(sp.delim)+1); i < len(w); i++ {
+		if v := lookAt(w[i:], sp.delim, closed); v != absent {
+			return i, v == found
+		}
+	}
+	return len(w), closed
+}
+
+type sighting int
+
+const (
+	absent sighting = iota
+	found
+	unsure // more input is needed to tell
+)
+
+// lookAt tells whether w begins with the delimiter d: d followed by a
+// character that may follow a boundary on its line ("-" of the close
+// delimiter, padding, or a line break). When w ends within d, or right
+// after it, it is unsure; unless closed, then the input ends there and the
+// delimiter is deemed found (the part ends before it).
+func lookAt(w, d []byte, closed bool) sighting {
+	if len(w) <= len(d) {
+		switch {
+		case !bytes.HasPrefix(d, w):
+			return absent
+		case closed:
+			return found
+		}
+		return unsure
+	}
+	if !bytes.HasPrefix(w, d) {
+		return absent
+	}
+	switch w[len(d)] {
+	case '-', ' ', '\t', '\r', '\n':
+		return found
+	}
+	return absent
 }
