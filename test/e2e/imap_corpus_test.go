@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"mime/quotedprintable"
 	"strings"
@@ -126,10 +127,15 @@ func TestIMAPFetchesPartsFromTheStoredTree(t *testing.T) {
 		if err != nil || len(msgs) != 1 || msgs[0].BodyStructure == nil {
 			t.Fatalf("message %d: FETCH BODYSTRUCTURE: %v", i+1, err)
 		}
+		_, multipart := msgs[0].BodyStructure.(*imap.BodyStructureMultiPart)
 		var sections []*imap.FetchItemBodySection
 		var binaries []*imap.FetchItemBinarySection
 		var sizes []*imap.FetchItemBinarySectionSize
+		partSize := map[string]uint32{} // BODYSTRUCTURE's size of each single part
 		walkParts(msgs[0].BodyStructure, nil, func(path []int, bs imap.BodyStructure) {
+			if sp, ok := bs.(*imap.BodyStructureSinglePart); ok {
+				partSize[fmt.Sprint(path)] = sp.Size
+			}
 			sections = append(sections,
 				&imap.FetchItemBodySection{Part: path, Peek: true},
 				&imap.FetchItemBodySection{Part: path, Specifier: imap.PartSpecifierMIME, Peek: true},
@@ -152,6 +158,26 @@ func TestIMAPFetchesPartsFromTheStoredTree(t *testing.T) {
 		}
 		for _, s := range sections {
 			want := imapserver.ExtractBodySection(bytes.NewReader(orig), s)
+			if !multipart && len(s.Part) == 1 && s.Specifier == imap.PartSpecifierMIME {
+				// Part 1 of a non-multipart message is the message: its MIME
+				// header is the header as delivered, stray lines and all.
+				want = delivered[:headerEnd(delivered)]
+			}
+			if size := partSize[fmt.Sprint(s.Part)]; len(want) == 0 && size > 0 && s.Specifier == imap.PartSpecifierNone &&
+				kindOf(gen, delivered) == mailcorpus.KindBrokenNoClosingBoundary.String() {
+				// go-imap's extraction gives up on the last part of a multipart
+				// whose closing boundary is missing, although its BODYSTRUCTURE
+				// lists the part with its size; the server serves the bytes that
+				// BODYSTRUCTURE counts.
+				whole := msgs[0].FindBodySection(&imap.FetchItemBodySection{Part: s.Part})
+				if uint32(len(whole)) != size || !bytes.Contains(orig, whole) {
+					t.Fatalf("message %d: BODY[%v] of an unterminated part is %d bytes, want the %d that BODYSTRUCTURE gives", i+1, s.Part, len(whole), size)
+				}
+				want = whole
+				if p := s.Partial; p != nil {
+					want = whole[min(int(p.Offset), len(whole)):min(int(p.Offset+p.Size), len(whole))]
+				}
+			}
 			if got := msgs[0].FindBodySection(s); !bytes.Equal(got, want) {
 				t.Fatalf("message %d (kind %s): BODY[%v %s] is %d bytes %.80q, want %d bytes %.80q", i+1, kindOf(gen, delivered),
 					s.Part, s.Specifier, len(got), got, len(want), want)
@@ -160,6 +186,9 @@ func TestIMAPFetchesPartsFromTheStoredTree(t *testing.T) {
 		}
 		for j, s := range binaries {
 			raw := imapserver.ExtractBodySection(bytes.NewReader(orig), &imap.FetchItemBodySection{Part: s.Part})
+			if len(raw) == 0 && partSize[fmt.Sprint(s.Part)] > 0 && kindOf(gen, delivered) == mailcorpus.KindBrokenNoClosingBoundary.String() {
+				raw = msgs[0].FindBodySection(&imap.FetchItemBodySection{Part: s.Part}) // checked above
+			}
 			mime := imapserver.ExtractBodySection(bytes.NewReader(orig), &imap.FetchItemBodySection{Part: s.Part, Specifier: imap.PartSpecifierMIME})
 			want := decodeTransfer(t, mime, raw)
 			got := msgs[0].FindBinarySection(s)
@@ -269,4 +298,20 @@ func withoutStrayHeaderLines(msg []byte) []byte {
 		}
 	}
 	return out
+}
+
+// headerEnd is the length of msg's header, its empty line included.
+func headerEnd(msg []byte) int {
+	for i := 0; i < len(msg); {
+		end := bytes.IndexByte(msg[i:], '\n')
+		if end < 0 {
+			return len(msg)
+		}
+		line := msg[i : i+end+1]
+		i += end + 1
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return i
+		}
+	}
+	return len(msg)
 }

@@ -395,11 +395,12 @@ func (s *session) readParts(uid uint32, m *storagev1.Message, options *imap.Fetc
 		if len(part) == 0 {
 			continue // from the whole message
 		}
-		data, err := read(binaryRange(m.Structure, part))
+		start, end, encoding, ok := binaryPart(m.Structure, part)
+		data, err := read(start, end, ok)
 		if err != nil {
 			return err
 		}
-		src.binaries[i] = decodePart(data)
+		src.binaries[i] = decodeTransfer(encoding, data)
 	}
 	return nil
 }

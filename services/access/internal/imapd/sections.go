@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"io"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-message/textproto"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
@@ -98,27 +96,20 @@ func partSection(bs *imap.FetchItemBodySection, data []byte) []byte {
 	return data[off : off+n]
 }
 
-// binaryRange returns the stored bytes of a part's MIME header and body,
-// which BINARY[part] decodes.
-func binaryRange(root *storagev1.BodyPart, part []int) (start, end uint64, ok bool) {
+// binaryPart returns the stored bytes of a part's body, which BINARY[part]
+// decodes, and its transfer encoding.
+func binaryPart(root *storagev1.BodyPart, part []int) (start, end uint64, encoding string, ok bool) {
 	p := findPart(root, part)
 	if p == nil {
-		return 0, 0, false
+		return 0, 0, "", false
 	}
-	return p.HeaderOffset, p.BodyOffset + p.Size, true
+	return p.BodyOffset, p.BodyOffset + p.Size, p.Encoding, true
 }
 
-// decodePart returns a part's body with its content transfer encoding
-// undone (RFC 3516 BINARY: the octets, no charset conversion), from its MIME
-// header and body bytes. Damaged encodings decode as far as they can.
-func decodePart(data []byte) []byte {
-	br := bufio.NewReader(bytes.NewReader(data))
-	h, err := textproto.ReadHeader(br)
-	if err != nil {
-		return nil
-	}
-	body, _ := io.ReadAll(br)
-	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+// decodeTransfer undoes a content transfer encoding (RFC 3516 BINARY: the
+// octets, no charset conversion). Damaged encodings decode as far as they can.
+func decodeTransfer(encoding string, body []byte) []byte {
+	switch strings.ToLower(encoding) {
 	case "base64":
 		return decodeBase64(body)
 	case "quoted-printable":
