@@ -124,6 +124,36 @@ func TestBigMailbox(t *testing.T) {
 	}
 	step("list")
 
+	// What FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE) needs, for every
+	// message: flags from the index, envelope and MIME tree from the
+	// messages' summaries, in pages of ~1 MiB.
+	listed, withEnvelope, pages := 0, 0, 0
+	req := &storagev1.ListMessagesRequest{AccountId: acc.Id, MailboxId: inbox, IncludeEnvelope: true, IncludeStructure: true, Limit: 5000}
+	for {
+		resp, err := r.Messages.ListMessages(ctx, req)
+		if err != nil {
+			t.Fatalf("ListMessages with envelopes and structures, page %d: %v", pages, err)
+		}
+		pages++
+		for _, m := range resp.Messages {
+			listed++
+			if m.Uid != uint32(listed) || m.Structure == nil || m.Structure.Type == "" || m.Envelope == nil {
+				t.Fatalf("entry %d: UID %d, structure %v, envelope %v", listed, m.Uid, m.Structure != nil, m.Envelope != nil)
+			}
+			if len(m.Envelope.From) > 0 {
+				withEnvelope++
+			}
+		}
+		if !resp.More {
+			break
+		}
+		req.AfterUid, req.Revision = resp.NextAfterUid, resp.Revision
+	}
+	if listed != n || withEnvelope < n*9/10 {
+		t.Fatalf("listed %d entries (%d with a From), want %d (nearly all with one)", listed, withEnvelope, n)
+	}
+	step("list with envelopes and structures (" + strconv.Itoa(pages) + " pages)")
+
 	// STORE of every message: one request, every entry changed, one
 	// answer naming each, modseqs above the old HIGHESTMODSEQ.
 	before := mb.HighestModseq

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -68,6 +70,7 @@ func runEtcdBytes(n, clients int, seed int64) error {
 		name             string
 		empty, full, raw cellState
 		bodyBytes        int64
+		summaryBytes     int64 // summary objects in the body store
 		took             time.Duration
 		etcdVersion      string
 	}
@@ -80,16 +83,19 @@ func runEtcdBytes(n, clients int, seed int64) error {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 		r.took = time.Since(start)
+		if r.summaryBytes, err = dirBytes(fmt.Sprintf("%s/%d/fs/summaries", dir, i)); err != nil {
+			return err
+		}
 		results = append(results, r)
 	}
 	fmt.Printf("etcd %s\n\n", results[0].etcdVersion)
-	fmt.Printf("%-26s %10s %14s %10s %10s %10s %14s %17s\n",
-		"corpus", "keys added", "body bytes/msg", "db empty", "db raw", "db full", "etcd bytes/msg", "logical bytes/msg")
+	fmt.Printf("%-26s %10s %14s %10s %10s %10s %14s %17s %17s\n",
+		"corpus", "keys added", "body bytes/msg", "db empty", "db raw", "db full", "etcd bytes/msg", "logical bytes/msg", "summary bytes/msg")
 	for _, r := range results {
 		keys, logical := delta(r.empty, r.full)
-		fmt.Printf("%-26s %10d %14d %10d %10d %10d %14.0f %17.0f\n",
+		fmt.Printf("%-26s %10d %14d %10d %10d %10d %14.0f %17.0f %17.0f\n",
 			r.name, keys, r.bodyBytes/int64(n), r.empty.dbSize, r.raw.dbSize, r.full.dbSize,
-			float64(r.full.dbSize-r.empty.dbSize)/float64(n), float64(logical)/float64(n))
+			float64(r.full.dbSize-r.empty.dbSize)/float64(n), float64(logical)/float64(n), float64(r.summaryBytes)/float64(n))
 	}
 	keys, logical := delta(cellState{}, results[0].empty)
 	fmt.Printf("\nthe empty cell (one domain, one account and its default folders): %d keys, %d bytes of keys and values\n", keys, logical)
@@ -112,6 +118,7 @@ func runEtcdBytes(n, clients int, seed int64) error {
 	fmt.Println("\ndb empty: the cell with one account; db raw: after the fill, before compaction (history included);")
 	fmt.Println("db full: after compaction and defragmentation. etcd bytes/msg = (db full − db empty) / N;")
 	fmt.Println("logical bytes/msg = key and value bytes added / N (what etcd stores before its own overhead).")
+	fmt.Println("summary bytes/msg = the envelope and MIME tree kept per body in the body store (not in etcd), / N.")
 	return nil
 }
 
@@ -266,4 +273,20 @@ func synthetic(rcpts int) func(i int) []byte {
 			i%97, i%97, strings.Join(to, ",\r\n "), i, date.Format(time.RFC1123Z), i, rcpts)
 		return append([]byte(head), strings.Repeat(fmt.Sprintf("Line of text of message %d, as people write it.\r\n", i), 40)...)
 	}
+}
+
+// dirBytes sums the sizes of the files under dir.
+func dirBytes(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			total += info.Size()
+		}
+		return err
+	})
+	return total, err
 }

@@ -590,8 +590,11 @@ type Entry struct {
 	BareLf     uint64 `protobuf:"varint,5,opt,name=bare_lf,json=bareLf,proto3" json:"bare_lf,omitempty"`
 	HeaderSize uint64 `protobuf:"varint,6,opt,name=header_size,json=headerSize,proto3" json:"header_size,omitempty"`
 	// Seconds since the Unix epoch.
-	InternalDate  int64  `protobuf:"varint,7,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"`
+	InternalDate int64 `protobuf:"varint,7,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"`
+	// The body key: packed (2 bytes of days since 1970, then the key's 10
+	// random bytes) when it has the form newBodyKey gives, else as text.
 	BodyKey       string `protobuf:"bytes,8,opt,name=body_key,json=bodyKey,proto3" json:"body_key,omitempty"`
+	BodyKeyPacked []byte `protobuf:"bytes,9,opt,name=body_key_packed,json=bodyKeyPacked,proto3" json:"body_key_packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -680,6 +683,13 @@ func (x *Entry) GetBodyKey() string {
 		return x.BodyKey
 	}
 	return ""
+}
+
+func (x *Entry) GetBodyKeyPacked() []byte {
+	if x != nil {
+		return x.BodyKeyPacked
+	}
+	return nil
 }
 
 // Summary is what never changes about a body, stored once per body in the
@@ -781,7 +791,7 @@ const file_records_proto_rawDesc = "" +
 	"\bfreed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\afreedAt\"k\n" +
 	"\vMoveCleanup\x12*\n" +
 	"\x11source_mailbox_id\x18\x01 \x01(\tR\x0fsourceMailboxId\x120\n" +
-	"\x04uids\x18\x02 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\"\xec\x01\n" +
+	"\x04uids\x18\x02 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\"\x94\x02\n" +
 	"\x05Entry\x12\x16\n" +
 	"\x06modseq\x18\x01 \x01(\x04R\x06modseq\x12!\n" +
 	"\fsystem_flags\x18\x02 \x01(\rR\vsystemFlags\x12\x1a\n" +
@@ -791,7 +801,8 @@ const file_records_proto_rawDesc = "" +
 	"\vheader_size\x18\x06 \x01(\x04R\n" +
 	"headerSize\x12#\n" +
 	"\rinternal_date\x18\a \x01(\x03R\finternalDate\x12\x19\n" +
-	"\bbody_key\x18\b \x01(\tR\abodyKey\"\x83\x01\n" +
+	"\bbody_key\x18\b \x01(\tR\abodyKey\x12&\n" +
+	"\x0fbody_key_packed\x18\t \x01(\fR\rbodyKeyPacked\"\x83\x01\n" +
 	"\aSummary\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1e.mailfleet.storage.v1.EnvelopeR\benvelope\x12<\n" +
 	"\tstructure\x18\x02 \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructureBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"

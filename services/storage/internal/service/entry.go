@@ -1,8 +1,10 @@
 package service
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,7 +37,11 @@ func encodeEntry(msg *storagev1.Message) []byte {
 		Modseq:     msg.Modseq,
 		Size:       msg.Size,
 		HeaderSize: msg.HeaderSize,
-		BodyKey:    msg.BodyKey,
+	}
+	if packed, ok := packBodyKey(msg.BodyKey); ok {
+		e.BodyKeyPacked = packed
+	} else {
+		e.BodyKey = msg.BodyKey
 	}
 	if msg.CrlfSize > msg.Size {
 		e.BareLf = msg.CrlfSize - msg.Size
@@ -83,6 +89,13 @@ func decodeEntry(uid uint32, value []byte) (*storagev1.Message, error) {
 		InternalDate: &timestamppb.Timestamp{Seconds: e.InternalDate},
 		BodyKey:      e.BodyKey,
 	}
+	if len(e.BodyKeyPacked) > 0 {
+		key, err := unpackBodyKey(e.BodyKeyPacked)
+		if err != nil {
+			return nil, fmt.Errorf("index entry %d: %w", uid, err)
+		}
+		msg.BodyKey = key
+	}
 	if e.SystemFlags != 0 || len(e.Keywords) > 0 {
 		msg.Flags = make([]string, 0, len(e.Keywords)+2)
 	}
@@ -102,4 +115,45 @@ func isEntryV1(value []byte) bool { return len(value) == 0 || value[0] != entryV
 // decodeEntryKV decodes an entry read with its key.
 func decodeEntryKV(key, value []byte) (*storagev1.Message, error) {
 	return decodeEntry(uidFromKey(string(key)), value)
+}
+
+// Body keys as newBodyKey makes them ("20261129/" and 16 base32 characters)
+// are stored in entries as 12 bytes instead of 25 characters: every byte of
+// an entry is paid once per message.
+const (
+	bodyKeyDay    = len("20060102")
+	bodyKeyLen    = bodyKeyDay + 1 + 16
+	bodyKeyRandom = 10
+)
+
+// packBodyKey packs a body key of newBodyKey's form; ok is false for any
+// other key (older layouts, queue bodies), which entries keep as text.
+func packBodyKey(key string) (packed []byte, ok bool) {
+	if len(key) != bodyKeyLen || key[bodyKeyDay] != '/' {
+		return nil, false
+	}
+	day, err := time.Parse("20060102", key[:bodyKeyDay])
+	if err != nil {
+		return nil, false
+	}
+	days := day.Unix() / 86400
+	random, err := bodyKeyEncoding.DecodeString(key[bodyKeyDay+1:])
+	if err != nil || len(random) != bodyKeyRandom || days < 0 || days > 0xffff {
+		return nil, false
+	}
+	packed = binary.BigEndian.AppendUint16(make([]byte, 0, 2+bodyKeyRandom), uint16(days))
+	packed = append(packed, random...)
+	if k, err := unpackBodyKey(packed); err != nil || k != key {
+		return nil, false // not in canonical form: keep the text
+	}
+	return packed, true
+}
+
+// unpackBodyKey turns a packed body key back into its text.
+func unpackBodyKey(packed []byte) (string, error) {
+	if len(packed) != 2+bodyKeyRandom {
+		return "", fmt.Errorf("packed body key of %d bytes", len(packed))
+	}
+	day := time.Unix(int64(binary.BigEndian.Uint16(packed))*86400, 0).UTC()
+	return day.Format("20060102/") + bodyKeyEncoding.EncodeToString(packed[2:]), nil
 }

@@ -70,7 +70,7 @@ func (s *Server) putSummary(ctx context.Context, bodyKey string, sum *records.Su
 	if _, err := s.blobs.Put(ctx, summaryKey(bodyKey), bytes.NewReader(b)); err != nil {
 		return fmt.Errorf("store summary: %w", err)
 	}
-	s.summaries.add(bodyKey, sum, len(b))
+	s.summaries.add(bodyKey, b)
 	return nil
 }
 
@@ -78,8 +78,8 @@ func (s *Server) putSummary(ctx context.Context, bodyKey string, sum *records.Su
 // else (a body stored before summaries existed, or whose summary was lost)
 // computed from the body and stored for next time.
 func (s *Server) summary(ctx context.Context, bodyKey string) (*records.Summary, error) {
-	if sum, ok := s.summaries.get(bodyKey); ok {
-		return sum, nil
+	if b, ok := s.summaries.get(bodyKey); ok {
+		return decodeSummary(bodyKey, b)
 	}
 	rc, err := s.blobs.Get(ctx, summaryKey(bodyKey), 0, 0)
 	if err == nil {
@@ -88,12 +88,11 @@ func (s *Server) summary(ctx context.Context, bodyKey string) (*records.Summary,
 		if err != nil {
 			return nil, err
 		}
-		sum := &records.Summary{}
-		if err := proto.Unmarshal(b, sum); err != nil {
-			return nil, fmt.Errorf("summary of %s: %w", bodyKey, err)
+		sum, err := decodeSummary(bodyKey, b)
+		if err == nil {
+			s.summaries.add(bodyKey, b)
 		}
-		s.summaries.add(bodyKey, sum, len(b))
-		return sum, nil
+		return sum, err
 	}
 	if !errors.Is(err, blobstore.ErrNotFound) {
 		return nil, err
@@ -109,6 +108,14 @@ func (s *Server) summary(ctx context.Context, bodyKey string) (*records.Summary,
 	}
 	if err := s.putSummary(ctx, bodyKey, sum); err != nil {
 		s.log.Warn("could not store a computed summary", "body", bodyKey, "err", err)
+	}
+	return sum, nil
+}
+
+func decodeSummary(bodyKey string, b []byte) (*records.Summary, error) {
+	sum := &records.Summary{}
+	if err := proto.Unmarshal(b, sum); err != nil {
+		return nil, fmt.Errorf("summary of %s: %w", bodyKey, err)
 	}
 	return sum, nil
 }
@@ -157,7 +164,8 @@ func (s *Server) fillSummaries(ctx context.Context, msgs []*storagev1.Message, w
 	return firstErr
 }
 
-// summaryCache is an LRU cache of summaries bounded by their encoded size.
+// summaryCache is an LRU cache of encoded summaries: kept encoded, so that
+// the bound is the memory it takes (decoding one costs microseconds).
 type summaryCache struct {
 	mu       sync.Mutex
 	maxBytes int
@@ -167,26 +175,27 @@ type summaryCache struct {
 }
 
 type cachedSummary struct {
-	key  string
-	sum  *records.Summary
-	size int
+	key     string
+	encoded []byte
 }
 
 func newSummaryCache(maxBytes int) *summaryCache {
 	return &summaryCache{maxBytes: maxBytes, order: list.New(), byKey: map[string]*list.Element{}}
 }
 
-func (c *summaryCache) get(key string) (*records.Summary, bool) {
+func (c *summaryCache) get(key string) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byKey[key]; ok {
 		c.order.MoveToFront(e)
-		return e.Value.(*cachedSummary).sum, true
+		return e.Value.(*cachedSummary).encoded, true
 	}
 	return nil, false
 }
 
-func (c *summaryCache) add(key string, sum *records.Summary, size int) {
+// add caches an encoded summary; the caller must not change it afterwards.
+func (c *summaryCache) add(key string, encoded []byte) {
+	size := len(key) + len(encoded)
 	if size > c.maxBytes {
 		return
 	}
@@ -195,13 +204,13 @@ func (c *summaryCache) add(key string, sum *records.Summary, size int) {
 	if _, ok := c.byKey[key]; ok {
 		return
 	}
-	c.byKey[key] = c.order.PushFront(&cachedSummary{key: key, sum: sum, size: size})
+	c.byKey[key] = c.order.PushFront(&cachedSummary{key: key, encoded: encoded})
 	c.bytes += size
 	for c.bytes > c.maxBytes {
 		last := c.order.Back()
 		old := last.Value.(*cachedSummary)
 		c.order.Remove(last)
 		delete(c.byKey, old.key)
-		c.bytes -= old.size
+		c.bytes -= len(old.key) + len(old.encoded)
 	}
 }

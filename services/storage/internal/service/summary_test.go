@@ -4,37 +4,35 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
 // The summary cache keeps the most recently used summaries within its byte
 // bound and drops the least recently used first.
 func TestSummaryCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	c := newSummaryCache(300)
-	sum := func(i int) *records.Summary {
-		return &records.Summary{Envelope: &storagev1.Envelope{Subject: fmt.Sprint(i)}}
+	sum := func(i int) []byte { // 99 bytes: with its 1-byte key, 100
+		return []byte(fmt.Sprintf("%099d", i))
 	}
 	for i := 0; i < 3; i++ {
-		c.add(fmt.Sprint(i), sum(i), 100)
+		c.add(fmt.Sprint(i), sum(i))
 	}
 	if _, ok := c.get("0"); !ok { // 0 is now the most recent
 		t.Fatal("summary 0 missing before the cache is full")
 	}
-	c.add("3", sum(3), 100) // evicts 1, the least recently used
+	c.add("3", sum(3)) // evicts 1, the least recently used
 	if _, ok := c.get("1"); ok {
 		t.Fatal("summary 1 kept past the bound")
 	}
-	for _, k := range []string{"0", "2", "3"} {
-		if got, ok := c.get(k); !ok || got.Envelope.Subject != k {
+	for _, i := range []int{0, 2, 3} {
+		k := fmt.Sprint(i)
+		if got, ok := c.get(k); !ok || string(got) != string(sum(i)) {
 			t.Fatalf("summary %s: %v %v", k, got, ok)
 		}
 	}
 	if c.bytes != 300 || len(c.byKey) != 3 || c.order.Len() != 3 {
 		t.Fatalf("cache holds %d bytes in %d/%d entries, want 300 in 3", c.bytes, len(c.byKey), c.order.Len())
 	}
-	c.add("big", sum(9), 301) // larger than the whole cache: not kept
+	c.add("big", make([]byte, 298)) // larger than the whole cache: not kept
 	if _, ok := c.get("big"); ok || c.bytes != 300 {
 		t.Fatal("an entry larger than the cache was kept")
 	}
