@@ -83,7 +83,7 @@ func runEtcdBytes(n, clients int, seed int64) error {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
 		r.took = time.Since(start)
-		if r.summaryBytes, err = dirBytes(fmt.Sprintf("%s/%d/fs/summaries", dir, i)); err != nil {
+		if r.summaryBytes, err = dirBytes(fmt.Sprintf("%s/%d/fs/objects/summaries", dir, i)); err != nil {
 			return err
 		}
 		results = append(results, r)

@@ -114,7 +114,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", service.DefaultConfig().QueueLifetime, "how long queued mail is retried before it bounces, unless its sender set a lifetime (mail for a full local mailbox)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
-	fs.IntVar(&c.SummaryCacheMB, "summary-cache-mb", 64, "MiB of message summaries (envelopes and MIME trees) each replica keeps in memory; about 2 300 messages per MiB")
+	fs.IntVar(&c.SummaryCacheMB, "summary-cache-mb", 64, "MiB of message summaries (envelopes and MIME trees) each replica keeps in memory; about 1 700 realistic messages per MiB")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "remember successful logins this long (0 = off); a password change takes effect at once")
 	fs.StringVar(&c.GRPCTLSCert, "grpc-tls-cert", "", "certificate of the gRPC API (enables TLS; reloaded on change)")
 	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", "", "key of the gRPC API certificate")
