@@ -47,7 +47,7 @@ type family struct {
 	bytes int64 // key and value lengths
 }
 
-func runEtcdBytes(n, clients int, seed int64) error {
+func runEtcdBytes(n, clients int, seed int64, only string) error {
 	dir, err := os.MkdirTemp("", "mailfleet-bench-etcd-bytes-")
 	if err != nil {
 		return err
@@ -65,6 +65,19 @@ func runEtcdBytes(n, clients int, seed int64) error {
 		{"mailcorpus", gen.Message},
 		{"synthetic, 1 recipient", synthetic(1)},
 		{"synthetic, 10 recipients", synthetic(10)},
+	}
+	if only != "" {
+		names := map[string]string{"mailcorpus": "mailcorpus", "1": "synthetic, 1 recipient", "10": "synthetic, 10 recipients"}
+		var kept []corpus
+		for _, c := range corpora {
+			if c.name == names[only] {
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) == 0 {
+			return fmt.Errorf("-corpus %q: want mailcorpus, 1 or 10", only)
+		}
+		corpora = kept
 	}
 	type result struct {
 		name             string

@@ -12,7 +12,7 @@
 // cell (docs/sizing.md).
 //
 //	go run ./services/storage/cmd/bench [-messages 2000] [-size 10240] [-drivers s3,fs]
-//	go run ./services/storage/cmd/bench -mode etcd-bytes [-n 2000]
+//	go run ./services/storage/cmd/bench -mode etcd-bytes [-n 2000] [-corpus mailcorpus]
 package main
 
 import (
@@ -48,13 +48,14 @@ func main() {
 	mode := flag.String("mode", "append", "append: append throughput and latency; etcd-bytes: etcd bytes per stored message")
 	n := flag.Int("n", 2000, "etcd-bytes: messages stored per corpus")
 	seed := flag.Int64("seed", 1, "etcd-bytes: seed of the mailcorpus corpus")
+	only := flag.String("corpus", "", "etcd-bytes: run only this corpus (mailcorpus, 1, 10); default all three")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "append":
 		err = run(*messages, *size, strings.Split(*drivers, ","), *clients)
 	case "etcd-bytes":
-		err = runEtcdBytes(*n, 8, *seed)
+		err = runEtcdBytes(*n, 8, *seed, *only)
 	default:
 		err = fmt.Errorf("unknown -mode %q (want append or etcd-bytes)", *mode)
 	}
