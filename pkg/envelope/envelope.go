@@ -1,5 +1,5 @@
-// Package envelope parses the header of a message into the summary stored in its
-// index entry (IMAP's ENVELOPE), leniently: real mail is often malformed, and a
+// Package envelope parses the header of a message into IMAP's ENVELOPE (kept in
+// the storage tier's summary of each body), leniently: real mail is often malformed, and a
 // header that does not parse still yields what can be read. The body itself is
 // stored byte for byte; nothing here changes it.
 package envelope

@@ -18,7 +18,8 @@
 //	                                         HIGHESTMODSEQ, counters)
 //	accounts/<id>/names/<mailbox name>       mailbox id
 //	accounts/<id>/messages/<mailbox id>/<uid as 10 digits>
-//	                                         Message (index entry)
+//	                                         index entry: 0x02 + Entry (version 2),
+//	                                         or a whole storage.v1 Message (version 1)
 //	accounts/<id>/moving/<op id>/<uid>       UIDSet: source UIDs a staged MOVE copied
 //	                                         (one record per step, from its first UID)
 //	accounts/<id>/deleting/<mailbox id>      Mailbox of a deleted mailbox whose
@@ -41,6 +42,10 @@
 //	locks/defrag/<lease id>                  the etcd defragmentation election
 //	loginfail/user/<username>                LoginFailures (on an etcd lease)
 //	loginfail/ip/<client address>            LoginFailures (on an etcd lease)
+//	migrations/<name>                        "done": a finished migration of the layout
+//
+// Next to each body, the body store keeps summaries/<body key>: the body's
+// Summary (envelope and MIME tree), written once at upload.
 package keys
 
 import "fmt"

@@ -14,7 +14,10 @@
 //   - Changes of one account go through the committer, which batches concurrent
 //     changes of the same account into one transaction.
 //   - Body reference counts (bodies/<key>) change in the transaction that adds
-//     or removes a reference; at zero the key becomes a gc marker.
+//     or removes a reference; at zero the key goes and the body is listed in
+//     a freed/ record, which the sweeper acts on after the grace period.
+//   - Index entries (version 2, entry.go) hold only what changes; a body's
+//     envelope and MIME tree are its summary object (summary.go).
 //   - Every key is scoped to one account, except the domain list, the address
 //     directory, body references and the queue (see package keys).
 package service
