@@ -21,34 +21,49 @@ var ErrBareLF = errors.New("bare LF in message data")
 
 // Spool is one message.
 type Spool struct {
-	// NormalizeLF turns bare LFs into CRLF instead of refusing them (for
-	// submission, where a user's client may send them; what is relayed on
-	// is then well-formed).
-	NormalizeLF bool
+	// NormalizeLineEndings turns bare LFs and bare CRs into CRLF instead
+	// of refusing bare LFs (for submission, where a user's client may send
+	// them): what is relayed on is then well-formed, and neither `\n.\n`
+	// nor `\r.\r\n` can end a message early at the next hop.
+	NormalizeLineEndings bool
 
-	dir    string
-	mem    bytes.Buffer
-	file   *os.File
-	size   int64
-	prevCR bool
+	dir       string
+	mem       bytes.Buffer
+	file      *os.File
+	size      int64
+	prevCR    bool
+	pendingCR bool // normalizing: a CR whose next byte is not seen yet
 }
 
 // New returns an empty spool whose overflow goes to dir (os.TempDir if empty).
 func New(dir string) *Spool { return &Spool{dir: dir} }
 
-// ReadFrom fills the spool from r, refusing bare LFs.
+// ReadFrom fills the spool from r, refusing bare LFs (or normalizing line
+// endings, see NormalizeLineEndings).
 func (s *Spool) ReadFrom(r io.Reader) (int64, error) {
 	buf := make([]byte, 32<<10)
 	var total int64
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if werr := s.write(buf[:n]); werr != nil {
-				return total, werr
+			p := buf[:n]
+			if s.NormalizeLineEndings {
+				p = s.normalize(p)
+			}
+			if len(p) > 0 {
+				if werr := s.write(p); werr != nil {
+					return total, werr
+				}
 			}
 			total += int64(n)
 		}
 		if err == io.EOF {
+			if s.pendingCR { // a bare CR at the very end
+				s.pendingCR = false
+				if werr := s.write([]byte("\r\n")); werr != nil {
+					return total, werr
+				}
+			}
 			return total, nil
 		}
 		if err != nil {
@@ -60,10 +75,7 @@ func (s *Spool) ReadFrom(r io.Reader) (int64, error) {
 func (s *Spool) write(p []byte) error {
 	for i, c := range p {
 		if c == '\n' && !(i == 0 && s.prevCR || i > 0 && p[i-1] == '\r') {
-			if !s.NormalizeLF {
-				return ErrBareLF
-			}
-			return s.write(normalize(p, s.prevCR))
+			return ErrBareLF
 		}
 	}
 	s.prevCR = p[len(p)-1] == '\r'
@@ -90,13 +102,27 @@ func (s *Spool) write(p []byte) error {
 }
 
 // normalize returns p with every bare LF preceded by a CR.
-func normalize(p []byte, prevCR bool) []byte {
+// normalize returns p with every line ending CRLF: a bare LF gets its CR,
+// a bare CR its LF. A CR at the end of p waits for the next call's first
+// byte (or the end of the data) to tell which it is.
+func (s *Spool) normalize(p []byte) []byte {
 	out := make([]byte, 0, len(p)+16)
-	for i, c := range p {
-		if c == '\n' && !(i == 0 && prevCR || i > 0 && p[i-1] == '\r') {
-			out = append(out, '\r')
+	for _, c := range p {
+		if s.pendingCR {
+			s.pendingCR = false
+			out = append(out, '\r', '\n')
+			if c == '\n' {
+				continue // that CR's own LF
+			}
 		}
-		out = append(out, c)
+		switch c {
+		case '\r':
+			s.pendingCR = true
+		case '\n':
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
 	}
 	return out
 }

@@ -40,14 +40,32 @@ func TestSpoolRefusesBareLF(t *testing.T) {
 	}
 }
 
+// Submission's spool makes every line ending CRLF: bare LFs and bare CRs
+// alike, whether CR and LF arrive in one read or apart, so that neither
+// `\n.\n` nor `\r.\r\n` (SMTP smuggling) can reach the next hop.
 func TestSpoolNormalizesWhenAsked(t *testing.T) {
-	s := New(t.TempDir())
-	s.NormalizeLF = true
-	if _, err := s.ReadFrom(iotest.OneByteReader(strings.NewReader("a\nb\r\n\n.\n"))); err != nil {
-		t.Fatal(err)
+	cases := map[string]string{
+		"a\nb\r\n\n.\n":     "a\r\nb\r\n\r\n.\r\n",
+		"a\r\n\r.\r\nb\r\n": "a\r\n\r\n.\r\nb\r\n",
+		"x\ry\r\r\nz":       "x\r\ny\r\n\r\nz",
+		"end\r":             "end\r\n",
+		"\n\r\n\r":          "\r\n\r\n\r\n",
 	}
-	got, _ := io.ReadAll(s.Reader())
-	if string(got) != "a\r\nb\r\n\r\n.\r\n" {
-		t.Fatalf("normalized to %q", got)
+	for in, want := range cases {
+		for _, oneByte := range []bool{false, true} {
+			s := New(t.TempDir())
+			s.NormalizeLineEndings = true
+			var r io.Reader = strings.NewReader(in)
+			if oneByte {
+				r = iotest.OneByteReader(r)
+			}
+			if _, err := s.ReadFrom(r); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(s.Reader())
+			if string(got) != want || s.Size() != int64(len(want)) {
+				t.Fatalf("%q (one byte at a time: %v) normalized to %q (size %d), want %q", in, oneByte, got, s.Size(), want)
+			}
+		}
 	}
 }

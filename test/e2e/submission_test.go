@@ -124,6 +124,26 @@ func TestSubmissionAuthAndOwnership(t *testing.T) {
 	if !strings.HasPrefix(smtpReply(err), "553 5.7.1") {
 		t.Fatalf("From: someone else: %v", err)
 	}
+	// RFC 5322 3.6: exactly one From: field. With a second one, the checked
+	// field and the one a reader (or DKIM, which signs the last) sees differ.
+	err = submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"bob@example.test"},
+		[]byte("From: amy@example.test\r\nFrom: bob@example.test\r\nSubject: two\r\n\r\nx\r\n"))
+	if !strings.HasPrefix(smtpReply(err), "550 5.6.0") {
+		t.Fatalf("two From: fields: %v", err)
+	}
+	// Sender:, Resent-From: and Resent-Sender: claim a sender too (RFC 5322
+	// 3.6.2, 3.6.6): each must be the user's own.
+	for _, field := range []string{"Sender", "Resent-From", "Resent-Sender", "sender"} {
+		err = submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"bob@example.test"},
+			[]byte("From: amy@example.test\r\n"+field+": Bob <bob@example.test>\r\nSubject: on behalf\r\n\r\nx\r\n"))
+		if !strings.HasPrefix(smtpReply(err), "553 5.7.1") {
+			t.Fatalf("%s: someone else: %v", field, err)
+		}
+	}
+	if err := submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"bob@example.test"},
+		[]byte("From: amy@example.test\r\nSender: Amy <AMY@example.test>\r\nResent-From: amy@example.test\r\nSubject: own\r\n\r\nx\r\n")); err != nil {
+		t.Fatalf("Sender: and Resent-From: of the user's own: %v", err)
+	}
 	// An alias is the user's own.
 	amy := c.CreateAccount("amy2@example.test", "amy2-secret-pw")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -246,15 +246,18 @@ func newID() string {
 }
 
 // stripForgedAuthResults drops Authentication-Results fields that claim to
-// come from this server (RFC 8601 5): only we may add those.
+// come from this server (RFC 8601 5): only we may add those. The
+// authserv-id is compared as a domain name: case-insensitively, without a
+// trailing dot, past comments and whatever version follows it.
 func stripForgedAuthResults(r io.Reader, authServID string) (io.Reader, error) {
 	br := bufio.NewReader(r)
 	var header bytes.Buffer
+	ours := canonicalAuthServID(authServID)
 	dropping := false
 	for {
 		line, err := br.ReadString('\n')
-		if line == "\r\n" || line == "" || err != nil {
-			header.WriteString(line)
+		if strings.TrimRight(line, "\r\n") == "" || err != nil {
+			header.WriteString(line) // the header's end (CRLF or bare LF)
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
@@ -265,16 +268,43 @@ func stripForgedAuthResults(r io.Reader, authServID string) (io.Reader, error) {
 		}
 		dropping = false
 		name, value, _ := strings.Cut(line, ":")
-		if strings.EqualFold(strings.TrimSpace(name), "Authentication-Results") {
-			id := strings.TrimSpace(strings.SplitN(strings.TrimSpace(value), ";", 2)[0])
-			if strings.EqualFold(id, authServID) {
-				dropping = true
-				continue
-			}
+		if strings.EqualFold(strings.TrimSpace(name), "Authentication-Results") && authServIDOf(value) == ours {
+			dropping = true
+			continue
 		}
 		header.WriteString(line)
 	}
 	return io.MultiReader(&header, br), nil
+}
+
+// authServIDOf returns the authserv-id that an Authentication-Results
+// value starts with (RFC 8601 2.2: [CFWS] authserv-id [CFWS version] ";"),
+// canonicalized.
+func authServIDOf(value string) string {
+	value, _, _ = strings.Cut(value, ";")
+	var b strings.Builder
+	depth := 0
+	for _, c := range value { // comments out, as RFC 5322 CFWS
+		switch {
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case depth == 0:
+			b.WriteRune(c)
+		}
+	}
+	fields := strings.Fields(b.String())
+	if len(fields) == 0 {
+		return ""
+	}
+	return canonicalAuthServID(fields[0])
+}
+
+// canonicalAuthServID spells a domain-like authserv-id one way: lower case,
+// no trailing dot.
+func canonicalAuthServID(id string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(id)), ".")
 }
 
 var _ smtp.Session = (*session)(nil)

@@ -161,7 +161,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (s *session) Data(r io.Reader) error {
 	sp := spool.New(s.srv.cfg.SpoolDir)
-	sp.NormalizeLF = true
+	sp.NormalizeLineEndings = true
 	defer sp.Close()
 	if _, err := sp.ReadFrom(r); err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
@@ -172,14 +172,28 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
 	}
-	// RFC 6409 8.1: the From: must be the user's too.
-	froms, err := fromAddresses(sp.Reader())
-	if err != nil || len(froms) == 0 {
+	// RFC 6409 8.1: the From: must be the user's too, and so must every
+	// address that claims to have sent the message (Sender:, Resent-From:,
+	// Resent-Sender:). Exactly one From: field (RFC 5322 3.6): with two, a
+	// check of one and a DKIM signature or display of the other differ.
+	senders, err := headerSenders(sp.Reader())
+	switch {
+	case errors.Is(err, errManyFrom):
+		return s.reject("many-from", reply(550, smtp.EnhancedCode{5, 6, 0}, "Message must have exactly one From: field (RFC 5322 3.6)"))
+	case errors.Is(err, errBadSenderField):
+		return s.reject("bad-sender-field", reply(553, smtp.EnhancedCode{5, 7, 1}, "A Sender:, Resent-From: or Resent-Sender: field does not parse"))
+	case err != nil || len(senders.from) == 0:
 		return s.reject("bad-from", reply(553, smtp.EnhancedCode{5, 7, 1}, "Message needs a From: header with your address"))
 	}
+	froms := senders.from
 	for _, f := range froms {
 		if !s.owns(f) {
 			return s.reject("from-not-owned", reply(553, smtp.EnhancedCode{5, 7, 1}, "From: address not owned by the authenticated user"))
+		}
+	}
+	for _, f := range senders.others {
+		if !s.owns(f.address) {
+			return s.reject("sender-field-not-owned", reply(553, smtp.EnhancedCode{5, 7, 1}, f.field+": address not owned by the authenticated user"))
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
@@ -259,19 +273,54 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// fromAddresses returns the addresses of the From: header.
-func fromAddresses(r io.Reader) ([]string, error) {
+var (
+	// errManyFrom: a header with more than one From: field.
+	errManyFrom = errors.New("more than one From: field")
+	// errBadSenderField: a Sender:-like field that is no address list.
+	errBadSenderField = errors.New("malformed sender field")
+)
+
+// senders is who a message's header says sent it.
+type senders struct {
+	from   []string // the addresses of the one From: field
+	others []senderField
+}
+
+type senderField struct{ field, address string }
+
+// senderFields are the fields besides From: that name who sent a message
+// (RFC 5322 3.6.2, 3.6.6); each must name the user as well.
+var senderFields = []string{"Sender", "Resent-From", "Resent-Sender"}
+
+// headerSenders reads the addresses of the From: field and of every
+// Sender:, Resent-From: and Resent-Sender: field. A field that does not
+// parse is an error: it cannot be checked.
+func headerSenders(r io.Reader) (senders, error) {
+	var out senders
 	h, err := textproto.ReadHeader(bufio.NewReader(r))
 	if err != nil {
-		return nil, err
+		return out, err
+	}
+	if len(h.Values("From")) > 1 {
+		return out, errManyFrom
 	}
 	list, err := mail.ParseAddressList(h.Get("From"))
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	var out []string
 	for _, a := range list {
-		out = append(out, a.Address)
+		out.from = append(out.from, a.Address)
+	}
+	for _, name := range senderFields {
+		for _, v := range h.Values(name) {
+			list, err := mail.ParseAddressList(v)
+			if err != nil {
+				return out, fmt.Errorf("%w %s: %v", errBadSenderField, name, err)
+			}
+			for _, a := range list {
+				out.others = append(out.others, senderField{name, a.Address})
+			}
+		}
 	}
 	return out, nil
 }
