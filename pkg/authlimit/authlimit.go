@@ -1,9 +1,13 @@
-// Package authlimit slows down and locks out password guessing, per client IP
-// and per username, as Dovecot's auth penalty and fail2ban-style lockouts do.
-// State is per pod: with N pods an attacker gets at most N times the budget.
+// Package authlimit slows down and locks out password guessing, per client
+// address and per username from that address, as Dovecot's auth penalty
+// does: guessing from one address locks out that address (and that user
+// from it), never the user everywhere else. State is per pod: with N pods an
+// attacker gets at most N times the budget (the storage tier's cluster-wide
+// count, keyed the same way, bounds that).
 package authlimit
 
 import (
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -36,11 +40,40 @@ func New(maxFailures int, window, lockout, delay time.Duration) *Limiter {
 }
 
 func keys(ip, user string) []string {
-	k := []string{"ip:" + ip}
+	client := ClientKey(ip)
+	k := []string{"ip:" + client}
 	if user != "" {
-		k = append(k, "user:"+strings.ToLower(user))
+		k = append(k, userKey(client, user))
 	}
 	return k
+}
+
+func userKey(client, user string) string {
+	return "user:" + CanonicalUsername(user) + "|" + client
+}
+
+// CanonicalUsername spells a username one way for counting: without
+// surrounding space, in lower case, without a trailing dot on its domain —
+// so that "Carol@Example.test." and "carol@example.test" are one user.
+func CanonicalUsername(user string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(user)), ".")
+}
+
+// ClientKey is what a client address counts as: an IPv6 address by its /64
+// (one host usually holds a whole /64, and would otherwise get 2^64
+// budgets), an IPv4 address (also as IPv4-mapped IPv6) by itself. Anything
+// else counts as written, bounded in length.
+func ClientKey(ip string) string {
+	addr, err := netip.ParseAddr(strings.TrimSpace(ip))
+	switch {
+	case err != nil:
+		return "other:" + ip[:min(len(ip), 64)]
+	case addr.Is4() || addr.Is4In6():
+		return addr.Unmap().String()
+	default:
+		prefix, _ := addr.Prefix(64)
+		return strings.ReplaceAll(prefix.String(), "/", "_")
+	}
 }
 
 // Locked reports whether ip or user is locked out now.
@@ -78,11 +111,12 @@ func (l *Limiter) Failed(ip, user string) time.Duration {
 	return l.Delay * time.Duration(min(1<<(worst-1), 8))
 }
 
-// Succeeded forgets the username's failures (not the IP's).
+// Succeeded forgets the username's failures from this address (not the
+// address's own).
 func (l *Limiter) Succeeded(ip, user string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.entries, "user:"+strings.ToLower(user))
+	delete(l.entries, userKey(ClientKey(ip), user))
 }
 
 // gc drops stale entries so the map cannot grow without bound.

@@ -54,17 +54,34 @@ func TestIMAPUnknownCommandBeforeLogin(t *testing.T) {
 	}
 }
 
-// Failed logins are slowed down and then locked out per IP and per user.
+// Failed logins are slowed down and then locked out per client address
+// and per user from that address (Dovecot's auth penalty is per address):
+// every spelling of the user counts as the user, and the real user logs in
+// from elsewhere meanwhile. The test is three clients on 127.0.0.2-4.
 func TestIMAPLoginLockout(t *testing.T) {
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, AccessArgs: []string{"--login-failures", "3", "--login-failure-delay", "10ms"}})
 	c.CreateAccount("lock@example.test", "lock-secret")
-	r := rawDial(t, c.Access[0].IMAPS, true)
-	for i := 0; i < 3; i++ {
-		r.expect("LOGIN lock@example.test nope", "NO")
+	c.CreateAccount("other@example.test", "other-secret")
+	guesser := rawDialFrom(t, "127.0.0.2", c.Access[0].IMAPS, true)
+	for _, user := range []string{"lock@example.test", "LOCK@Example.Test.", `" lock@example.test "`} {
+		guesser.expect("LOGIN "+user+" nope", "NO")
 	}
-	_, status := r.do("LOGIN lock@example.test lock-secret")
-	if !strings.HasPrefix(status, "NO") {
-		t.Fatalf("login during lockout: %q", status)
+	for _, user := range []string{"lock@example.test", "lock@example.test.", "other@example.test"} {
+		pass := strings.Split(user, "@")[0] + "-secret"
+		if _, status := guesser.do("LOGIN " + user + " " + pass); !strings.HasPrefix(status, "NO") {
+			t.Fatalf("LOGIN %s from the guessing address during the lockout: %q", user, status)
+		}
+	}
+	owner := rawDialFrom(t, "127.0.0.3", c.Access[0].IMAPS, true)
+	if _, status := owner.do("LOGIN lock@example.test lock-secret"); !strings.HasPrefix(status, "OK") {
+		t.Fatalf("the owner from another address: %q", status)
+	}
+	// Two failures of the user from a third address do not lock it there.
+	third := rawDialFrom(t, "127.0.0.4", c.Access[0].IMAPS, true)
+	third.expect("LOGIN lock@example.test nope", "NO")
+	third.expect("LOGIN Lock@example.test nope", "NO")
+	if _, status := third.do("LOGIN lock@example.test lock-secret"); !strings.HasPrefix(status, "OK") {
+		t.Fatalf("after 2 of 3 failures: %q", status)
 	}
 }
 

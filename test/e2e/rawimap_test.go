@@ -21,12 +21,23 @@ type rawIMAP struct {
 
 func rawDial(t *testing.T, addr string, implicitTLS bool) *rawIMAP {
 	t.Helper()
+	return rawDialFrom(t, "", addr, implicitTLS)
+}
+
+// rawDialFrom dials from a given loopback source address (127.0.0.0/8 is
+// all local), so that a test can be several clients ("" = any).
+func rawDialFrom(t *testing.T, source, addr string, implicitTLS bool) *rawIMAP {
+	t.Helper()
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	if source != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(source)}
+	}
 	var conn net.Conn
 	var err error
 	if implicitTLS {
-		conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		conn, err = tls.DialWithDialer(dialer, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
 	} else {
-		conn, err = net.Dial("tcp", addr)
+		conn, err = dialer.Dial("tcp", addr)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -444,36 +444,52 @@ func (s *Server) RemoveAlias(ctx context.Context, req *storagev1.RemoveAliasRequ
 }
 
 func (s *Server) Authenticate(ctx context.Context, req *storagev1.AuthenticateRequest) (*storagev1.AuthenticateResponse, error) {
-	locked, err := s.loginLocked(ctx, req.Username, req.ClientIp)
+	addr, err := s.loginAddress(ctx, req.Username)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	account := "" // the account the username names, if any (loginlimit.go)
+	if addr != nil {
+		account = addr.AccountId
+	}
+	locked, err := s.loginLocked(ctx, account, req.ClientIp)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	if locked {
 		return nil, fail(reasonLoginLocked, "too many failed logins, try later")
 	}
-	resp, err := s.authenticate(ctx, req)
+	resp, err := s.authenticate(ctx, addr, req.Password)
 	if storagev1.ReasonOf(err) == reasonAuthFailed {
-		if ferr := s.loginFailed(ctx, req.Username, req.ClientIp); ferr != nil {
+		if ferr := s.loginFailed(ctx, account, req.ClientIp); ferr != nil {
 			s.log.Warn("counting a failed login", "err", ferr)
 		}
 	}
 	return resp, err
 }
 
-// authenticate checks the password of an account address or alias.
-func (s *Server) authenticate(ctx context.Context, req *storagev1.AuthenticateRequest) (*storagev1.AuthenticateResponse, error) {
-	denied := fail(reasonAuthFailed, "authentication failed")
-	local, domain, err := normalizeAddress(req.Username)
+// loginAddress resolves a username to the address record it logs in as:
+// an account's address or alias, spelled in any case, with surrounding
+// space or a trailing dot on the domain. nil if it names no account (a
+// catch-all is no login).
+func (s *Server) loginAddress(ctx context.Context, username string) (*records.AddressRecord, error) {
+	local, domain, err := normalizeAddress(username)
 	if err != nil {
-		password.Verify("", req.Password)
-		return nil, denied
+		return nil, nil
 	}
 	addr, err := s.lookupAddress(ctx, local, domain)
-	if err != nil {
-		return nil, toStatus(err)
+	if err != nil || addr == nil || addr.Kind == records.AddressRecord_KIND_CATCH_ALL {
+		return nil, err
 	}
-	if addr == nil || addr.Kind == records.AddressRecord_KIND_CATCH_ALL {
-		password.Verify("", req.Password) // same time as a wrong password
+	return addr, nil
+}
+
+// authenticate checks the password of the account addr names (nil: none,
+// which fails after as long as a wrong password takes).
+func (s *Server) authenticate(ctx context.Context, addr *records.AddressRecord, pass string) (*storagev1.AuthenticateResponse, error) {
+	denied := fail(reasonAuthFailed, "authentication failed")
+	if addr == nil {
+		password.Verify("", pass) // same time as a wrong password
 		return nil, denied
 	}
 	rec, q, err := s.getAccount(ctx, addr.AccountId)
@@ -481,10 +497,10 @@ func (s *Server) authenticate(ctx context.Context, req *storagev1.AuthenticateRe
 		return nil, toStatus(err)
 	}
 	if rec == nil {
-		password.Verify("", req.Password)
+		password.Verify("", pass)
 		return nil, denied
 	}
-	if !s.authCache.Verify(rec.Id, rec.PasswordHash, req.Password) || rec.Disabled {
+	if !s.authCache.Verify(rec.Id, rec.PasswordHash, pass) || rec.Disabled {
 		return nil, denied
 	}
 	return &storagev1.AuthenticateResponse{Account: accountView(rec, q)}, nil

@@ -2,39 +2,48 @@ package service
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
 	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
-// Failed logins are counted in etcd per username and per client address, so
-// that the limit holds for the whole cluster however many frontend pods a
-// guesser spreads over (each frontend also slows failures down locally).
-// The records live on a lease: they vanish once they no longer matter.
+// Failed logins are counted in etcd, so that the limit holds for the whole
+// cluster however many frontend pods a guesser spreads over (each frontend
+// also slows failures down locally). As Dovecot's auth penalty, they count
+// per client address, and per account and address: 30 wrong passwords
+// from one address lock that address out, and that account from that
+// address, never the account's owner everywhere else. The account is the
+// one the username resolves to, so every spelling of it (case, spaces, a
+// trailing dot, an alias) counts as one; a username that names no account
+// counts against its address alone. So the records number at most one per
+// guessing address and one per account and address, each on a lease that
+// ends it once it no longer matters.
 
-// loginKeys are the failure records a login attempt counts against.
-func (s *Server) loginKeys(username, clientIP string) []string {
-	keys := []string{s.keys.LoginFailures("user", strings.ToLower(username))}
-	if clientIP != "" {
-		keys = append(keys, s.keys.LoginFailures("ip", clientIP))
+// loginKeys are the failure records a login attempt counts against:
+// account is "" when the username names no account.
+func (s *Server) loginKeys(account, clientIP string) []string {
+	ip := authlimit.ClientKey(clientIP) // an IPv6 client by its /64
+	keys := []string{s.keys.LoginFailures("ip", ip)}
+	if account != "" {
+		keys = append(keys, s.keys.LoginFailures("user", account+"/"+ip))
 	}
 	return keys
 }
 
-// loginLocked reports whether the username or the client address is locked
-// out now.
-func (s *Server) loginLocked(ctx context.Context, username, clientIP string) (bool, error) {
+// loginLocked reports whether the client address, or the account from this
+// address, is locked out now.
+func (s *Server) loginLocked(ctx context.Context, account, clientIP string) (bool, error) {
 	if s.cfg.LoginFailures <= 0 {
 		return false, nil
 	}
 	var ops []clientv3.Op
-	for _, k := range s.loginKeys(username, clientIP) {
+	for _, k := range s.loginKeys(account, clientIP) {
 		ops = append(ops, clientv3.OpGet(k))
 	}
 	resp, err := s.etcd.Txn(ctx).Then(ops...).Commit()
@@ -57,8 +66,9 @@ func (s *Server) loginLocked(ctx context.Context, username, clientIP string) (bo
 }
 
 // loginFailed counts one failed login; the limit-th failure within the
-// window locks the username (and the address) out for the lockout time.
-func (s *Server) loginFailed(ctx context.Context, username, clientIP string) error {
+// window locks the address (and the account from that address) out for the
+// lockout time.
+func (s *Server) loginFailed(ctx context.Context, account, clientIP string) error {
 	if s.cfg.LoginFailures <= 0 {
 		return nil
 	}
@@ -69,7 +79,7 @@ func (s *Server) loginFailed(ctx context.Context, username, clientIP string) err
 	}
 	_, err = etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
 		now := time.Now()
-		for _, key := range s.loginKeys(username, clientIP) {
+		for _, key := range s.loginKeys(account, clientIP) {
 			rec := &records.LoginFailures{}
 			if _, err := getRecord(tx, key, rec); err != nil {
 				return err
