@@ -19,8 +19,26 @@ const memoryLimit = 1 << 20
 // lenient next hop and turn one message into two (SMTP smuggling).
 var ErrBareLF = errors.New("bare LF in message data")
 
+// Default header bounds: Postfix's header_size_limit, and far more fields
+// than real mail carries (a long Received chain is a few dozen).
+const (
+	DefaultMaxHeaderBytes  = 102400
+	DefaultMaxHeaderFields = 1000
+)
+
+// ErrHeaderTooLarge reports a header section over MaxHeaderBytes or
+// MaxHeaderFields.
+var ErrHeaderTooLarge = errors.New("message header too large")
+
 // Spool is one message.
 type Spool struct {
+	// MaxHeaderBytes and MaxHeaderFields (0 = no limit) bound the header
+	// section, as Postfix's header_size_limit does: everything that parses
+	// headers later (SPF, DKIM, DMARC, the index) then works on a bounded
+	// input, however a sender folds a field.
+	MaxHeaderBytes  int
+	MaxHeaderFields int
+
 	// NormalizeLineEndings turns bare LFs and bare CRs into CRLF instead
 	// of refusing bare LFs (for submission, where a user's client may send
 	// them): what is relayed on is then well-formed, and neither `\n.\n`
@@ -33,6 +51,12 @@ type Spool struct {
 	size      int64
 	prevCR    bool
 	pendingCR bool // normalizing: a CR whose next byte is not seen yet
+
+	// The header section as it streams in.
+	headerDone  bool
+	headerBytes int
+	fields      int
+	lineLen     int // bytes of the current line before its CR/LF
 }
 
 // New returns an empty spool whose overflow goes to dir (os.TempDir if empty).
@@ -76,6 +100,11 @@ func (s *Spool) write(p []byte) error {
 	for i, c := range p {
 		if c == '\n' && !(i == 0 && s.prevCR || i > 0 && p[i-1] == '\r') {
 			return ErrBareLF
+		}
+	}
+	if !s.headerDone {
+		if err := s.countHeader(p); err != nil {
+			return err
 		}
 	}
 	s.prevCR = p[len(p)-1] == '\r'
@@ -125,6 +154,34 @@ func (s *Spool) normalize(p []byte) []byte {
 		}
 	}
 	return out
+}
+
+// countHeader follows the header section through p: its bytes, and its
+// fields (lines that do not start with a space or tab), up to the empty
+// line that ends it.
+func (s *Spool) countHeader(p []byte) error {
+	for _, c := range p {
+		s.headerBytes++
+		switch c {
+		case '\r':
+			continue
+		case '\n':
+			if s.lineLen == 0 {
+				s.headerDone = true
+				return nil
+			}
+			s.lineLen = 0
+			continue
+		}
+		if s.lineLen == 0 && c != ' ' && c != '\t' {
+			s.fields++
+		}
+		s.lineLen++
+		if s.MaxHeaderBytes > 0 && s.headerBytes > s.MaxHeaderBytes || s.MaxHeaderFields > 0 && s.fields > s.MaxHeaderFields {
+			return ErrHeaderTooLarge
+		}
+	}
+	return nil
 }
 
 // Size is the message size in bytes.

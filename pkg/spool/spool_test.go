@@ -69,3 +69,33 @@ func TestSpoolNormalizesWhenAsked(t *testing.T) {
 		}
 	}
 }
+
+// The header section is bounded in bytes and in fields, counted across
+// reads; the body is not.
+func TestSpoolBoundsTheHeader(t *testing.T) {
+	read := func(maxBytes, maxFields int, msg string) error {
+		s := New(t.TempDir())
+		s.MaxHeaderBytes, s.MaxHeaderFields = maxBytes, maxFields
+		_, err := s.ReadFrom(iotest.OneByteReader(strings.NewReader(msg)))
+		return err
+	}
+	folded := "To: a@x.example,\r\n" + strings.Repeat(" b@x.example,\r\n", 1000) + " c@x.example\r\n"
+	big := "Subject: x\r\n" + folded + "\r\n" + strings.Repeat("body line\r\n", 10000)
+	if err := read(1000, 0, big); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("a folded field of %d bytes under a 1000-byte limit: %v", len(folded), err)
+	}
+	if err := read(len(folded)+100, 0, big); err != nil {
+		t.Fatalf("the same header within the limit (a long body is fine): %v", err)
+	}
+	many := strings.Repeat("X-A: 1\r\n", 101) + "\r\nbody\r\n"
+	if err := read(0, 100, many); !errors.Is(err, ErrHeaderTooLarge) {
+		t.Fatalf("101 fields under a limit of 100: %v", err)
+	}
+	if err := read(0, 101, many); err != nil {
+		t.Fatalf("101 fields under a limit of 101: %v", err)
+	}
+	// Fields are counted in the header only.
+	if err := read(0, 2, "A: 1\r\nB: 2\r\n\r\nC: 3\r\nD: 4\r\n"); err != nil {
+		t.Fatalf("field-like body lines counted: %v", err)
+	}
+}

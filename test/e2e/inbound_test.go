@@ -356,3 +356,55 @@ func startDNS(t *testing.T) (*dnstest.Server, error) {
 	t.Cleanup(dns.Close)
 	return dns, nil
 }
+
+// The header section is bounded as Postfix bounds it (header_size_limit):
+// a To: folded over 100 000 addresses (3 MB, quadratic to parse) is refused
+// at the end of DATA with 552 5.3.4, the connection stays usable, and a
+// message with a large but ordinary header (1 000 recipients) is stored.
+func TestInboundHeaderLimits(t *testing.T) {
+	c, _ := startMX(t)
+	acc := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	var to strings.Builder
+	to.WriteString("To: a0@x.example")
+	for i := 1; i < 100000; i++ {
+		fmt.Fprintf(&to, ",\r\n a%d@x.example", i)
+	}
+	huge := "From: s@example.org\r\n" + to.String() + "\r\nSubject: huge\r\n\r\nbody\r\n"
+	r := rawSMTP(t, c.Inbound[0].SMTP)
+	r.cmd("EHLO client.example.org", "250")
+	r.cmd("MAIL FROM:<s@example.org>", "250")
+	r.cmd("RCPT TO:<ann@example.test>", "250")
+	r.cmd("DATA", "354")
+	r.send(huge + ".\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "552 5.3.4") {
+		t.Fatalf("a %d-byte header: %q, want 552 5.3.4", to.Len(), l)
+	}
+	many := "From: s@example.org\r\n"
+	for i := 0; i < 1001; i++ {
+		many += fmt.Sprintf("X-Field-%d: %d\r\n", i, i)
+	}
+	r.cmd("MAIL FROM:<s@example.org>", "250")
+	r.cmd("RCPT TO:<ann@example.test>", "250")
+	r.cmd("DATA", "354")
+	r.send(many + "\r\nbody\r\n.\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "552 5.3.4") {
+		t.Fatalf("1 002 header fields: %q, want 552 5.3.4", l)
+	}
+	var ordinary strings.Builder
+	ordinary.WriteString("From: s@example.org\r\nSubject: all hands\r\nTo: r0@corp.example")
+	for i := 1; i < 1000; i++ {
+		fmt.Fprintf(&ordinary, ",\r\n r%d@corp.example", i)
+	}
+	ordinary.WriteString("\r\n\r\nhello\r\n")
+	r.cmd("MAIL FROM:<s@example.org>", "250")
+	r.cmd("RCPT TO:<ann@example.test>", "250")
+	r.cmd("DATA", "354")
+	r.send(ordinary.String() + ".\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "250") {
+		t.Fatalf("a header with 1 000 recipients (%d bytes): %q", ordinary.Len(), l)
+	}
+	r.cmd("QUIT", "221")
+	if bodies, _ := inboxBodies(t, c, acc.Id); len(bodies) != 1 || !bytes.Contains(bodies[0], []byte("all hands")) {
+		t.Fatalf("%d messages stored, want only the ordinary one", len(bodies))
+	}
+}

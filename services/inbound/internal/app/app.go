@@ -20,6 +20,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/dnsresolver"
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
+	"github.com/mailfleet/mailfleet/pkg/spool"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
@@ -38,6 +39,7 @@ type Config struct {
 	DevTLSDir       string
 	DNSServer       string
 	MaxMessageSize  int64
+	MaxHeaderSize   int
 	MaxRecipients   int
 	MaxConnsPerIP   int
 	ConnRatePerIP   int
@@ -62,6 +64,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.DevTLSDir, "dev-tls-dir", "", "development only: generate a self-signed certificate here if --tls-cert is not set")
 	fs.StringVar(&c.DNSServer, "dns-server", "", "DNS server host:port for SPF/DKIM/DMARC (empty = the system's)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes (SIZE)")
+	fs.IntVar(&c.MaxHeaderSize, "max-header-size", spool.DefaultMaxHeaderBytes, "largest header section accepted, in bytes (as Postfix's header_size_limit); at most 1000 fields either way")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
 	fs.IntVar(&c.ConnRatePerIP, "conn-rate-per-ip", 0, "new connections per client address and minute (0: no limit)")
@@ -127,6 +130,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	server := mx.New(store, &authcheck.Checker{Resolver: dnsresolver.New(cfg.DNSServer), AuthServID: cfg.Hostname}, mx.Config{
 		Hostname:         cfg.Hostname,
 		MaxMessageSize:   cfg.MaxMessageSize,
+		MaxHeaderSize:    cfg.MaxHeaderSize,
 		MaxRecipients:    cfg.MaxRecipients,
 		MaxConnsPerIP:    cfg.MaxConnsPerIP,
 		ConnRatePerIP:    cfg.ConnRatePerIP,

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
 	"github.com/mailfleet/mailfleet/pkg/ratelimit"
+	"github.com/mailfleet/mailfleet/pkg/spool"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
 )
@@ -37,7 +38,10 @@ type Config struct {
 	// Authentication-Results.
 	Hostname       string
 	MaxMessageSize int64
-	MaxRecipients  int
+	// MaxHeaderSize bounds the header section in bytes (0: the default,
+	// spool.DefaultMaxHeaderBytes).
+	MaxHeaderSize int
+	MaxRecipients int
 	// MaxCommands bounds MAIL/RCPT commands before DATA (a session that
 	// never sends DATA, RSETs included).
 	MaxCommands int
@@ -79,6 +83,9 @@ type Server struct {
 
 // New builds the server.
 func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Server {
+	if cfg.MaxHeaderSize <= 0 {
+		cfg.MaxHeaderSize = spool.DefaultMaxHeaderBytes
+	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = 50 << 20
 	}

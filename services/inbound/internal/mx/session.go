@@ -130,8 +130,13 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (s *session) Data(r io.Reader) error {
 	s.commands = 0 // the limit is on commands before DATA, per transaction
 	sp := spool.New(s.srv.cfg.SpoolDir)
+	sp.MaxHeaderBytes, sp.MaxHeaderFields = s.srv.cfg.MaxHeaderSize, spool.DefaultMaxHeaderFields
 	defer sp.Close()
 	if _, err := sp.ReadFrom(r); err != nil {
+		if errors.Is(err, spool.ErrHeaderTooLarge) {
+			return s.reject("header-too-large", reply(552, smtp.EnhancedCode{5, 3, 4},
+				fmt.Sprintf("Message header too large (at most %d bytes and %d fields)", s.srv.cfg.MaxHeaderSize, spool.DefaultMaxHeaderFields)))
+		}
 		if errors.Is(err, spool.ErrBareLF) {
 			return s.reject("bare-lf", reply(550, smtp.EnhancedCode{5, 5, 2}, "Bare LF in message data is not allowed (RFC 5321 2.3.8)"))
 		}

@@ -162,10 +162,14 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (s *session) Data(r io.Reader) error {
 	sp := spool.New(s.srv.cfg.SpoolDir)
 	sp.NormalizeLineEndings = true
+	sp.MaxHeaderBytes, sp.MaxHeaderFields = spool.DefaultMaxHeaderBytes, spool.DefaultMaxHeaderFields
 	defer sp.Close()
 	if _, err := sp.ReadFrom(r); err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return smtp.ErrDataTooLarge
+		}
+		if errors.Is(err, spool.ErrHeaderTooLarge) {
+			return s.reject("header-too-large", reply(552, smtp.EnhancedCode{5, 3, 4}, "Message header too large"))
 		}
 		if errors.Is(err, smtp.ErrTooLongLine) {
 			return s.reject("long-line", reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long (RFC 5321 4.5.3.1.6)"))
