@@ -1,6 +1,6 @@
 // Package connlimit bounds concurrent connections per client address on a
-// listener, as every Mailfleet frontend does, and optionally the rate of new
-// ones.
+// listener, as every Mailfleet frontend does, and in total per process, and
+// optionally the rate of new ones.
 package connlimit
 
 import (
@@ -17,20 +17,34 @@ type Limit struct {
 	max   int
 	mu    sync.Mutex
 	perIP map[string]int
+	// MaxTotal bounds the connections of all addresses together (0: no
+	// bound): many addresses at once must not exhaust the pod either.
+	MaxTotal int
+	total    int
 }
 
 // New returns a limit of max connections per address.
 func New(max int) *Limit { return &Limit{max: max, perIP: map[string]int{}} }
+
+// Open is the number of connections the limit counts now.
+func (l *Limit) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
 
 // Listener accepts connections until an address has reached the limit;
 // beyond that it writes Refusal (a protocol greeting that says "later"),
 // closes, and calls OnRefuse (for metrics) if set.
 type Listener struct {
 	net.Listener
-	Refusal  string
-	OnRefuse func()
-	OnAccept func()
-	l        *Limit
+	Refusal string
+	// BusyRefusal is written instead when the total is reached (Refusal
+	// if empty).
+	BusyRefusal string
+	OnRefuse    func()
+	OnAccept    func()
+	l           *Limit
 
 	// Rate, if set, also bounds new connections per address and minute:
 	// beyond it RateRefusal is written and OnRateRefuse called.
@@ -74,11 +88,21 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		lim := l.l
 		lim.mu.Lock()
+		busy := lim.MaxTotal > 0 && lim.total >= lim.MaxTotal
 		over := lim.perIP[ip] >= lim.max
-		if !over {
+		if !over && !busy {
 			lim.perIP[ip]++
+			lim.total++
 		}
 		lim.mu.Unlock()
+		if busy {
+			refusal := l.BusyRefusal
+			if refusal == "" {
+				refusal = l.Refusal
+			}
+			refuse(c, refusal, l.OnRefuse)
+			continue
+		}
 		if over {
 			refuse(c, l.Refusal, l.OnRefuse)
 			continue
@@ -113,6 +137,7 @@ func (c *conn) Close() error {
 		if c.l.perIP[c.ip]--; c.l.perIP[c.ip] <= 0 {
 			delete(c.l.perIP, c.ip)
 		}
+		c.l.total--
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()

@@ -96,3 +96,60 @@ func TestListenerRefusesOverTheRate(t *testing.T) {
 		t.Fatalf("OnRefuse called %d times", n)
 	}
 }
+
+// The total bounds the connections of every address together: clients from
+// three loopback addresses share a total of 3, the fourth is refused with
+// the busy text, and a closed connection frees its place.
+func TestLimitInTotal(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := New(10)
+	lim.MaxTotal = 3
+	ln := lim.Wrap(raw, "FROM YOUR ADDRESS\r\n")
+	ln.BusyRefusal = "SERVER BUSY\r\n"
+	defer ln.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dialFrom := func(ip string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		c, err := d.Dial("tcp", raw.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var servers []net.Conn
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+		defer dialFrom(ip).Close()
+		servers = append(servers, <-accepted)
+	}
+	fourth := dialFrom("127.0.0.5")
+	fourth.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, _ := bufio.NewReader(fourth).ReadString('\n'); line != "SERVER BUSY\r\n" {
+		t.Fatalf("fourth connection got %q, want the busy refusal", line)
+	}
+	if n := lim.Open(); n != 3 {
+		t.Fatalf("%d connections counted, want 3", n)
+	}
+	servers[0].Close()
+	if n := lim.Open(); n != 2 {
+		t.Fatalf("%d connections counted after one closed, want 2", n)
+	}
+	defer dialFrom("127.0.0.5").Close()
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("a connection under the total was not accepted")
+	}
+}

@@ -46,6 +46,7 @@ type Config struct {
 	POP3LockTTL           time.Duration
 	POP3IdleTimeout       time.Duration
 	MaxConnsPerIP         int
+	MaxConns              int
 	LoginFailures         int
 	LoginLockout          time.Duration
 	LoginDelay            time.Duration
@@ -71,6 +72,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.POP3LockTTL, "pop3-lock-ttl", time.Minute, "how long a crashed pod's POP3 maildrop lock outlives it")
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", 10*time.Minute, "POP3 autologout timer")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "concurrent connections per client address and protocol")
+	fs.IntVar(&c.MaxConns, "max-conns", 20000, "concurrent connections per protocol (IMAP, POP3) in total; beyond it new ones are told the server is busy (0: no bound)")
 	fs.IntVar(&c.LoginFailures, "login-failures", 10, "failed logins per IP or user within 5 minutes before a lockout")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
 	fs.DurationVar(&c.LoginDelay, "login-failure-delay", time.Second, "delay after a failed login (doubling per failure, up to 8x)")
@@ -117,6 +119,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		AllowInsecureAuth: cfg.InsecureAuth,
 		IdleTimeout:       cfg.POP3IdleTimeout,
 		MaxConnsPerIP:     cfg.MaxConnsPerIP,
+		MaxConns:          cfg.MaxConns,
 		Limiter:           limiter,
 		Observer:          m.For("pop3"),
 		Logger:            log,
@@ -127,6 +130,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		InsecureAuth:          cfg.InsecureAuth,
 		MaxMessageSize:        cfg.MaxMessageSize,
 		MaxConnsPerIP:         cfg.MaxConnsPerIP,
+		MaxConns:              cfg.MaxConns,
 		MaxSessionsPerAccount: cfg.MaxSessionsPerAccount,
 		Limiter:               limiter,
 		Observer:              m.For("imap"),

@@ -15,6 +15,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
+	"github.com/mailfleet/mailfleet/pkg/tlsaccept"
 )
 
 // Observer is told about connections, logins and commands (for metrics).
@@ -36,6 +37,8 @@ type Config struct {
 	CommandTimeout time.Duration
 	// MaxConnsPerIP bounds concurrent connections from one address.
 	MaxConnsPerIP int
+	// MaxConns bounds concurrent connections in total (0: no bound).
+	MaxConns int
 	// MaxSessionsPerAccount bounds one account's sessions on this pod.
 	MaxSessionsPerAccount int
 	Limiter               *authlimit.Limiter
@@ -88,6 +91,7 @@ func New(store *storeclient.Client, cfg Config) *Server {
 		InsecureAuth: cfg.InsecureAuth,
 		Logger:       logAdapter{cfg.Logger},
 	})
+	s.connLimit.MaxTotal = cfg.MaxConns
 	return s
 }
 
@@ -142,6 +146,7 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	// The limit wraps the TCP connection and TLS wraps that: go-imap
 	// recognises a TLS connection only as a *tls.Conn.
 	limited := s.connLimit.Wrap(ln, "* BYE Too many connections from your address\r\n")
+	limited.BusyRefusal = "* BYE Server busy, try later\r\n"
 	if s.cfg.Observer != nil {
 		limited.OnAccept = s.cfg.Observer.Connection
 	}
@@ -150,7 +155,9 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 		if s.cfg.TLS == nil {
 			return fmt.Errorf("imap: implicit TLS needs a TLS config")
 		}
-		ln = tls.NewListener(ln, s.cfg.TLS)
+		// The handshake is bounded (30 s for all of it), not left to
+		// go-imap's per-read deadlines, which a dripping client resets.
+		ln = tlsaccept.NewListener(ln, s.cfg.TLS, 0)
 	}
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ln)

@@ -27,6 +27,8 @@ type Config struct {
 	MaxBadCommands int
 	// MaxConnsPerIP bounds concurrent connections from one address (default 20).
 	MaxConnsPerIP int
+	// MaxConns bounds concurrent connections in total (0: no bound).
+	MaxConns int
 	// Limiter throttles failed logins (default: 10 in 5 min → 15 min lockout, 1 s delay).
 	Limiter *authlimit.Limiter
 	// Observer receives events for metrics (optional).
@@ -126,6 +128,13 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 			s.mu.Unlock()
 			conn.Close()
 			return ErrServerClosed
+		}
+		if s.cfg.MaxConns > 0 && len(s.sessions) >= s.cfg.MaxConns {
+			s.mu.Unlock()
+			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			conn.Write([]byte("-ERR [SYS/TEMP] server busy, try later\r\n"))
+			conn.Close()
+			continue
 		}
 		if s.perIP[ip] >= s.cfg.MaxConnsPerIP {
 			s.mu.Unlock()

@@ -42,6 +42,7 @@ type Config struct {
 	MaxHeaderSize   int
 	MaxRecipients   int
 	MaxConnsPerIP   int
+	MaxConns        int
 	ConnRatePerIP   int
 	MsgRatePerIP    int
 	DMARCPolicy     string
@@ -67,6 +68,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.MaxHeaderSize, "max-header-size", spool.DefaultMaxHeaderBytes, "largest header section accepted, in bytes (as Postfix's header_size_limit); at most 1000 fields either way")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
+	fs.IntVar(&c.MaxConns, "max-conns", 2000, "concurrent connections in total; beyond it 421 4.3.2 (0: no bound)")
 	fs.IntVar(&c.ConnRatePerIP, "conn-rate-per-ip", 0, "new connections per client address and minute (0: no limit)")
 	fs.IntVar(&c.MsgRatePerIP, "message-rate-per-ip", 0, "messages (MAIL commands) per client address and minute (0: no limit)")
 	fs.StringVar(&c.DMARCPolicy, "dmarc-policy", "reject", "what to do when DMARC fails with p=reject: reject or tag")
@@ -133,6 +135,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxHeaderSize:    cfg.MaxHeaderSize,
 		MaxRecipients:    cfg.MaxRecipients,
 		MaxConnsPerIP:    cfg.MaxConnsPerIP,
+		MaxConns:         cfg.MaxConns,
 		ConnRatePerIP:    cfg.ConnRatePerIP,
 		MessageRatePerIP: cfg.MsgRatePerIP,
 		DMARCReject:      cfg.DMARCPolicy == "reject",

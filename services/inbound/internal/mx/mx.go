@@ -52,6 +52,7 @@ type Config struct {
 	StorageTimeout time.Duration
 	TLS            *tls.Config
 	MaxConnsPerIP  int
+	MaxConns       int // in total (0: no bound)
 	// ConnRatePerIP and MessageRatePerIP bound new connections and MAIL
 	// commands per client address and minute (0: no limit).
 	ConnRatePerIP    int
@@ -103,6 +104,7 @@ func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Ser
 	}
 	s := &Server{cfg: cfg, store: store, checker: checker, connLimit: connlimit.New(cfg.MaxConnsPerIP),
 		connRate: ratelimit.New(cfg.ConnRatePerIP), msgRate: ratelimit.New(cfg.MessageRatePerIP)}
+	s.connLimit.MaxTotal = cfg.MaxConns
 	srv := smtp.NewServer(s)
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
@@ -125,6 +127,7 @@ func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + spr
 // Serve accepts connections on ln (already wrapped for PROXY protocol if used).
 func (s *Server) Serve(ln net.Listener) error {
 	limited := s.connLimit.Wrap(ln, "421 4.7.0 Too many connections from your address, try later\r\n")
+	limited.BusyRefusal = "421 4.3.2 Server busy, try later\r\n"
 	limited.Rate, limited.RateRefusal = s.connRate, "421 4.7.0 Too many connections from your address in the last minute, try later\r\n"
 	if s.cfg.Observer != nil {
 		limited.OnRefuse = func() { s.cfg.Observer.Rejected("connections-per-ip") }

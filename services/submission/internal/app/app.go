@@ -45,6 +45,7 @@ type Config struct {
 	MaxMessageSize    int64
 	MaxRecipients     int
 	MaxConnsPerIP     int
+	MaxConns          int
 	LoginFailures     int
 	LoginLockout      time.Duration
 	LoginDelay        time.Duration
@@ -78,6 +79,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
+	fs.IntVar(&c.MaxConns, "max-conns", 2000, "concurrent connections in total (both ports); beyond it 421 4.3.2 (0: no bound)")
 	fs.IntVar(&c.LoginFailures, "login-failures", 10, "failed logins per IP or user within 5 minutes before a lockout")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
 	fs.DurationVar(&c.LoginDelay, "login-failure-delay", time.Second, "delay after a failed login (doubling per failure, up to 8x)")
@@ -209,7 +211,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	server := submit.New(store, submit.Config{
 		Hostname: cfg.Hostname, MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
-		TLS: tlsCfg, AllowInsecureAuth: cfg.InsecureAuth, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		TLS: tlsCfg, AllowInsecureAuth: cfg.InsecureAuth, MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
 		Limiter:       authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay),
 		QueueLifetime: cfg.QueueLifetime, SpoolDir: cfg.SpoolDir,
 		Observer: m, Logger: log,

@@ -25,6 +25,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
+	"github.com/mailfleet/mailfleet/pkg/tlsaccept"
 )
 
 // Config tunes the server.
@@ -37,6 +38,7 @@ type Config struct {
 	// AllowInsecureAuth permits AUTH without TLS (development only).
 	AllowInsecureAuth bool
 	MaxConnsPerIP     int
+	MaxConns          int // in total (0: no bound)
 	Limiter           *authlimit.Limiter
 	SpoolDir          string
 	// QueueLifetime is how long remote delivery is retried before a DSN.
@@ -82,6 +84,7 @@ func New(store *storeclient.Client, cfg Config) *Server {
 		cfg.Limiter = authlimit.New(10, 5*time.Minute, 15*time.Minute, time.Second)
 	}
 	s := &Server{cfg: cfg, store: store, dkim: newKeyCache(store, time.Minute), connLimit: connlimit.New(cfg.MaxConnsPerIP)}
+	s.connLimit.MaxTotal = cfg.MaxConns
 	srv := smtp.NewServer(s)
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
@@ -104,9 +107,11 @@ func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + spr
 // Serve serves on ln; with implicitTLS (port 465) every connection starts
 // with a TLS handshake.
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
-	ln = s.connLimit.Wrap(ln, "421 4.7.0 Too many connections from your address, try later\r\n")
+	limited := s.connLimit.Wrap(ln, "421 4.7.0 Too many connections from your address, try later\r\n")
+	limited.BusyRefusal = "421 4.3.2 Server busy, try later\r\n"
+	ln = limited
 	if implicitTLS {
-		ln = tls.NewListener(ln, s.cfg.TLS)
+		ln = tlsaccept.NewListener(ln, s.cfg.TLS, 0) // the handshake within 30 s
 	}
 	return s.smtp.Serve(ln)
 }
