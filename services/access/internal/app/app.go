@@ -47,6 +47,7 @@ type Config struct {
 	POP3IdleTimeout       time.Duration
 	MaxConnsPerIP         int
 	MaxConns              int
+	SearchMemoryMB        int
 	LoginFailures         int
 	LoginLockout          time.Duration
 	LoginDelay            time.Duration
@@ -72,6 +73,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.POP3LockTTL, "pop3-lock-ttl", time.Minute, "how long a crashed pod's POP3 maildrop lock outlives it")
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", 10*time.Minute, "POP3 autologout timer")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "concurrent connections per client address and protocol")
+	fs.IntVar(&c.SearchMemoryMB, "search-memory-mb", 256, "MiB that SEARCH BODY/TEXT of all IMAP sessions may hold at once; searches beyond it wait their turn")
 	fs.IntVar(&c.MaxConns, "max-conns", 20000, "concurrent connections per protocol (IMAP, POP3) in total; beyond it new ones are told the server is busy (0: no bound)")
 	fs.IntVar(&c.LoginFailures, "login-failures", 10, "failed logins per IP or user within 5 minutes before a lockout")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
@@ -131,6 +133,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxMessageSize:        cfg.MaxMessageSize,
 		MaxConnsPerIP:         cfg.MaxConnsPerIP,
 		MaxConns:              cfg.MaxConns,
+		SearchMemory:          int64(cfg.SearchMemoryMB) << 20,
 		MaxSessionsPerAccount: cfg.MaxSessionsPerAccount,
 		Limiter:               limiter,
 		Observer:              m.For("imap"),

@@ -74,21 +74,32 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			if needs.meta && c.meta == nil {
 				continue // expunged meanwhile
 			}
+			var share int64 // of the pod's search memory, while c is in memory
 			if needs.header || needs.body {
 				length := c.meta.HeaderSize
 				if needs.body {
 					length = 0
+					// The raw message, a decoded part and its lower-case copy.
+					var err error
+					if share, err = s.acquireSearchMemory(3 * int64(c.meta.Size)); err != nil {
+						return nil, err
+					}
 				}
 				raw, err := s.readBody(t.uid, 0, length)
 				if gone(err) {
+					s.srv.searchMemory.release(share)
 					continue
 				}
 				if err != nil {
+					s.srv.searchMemory.release(share)
 					return nil, mapError(err)
 				}
 				c.raw = raw
 			}
-			if !matches(c, criteria) {
+			match := matches(c, criteria)
+			c.raw, c.parsed = nil, nil
+			s.srv.searchMemory.release(share)
+			if !match {
 				continue
 			}
 			uids.AddNum(imap.UID(t.uid))
@@ -113,6 +124,19 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		v.searchRes = uids
 	}
 	return data, nil
+}
+
+// acquireSearchMemory waits for n bytes of the pod's search memory, as long
+// as a command may take.
+func (s *session) acquireSearchMemory(n int64) (int64, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	got, err := s.srv.searchMemory.acquire(ctx, n)
+	if err != nil {
+		return 0, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: "The server is busy searching; try again"}
+	}
+	return got, nil
 }
 
 // staticCriteria resolves sequence and UID sets (with "*" and "$") into

@@ -39,6 +39,9 @@ type Config struct {
 	MaxConnsPerIP int
 	// MaxConns bounds concurrent connections in total (0: no bound).
 	MaxConns int
+	// SearchMemory bounds the bytes that SEARCH BODY/TEXT of all sessions
+	// hold at once (default 256 MiB; see budget.go).
+	SearchMemory int64
 	// MaxSessionsPerAccount bounds one account's sessions on this pod.
 	MaxSessionsPerAccount int
 	Limiter               *authlimit.Limiter
@@ -60,6 +63,8 @@ type Server struct {
 	nextID    uint64
 	closing   bool
 	listeners []net.Listener
+
+	searchMemory *memoryBudget
 }
 
 // New builds the server.
@@ -92,6 +97,10 @@ func New(store *storeclient.Client, cfg Config) *Server {
 		Logger:       logAdapter{cfg.Logger},
 	})
 	s.connLimit.MaxTotal = cfg.MaxConns
+	if cfg.SearchMemory <= 0 {
+		cfg.SearchMemory = 256 << 20
+	}
+	s.searchMemory = newMemoryBudget(cfg.SearchMemory)
 	return s
 }
 
