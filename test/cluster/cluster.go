@@ -368,7 +368,11 @@ func (c *Cluster) Deliver(recipients []string, body []byte) {
 		c.t.Fatal(err)
 	}
 	stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{Recipients: recipients}}})
-	stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: body}}})
+	for len(body) > 0 { // in chunks well under gRPC's message limit
+		chunk := body[:min(len(body), 1<<20)]
+		body = body[len(chunk):]
+		stream.Send(&storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: chunk}}})
+	}
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
 		c.t.Fatal(err)
