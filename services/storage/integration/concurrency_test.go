@@ -1,11 +1,15 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/mailfleet/mailfleet/pkg/mailcorpus"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
@@ -78,4 +82,53 @@ func TestConcurrentAppendsOnTwoReplicas(t *testing.T) {
 	if q := got.Account.Quota; q.UsedMessages != uint64(writers*perWriter) || q.UsedBytes != total {
 		t.Fatalf("usage %d messages %d bytes, want %d and %d", q.UsedMessages, q.UsedBytes, writers*perWriter, total)
 	}
+}
+
+// Under a steady stream of deliveries to one account the group committer's
+// queue never empties; every request must still return once its own change
+// committed. (The committer used to make the first caller lead every batch
+// until the queue emptied: that caller's delivery never returned, and its
+// client timed out — and an MX would have answered 451 — on a message that
+// was stored.)
+func TestSteadyStreamReturnsEveryRequest(t *testing.T) {
+	c := newCluster(t, options{driver: "fs"})
+	r := c.replicas[0]
+	acc := setupAccount(t, r, "stream@example.test", 0, 0)
+	inbox := mailboxID(t, r, acc.Id, "INBOX")
+	gen := mailcorpus.NewWithOptions(mailcorpus.Options{Seed: 3, MaxSize: 64 << 10})
+	stop := time.Now().Add(25 * time.Second)
+	var wg sync.WaitGroup
+	var next, delivered atomic.Int64
+	errs := make(chan error, 32)
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				i := int(next.Add(1))
+				// Far longer than one commit takes here, shorter than the stream.
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				resp, err := deliver(ctx, r, []string{"stream@example.test"}, gen.Message(i))
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("delivery %d: %w", i, err)
+					return
+				}
+				if s := resp.Results[0].Status; s != storagev1.RecipientResult_STATUS_DELIVERED {
+					errs <- fmt.Errorf("delivery %d: %v", i, s)
+					return
+				}
+				delivered.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if _, msgs := listAll(t, r, acc.Id, inbox); int64(len(msgs)) != delivered.Load() {
+		t.Fatalf("%d messages listed, %d deliveries acknowledged", len(msgs), delivered.Load())
+	}
+	t.Logf("%d deliveries in a steady stream", delivered.Load())
 }

@@ -63,8 +63,12 @@ func (c *committer) do(ctx context.Context, account string, fn func(tx *etcdtx.T
 	q.pending = append(q.pending, ch)
 	c.mu.Unlock()
 	if !running {
-		// This caller leads: it commits batches until the queue is empty.
-		c.lead(account, q)
+		// A goroutine of its own leads, committing batches until the queue
+		// is empty. Not this caller: under a steady stream of changes the
+		// queue never empties, and a leading caller would never return,
+		// its own change long committed (its client would time out and
+		// retry a delivery that happened).
+		go c.lead(account, q)
 	}
 	<-ch.done
 	return ch.rev, ch.err
