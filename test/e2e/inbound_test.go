@@ -408,3 +408,41 @@ func TestInboundHeaderLimits(t *testing.T) {
 		t.Fatalf("%d messages stored, want only the ordinary one", len(bodies))
 	}
 }
+
+// A command line still incomplete when its read deadline passes is not run
+// and the connection ends (RFC 5321 4.5.3.2): a client dripping a command
+// one byte at a time neither gets it executed nor resets the timer.
+func TestInboundIncompleteCommandAtTheDeadline(t *testing.T) {
+	c, _ := startMX(t, "--command-timeout", "2s")
+	c.CreateAccount("ann@example.test", "pw-ann-secret")
+	r := rawSMTP(t, c.Inbound[0].SMTP)
+	r.cmd("EHLO client.example.org", "250")
+	r.cmd("MAIL FROM:<s@example.org>", "250")
+	// A whole RCPT command but for its CRLF, dripped a byte at a time; the
+	// deadline passes before the CRLF would come.
+	for _, b := range []byte("RCPT TO:<ann@example.test>") {
+		if _, err := r.conn.Write([]byte{b}); err != nil {
+			break // the server closed it: the point of the test
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	r.conn.Write([]byte("\r\n"))
+	var got []string
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		l, err := r.r.ReadString('\n')
+		if err != nil {
+			break // closed
+		}
+		got = append(got, strings.TrimRight(l, "\r\n"))
+	}
+	for _, l := range got {
+		if strings.HasPrefix(l, "250") {
+			t.Fatalf("the fragment was run as a command: %q", got)
+		}
+	}
+	if len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "421") {
+		t.Fatalf("replies %q, want a 421 and the connection closed", got)
+	}
+}

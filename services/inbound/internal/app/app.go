@@ -40,6 +40,7 @@ type Config struct {
 	DNSServer       string
 	MaxMessageSize  int64
 	MaxHeaderSize   int
+	CommandTimeout  time.Duration
 	MaxRecipients   int
 	MaxConnsPerIP   int
 	MaxConns        int
@@ -65,6 +66,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.DevTLSDir, "dev-tls-dir", "", "development only: generate a self-signed certificate here if --tls-cert is not set")
 	fs.StringVar(&c.DNSServer, "dns-server", "", "DNS server host:port for SPF/DKIM/DMARC (empty = the system's)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes (SIZE)")
+	fs.DurationVar(&c.CommandTimeout, "command-timeout", 5*time.Minute, "wait for each command line and DATA read (RFC 5321 4.5.3.2 asks for at least 5 minutes); a line still incomplete then is not run and the connection ends")
 	fs.IntVar(&c.MaxHeaderSize, "max-header-size", spool.DefaultMaxHeaderBytes, "largest header section accepted, in bytes (as Postfix's header_size_limit); at most 1000 fields either way")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
@@ -133,6 +135,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Hostname:         cfg.Hostname,
 		MaxMessageSize:   cfg.MaxMessageSize,
 		MaxHeaderSize:    cfg.MaxHeaderSize,
+		CommandTimeout:   cfg.CommandTimeout,
 		MaxRecipients:    cfg.MaxRecipients,
 		MaxConnsPerIP:    cfg.MaxConnsPerIP,
 		MaxConns:         cfg.MaxConns,

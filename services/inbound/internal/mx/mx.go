@@ -29,6 +29,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/ratelimit"
 	"github.com/mailfleet/mailfleet/pkg/spool"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
+	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
 )
 
@@ -53,6 +54,9 @@ type Config struct {
 	TLS            *tls.Config
 	MaxConnsPerIP  int
 	MaxConns       int // in total (0: no bound)
+	// CommandTimeout bounds the wait for each command line and each DATA
+	// read (RFC 5321 4.5.3.2: at least 5 minutes; the default).
+	CommandTimeout time.Duration
 	// ConnRatePerIP and MessageRatePerIP bound new connections and MAIL
 	// commands per client address and minute (0: no limit).
 	ConnRatePerIP    int
@@ -84,6 +88,9 @@ type Server struct {
 
 // New builds the server.
 func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Server {
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Minute // RFC 5321 4.5.3.2
+	}
 	if cfg.MaxHeaderSize <= 0 {
 		cfg.MaxHeaderSize = spool.DefaultMaxHeaderBytes
 	}
@@ -109,8 +116,8 @@ func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Ser
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
 	srv.MaxRecipients = cfg.MaxRecipients
-	srv.MaxLineLength = 2000          // RFC 5321 4.5.3.1.6 doubled, as the library suggests
-	srv.ReadTimeout = 5 * time.Minute // RFC 5321 4.5.3.2
+	srv.MaxLineLength = 2000 // RFC 5321 4.5.3.1.6 doubled, as the library suggests
+	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = 5 * time.Minute
 	srv.EnableSMTPUTF8 = true
 	srv.TLSConfig = cfg.TLS
@@ -133,7 +140,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		limited.OnRefuse = func() { s.cfg.Observer.Rejected("connections-per-ip") }
 		limited.OnRateRefuse = func() { s.cfg.Observer.Rejected("connection-rate") }
 	}
-	return s.smtp.Serve(limited)
+	// A read timeout is final: a command line still incomplete at its
+	// deadline is never run (see pkg/timeoutconn).
+	return s.smtp.Serve(timeoutconn.Listener{Listener: limited})
 }
 
 // Shutdown stops accepting; sessions get 421 for new transactions and the

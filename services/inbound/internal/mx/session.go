@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailfleet/mailfleet/pkg/spool"
+	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
@@ -73,6 +74,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := s.count(); err != nil {
 		return err
 	}
+	if timeoutconn.TimedOut(s.conn.Conn()) {
+		return errTimedOut
+	}
 	s.Reset()
 	if !s.srv.msgRate.Allow(s.ip.String()) {
 		return s.reject("message-rate", reply(452, smtp.EnhancedCode{4, 7, 0}, "Too much mail from your address in the last minute, try later"))
@@ -91,6 +95,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err := s.count(); err != nil {
 		return err
+	}
+	if timeoutconn.TimedOut(s.conn.Conn()) {
+		return errTimedOut
 	}
 	if len(s.recipients) >= s.srv.cfg.MaxRecipients {
 		return s.reject("too-many-recipients", reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients"))
@@ -127,7 +134,14 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 // RFC 5321 4.1.1.4 DATA.
+// errTimedOut answers a command whose line was cut off by its read
+// deadline (RFC 5321 4.5.3.2): it is not run, and the connection ends.
+var errTimedOut = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout waiting for a complete command, closing connection")
+
 func (s *session) Data(r io.Reader) error {
+	if timeoutconn.TimedOut(s.conn.Conn()) {
+		return errTimedOut
+	}
 	s.commands = 0 // the limit is on commands before DATA, per transaction
 	sp := spool.New(s.srv.cfg.SpoolDir)
 	sp.MaxHeaderBytes, sp.MaxHeaderFields = s.srv.cfg.MaxHeaderSize, spool.DefaultMaxHeaderFields

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailfleet/mailfleet/pkg/spool"
+	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
@@ -59,6 +60,9 @@ func (s *session) Logout() error { return nil }
 func (s *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if timeoutconn.TimedOut(s.conn.Conn()) {
+		return nil, errTimedOut
+	}
 	switch mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
@@ -100,6 +104,10 @@ func (s *session) login(username, password string) error {
 	return nil
 }
 
+// errTimedOut answers a command whose line was cut off by its read
+// deadline (RFC 5321 4.5.3.2): it is not run, and the connection ends.
+var errTimedOut = reply(421, smtp.EnhancedCode{4, 4, 2}, "Timeout waiting for a complete command, closing connection")
+
 // owns reports whether address belongs to the authenticated account.
 func (s *session) owns(address string) bool {
 	address = strings.ToLower(strings.TrimSpace(address))
@@ -116,6 +124,9 @@ func (s *session) owns(address string) bool {
 
 // RFC 6409 4.1, 6.1: MAIL needs AUTH, and the sender must be the user's.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if timeoutconn.TimedOut(s.conn.Conn()) {
+		return errTimedOut
+	}
 	if s.srv.closing.Load() {
 		return reply(421, smtp.EnhancedCode{4, 3, 2}, "Server shutting down, try again later")
 	}
@@ -134,6 +145,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if timeoutconn.TimedOut(s.conn.Conn()) {
+		return errTimedOut
+	}
 	if len(s.local)+len(s.remote) >= s.srv.cfg.MaxRecipients {
 		return s.reject("too-many-recipients", reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients"))
 	}
@@ -160,6 +174,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	if timeoutconn.TimedOut(s.conn.Conn()) {
+		return errTimedOut
+	}
 	sp := spool.New(s.srv.cfg.SpoolDir)
 	sp.NormalizeLineEndings = true
 	sp.MaxHeaderBytes, sp.MaxHeaderFields = spool.DefaultMaxHeaderBytes, spool.DefaultMaxHeaderFields

@@ -25,6 +25,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
+	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	"github.com/mailfleet/mailfleet/pkg/tlsaccept"
 )
 
@@ -109,7 +110,9 @@ func (l logAdapter) Println(v ...any)               { l.log.Debug("smtp: " + spr
 func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 	limited := s.connLimit.Wrap(ln, "421 4.7.0 Too many connections from your address, try later\r\n")
 	limited.BusyRefusal = "421 4.3.2 Server busy, try later\r\n"
-	ln = limited
+	// A read timeout is final: a command line still incomplete at its
+	// deadline is never run (see pkg/timeoutconn).
+	ln = timeoutconn.Listener{Listener: limited}
 	if implicitTLS {
 		ln = tlsaccept.NewListener(ln, s.cfg.TLS, 0) // the handshake within 30 s
 	}
