@@ -17,6 +17,7 @@ package e2e
 //	fetch-flags   FETCH 1:* (FLAGS)
 //	fetch-env     FETCH 1:* (ENVELOPE)
 //	fetch-bs      FETCH 1:* (BODYSTRUCTURE), or 1:10000 if a probe says 1:* would take > 3 min
+//	fetch-*-cold  the same two after a restart of the storage process (its summary cache empty)
 //	expunge-10k   STORE 1:10000 +FLAGS.SILENT (\Deleted) + EXPUNGE
 //	expunge-rest  STORE 1:* +FLAGS.SILENT (\Deleted) + EXPUNGE
 
@@ -29,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,6 +149,28 @@ func bmbRun(b *testing.B, n int, storageArgs []string) {
 		}
 		step("fetch-bs", bsN, func() string {
 			return bsNote + "; " + bmbFetchBodyStructure(b, &cl, c.Access[0].IMAPS, n, 1, bsN)
+		})
+
+		// (d') ENVELOPE and BODYSTRUCTURE again with the storage tier's
+		// summary cache cold: the replica restarted, so every summary comes
+		// from the body store again (one GET each, 16 at a time).
+		c.Storage[0].Signal(syscall.SIGTERM)
+		c.Storage[0].Start()
+		// Until the access pod's connection to storage is back (it answers
+		// NO [UNAVAILABLE] meanwhile, as a client would see).
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			if _, err := cl.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait(); err == nil {
+				break
+			} else if time.Now().After(deadline) {
+				b.Fatalf("storage not back after its restart: %v", err)
+			}
+		}
+		step("fetch-env-cold", n, func() string {
+			bmbFetch(b, cl, all, &imap.FetchOptions{Envelope: true}, n)
+			return "storage restarted: summary cache empty"
+		})
+		step("fetch-bs-cold", bsN, func() string {
+			return bmbFetchBodyStructure(b, &cl, c.Access[0].IMAPS, n, 1, bsN)
 		})
 
 		// (e) Expunge the first 10 000 (or a tenth of a small mailbox).
