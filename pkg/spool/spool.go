@@ -97,10 +97,8 @@ func (s *Spool) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (s *Spool) write(p []byte) error {
-	for i, c := range p {
-		if c == '\n' && !(i == 0 && s.prevCR || i > 0 && p[i-1] == '\r') {
-			return ErrBareLF
-		}
+	if err := s.checkLineEndings(p); err != nil {
+		return err
 	}
 	if !s.headerDone {
 		if err := s.countHeader(p); err != nil {
@@ -154,6 +152,20 @@ func (s *Spool) normalize(p []byte) []byte {
 		}
 	}
 	return out
+}
+
+// checkLineEndings refuses a bare LF in p, unless the spool normalizes
+// (normalize left none).
+func (s *Spool) checkLineEndings(p []byte) error {
+	if s.NormalizeLineEndings {
+		return nil
+	}
+	for i, c := range p {
+		if c == '\n' && !(i == 0 && s.prevCR || i > 0 && p[i-1] == '\r') {
+			return ErrBareLF
+		}
+	}
+	return nil
 }
 
 // countHeader follows the header section through p: its bytes, and its

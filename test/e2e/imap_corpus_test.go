@@ -121,7 +121,7 @@ func TestIMAPFetchesPartsFromTheStoredTree(t *testing.T) {
 		// is go-imap on the message without them: the server ends the
 		// header at its empty line (RFC 5322 2.1) where go-imap ends it at
 		// the stray line. Part contents do not move.
-		orig := withoutStrayHeaderLines(delivered)
+		orig, _ := mailcorpus.WithoutStrayHeaderLines(delivered)
 		seq := imap.SeqSetNum(uint32(i + 1))
 		msgs, err := cl.Fetch(seq, &imap.FetchOptions{BodyStructure: &imap.FetchItemBodyStructure{Extended: true}}).Collect()
 		if err != nil || len(msgs) != 1 || msgs[0].BodyStructure == nil {
@@ -268,36 +268,6 @@ func decodeTransfer(t *testing.T, mimeHeader, body []byte) []byte {
 		return out
 	}
 	return body
-}
-
-// withoutStrayHeaderLines drops the top-level header's lines that are no
-// field (no colon, or a name with spaces or controls; a continuation as the
-// first line).
-func withoutStrayHeaderLines(msg []byte) []byte {
-	var out []byte
-	dropping := false
-	for rest := msg; len(rest) > 0; {
-		end := bytes.IndexByte(rest, '\n') + 1
-		if end == 0 {
-			end = len(rest)
-		}
-		line := rest[:end]
-		rest = rest[end:]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return append(append(out, line...), rest...)
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			dropping = dropping || len(out) == 0
-		} else {
-			name, _, ok := bytes.Cut(line, []byte(":"))
-			name = bytes.Trim(name, " \t")
-			dropping = !ok || bytes.ContainsFunc(name, func(r rune) bool { return r < 33 || r > 126 })
-		}
-		if !dropping {
-			out = append(out, line...)
-		}
-	}
-	return out
 }
 
 // headerEnd is the length of msg's header, its empty line included.

@@ -51,7 +51,7 @@ func TestBodyStructureMatchesGoIMAP(t *testing.T) {
 		got := normalize(bodyStructure(tree))
 
 		ref := msg
-		if fixed, ok := withoutStrayHeaderLines(msg); ok {
+		if fixed, ok := mailcorpus.WithoutStrayHeaderLines(msg); ok {
 			if k := gen.Kind(i); k != mailcorpus.KindBrokenNoColon {
 				t.Errorf("message %d (%v): header lines that are no fields", i, k)
 			}
@@ -85,40 +85,6 @@ func goIMAPFixed(bs imap.BodyStructure) imap.BodyStructure {
 		}
 	}
 	return bs
-}
-
-// withoutStrayHeaderLines drops from the top-level header the lines that
-// go-message's header reader stops at (with their continuation lines).
-func withoutStrayHeaderLines(msg []byte) ([]byte, bool) {
-	var out []byte
-	dropping, changed := false, false
-	for rest := msg; len(rest) > 0; {
-		end := bytes.IndexByte(rest, '\n') + 1
-		if end == 0 {
-			end = len(rest)
-		}
-		line := rest[:end]
-		rest = rest[end:]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			out = append(append(out, line...), rest...)
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if len(out) == 0 {
-				dropping = true // go-message rejects a first line that is a continuation
-			}
-		} else {
-			key, _, ok := bytes.Cut(line, []byte(":"))
-			key = bytes.Trim(key, " \t")
-			dropping = !ok || bytes.ContainsFunc(key, func(r rune) bool { return r < 33 || r > 126 })
-		}
-		if dropping {
-			changed = true
-			continue
-		}
-		out = append(out, line...)
-	}
-	return out, changed
 }
 
 // normalize rewrites bs into the form the wire gives it, in place.

@@ -8,13 +8,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/mailfleet/mailfleet/pkg/envelope"
 	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
-
-// headerCapture is how much of a body's start is kept in memory to parse the
-// header; a header longer than this is indexed from its first part only.
-const headerCapture = 256 << 10
 
 // upload is a body written to the body store, not yet referenced.
 type upload struct {
@@ -27,7 +22,7 @@ type upload struct {
 var errTooLarge = errors.New("message too large")
 
 // receiveBody streams the chunks that next returns (until io.EOF) into a new
-// body object and parses its header on the way. Memory stays bounded by the
+// body object and summarizes it on the way (summary.go). Memory stays bounded by the
 // chunk size, the header capture and the driver's part size.
 func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (*upload, error) {
 	key := newBodyKey(time.Now())
@@ -56,14 +51,14 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 	pr, pw := io.Pipe()
 	sumR, sumW := io.Pipe()
 	var sum *records.Summary
+	var headerSize int
 	var sumErr error
 	summarized := make(chan struct{})
 	go func() {
 		defer close(summarized)
-		sum, sumErr = summarize(sumR)
+		sum, headerSize, sumErr = summarize(sumR)
 		sumR.CloseWithError(errors.New("summary finished")) // the writer must never block on it
 	}()
-	var head []byte
 	var total, bareLF int64
 	prevCR := false
 	done := make(chan struct{})
@@ -90,9 +85,6 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 			bareLF += countBareLF(data, prevCR)
 			if len(data) > 0 {
 				prevCR = data[len(data)-1] == '\r'
-			}
-			if len(head) < headerCapture {
-				head = append(head, data[:min(len(data), headerCapture-len(head))]...)
 			}
 			sumW.Write(data) // a parser that stopped early is told by sumErr
 			if _, err := pw.Write(data); err != nil {
@@ -121,15 +113,11 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 		}
 		return nil, toStatus(ctx.Err())
 	}
-	hs := envelope.HeaderSize(head)
-	if hs < 0 {
-		hs = len(head) // no blank line seen: it is all header (as far as we read)
-	}
 	return &upload{
 		key:        key,
 		size:       uint64(n),
 		crlfSize:   uint64(n + bareLF),
-		headerSize: uint64(hs),
+		headerSize: uint64(headerSize),
 	}, nil
 }
 

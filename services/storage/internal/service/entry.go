@@ -68,7 +68,7 @@ flags:
 
 // decodeEntry decodes the entry of uid in either layout.
 func decodeEntry(uid uint32, value []byte) (*storagev1.Message, error) {
-	if len(value) == 0 || value[0] != entryV2 {
+	if isEntryV1(value) {
 		msg := &storagev1.Message{}
 		if err := proto.Unmarshal(value, msg); err != nil {
 			return nil, fmt.Errorf("index entry %d: %w", uid, err)

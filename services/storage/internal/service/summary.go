@@ -31,24 +31,29 @@ const summaryPrefix = "summaries/"
 // summaryKey is the body store key of bodyKey's summary.
 func summaryKey(bodyKey string) string { return summaryPrefix + bodyKey }
 
+// headerCapture is how much of a body's start is kept in memory to parse the
+// header; a header longer than this is indexed from its first part only.
+const headerCapture = 256 << 10
+
 // summaryFetchers bounds the summaries one listing fetches at once: enough to
 // hide an object store's latency, few enough not to flood it.
 const summaryFetchers = 16
 
-// summarize reads a whole message and computes its summary. The header is
-// captured up to headerCapture bytes; a longer one is summarized from its
-// first part.
-func summarize(r io.Reader) (*records.Summary, error) {
+// summarize reads a whole message and computes its summary and the length
+// of its header section. The header is captured up to headerCapture bytes;
+// a longer one is summarized from its first part, and one without an empty
+// line is all header (as far as it was captured).
+func summarize(r io.Reader) (sum *records.Summary, headerSize int, err error) {
 	head := &capture{limit: headerCapture}
 	tree, err := mimetree.Parse(io.TeeReader(r, head))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	hs := envelope.HeaderSize(head.buf)
 	if hs < 0 {
 		hs = len(head.buf)
 	}
-	return &records.Summary{Envelope: envelope.Parse(head.buf[:hs]), Structure: tree}, nil
+	return &records.Summary{Envelope: envelope.Parse(head.buf[:hs]), Structure: tree}, hs, nil
 }
 
 // capture keeps the first limit bytes written to it.
@@ -102,7 +107,7 @@ func (s *Server) summary(ctx context.Context, bodyKey string) (*records.Summary,
 		return nil, fmt.Errorf("body %s: %w", bodyKey, err)
 	}
 	defer body.Close()
-	sum, err := summarize(body)
+	sum, _, err := summarize(body)
 	if err != nil {
 		return nil, err
 	}

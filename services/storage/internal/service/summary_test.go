@@ -42,12 +42,15 @@ func TestSummaryCacheEvictsLeastRecentlyUsed(t *testing.T) {
 // whole message, whatever the line endings.
 func TestSummarize(t *testing.T) {
 	msg := "From: Ann <ann@example.test>\nSubject: hi\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhello\n--b--\n"
-	sum, err := summarize(strings.NewReader(msg))
+	sum, headerSize, err := summarize(strings.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sum.Envelope.GetSubject() != "hi" || len(sum.Envelope.From) != 1 || sum.Envelope.From[0].Mailbox != "ann" {
 		t.Fatalf("envelope %v", sum.Envelope)
+	}
+	if headerSize != strings.Index(msg, "\n\n")+2 {
+		t.Fatalf("header size %d", headerSize)
 	}
 	if sum.Structure.GetType() != "multipart" || len(sum.Structure.Parts) != 1 || sum.Structure.Parts[0].Subtype != "plain" {
 		t.Fatalf("structure %v", sum.Structure)
