@@ -202,3 +202,43 @@ func loadPool(caFile string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// Pool is a CA bundle read from a file and re-read when the file changes
+// (at most once per CheckInterval): a rotated internal CA is picked up
+// without a restart.
+type Pool struct {
+	file string
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	pool      *x509.CertPool
+	mod       time.Time
+	lastCheck time.Time
+}
+
+// NewPool loads the CA bundle once; it fails if the file holds no certificate.
+func NewPool(caFile string, log *slog.Logger) (*Pool, error) {
+	pool, err := loadPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Pool{file: caFile, log: log, pool: pool, mod: modTime(caFile), lastCheck: time.Now()}, nil
+}
+
+// Get returns the current pool.
+func (p *Pool) Get() *x509.CertPool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.lastCheck) >= CheckInterval {
+		p.lastCheck = time.Now()
+		if mod := modTime(p.file); !mod.Equal(p.mod) {
+			if pool, err := loadPool(p.file); err != nil {
+				p.log.Warn("CA bundle changed but does not load; keeping the old one", "ca", p.file, "err", err)
+			} else {
+				p.pool, p.mod = pool, mod
+				p.log.Info("CA bundle reloaded", "ca", p.file)
+			}
+		}
+	}
+	return p.pool
+}

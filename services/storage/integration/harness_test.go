@@ -21,8 +21,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/mailfleet/mailfleet/pkg/devpki"
 	"github.com/mailfleet/mailfleet/pkg/testport"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/testing/engines"
@@ -31,6 +32,7 @@ import (
 var (
 	minioServer *engines.MinIO
 	binDir      string
+	pki         *devpki.PKI // the internal CA and every tier's certificate
 )
 
 func TestMain(m *testing.M) {
@@ -54,6 +56,12 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "building", b.pkg, "failed:", err)
 			return 1
 		}
+	}
+	// Every replica serves with mutual TLS, as in production; the tests
+	// call it as the admin tier unless they say otherwise.
+	if pki, err = devpki.Ensure(filepath.Join(dir, "pki"), []string{"127.0.0.1", "localhost"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	if minioServer, err = engines.StartMinIO(filepath.Join(dir, "minio")); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -173,6 +181,7 @@ func (c *cluster) startReplica(i int) *replica {
 			"--orphan-scan-interval", "500ms",
 		},
 	}
+	r.args = append(r.args, pki.ServerArgs()...)
 	r.args = append(r.args, c.opts.extraArgs...)
 	r.start()
 	t.Cleanup(func() { r.stop(syscall.SIGKILL) })
@@ -196,7 +205,7 @@ func (r *replica) start() {
 		r.t.Fatal(err)
 	}
 	go func() { cmd.Wait(); logFile.Close() }()
-	conn, err := grpc.NewClient(r.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialAs(r.addr, "admin")
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -224,6 +233,15 @@ func (r *replica) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// dialAs connects to a replica with role's client certificate.
+func dialAs(addr, role string) (*grpc.ClientConn, error) {
+	tlsCfg, err := pki.ClientTLS(role)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 }
 
 func (r *replica) stop(sig syscall.Signal) {

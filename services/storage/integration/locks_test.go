@@ -28,7 +28,7 @@ func TestAccountLock(t *testing.T) {
 	// Renewed past its TTL, it holds.
 	for i := 0; i < 3; i++ {
 		time.Sleep(time.Second)
-		if _, err := a.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: l1.LockId}); err != nil {
+		if _, err := a.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: l1.LockId, AccountId: acc.Id, Name: "maildrop"}); err != nil {
 			t.Fatalf("renew: %v", err)
 		}
 	}
@@ -48,7 +48,7 @@ func TestAccountLock(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if _, err := a.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: l1.LockId}); storagev1.ReasonOf(err) != storagev1.ErrorReason_ERROR_REASON_LEASE_LOST {
+	if _, err := a.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: l1.LockId, AccountId: acc.Id, Name: "maildrop"}); storagev1.ReasonOf(err) != storagev1.ErrorReason_ERROR_REASON_LEASE_LOST {
 		t.Fatalf("renewing an expired lock: %v, want LEASE_LOST", err)
 	}
 	// The old holder's unlock does not release the new holder's lock.

@@ -16,7 +16,7 @@ import (
 func mailctl(t *testing.T, r *replica, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "mailctl"), args...)
-	cmd.Env = append(cmd.Environ(), "MAILFLEET_STORAGE="+r.addr)
+	cmd.Env = append(append(cmd.Environ(), "MAILFLEET_STORAGE="+r.addr), pki.ClientEnv("admin")...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -78,7 +78,7 @@ func (x ResolveRecipientResponse_Result) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResolveRecipientResponse_Result.Descriptor instead.
 func (ResolveRecipientResponse_Result) EnumDescriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{30, 0}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{32, 0}
 }
 
 // Account is what frontends and admins see of an account (never the hash).
@@ -1429,10 +1429,13 @@ func (x *AuthenticateRequest) GetClientIp() string {
 }
 
 type AuthenticateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Account       *Account               `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Account *Account               `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	// The account-bound credential of this login (see Authenticate).
+	SessionToken     string                 `protobuf:"bytes,2,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	SessionExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=session_expires_at,json=sessionExpiresAt,proto3" json:"session_expires_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AuthenticateResponse) Reset() {
@@ -1472,6 +1475,116 @@ func (x *AuthenticateResponse) GetAccount() *Account {
 	return nil
 }
 
+func (x *AuthenticateResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *AuthenticateResponse) GetSessionExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SessionExpiresAt
+	}
+	return nil
+}
+
+type RefreshSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionToken  string                 `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshSessionRequest) Reset() {
+	*x = RefreshSessionRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshSessionRequest) ProtoMessage() {}
+
+func (x *RefreshSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshSessionRequest.ProtoReflect.Descriptor instead.
+func (*RefreshSessionRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RefreshSessionRequest) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+type RefreshSessionResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	SessionToken     string                 `protobuf:"bytes,1,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	SessionExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=session_expires_at,json=sessionExpiresAt,proto3" json:"session_expires_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RefreshSessionResponse) Reset() {
+	*x = RefreshSessionResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshSessionResponse) ProtoMessage() {}
+
+func (x *RefreshSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshSessionResponse.ProtoReflect.Descriptor instead.
+func (*RefreshSessionResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RefreshSessionResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *RefreshSessionResponse) GetSessionExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SessionExpiresAt
+	}
+	return nil
+}
+
 type ResolveRecipientRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -1481,7 +1594,7 @@ type ResolveRecipientRequest struct {
 
 func (x *ResolveRecipientRequest) Reset() {
 	*x = ResolveRecipientRequest{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[29]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1606,7 @@ func (x *ResolveRecipientRequest) String() string {
 func (*ResolveRecipientRequest) ProtoMessage() {}
 
 func (x *ResolveRecipientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[29]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1619,7 @@ func (x *ResolveRecipientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRecipientRequest.ProtoReflect.Descriptor instead.
 func (*ResolveRecipientRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{29}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResolveRecipientRequest) GetAddress() string {
@@ -1526,7 +1639,7 @@ type ResolveRecipientResponse struct {
 
 func (x *ResolveRecipientResponse) Reset() {
 	*x = ResolveRecipientResponse{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[30]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1651,7 @@ func (x *ResolveRecipientResponse) String() string {
 func (*ResolveRecipientResponse) ProtoMessage() {}
 
 func (x *ResolveRecipientResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[30]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1664,7 @@ func (x *ResolveRecipientResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRecipientResponse.ProtoReflect.Descriptor instead.
 func (*ResolveRecipientResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{30}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResolveRecipientResponse) GetResult() ResolveRecipientResponse_Result {
@@ -1581,7 +1694,7 @@ type LockAccountRequest struct {
 
 func (x *LockAccountRequest) Reset() {
 	*x = LockAccountRequest{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[31]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1706,7 @@ func (x *LockAccountRequest) String() string {
 func (*LockAccountRequest) ProtoMessage() {}
 
 func (x *LockAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[31]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1719,7 @@ func (x *LockAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAccountRequest.ProtoReflect.Descriptor instead.
 func (*LockAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{31}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LockAccountRequest) GetAccountId() string {
@@ -1640,7 +1753,7 @@ type LockAccountResponse struct {
 
 func (x *LockAccountResponse) Reset() {
 	*x = LockAccountResponse{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[32]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1765,7 @@ func (x *LockAccountResponse) String() string {
 func (*LockAccountResponse) ProtoMessage() {}
 
 func (x *LockAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[32]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1778,7 @@ func (x *LockAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockAccountResponse.ProtoReflect.Descriptor instead.
 func (*LockAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{32}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LockAccountResponse) GetLockId() int64 {
@@ -1683,15 +1796,18 @@ func (x *LockAccountResponse) GetTtlSeconds() uint32 {
 }
 
 type RenewAccountLockRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LockId        int64                  `protobuf:"varint,1,opt,name=lock_id,json=lockId,proto3" json:"lock_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	LockId int64                  `protobuf:"varint,1,opt,name=lock_id,json=lockId,proto3" json:"lock_id,omitempty"`
+	// The lock's account and name: a lock is renewed only by who names it.
+	AccountId     string `protobuf:"bytes,2,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RenewAccountLockRequest) Reset() {
 	*x = RenewAccountLockRequest{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[33]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1819,7 @@ func (x *RenewAccountLockRequest) String() string {
 func (*RenewAccountLockRequest) ProtoMessage() {}
 
 func (x *RenewAccountLockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[33]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1832,7 @@ func (x *RenewAccountLockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAccountLockRequest.ProtoReflect.Descriptor instead.
 func (*RenewAccountLockRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{33}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RenewAccountLockRequest) GetLockId() int64 {
@@ -1724,6 +1840,20 @@ func (x *RenewAccountLockRequest) GetLockId() int64 {
 		return x.LockId
 	}
 	return 0
+}
+
+func (x *RenewAccountLockRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RenewAccountLockRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 type RenewAccountLockResponse struct {
@@ -1735,7 +1865,7 @@ type RenewAccountLockResponse struct {
 
 func (x *RenewAccountLockResponse) Reset() {
 	*x = RenewAccountLockResponse{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[34]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1877,7 @@ func (x *RenewAccountLockResponse) String() string {
 func (*RenewAccountLockResponse) ProtoMessage() {}
 
 func (x *RenewAccountLockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[34]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1890,7 @@ func (x *RenewAccountLockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAccountLockResponse.ProtoReflect.Descriptor instead.
 func (*RenewAccountLockResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{34}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RenewAccountLockResponse) GetTtlSeconds() uint32 {
@@ -1781,7 +1911,7 @@ type UnlockAccountRequest struct {
 
 func (x *UnlockAccountRequest) Reset() {
 	*x = UnlockAccountRequest{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[35]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1923,7 @@ func (x *UnlockAccountRequest) String() string {
 func (*UnlockAccountRequest) ProtoMessage() {}
 
 func (x *UnlockAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[35]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1936,7 @@ func (x *UnlockAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockAccountRequest.ProtoReflect.Descriptor instead.
 func (*UnlockAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{35}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UnlockAccountRequest) GetAccountId() string {
@@ -1838,7 +1968,7 @@ type UnlockAccountResponse struct {
 
 func (x *UnlockAccountResponse) Reset() {
 	*x = UnlockAccountResponse{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[36]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1980,7 @@ func (x *UnlockAccountResponse) String() string {
 func (*UnlockAccountResponse) ProtoMessage() {}
 
 func (x *UnlockAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[36]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1993,7 @@ func (x *UnlockAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockAccountResponse.ProtoReflect.Descriptor instead.
 func (*UnlockAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{36}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{38}
 }
 
 // DKIMKey is one domain's signing key.
@@ -1884,7 +2014,7 @@ type DKIMKey struct {
 
 func (x *DKIMKey) Reset() {
 	*x = DKIMKey{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[37]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2026,7 @@ func (x *DKIMKey) String() string {
 func (*DKIMKey) ProtoMessage() {}
 
 func (x *DKIMKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[37]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2039,7 @@ func (x *DKIMKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DKIMKey.ProtoReflect.Descriptor instead.
 func (*DKIMKey) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{37}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DKIMKey) GetDomain() string {
@@ -1967,7 +2097,7 @@ type GenerateDKIMKeyRequest struct {
 
 func (x *GenerateDKIMKeyRequest) Reset() {
 	*x = GenerateDKIMKeyRequest{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[38]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2109,7 @@ func (x *GenerateDKIMKeyRequest) String() string {
 func (*GenerateDKIMKeyRequest) ProtoMessage() {}
 
 func (x *GenerateDKIMKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[38]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2122,7 @@ func (x *GenerateDKIMKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateDKIMKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateDKIMKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{38}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GenerateDKIMKeyRequest) GetDomain() string {
@@ -2025,7 +2155,7 @@ type GenerateDKIMKeyResponse struct {
 
 func (x *GenerateDKIMKeyResponse) Reset() {
 	*x = GenerateDKIMKeyResponse{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[39]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2167,7 @@ func (x *GenerateDKIMKeyResponse) String() string {
 func (*GenerateDKIMKeyResponse) ProtoMessage() {}
 
 func (x *GenerateDKIMKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[39]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2180,7 @@ func (x *GenerateDKIMKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateDKIMKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateDKIMKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{39}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GenerateDKIMKeyResponse) GetKey() *DKIMKey {
@@ -2069,7 +2199,7 @@ type GetDKIMKeyRequest struct {
 
 func (x *GetDKIMKeyRequest) Reset() {
 	*x = GetDKIMKeyRequest{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[40]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2211,7 @@ func (x *GetDKIMKeyRequest) String() string {
 func (*GetDKIMKeyRequest) ProtoMessage() {}
 
 func (x *GetDKIMKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[40]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2224,7 @@ func (x *GetDKIMKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDKIMKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetDKIMKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{40}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetDKIMKeyRequest) GetDomain() string {
@@ -2113,7 +2243,7 @@ type GetDKIMKeyResponse struct {
 
 func (x *GetDKIMKeyResponse) Reset() {
 	*x = GetDKIMKeyResponse{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[41]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2255,7 @@ func (x *GetDKIMKeyResponse) String() string {
 func (*GetDKIMKeyResponse) ProtoMessage() {}
 
 func (x *GetDKIMKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[41]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2268,7 @@ func (x *GetDKIMKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDKIMKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetDKIMKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{41}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetDKIMKeyResponse) GetKey() *DKIMKey {
@@ -2233,9 +2363,16 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\x13AuthenticateRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1b\n" +
-	"\tclient_ip\x18\x03 \x01(\tR\bclientIp\"O\n" +
+	"\tclient_ip\x18\x03 \x01(\tR\bclientIp\"\xbe\x01\n" +
 	"\x14AuthenticateResponse\x127\n" +
-	"\aaccount\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.AccountR\aaccount\"3\n" +
+	"\aaccount\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.AccountR\aaccount\x12#\n" +
+	"\rsession_token\x18\x02 \x01(\tR\fsessionToken\x12H\n" +
+	"\x12session_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x10sessionExpiresAt\"<\n" +
+	"\x15RefreshSessionRequest\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\tR\fsessionToken\"\x87\x01\n" +
+	"\x16RefreshSessionResponse\x12#\n" +
+	"\rsession_token\x18\x01 \x01(\tR\fsessionToken\x12H\n" +
+	"\x12session_expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x10sessionExpiresAt\"3\n" +
 	"\x17ResolveRecipientRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\"\x9a\x02\n" +
 	"\x18ResolveRecipientResponse\x12M\n" +
@@ -2256,9 +2393,12 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\x13LockAccountResponse\x12\x17\n" +
 	"\alock_id\x18\x01 \x01(\x03R\x06lockId\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\rR\n" +
-	"ttlSeconds\"2\n" +
+	"ttlSeconds\"e\n" +
 	"\x17RenewAccountLockRequest\x12\x17\n" +
-	"\alock_id\x18\x01 \x01(\x03R\x06lockId\";\n" +
+	"\alock_id\x18\x01 \x01(\x03R\x06lockId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x02 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\";\n" +
 	"\x18RenewAccountLockResponse\x12\x1f\n" +
 	"\vttl_seconds\x18\x01 \x01(\rR\n" +
 	"ttlSeconds\"b\n" +
@@ -2284,7 +2424,7 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\x11GetDKIMKeyRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\"E\n" +
 	"\x12GetDKIMKeyResponse\x12/\n" +
-	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key2\xac\x0f\n" +
+	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key2\x99\x10\n" +
 	"\x0eAccountService\x12e\n" +
 	"\fCreateDomain\x12).mailfleet.storage.v1.CreateDomainRequest\x1a*.mailfleet.storage.v1.CreateDomainResponse\x12e\n" +
 	"\fDeleteDomain\x12).mailfleet.storage.v1.DeleteDomainRequest\x1a*.mailfleet.storage.v1.DeleteDomainResponse\x12b\n" +
@@ -2299,7 +2439,8 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\vSetDisabled\x12(.mailfleet.storage.v1.SetDisabledRequest\x1a).mailfleet.storage.v1.SetDisabledResponse\x12Y\n" +
 	"\bAddAlias\x12%.mailfleet.storage.v1.AddAliasRequest\x1a&.mailfleet.storage.v1.AddAliasResponse\x12b\n" +
 	"\vRemoveAlias\x12(.mailfleet.storage.v1.RemoveAliasRequest\x1a).mailfleet.storage.v1.RemoveAliasResponse\x12e\n" +
-	"\fAuthenticate\x12).mailfleet.storage.v1.AuthenticateRequest\x1a*.mailfleet.storage.v1.AuthenticateResponse\x12q\n" +
+	"\fAuthenticate\x12).mailfleet.storage.v1.AuthenticateRequest\x1a*.mailfleet.storage.v1.AuthenticateResponse\x12k\n" +
+	"\x0eRefreshSession\x12+.mailfleet.storage.v1.RefreshSessionRequest\x1a,.mailfleet.storage.v1.RefreshSessionResponse\x12q\n" +
 	"\x10ResolveRecipient\x12-.mailfleet.storage.v1.ResolveRecipientRequest\x1a..mailfleet.storage.v1.ResolveRecipientResponse\x12b\n" +
 	"\vLockAccount\x12(.mailfleet.storage.v1.LockAccountRequest\x1a).mailfleet.storage.v1.LockAccountResponse\x12q\n" +
 	"\x10RenewAccountLock\x12-.mailfleet.storage.v1.RenewAccountLockRequest\x1a..mailfleet.storage.v1.RenewAccountLockResponse\x12h\n" +
@@ -2321,7 +2462,7 @@ func file_mailfleet_storage_v1_accounts_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_accounts_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(ResolveRecipientResponse_Result)(0), // 0: mailfleet.storage.v1.ResolveRecipientResponse.Result
 	(*Account)(nil),                      // 1: mailfleet.storage.v1.Account
@@ -2353,25 +2494,27 @@ var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(*RemoveAliasResponse)(nil),          // 27: mailfleet.storage.v1.RemoveAliasResponse
 	(*AuthenticateRequest)(nil),          // 28: mailfleet.storage.v1.AuthenticateRequest
 	(*AuthenticateResponse)(nil),         // 29: mailfleet.storage.v1.AuthenticateResponse
-	(*ResolveRecipientRequest)(nil),      // 30: mailfleet.storage.v1.ResolveRecipientRequest
-	(*ResolveRecipientResponse)(nil),     // 31: mailfleet.storage.v1.ResolveRecipientResponse
-	(*LockAccountRequest)(nil),           // 32: mailfleet.storage.v1.LockAccountRequest
-	(*LockAccountResponse)(nil),          // 33: mailfleet.storage.v1.LockAccountResponse
-	(*RenewAccountLockRequest)(nil),      // 34: mailfleet.storage.v1.RenewAccountLockRequest
-	(*RenewAccountLockResponse)(nil),     // 35: mailfleet.storage.v1.RenewAccountLockResponse
-	(*UnlockAccountRequest)(nil),         // 36: mailfleet.storage.v1.UnlockAccountRequest
-	(*UnlockAccountResponse)(nil),        // 37: mailfleet.storage.v1.UnlockAccountResponse
-	(*DKIMKey)(nil),                      // 38: mailfleet.storage.v1.DKIMKey
-	(*GenerateDKIMKeyRequest)(nil),       // 39: mailfleet.storage.v1.GenerateDKIMKeyRequest
-	(*GenerateDKIMKeyResponse)(nil),      // 40: mailfleet.storage.v1.GenerateDKIMKeyResponse
-	(*GetDKIMKeyRequest)(nil),            // 41: mailfleet.storage.v1.GetDKIMKeyRequest
-	(*GetDKIMKeyResponse)(nil),           // 42: mailfleet.storage.v1.GetDKIMKeyResponse
-	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
+	(*RefreshSessionRequest)(nil),        // 30: mailfleet.storage.v1.RefreshSessionRequest
+	(*RefreshSessionResponse)(nil),       // 31: mailfleet.storage.v1.RefreshSessionResponse
+	(*ResolveRecipientRequest)(nil),      // 32: mailfleet.storage.v1.ResolveRecipientRequest
+	(*ResolveRecipientResponse)(nil),     // 33: mailfleet.storage.v1.ResolveRecipientResponse
+	(*LockAccountRequest)(nil),           // 34: mailfleet.storage.v1.LockAccountRequest
+	(*LockAccountResponse)(nil),          // 35: mailfleet.storage.v1.LockAccountResponse
+	(*RenewAccountLockRequest)(nil),      // 36: mailfleet.storage.v1.RenewAccountLockRequest
+	(*RenewAccountLockResponse)(nil),     // 37: mailfleet.storage.v1.RenewAccountLockResponse
+	(*UnlockAccountRequest)(nil),         // 38: mailfleet.storage.v1.UnlockAccountRequest
+	(*UnlockAccountResponse)(nil),        // 39: mailfleet.storage.v1.UnlockAccountResponse
+	(*DKIMKey)(nil),                      // 40: mailfleet.storage.v1.DKIMKey
+	(*GenerateDKIMKeyRequest)(nil),       // 41: mailfleet.storage.v1.GenerateDKIMKeyRequest
+	(*GenerateDKIMKeyResponse)(nil),      // 42: mailfleet.storage.v1.GenerateDKIMKeyResponse
+	(*GetDKIMKeyRequest)(nil),            // 43: mailfleet.storage.v1.GetDKIMKeyRequest
+	(*GetDKIMKeyResponse)(nil),           // 44: mailfleet.storage.v1.GetDKIMKeyResponse
+	(*timestamppb.Timestamp)(nil),        // 45: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	2,  // 0: mailfleet.storage.v1.Account.quota:type_name -> mailfleet.storage.v1.Quota
-	43, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	43, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
+	45, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	45, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: mailfleet.storage.v1.CreateDomainResponse.domain:type_name -> mailfleet.storage.v1.Domain
 	3,  // 4: mailfleet.storage.v1.ListDomainsResponse.domains:type_name -> mailfleet.storage.v1.Domain
 	1,  // 5: mailfleet.storage.v1.CreateAccountResponse.account:type_name -> mailfleet.storage.v1.Account
@@ -2379,53 +2522,57 @@ var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	1,  // 7: mailfleet.storage.v1.ListAccountsResponse.accounts:type_name -> mailfleet.storage.v1.Account
 	2,  // 8: mailfleet.storage.v1.SetQuotaResponse.quota:type_name -> mailfleet.storage.v1.Quota
 	1,  // 9: mailfleet.storage.v1.AuthenticateResponse.account:type_name -> mailfleet.storage.v1.Account
-	0,  // 10: mailfleet.storage.v1.ResolveRecipientResponse.result:type_name -> mailfleet.storage.v1.ResolveRecipientResponse.Result
-	1,  // 11: mailfleet.storage.v1.ResolveRecipientResponse.account:type_name -> mailfleet.storage.v1.Account
-	38, // 12: mailfleet.storage.v1.GenerateDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
-	38, // 13: mailfleet.storage.v1.GetDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
-	4,  // 14: mailfleet.storage.v1.AccountService.CreateDomain:input_type -> mailfleet.storage.v1.CreateDomainRequest
-	6,  // 15: mailfleet.storage.v1.AccountService.DeleteDomain:input_type -> mailfleet.storage.v1.DeleteDomainRequest
-	8,  // 16: mailfleet.storage.v1.AccountService.ListDomains:input_type -> mailfleet.storage.v1.ListDomainsRequest
-	10, // 17: mailfleet.storage.v1.AccountService.CreateAccount:input_type -> mailfleet.storage.v1.CreateAccountRequest
-	12, // 18: mailfleet.storage.v1.AccountService.DeleteAccount:input_type -> mailfleet.storage.v1.DeleteAccountRequest
-	14, // 19: mailfleet.storage.v1.AccountService.GetAccount:input_type -> mailfleet.storage.v1.GetAccountRequest
-	16, // 20: mailfleet.storage.v1.AccountService.ListAccounts:input_type -> mailfleet.storage.v1.ListAccountsRequest
-	18, // 21: mailfleet.storage.v1.AccountService.SetPassword:input_type -> mailfleet.storage.v1.SetPasswordRequest
-	20, // 22: mailfleet.storage.v1.AccountService.SetQuota:input_type -> mailfleet.storage.v1.SetQuotaRequest
-	22, // 23: mailfleet.storage.v1.AccountService.SetDisabled:input_type -> mailfleet.storage.v1.SetDisabledRequest
-	24, // 24: mailfleet.storage.v1.AccountService.AddAlias:input_type -> mailfleet.storage.v1.AddAliasRequest
-	26, // 25: mailfleet.storage.v1.AccountService.RemoveAlias:input_type -> mailfleet.storage.v1.RemoveAliasRequest
-	28, // 26: mailfleet.storage.v1.AccountService.Authenticate:input_type -> mailfleet.storage.v1.AuthenticateRequest
-	30, // 27: mailfleet.storage.v1.AccountService.ResolveRecipient:input_type -> mailfleet.storage.v1.ResolveRecipientRequest
-	32, // 28: mailfleet.storage.v1.AccountService.LockAccount:input_type -> mailfleet.storage.v1.LockAccountRequest
-	34, // 29: mailfleet.storage.v1.AccountService.RenewAccountLock:input_type -> mailfleet.storage.v1.RenewAccountLockRequest
-	36, // 30: mailfleet.storage.v1.AccountService.UnlockAccount:input_type -> mailfleet.storage.v1.UnlockAccountRequest
-	39, // 31: mailfleet.storage.v1.AccountService.GenerateDKIMKey:input_type -> mailfleet.storage.v1.GenerateDKIMKeyRequest
-	41, // 32: mailfleet.storage.v1.AccountService.GetDKIMKey:input_type -> mailfleet.storage.v1.GetDKIMKeyRequest
-	5,  // 33: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
-	7,  // 34: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
-	9,  // 35: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
-	11, // 36: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
-	13, // 37: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
-	15, // 38: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
-	17, // 39: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
-	19, // 40: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
-	21, // 41: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
-	23, // 42: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
-	25, // 43: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
-	27, // 44: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
-	29, // 45: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
-	31, // 46: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
-	33, // 47: mailfleet.storage.v1.AccountService.LockAccount:output_type -> mailfleet.storage.v1.LockAccountResponse
-	35, // 48: mailfleet.storage.v1.AccountService.RenewAccountLock:output_type -> mailfleet.storage.v1.RenewAccountLockResponse
-	37, // 49: mailfleet.storage.v1.AccountService.UnlockAccount:output_type -> mailfleet.storage.v1.UnlockAccountResponse
-	40, // 50: mailfleet.storage.v1.AccountService.GenerateDKIMKey:output_type -> mailfleet.storage.v1.GenerateDKIMKeyResponse
-	42, // 51: mailfleet.storage.v1.AccountService.GetDKIMKey:output_type -> mailfleet.storage.v1.GetDKIMKeyResponse
-	33, // [33:52] is the sub-list for method output_type
-	14, // [14:33] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	45, // 10: mailfleet.storage.v1.AuthenticateResponse.session_expires_at:type_name -> google.protobuf.Timestamp
+	45, // 11: mailfleet.storage.v1.RefreshSessionResponse.session_expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: mailfleet.storage.v1.ResolveRecipientResponse.result:type_name -> mailfleet.storage.v1.ResolveRecipientResponse.Result
+	1,  // 13: mailfleet.storage.v1.ResolveRecipientResponse.account:type_name -> mailfleet.storage.v1.Account
+	40, // 14: mailfleet.storage.v1.GenerateDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
+	40, // 15: mailfleet.storage.v1.GetDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
+	4,  // 16: mailfleet.storage.v1.AccountService.CreateDomain:input_type -> mailfleet.storage.v1.CreateDomainRequest
+	6,  // 17: mailfleet.storage.v1.AccountService.DeleteDomain:input_type -> mailfleet.storage.v1.DeleteDomainRequest
+	8,  // 18: mailfleet.storage.v1.AccountService.ListDomains:input_type -> mailfleet.storage.v1.ListDomainsRequest
+	10, // 19: mailfleet.storage.v1.AccountService.CreateAccount:input_type -> mailfleet.storage.v1.CreateAccountRequest
+	12, // 20: mailfleet.storage.v1.AccountService.DeleteAccount:input_type -> mailfleet.storage.v1.DeleteAccountRequest
+	14, // 21: mailfleet.storage.v1.AccountService.GetAccount:input_type -> mailfleet.storage.v1.GetAccountRequest
+	16, // 22: mailfleet.storage.v1.AccountService.ListAccounts:input_type -> mailfleet.storage.v1.ListAccountsRequest
+	18, // 23: mailfleet.storage.v1.AccountService.SetPassword:input_type -> mailfleet.storage.v1.SetPasswordRequest
+	20, // 24: mailfleet.storage.v1.AccountService.SetQuota:input_type -> mailfleet.storage.v1.SetQuotaRequest
+	22, // 25: mailfleet.storage.v1.AccountService.SetDisabled:input_type -> mailfleet.storage.v1.SetDisabledRequest
+	24, // 26: mailfleet.storage.v1.AccountService.AddAlias:input_type -> mailfleet.storage.v1.AddAliasRequest
+	26, // 27: mailfleet.storage.v1.AccountService.RemoveAlias:input_type -> mailfleet.storage.v1.RemoveAliasRequest
+	28, // 28: mailfleet.storage.v1.AccountService.Authenticate:input_type -> mailfleet.storage.v1.AuthenticateRequest
+	30, // 29: mailfleet.storage.v1.AccountService.RefreshSession:input_type -> mailfleet.storage.v1.RefreshSessionRequest
+	32, // 30: mailfleet.storage.v1.AccountService.ResolveRecipient:input_type -> mailfleet.storage.v1.ResolveRecipientRequest
+	34, // 31: mailfleet.storage.v1.AccountService.LockAccount:input_type -> mailfleet.storage.v1.LockAccountRequest
+	36, // 32: mailfleet.storage.v1.AccountService.RenewAccountLock:input_type -> mailfleet.storage.v1.RenewAccountLockRequest
+	38, // 33: mailfleet.storage.v1.AccountService.UnlockAccount:input_type -> mailfleet.storage.v1.UnlockAccountRequest
+	41, // 34: mailfleet.storage.v1.AccountService.GenerateDKIMKey:input_type -> mailfleet.storage.v1.GenerateDKIMKeyRequest
+	43, // 35: mailfleet.storage.v1.AccountService.GetDKIMKey:input_type -> mailfleet.storage.v1.GetDKIMKeyRequest
+	5,  // 36: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
+	7,  // 37: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
+	9,  // 38: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
+	11, // 39: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
+	13, // 40: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
+	15, // 41: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
+	17, // 42: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
+	19, // 43: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
+	21, // 44: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
+	23, // 45: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
+	25, // 46: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
+	27, // 47: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
+	29, // 48: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
+	31, // 49: mailfleet.storage.v1.AccountService.RefreshSession:output_type -> mailfleet.storage.v1.RefreshSessionResponse
+	33, // 50: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
+	35, // 51: mailfleet.storage.v1.AccountService.LockAccount:output_type -> mailfleet.storage.v1.LockAccountResponse
+	37, // 52: mailfleet.storage.v1.AccountService.RenewAccountLock:output_type -> mailfleet.storage.v1.RenewAccountLockResponse
+	39, // 53: mailfleet.storage.v1.AccountService.UnlockAccount:output_type -> mailfleet.storage.v1.UnlockAccountResponse
+	42, // 54: mailfleet.storage.v1.AccountService.GenerateDKIMKey:output_type -> mailfleet.storage.v1.GenerateDKIMKeyResponse
+	44, // 55: mailfleet.storage.v1.AccountService.GetDKIMKey:output_type -> mailfleet.storage.v1.GetDKIMKeyResponse
+	36, // [36:56] is the sub-list for method output_type
+	16, // [16:36] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_accounts_proto_init() }
@@ -2439,7 +2586,7 @@ func file_mailfleet_storage_v1_accounts_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_accounts_proto_rawDesc), len(file_mailfleet_storage_v1_accounts_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	AccountService_AddAlias_FullMethodName         = "/mailfleet.storage.v1.AccountService/AddAlias"
 	AccountService_RemoveAlias_FullMethodName      = "/mailfleet.storage.v1.AccountService/RemoveAlias"
 	AccountService_Authenticate_FullMethodName     = "/mailfleet.storage.v1.AccountService/Authenticate"
+	AccountService_RefreshSession_FullMethodName   = "/mailfleet.storage.v1.AccountService/RefreshSession"
 	AccountService_ResolveRecipient_FullMethodName = "/mailfleet.storage.v1.AccountService/ResolveRecipient"
 	AccountService_LockAccount_FullMethodName      = "/mailfleet.storage.v1.AccountService/LockAccount"
 	AccountService_RenewAccountLock_FullMethodName = "/mailfleet.storage.v1.AccountService/RenewAccountLock"
@@ -75,7 +76,14 @@ type AccountServiceClient interface {
 	// RemoveAlias removes an alias or catch-all.
 	RemoveAlias(ctx context.Context, in *RemoveAliasRequest, opts ...grpc.CallOption) (*RemoveAliasResponse, error)
 	// Authenticate checks a username (an account address or alias) and password.
+	// On success it returns a session token bound to the account and to the
+	// calling tier: the access and submission tiers must carry it (gRPC
+	// metadata "mailfleet-session") on every later call about that account.
 	Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error)
+	// RefreshSession exchanges a session token that has not expired for a new
+	// one, if the account still exists and is not disabled. Only the tier the
+	// token was issued to may refresh it.
+	RefreshSession(ctx context.Context, in *RefreshSessionRequest, opts ...grpc.CallOption) (*RefreshSessionResponse, error)
 	// ResolveRecipient says whether an address is a local account (directly, through
 	// an alias, a +subaddress or a catch-all), an unknown user of a local domain, or
 	// not local at all.
@@ -235,6 +243,16 @@ func (c *accountServiceClient) Authenticate(ctx context.Context, in *Authenticat
 	return out, nil
 }
 
+func (c *accountServiceClient) RefreshSession(ctx context.Context, in *RefreshSessionRequest, opts ...grpc.CallOption) (*RefreshSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefreshSessionResponse)
+	err := c.cc.Invoke(ctx, AccountService_RefreshSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *accountServiceClient) ResolveRecipient(ctx context.Context, in *ResolveRecipientRequest, opts ...grpc.CallOption) (*ResolveRecipientResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ResolveRecipientResponse)
@@ -330,7 +348,14 @@ type AccountServiceServer interface {
 	// RemoveAlias removes an alias or catch-all.
 	RemoveAlias(context.Context, *RemoveAliasRequest) (*RemoveAliasResponse, error)
 	// Authenticate checks a username (an account address or alias) and password.
+	// On success it returns a session token bound to the account and to the
+	// calling tier: the access and submission tiers must carry it (gRPC
+	// metadata "mailfleet-session") on every later call about that account.
 	Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error)
+	// RefreshSession exchanges a session token that has not expired for a new
+	// one, if the account still exists and is not disabled. Only the tier the
+	// token was issued to may refresh it.
+	RefreshSession(context.Context, *RefreshSessionRequest) (*RefreshSessionResponse, error)
 	// ResolveRecipient says whether an address is a local account (directly, through
 	// an alias, a +subaddress or a catch-all), an unknown user of a local domain, or
 	// not local at all.
@@ -398,6 +423,9 @@ func (UnimplementedAccountServiceServer) RemoveAlias(context.Context, *RemoveAli
 }
 func (UnimplementedAccountServiceServer) Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Authenticate not implemented")
+}
+func (UnimplementedAccountServiceServer) RefreshSession(context.Context, *RefreshSessionRequest) (*RefreshSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefreshSession not implemented")
 }
 func (UnimplementedAccountServiceServer) ResolveRecipient(context.Context, *ResolveRecipientRequest) (*ResolveRecipientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveRecipient not implemented")
@@ -672,6 +700,24 @@ func _AccountService_Authenticate_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_RefreshSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefreshSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).RefreshSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_RefreshSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).RefreshSession(ctx, req.(*RefreshSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AccountService_ResolveRecipient_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ResolveRecipientRequest)
 	if err := dec(in); err != nil {
@@ -838,6 +884,10 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Authenticate",
 			Handler:    _AccountService_Authenticate_Handler,
+		},
+		{
+			MethodName: "RefreshSession",
+			Handler:    _AccountService_RefreshSession_Handler,
 		},
 		{
 			MethodName: "ResolveRecipient",

@@ -120,7 +120,7 @@ func (d *maildrop) keepAlive(every time.Duration) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), every)
-		_, err := d.p.Client.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: d.lockID})
+		_, err := d.p.Client.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: d.lockID, AccountId: d.account, Name: maildropLock})
 		cancel()
 		if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_LEASE_LOST {
 			d.mu.Lock()

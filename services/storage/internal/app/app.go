@@ -21,6 +21,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
@@ -28,6 +30,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/authz"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
 	"github.com/mailfleet/mailfleet/services/storage/internal/etcdmaint"
 	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
@@ -72,6 +75,8 @@ type Config struct {
 	GRPCTLSCert        string
 	GRPCTLSKey         string
 	GRPCClientCA       string
+	InsecurePlaintext  bool
+	SessionTTL         time.Duration
 	AuthCacheTTL       time.Duration
 	SummaryCacheMB     int
 
@@ -116,9 +121,11 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.OrphanScanInterval, "orphan-scan-interval", 24*time.Hour, "how often the whole body store is scanned for orphans")
 	fs.IntVar(&c.SummaryCacheMB, "summary-cache-mb", 64, "MiB of message summaries (envelopes and MIME trees) each replica keeps in memory; about 1 700 realistic messages per MiB")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "remember successful logins this long (0 = off); a password change takes effect at once")
-	fs.StringVar(&c.GRPCTLSCert, "grpc-tls-cert", "", "certificate of the gRPC API (enables TLS; reloaded on change)")
-	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", "", "key of the gRPC API certificate")
-	fs.StringVar(&c.GRPCClientCA, "grpc-client-ca", "", "require client certificates signed by this CA (mTLS between tiers)")
+	fs.StringVar(&c.GRPCTLSCert, "grpc-tls-cert", "", "certificate of the gRPC API (required; reloaded on change)")
+	fs.StringVar(&c.GRPCTLSKey, "grpc-tls-key", "", "key of the gRPC API certificate (required)")
+	fs.StringVar(&c.GRPCClientCA, "grpc-client-ca", "", "CA that signs the tiers' client certificates (required): each caller's role is its certificate's CN, mailfleet-<role>")
+	fs.BoolVar(&c.InsecurePlaintext, "insecure-plaintext-grpc", false, "INSECURE: serve the gRPC API without TLS and trust every caller as admin (anyone who reaches the port reads every mailbox)")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", time.Hour, "lifetime of the session token a login returns (the access and submission tiers renew it while the user's session lasts)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long in-flight requests may take after SIGTERM")
 	maint := etcdmaint.DefaultConfig()
 	fs.DurationVar(&c.EtcdStatusInterval, "etcd-status-interval", maint.StatusInterval, "how often etcd members' database sizes and alarms are read for the metrics (0 = never)")
@@ -139,6 +146,10 @@ func Main() {
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.SweepGrace < time.Minute && os.Getenv("MAILFLEET_TEST_SHORT_GRACE") == "" {
 		return errors.New("--sweep-grace must be at least 1m: it must outlast the longest upload")
+	}
+	serverOpts, err := grpcCredentials(cfg, log)
+	if err != nil {
+		return err
 	}
 	etcd, err := newEtcdClient(cfg)
 	if err != nil {
@@ -165,22 +176,16 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := newRPCMetrics(reg)
 
-	serverOpts := []grpc.ServerOption{}
-	if cfg.GRPCTLSCert != "" {
-		var tlsCfg *tls.Config
-		if cfg.GRPCClientCA != "" {
-			tlsCfg, err = tlsreload.MutualServer(cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.GRPCClientCA, log)
-		} else {
-			tlsCfg, err = tlsreload.FromFlags(cfg.GRPCTLSCert, cfg.GRPCTLSKey, "", log)
-		}
-		if err != nil {
-			return fmt.Errorf("gRPC TLS: %w", err)
-		}
-		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	sessionKey, err := svc.SessionKey(ctx)
+	if err != nil {
+		return fmt.Errorf("session key: %w", err)
 	}
+	svc.SetSessions(authz.NewSessions(sessionKey, cfg.SessionTTL))
+	auth := authz.New(svc, svc.Sessions(), cfg.InsecurePlaintext, log)
 	grpcServer := grpc.NewServer(append(serverOpts,
-		grpc.ChainUnaryInterceptor(metrics.unary, recoverUnary(log)),
-		grpc.ChainStreamInterceptor(metrics.stream, recoverStream(log)),
+		// Refusals are counted and timed like every other answer.
+		grpc.ChainUnaryInterceptor(metrics.unary, recoverUnary(log), auth.Unary),
+		grpc.ChainStreamInterceptor(metrics.stream, recoverStream(log), auth.Stream),
 		// The clients' limits, mirrored: what they may send and receive.
 		grpc.MaxRecvMsgSize(storeclient.MaxSendMsgSize),
 		grpc.MaxSendMsgSize(storeclient.MaxRecvMsgSize),
@@ -196,6 +201,8 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	storagev1.RegisterDeliveryServiceServer(grpcServer, svc)
 	storagev1.RegisterWatchServiceServer(grpcServer, svc)
 	storagev1.RegisterQueueServiceServer(grpcServer, svc)
+	// The standard health service: the tiers' readiness probes call it.
+	healthpb.RegisterHealthServer(grpcServer, health.NewServer())
 
 	ln, err := net.Listen("tcp", cfg.GRPCListen)
 	if err != nil {
@@ -259,6 +266,35 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	ops.Shutdown(shutdownCtx)
 	log.Info("stopped")
 	return nil
+}
+
+// grpcCredentials is the gRPC API's transport security: TLS with a client
+// certificate requested from every caller and checked by authz (which
+// answers Unauthenticated to a caller without a valid one), or, only with
+// --insecure-plaintext-grpc, none at all.
+func grpcCredentials(cfg *Config, log *slog.Logger) ([]grpc.ServerOption, error) {
+	if cfg.InsecurePlaintext {
+		if cfg.GRPCTLSCert != "" || cfg.GRPCClientCA != "" {
+			return nil, errors.New("--insecure-plaintext-grpc and --grpc-tls-cert/--grpc-client-ca exclude each other")
+		}
+		log.Warn("INSECURE: the storage gRPC API runs without TLS and trusts every caller as admin (--insecure-plaintext-grpc)")
+		return nil, nil
+	}
+	if cfg.GRPCTLSCert == "" || cfg.GRPCTLSKey == "" || cfg.GRPCClientCA == "" {
+		return nil, errors.New("the storage gRPC API needs --grpc-tls-cert, --grpc-tls-key and --grpc-client-ca (mutual TLS between tiers); " +
+			"--insecure-plaintext-grpc runs it without any authentication")
+	}
+	cert, err := tlsreload.New(cfg.GRPCTLSCert, cfg.GRPCTLSKey, log)
+	if err != nil {
+		return nil, fmt.Errorf("gRPC TLS: %w", err)
+	}
+	pool, err := tlsreload.NewPool(cfg.GRPCClientCA, log)
+	if err != nil {
+		return nil, fmt.Errorf("--grpc-client-ca: %w", err)
+	}
+	tlsCfg := cert.Config()
+	tlsCfg.ClientAuth = tls.RequestClientCert // checked by authz, per connection
+	return []grpc.ServerOption{grpc.Creds(authz.ServerCredentials(credentials.NewTLS(tlsCfg), pool.Get))}, nil
 }
 
 func newEtcdClient(cfg *Config) (*clientv3.Client, error) {

@@ -141,6 +141,9 @@ func (l Layout) QueueDue(unixMilli int64, id string) string {
 // Migration marks a finished migration of the stored layout (migrate.go).
 func (l Layout) Migration(name string) string { return l.Prefix + "migrations/" + name }
 
+// SessionKey holds the key that signs session tokens (authz).
+func (l Layout) SessionKey() string { return l.Prefix + "secrets/session-key" }
+
 func (l Layout) SweeperLock() string { return l.Prefix + "locks/sweeper" }
 
 // DefragElection is the election (etcd adds "/<lease id>") that picks the

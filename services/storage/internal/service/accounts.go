@@ -465,6 +465,9 @@ func (s *Server) Authenticate(ctx context.Context, req *storagev1.AuthenticateRe
 			s.log.Warn("counting a failed login", "err", ferr)
 		}
 	}
+	if err == nil {
+		resp.SessionToken, resp.SessionExpiresAt = s.issueSession(ctx, resp.Account.Id)
+	}
 	return resp, err
 }
 

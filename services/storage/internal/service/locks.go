@@ -57,6 +57,18 @@ func (s *Server) LockAccount(ctx context.Context, req *storagev1.LockAccountRequ
 }
 
 func (s *Server) RenewAccountLock(ctx context.Context, req *storagev1.RenewAccountLockRequest) (*storagev1.RenewAccountLockResponse, error) {
+	if !lockName.MatchString(req.Name) || req.AccountId == "" {
+		return nil, errInvalid("invalid lock")
+	}
+	// Only the lease that holds this account's lock: a caller allowed on one
+	// account cannot keep another account's lock alive by its number.
+	held, err := s.etcd.Get(ctx, s.keys.Lock(req.AccountId, req.Name))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(held.Kvs) != 1 || held.Kvs[0].Lease != req.LockId {
+		return nil, fail(reasonLeaseLost, "lock expired")
+	}
 	resp, err := s.etcd.KeepAliveOnce(ctx, clientv3.LeaseID(req.LockId))
 	if err != nil {
 		if ctx.Err() != nil {

@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/authz"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
 	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
 	"github.com/mailfleet/mailfleet/services/storage/internal/password"
@@ -103,6 +104,7 @@ type Server struct {
 	authCache *password.Cache
 	leases    *leaseKeeper
 	summaries *summaryCache
+	sessions  *authz.Sessions // nil: logins get no session token
 
 	// draining ends when the process starts shutting down: Watch streams,
 	// which never finish by themselves, end then so that graceful stop
