@@ -7,7 +7,10 @@
 # Source it from the repository's root. The caller sets KUBECTL, HELM and E2E_TEST (a binary built with
 # `go test -c ./test/e2e`), defines k8s_endpoints (which sets E2E_IMAPS,
 # E2E_POP3S, E2E_SMTP, E2E_SUBMISSION and E2E_STORAGE, host:port each), and
-# then calls k8s_e2e_run TAG [helm install flags…].
+# then calls k8s_e2e_run TAG [helm install flags…]. Storage speaks only
+# mutual TLS (the chart's default): E2E_STORAGE must be 127.0.0.1 or
+# localhost (a port-forward), names its certificate covers, and the e2e
+# client's mailctl calls it as the admin identity (k8s_e2e).
 #
 # The run: install the chart with bundled etcd (3 members) and MinIO and wait
 # for every tier; the e2e mail-flow scenarios through the Services; access
@@ -81,17 +84,36 @@ k8s_wait_ready() {
   done
 }
 
-# k8s_e2e RUN [ENV=VALUE…]: the e2e test binary against the Services.
+# k8s_admin_identity DIR: the chart's admin client certificate (Secret
+# <release>-mailfleet-admin-client: ca.crt, tls.crt, tls.key) into DIR.
+k8s_admin_identity() {
+  local dir=$1 key
+  for key in ca.crt tls.crt tls.key; do
+    kc get secret "${RELEASE}-mailfleet-admin-client" -o "jsonpath={.data.${key/./\\.}}" | base64 -d >"${dir}/${key}"
+    [[ -s ${dir}/${key} ]] || { echo "admin identity: ${key} is empty" >&2; return 1; }
+  done
+}
+
+# k8s_e2e RUN [ENV=VALUE…]: the e2e test binary against the Services; the
+# mailctl it runs reaches storage as the admin identity (mTLS), read from
+# its Secret each time (a renewal would change it) into a directory removed
+# afterwards.
 k8s_e2e() {
-  local run=$1
+  local run=$1 identity rc=0
   shift
+  identity=$(mktemp -d)
+  k8s_admin_identity "${identity}" || { rm -rf "${identity}"; return 1; }
   (
     cd test/e2e || exit 1
     env MAILFLEET_E2E_IMAPS="${E2E_IMAPS}" MAILFLEET_E2E_IMAPS2="${E2E_IMAPS}" \
       MAILFLEET_E2E_POP3S="${E2E_POP3S}" MAILFLEET_E2E_SMTP="${E2E_SMTP}" \
       MAILFLEET_E2E_SUBMISSION="${E2E_SUBMISSION}" MAILFLEET_E2E_STORAGE="${E2E_STORAGE}" \
+      MAILFLEET_STORAGE_CA="${identity}/ca.crt" MAILFLEET_STORAGE_CERT="${identity}/tls.crt" \
+      MAILFLEET_STORAGE_KEY="${identity}/tls.key" \
       "$@" "${E2E_TEST}" -test.run "${run}" -test.v -test.count=1 -test.timeout 30m
-  )
+  ) || rc=$?
+  rm -rf "${identity}"
+  return "${rc}"
 }
 
 # tier_pods: the names of every Mailfleet tier's pods, sorted.

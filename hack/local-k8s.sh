@@ -203,11 +203,20 @@ node_main() {
   log "local Kubernetes e2e: OK"
 }
 
-# k8s_endpoints: the e2e client reaches the Services at their ClusterIPs.
+# k8s_endpoints: the e2e client reaches the mail Services at their
+# ClusterIPs, and storage through a port-forward to 127.0.0.1 (storage
+# speaks mTLS and its certificate names its Services, localhost and
+# 127.0.0.1, never a ClusterIP), made anew each time: an upgrade replaces
+# the pod it points at.
+STORAGE_FORWARD_PID=""
 k8s_endpoints() {
+  [[ -z ${STORAGE_FORWARD_PID} ]] || kill "${STORAGE_FORWARD_PID}" 2>/dev/null || true
+  start storage-port-forward "${KUBECTL}" -n "${NAMESPACE}" port-forward "svc/${RELEASE}-mailfleet-storage" 17070:7070
+  STORAGE_FORWARD_PID=${NODE_PIDS[-1]}
+  wait_for "storage port-forward" 30 bash -c 'exec 3<>/dev/tcp/127.0.0.1/17070'
   E2E_IMAPS="$(cluster_ip access):993" E2E_POP3S="$(cluster_ip access):995" E2E_SMTP="$(cluster_ip inbound):25"
-  E2E_SUBMISSION="$(cluster_ip submission):587" E2E_STORAGE="$(cluster_ip storage):7070"
-  echo "Services: IMAPS ${E2E_IMAPS}, POP3S ${E2E_POP3S}, SMTP ${E2E_SMTP}, submission ${E2E_SUBMISSION}, storage ${E2E_STORAGE}"
+  E2E_SUBMISSION="$(cluster_ip submission):587" E2E_STORAGE=127.0.0.1:17070
+  echo "Services: IMAPS ${E2E_IMAPS}, POP3S ${E2E_POP3S}, SMTP ${E2E_SMTP}, submission ${E2E_SUBMISSION}, storage ${E2E_STORAGE} (port-forward)"
 }
 
 cluster_ip() { kc get service "${RELEASE}-mailfleet-$1" -o jsonpath='{.spec.clusterIP}'; }

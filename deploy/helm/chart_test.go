@@ -60,6 +60,12 @@ func render(t *testing.T, args ...string) []map[string]any {
 	return objs
 }
 
+// certManagerAPI makes helm template render as for a cluster that serves
+// cert-manager's API (helm install finds it out from the cluster).
+var certManagerAPI = []string{"--api-versions", "cert-manager.io/v1"}
+
+// valuesFiles is the defaults and every values file in ci/, as helm
+// template arguments; a file that needs cert-manager renders with its API.
 func valuesFiles(t *testing.T) [][]string {
 	files, _ := filepath.Glob("mailfleet/ci/*.yaml")
 	if len(files) < 4 {
@@ -67,14 +73,32 @@ func valuesFiles(t *testing.T) [][]string {
 	}
 	sets := [][]string{nil}
 	for _, f := range files {
-		sets = append(sets, []string{"-f", f})
+		args := []string{"-f", f}
+		if strings.Contains(filepath.Base(f), "certmanager") {
+			args = append(args, certManagerAPI...)
+		}
+		sets = append(sets, args)
 	}
 	return sets
 }
 
+// lintArgs drops what helm lint does not take (--api-versions: lint
+// renders for no particular cluster).
+func lintArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--api-versions" {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
 func TestLintAndTemplateEveryValuesFile(t *testing.T) {
 	for _, args := range valuesFiles(t) {
-		if out, err := run(t, append([]string{"lint", "mailfleet", "--strict"}, args...)...); err != nil {
+		if out, err := run(t, append([]string{"lint", "mailfleet", "--strict"}, lintArgs(args)...)...); err != nil {
 			t.Fatalf("helm lint %v: %v\n%s", args, err, out)
 		}
 		if objs := render(t, args...); len(objs) < 15 {
@@ -247,7 +271,16 @@ func TestRenderedArgumentsParse(t *testing.T) {
 				for _, a := range get(c, "args").([]any) {
 					argv = append(argv, a.(string))
 				}
-				out, _ := exec.Command(filepath.Join(bin, name), append(argv, "-h")...).CombinedOutput()
+				// The container's literal environment too: mailctl takes
+				// the storage address and its identity from there.
+				cmd := exec.Command(filepath.Join(bin, name), append(argv, "-h")...)
+				cmd.Env = os.Environ()
+				for _, e := range sliceOf(get(c, "env")) {
+					if v, ok := get(e, "value").(string); ok {
+						cmd.Env = append(cmd.Env, get(e, "name").(string)+"="+v)
+					}
+				}
+				out, _ := cmd.CombinedOutput()
 				if name == "mailctl" && strings.HasPrefix(string(out), "mailctl: storage TLS: open /etc/mailfleet/") {
 					// mailctl parsed its global flags and loads the mounted
 					// certificates before its subcommand's flags, which the
@@ -281,7 +314,12 @@ func TestBadValuesAreRefusedClearly(t *testing.T) {
 		{[]string{"--set", "etcd.bundled=false"}, "etcd.external.endpoints"},
 		{[]string{"--set", "objectStore.bundled=false,objectStore.external.endpoint=s3:443"}, "objectStore.existingSecret"},
 		{[]string{"--set", "tls.existingSecret="}, "tls.existingSecret or tls.certManager.enabled"},
-		{[]string{"--set", "internalTLS.enabled=true"}, "internalTLS.existingSecret or internalTLS.certManager.enabled"},
+		{[]string{"--set", "internalTLS.enabled=true"}, "/internalTLS': additional properties 'enabled' not allowed"},
+		{[]string{"--set", "internalTLS.mode=vault"}, "/internalTLS/mode': value must be one of"},
+		{[]string{"--set", "internalTLS.mode=certManager"}, "does not serve the cert-manager.io/v1 API"},
+		{[]string{"--set", "internalTLS.mode=existingSecrets"}, "set internalTLS.existingSecrets.ca, internalTLS.existingSecrets.storage, internalTLS.existingSecrets.inbound, internalTLS.existingSecrets.submission, internalTLS.existingSecrets.queue, internalTLS.existingSecrets.access, internalTLS.existingSecrets.admin"},
+		{[]string{"-f", "mailfleet/ci/internal-mtls-values.yaml", "--set", "internalTLS.existingSecrets.queue="}, "set internalTLS.existingSecrets.queue ("},
+		{[]string{"--set", "internalTLS.helm.renewDaysBefore=365"}, "renewDaysBefore must be below internalTLS.helm.certDays"},
 		{[]string{"--set", "access.terminationGracePeriodSeconds=12"}, "at least shutdownDelaySeconds + 10"},
 	}
 	for _, c := range cases {
