@@ -4,6 +4,7 @@ package storeclient
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver/dns"
 
@@ -30,25 +32,41 @@ type Client struct {
 	Watch     storagev1.WatchServiceClient
 	Delivery  storagev1.DeliveryServiceClient
 	Queue     storagev1.QueueServiceClient
+	health    healthpb.HealthClient
 	// Timeout bounds every unary call.
 	Timeout time.Duration
 }
 
 // TLSFlags are the client side of mTLS between tiers: every frontend and
-// mailctl registers them (--storage-ca, --storage-cert, --storage-key).
-type TLSFlags struct{ CA, Cert, Key string }
+// mailctl registers them (--storage-ca, --storage-cert, --storage-key). The
+// certificate is the tier's identity: the storage tier allows each tier
+// only its own calls.
+type TLSFlags struct {
+	CA, Cert, Key string
+	// Insecure: plaintext to a storage tier run with --insecure-plaintext-grpc.
+	Insecure bool
+}
 
 // Register adds the flags to fs.
 func (f *TLSFlags) Register(fs *flag.FlagSet) {
-	fs.StringVar(&f.CA, "storage-ca", "", "CA of the storage tier's certificate: talk to storage over mTLS")
-	fs.StringVar(&f.Cert, "storage-cert", "", "client certificate for storage mTLS")
-	fs.StringVar(&f.Key, "storage-key", "", "client key for storage mTLS")
+	fs.StringVar(&f.CA, "storage-ca", "", "CA of the internal certificates (required): storage is reached over mutual TLS")
+	fs.StringVar(&f.Cert, "storage-cert", "", "this tier's client certificate (CN mailfleet-<role>), reloaded on change (required)")
+	fs.StringVar(&f.Key, "storage-key", "", "key of the client certificate (required)")
+	fs.BoolVar(&f.Insecure, "insecure-plaintext-storage", false, "INSECURE: talk to a storage tier run with --insecure-plaintext-grpc, without TLS")
 }
 
-// Config returns the client TLS config, or nil for plaintext.
+// Config returns the client TLS config, or nil with --insecure-plaintext-storage.
 func (f *TLSFlags) Config(log *slog.Logger) (*tls.Config, error) {
-	if f.CA == "" {
+	if f.Insecure {
+		if f.CA != "" || f.Cert != "" {
+			return nil, errors.New("--insecure-plaintext-storage and --storage-ca/--storage-cert exclude each other")
+		}
+		log.Warn("INSECURE: talking to storage without TLS (--insecure-plaintext-storage)")
 		return nil, nil
+	}
+	if f.CA == "" || f.Cert == "" || f.Key == "" {
+		return nil, errors.New("storage is reached over mutual TLS: --storage-ca, --storage-cert and --storage-key are required " +
+			"(--insecure-plaintext-storage for a storage tier run with --insecure-plaintext-grpc)")
 	}
 	return tlsreload.MutualClient(f.CA, f.Cert, f.Key, log)
 }
@@ -95,6 +113,9 @@ func Dial(addr string, tlsCfg *tls.Config) (*Client, error) {
 		// A gRPC Service of several storage pods behind one name: spread calls.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxRecvMsgSize), grpc.MaxCallSendMsgSize(MaxSendMsgSize)),
+		// Calls made for a logged-in user carry its session token.
+		grpc.WithChainUnaryInterceptor(sessionUnary),
+		grpc.WithChainStreamInterceptor(sessionStream),
 	)
 	if err != nil {
 		return nil, err
@@ -107,6 +128,7 @@ func Dial(addr string, tlsCfg *tls.Config) (*Client, error) {
 		Watch:     storagev1.NewWatchServiceClient(conn),
 		Delivery:  storagev1.NewDeliveryServiceClient(conn),
 		Queue:     storagev1.NewQueueServiceClient(conn),
+		health:    healthpb.NewHealthClient(conn),
 		Timeout:   30 * time.Second,
 	}, nil
 }
@@ -115,8 +137,12 @@ func Dial(addr string, tlsCfg *tls.Config) (*Client, error) {
 func (c *Client) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if _, err := c.Accounts.ListDomains(ctx, &storagev1.ListDomainsRequest{}); err != nil {
+	resp, err := c.health.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
 		return fmt.Errorf("storage: %w", err)
+	}
+	if resp.Status != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("storage: %v", resp.Status)
 	}
 	return nil
 }

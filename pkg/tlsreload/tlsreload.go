@@ -157,30 +157,25 @@ func FromFlags(certFile, keyFile, devDir string, log *slog.Logger) (*tls.Config,
 	return r.Config(), nil
 }
 
-// MutualServer is a server config that requires client certificates signed
-// by the CA in caFile (mTLS between tiers); the server certificate reloads.
-func MutualServer(certFile, keyFile, caFile string, log *slog.Logger) (*tls.Config, error) {
-	r, err := New(certFile, keyFile, log)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := loadPool(caFile)
-	if err != nil {
-		return nil, err
-	}
-	cfg := r.Config()
-	cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	return cfg, nil
-}
-
 // MutualClient is a client config that verifies the server against caFile
-// and presents the certificate in certFile/keyFile (reloaded on change).
+// and presents the certificate in certFile/keyFile; both files are reloaded
+// when they change, so a renewed certificate or a rotated CA needs no
+// restart.
 func MutualClient(caFile, certFile, keyFile string, log *slog.Logger) (*tls.Config, error) {
-	pool, err := loadPool(caFile)
+	pool, err := NewPool(caFile, log)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The standard check reads a fixed RootCAs; VerifyConnection does
+		// the same check (chain to the CA, name of the server) against the
+		// current pool.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyServer(cs, pool.Get())
+		},
+	}
 	if certFile != "" {
 		r, err := New(certFile, keyFile, log)
 		if err != nil {
@@ -189,6 +184,23 @@ func MutualClient(caFile, certFile, keyFile string, log *slog.Logger) (*tls.Conf
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return r.GetCertificate(nil) }
 	}
 	return cfg, nil
+}
+
+// verifyServer is what crypto/tls checks of a server by default: its chain
+// leads to a root in pool, and its certificate names the server dialled.
+func verifyServer(cs tls.ConnectionState, pool *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("tlsreload: the server sent no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+		Roots: pool, Intermediates: inter, DNSName: cs.ServerName,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	return err
 }
 
 func loadPool(caFile string) (*x509.CertPool, error) {

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,10 +19,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailfleet/mailfleet/pkg/devpki"
 	"github.com/mailfleet/mailfleet/pkg/testport"
-	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/testing/engines"
 )
@@ -65,8 +63,6 @@ type Options struct {
 	Submission int
 	// SubmissionArgs are extra flags for every submission process.
 	SubmissionArgs []string
-	// InternalTLS makes every tier talk to storage over mTLS.
-	InternalTLS bool
 }
 
 // Cluster is a running Mailfleet.
@@ -84,8 +80,9 @@ type Cluster struct {
 
 	opts Options
 	conn *grpc.ClientConn
-	// Internal mTLS material (InternalTLS): CA, and one cert/key for all.
-	InternalCA, InternalCert, InternalKey string
+	// PKI is the internal CA and every tier's certificate: the tiers talk
+	// to storage over mutual TLS, each with its own identity, as deployed.
+	PKI *devpki.PKI
 	// Admin clients, talking to the first storage process.
 	Accounts storagev1.AccountServiceClient
 	Delivery storagev1.DeliveryServiceClient
@@ -128,20 +125,10 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	}
 	c := &Cluster{t: t, BinDir: binDir, Dir: dir, Etcd: etcd, MinIO: minio, Bucket: bucket, opts: o}
 	t.Cleanup(c.dumpLogsOnFailure)
-	var serverTLS, clientTLS []string
-	if o.InternalTLS {
-		ca, cert, key, err := internalCerts(filepath.Join(dir, "internal-tls"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.InternalCA, c.InternalCert, c.InternalKey = ca, cert, key
-		serverTLS = []string{"--grpc-tls-cert", cert, "--grpc-tls-key", key, "--grpc-client-ca", ca}
-		clientTLS = []string{"--storage-ca", ca, "--storage-cert", cert, "--storage-key", key}
-		o.AccessArgs = append(o.AccessArgs, clientTLS...)
-		o.InboundArgs = append(o.InboundArgs, clientTLS...)
-		o.SubmissionArgs = append(o.SubmissionArgs, clientTLS...)
-		c.opts = o
+	if c.PKI, err = devpki.Ensure(filepath.Join(dir, "internal-tls"), []string{"127.0.0.1", "localhost"}); err != nil {
+		t.Fatal(err)
 	}
+	serverTLS := c.PKI.ServerArgs()
 	for i := 0; i < o.Storage; i++ {
 		port, ops := freePort(t), freePort(t)
 		p := c.newProcess(fmt.Sprintf("storage-%d", i), "storage", []string{
@@ -163,6 +150,7 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 		in := &Inbound{SMTP: "127.0.0.1:" + freePort(t), Ops: "127.0.0.1:" + freePort(t)}
 		args := []string{"--storage", c.Storage[i%len(c.Storage)].Addr, "--smtp-listen", in.SMTP, "--ops-listen", in.Ops,
 			"--hostname", "mx.example.test", "--dev-tls-dir", filepath.Join(dir, "tls"), "--dns-server", o.DNS}
+		args = append(args, c.PKI.ClientArgs("inbound")...)
 		in.Process = c.newProcess(fmt.Sprintf("inbound-%d", i), "inbound", append(args, o.InboundArgs...))
 		in.ReadyURL = "http://" + in.Ops + "/readyz"
 		in.Start()
@@ -171,15 +159,11 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	for i := 0; i < o.Submission; i++ {
 		c.Submission = append(c.Submission, c.startSubmission(i, o))
 	}
-	creds := insecure.NewCredentials()
-	if o.InternalTLS {
-		cfg, err := tlsreload.MutualClient(c.InternalCA, c.InternalCert, c.InternalKey, slog.Default())
-		if err != nil {
-			t.Fatal(err)
-		}
-		creds = credentials.NewTLS(cfg)
+	adminTLS, err := c.PKI.ClientTLS("admin")
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.conn, err = grpc.NewClient(c.Storage[0].Addr, grpc.WithTransportCredentials(creds))
+	c.conn, err = grpc.NewClient(c.Storage[0].Addr, grpc.WithTransportCredentials(credentials.NewTLS(adminTLS)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +173,11 @@ func Start(t testing.TB, binDir string, minio *engines.MinIO, o Options) *Cluste
 	c.Messages = storagev1.NewMessageServiceClient(c.conn)
 	c.Mailbox = storagev1.NewMailboxServiceClient(c.conn)
 	return c
+}
+
+// MailctlEnv is the environment that makes mailctl this cluster's admin.
+func (c *Cluster) MailctlEnv() []string {
+	return append(os.Environ(), c.PKI.ClientEnv("admin")...)
 }
 
 // AddSubmission starts one more submission process.
@@ -204,6 +193,9 @@ func (c *Cluster) startSubmission(i int, o Options) *Submission {
 		"--submission-listen", sub.Submission, "--submissions-listen", sub.Submissions,
 		"--hostname", "smtp.example.test", "--dev-tls-dir", filepath.Join(c.Dir, "tls"), "--dns-server", o.DNS,
 		"--queue-poll", "100ms", "--login-failure-delay", "10ms"}
+	args = append(args, c.PKI.ClientArgs("submission")...)
+	queueCert, queueKey := c.PKI.Cert("queue")
+	args = append(args, "--queue-storage-cert", queueCert, "--queue-storage-key", queueKey)
 	sub.Process = c.newProcess(fmt.Sprintf("submission-%d", i), "submission", append(args, o.SubmissionArgs...))
 	sub.ReadyURL = "http://" + sub.Ops + "/readyz"
 	sub.Start()
@@ -218,7 +210,7 @@ func (c *Cluster) startAccess(i int, storage string, extra []string) *Access {
 		"--imap-listen", a.IMAP, "--imaps-listen", a.IMAPS,
 		"--pop3-listen", a.POP3, "--pop3s-listen", a.POP3S,
 		"--dev-tls-dir", filepath.Join(c.Dir, "tls"),
-	}, extra...))
+	}, append(c.PKI.ClientArgs("access"), extra...)...))
 	a.ReadyURL = "http://" + a.Ops + "/readyz"
 	a.Start()
 	return a

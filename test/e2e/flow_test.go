@@ -19,7 +19,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func newFlowTarget(t *testing.T) *flowTarget {
 // mailctl runs the admin CLI against the target.
 func (tg *flowTarget) mailctl(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(binDir+"/mailctl", append([]string{"--storage", tg.storage}, args...)...)
+	cmd := mailctlCommand(tg.local, tg.storage, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -73,7 +72,7 @@ func (tg *flowTarget) account(t *testing.T, name string) (address, password stri
 
 func TestMailFlow(t *testing.T) {
 	tg := newFlowTarget(t)
-	if out, _ := exec.Command(binDir+"/mailctl", "--storage", tg.storage, "domain", "list").Output(); !strings.Contains(string(out), "example.test") {
+	if out, _ := mailctlCommand(tg.local, tg.storage, "domain", "list").Output(); !strings.Contains(string(out), "example.test") {
 		tg.mailctl(t, "", "domain", "create", "example.test")
 	}
 	t.Run("1-inbound-to-imap-and-pop3", func(t *testing.T) { flowInboundToReaders(t, tg) })

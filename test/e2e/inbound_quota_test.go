@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -66,11 +65,11 @@ func TestInboundKeepsMailForAMailboxFullAtData(t *testing.T) {
 		t.Fatalf("queued: %+v", item)
 	}
 
-	show, err := exec.Command(binDir+"/mailctl", "--storage", c.Storage[0].Addr, "queue", "show", item.Id).CombinedOutput()
+	show, err := mailctlCommand(c, c.Storage[0].Addr, "queue", "show", item.Id).CombinedOutput()
 	if err != nil || !strings.Contains(string(show), "delivery: local") || !strings.Contains(string(show), "recipient: full@example.test PENDING") {
 		t.Fatalf("mailctl queue show: %v\n%s", err, show)
 	}
-	list2, err := exec.Command(binDir+"/mailctl", "--storage", c.Storage[0].Addr, "queue", "list").CombinedOutput()
+	list2, err := mailctlCommand(c, c.Storage[0].Addr, "queue", "list").CombinedOutput()
 	if err != nil || !strings.Contains(string(list2), item.Id+"  local") {
 		t.Fatalf("mailctl queue list: %v\n%s", err, list2)
 	}

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -16,8 +14,8 @@ func TestMailctlBootstrapAndSelftest(t *testing.T) {
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, Inbound: 1, DNS: dns.Addr})
 	run := func(env []string, args ...string) string {
 		t.Helper()
-		cmd := exec.Command(binDir+"/mailctl", append([]string{"--storage", c.Storage[0].Addr}, args...)...)
-		cmd.Env = append(os.Environ(), env...)
+		cmd := mailctlCommand(c, c.Storage[0].Addr, args...)
+		cmd.Env = append(cmd.Env, env...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("mailctl %v: %v\n%s", args, err, out)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/pkg/devpki"
 	"github.com/mailfleet/mailfleet/pkg/testport"
 )
 
@@ -19,7 +20,8 @@ import (
 // cluster), a first mail with curl to the MX, read back with curl imaps://
 // and python3's poplib, and a clean stop with Ctrl-C.
 func TestQuickStart(t *testing.T) {
-	flags := []string{"--data", t.TempDir(), "--bin", binDir}
+	data := t.TempDir()
+	flags := []string{"--data", data, "--bin", binDir}
 	port := map[string]int{}
 	for _, name := range []string{"etcd-port", "etcd-peer-port", "storage-port", "storage-ops-port", "imap-port", "imaps-port",
 		"pop3-port", "pop3s-port", "access-ops-port", "smtp-port", "inbound-ops-port", "submission-port", "submissions-port", "submission-ops-port"} {
@@ -41,13 +43,13 @@ func TestQuickStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	// Read the welcome text up to the admin line.
+	// Read the welcome text up to the admin's command.
 	var welcome strings.Builder
 	lines := bufio.NewScanner(out)
 	deadline := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
 	for lines.Scan() {
 		welcome.WriteString(lines.Text() + "\n")
-		if strings.HasPrefix(lines.Text(), "Admin:") {
+		if strings.Contains(lines.Text(), "mailctl account list") {
 			break
 		}
 	}
@@ -76,6 +78,17 @@ func TestQuickStart(t *testing.T) {
 	if got := sh(`python3 -c "import poplib`); !strings.Contains(got, "Hi!") {
 		t.Fatalf("poplib read:\n%s", got)
 	}
+	// The admin command works as printed (the admin certificate from the
+	// data directory), with ./bin/mailctl being the one built for the test.
+	text = strings.ReplaceAll(text, "./bin/mailctl", filepath.Join(binDir, "mailctl"))
+	if got := sh(`env \$\(cat `); !strings.Contains(got, "demo@example.test") {
+		t.Fatalf("mailctl account list:\n%s", got)
+	}
+	// The storage API of `make run` refuses a caller without a tier
+	// certificate on every method, and a tier outside its role.
+	storage := fmt.Sprintf("127.0.0.1:%d", port["storage-port"])
+	pki := &devpki.PKI{Dir: filepath.Join(data, "internal-tls")}
+	assertStorageRefusesStrangers(t, storage, pki)
 	// Ctrl-C stops everything cleanly.
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)

@@ -41,7 +41,7 @@ func TestMailctlQueue(t *testing.T) {
 	}
 	mailctl := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(binDir+"/mailctl", append([]string{"--storage", c.Storage[0].Addr}, args...)...)
+		cmd := mailctlCommand(c, c.Storage[0].Addr, args...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("mailctl %v: %v\n%s", args, err, out)

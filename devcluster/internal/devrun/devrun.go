@@ -25,8 +25,9 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/mailfleet/mailfleet/pkg/devpki"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
@@ -93,7 +94,16 @@ func run(ctx context.Context, data, bin string, p ports) error {
 	}
 	defer etcd.Close()
 
-	// 2. The tiers, as processes.
+	// 2. The tiers, as processes, each with its own identity towards
+	// storage (mutual TLS, as in the chart).
+	pki, err := devpki.Ensure(filepath.Join(data, "internal-tls"), []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		return fmt.Errorf("internal certificates: %w", err)
+	}
+	mailctlEnv, err := writeMailctlEnv(data, pki, addr(p.storage))
+	if err != nil {
+		return err
+	}
 	tlsDir := filepath.Join(data, "tls")
 	var children []*child
 	defer func() {
@@ -101,13 +111,16 @@ func run(ctx context.Context, data, bin string, p ports) error {
 			children[i].stop()
 		}
 	}()
-	storageArgs := []string{"--grpc-listen", addr(p.storage), "--ops-listen", addr(p.storageOps),
-		"--etcd-endpoints", "http://" + addr(p.etcdClient)}
+	storageArgs := append([]string{"--grpc-listen", addr(p.storage), "--ops-listen", addr(p.storageOps),
+		"--etcd-endpoints", "http://" + addr(p.etcdClient)}, pki.ServerArgs()...)
 	if os.Getenv("MAILFLEET_BLOB_DRIVER") == "" {
 		storageArgs = append(storageArgs, "--blob-driver", "fs", "--fs-dir", filepath.Join(data, "bodies"))
 	}
 	submissionArgs := []string{"--submission-listen", addr(p.submission), "--submissions-listen", addr(p.submissions),
 		"--ops-listen", addr(p.submissionOps), "--storage", addr(p.storage), "--dev-tls-dir", tlsDir, "--hostname", "localhost"}
+	submissionArgs = append(submissionArgs, pki.ClientArgs("submission")...)
+	queueCert, queueKey := pki.Cert("queue")
+	submissionArgs = append(submissionArgs, "--queue-storage-cert", queueCert, "--queue-storage-key", queueKey)
 	if relay := os.Getenv("MAILFLEET_SMARTHOST"); relay != "" {
 		submissionArgs = append(submissionArgs, "--routes", "*="+relay)
 	} else {
@@ -119,10 +132,11 @@ func run(ctx context.Context, data, bin string, p ports) error {
 		ready int
 	}{
 		{"storage", storageArgs, p.storageOps},
-		{"access", []string{"--imap-listen", addr(p.imap), "--imaps-listen", addr(p.imaps), "--pop3-listen", addr(p.pop3),
-			"--pop3s-listen", addr(p.pop3s), "--ops-listen", addr(p.accessOps), "--storage", addr(p.storage), "--dev-tls-dir", tlsDir}, p.accessOps},
-		{"inbound", []string{"--smtp-listen", addr(p.inbound), "--ops-listen", addr(p.inboundOps), "--storage", addr(p.storage),
-			"--dev-tls-dir", tlsDir, "--hostname", "localhost"}, p.inboundOps},
+		{"access", append([]string{"--imap-listen", addr(p.imap), "--imaps-listen", addr(p.imaps), "--pop3-listen", addr(p.pop3),
+			"--pop3s-listen", addr(p.pop3s), "--ops-listen", addr(p.accessOps), "--storage", addr(p.storage), "--dev-tls-dir", tlsDir},
+			pki.ClientArgs("access")...), p.accessOps},
+		{"inbound", append([]string{"--smtp-listen", addr(p.inbound), "--ops-listen", addr(p.inboundOps), "--storage", addr(p.storage),
+			"--dev-tls-dir", tlsDir, "--hostname", "localhost"}, pki.ClientArgs("inbound")...), p.inboundOps},
 		{"submission", submissionArgs, p.submissionOps},
 	} {
 		ch, err := startChild(ctx, filepath.Join(bin, c.name), c.args, filepath.Join(data, "logs", c.name+".log"))
@@ -136,11 +150,11 @@ func run(ctx context.Context, data, bin string, p ports) error {
 	}
 
 	// 3. The demo account, on first run.
-	password, err := ensureDemo(ctx, addr(p.storage), data)
+	password, err := ensureDemo(ctx, addr(p.storage), data, pki)
 	if err != nil {
 		return err
 	}
-	printWelcome(p, data, password)
+	printWelcome(p, data, password, mailctlEnv)
 
 	select {
 	case <-ctx.Done():
@@ -251,8 +265,12 @@ func waitReady(ctx context.Context, url string, c *child) error {
 
 // ensureDemo creates example.test and demo@example.test once; the password
 // is MAILFLEET_DEMO_PASSWORD or generated, and kept in data/demo-password.
-func ensureDemo(ctx context.Context, storage, data string) (string, error) {
-	conn, err := grpc.NewClient(storage, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func ensureDemo(ctx context.Context, storage, data string, pki *devpki.PKI) (string, error) {
+	tlsCfg, err := pki.ClientTLS("admin")
+	if err != nil {
+		return "", err
+	}
+	conn, err := grpc.NewClient(storage, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 	if err != nil {
 		return "", err
 	}
@@ -287,7 +305,15 @@ func ensureDemo(ctx context.Context, storage, data string) (string, error) {
 	return password, os.WriteFile(pwFile, []byte(password+"\n"), 0o600)
 }
 
-func printWelcome(p ports, data, password string) {
+// writeMailctlEnv writes the environment that makes ./bin/mailctl the admin
+// of this cluster (its address and the admin identity) and returns its path.
+func writeMailctlEnv(data string, pki *devpki.PKI, storage string) (string, error) {
+	path := filepath.Join(data, "mailctl.env")
+	env := append([]string{"MAILFLEET_STORAGE=" + storage}, pki.ClientEnv("admin")...)
+	return path, os.WriteFile(path, []byte(strings.Join(env, "\n")+"\n"), 0o600)
+}
+
+func printWelcome(p ports, data, password, mailctlEnv string) {
 	outbound := "held in the queue (set MAILFLEET_SMARTHOST=host:port to relay)"
 	if relay := os.Getenv("MAILFLEET_SMARTHOST"); relay != "" {
 		outbound = "relayed to " + relay
@@ -299,7 +325,7 @@ Mailfleet is running on this machine. Ctrl-C stops it; data stays in %s.
   POP3         %-16s STLS         POP3S        %s  TLS
   SMTP (MX)    %-16s inbound, any sender, local recipients only
   Submission   %-16s STARTTLS     Submissions  %s  TLS, AUTH PLAIN/LOGIN
-  Storage gRPC %-16s (mailctl)    etcd         %s  (embedded)
+  Storage gRPC %-16s mTLS         etcd         %s  (embedded)
   Outbound mail to other domains: %s
   Certificate: self-signed, %s/tls/cert.pem (tell your client to accept it)
 
@@ -316,9 +342,10 @@ Read it:
 
 Mail client: IMAP 127.0.0.1:%d (SSL/TLS) or :%d (STARTTLS); SMTP 127.0.0.1:%d (SSL/TLS) or :%d (STARTTLS),
 normal password, user demo@example.test.
-Admin: MAILFLEET_STORAGE=%s ./bin/mailctl account list
+Admin (mailctl with the admin certificate of %s/internal-tls):
+  env $(cat %s) ./bin/mailctl account list
 `, data, addr(p.imap), addr(p.imaps), addr(p.pop3), addr(p.pop3s), addr(p.inbound), addr(p.submission), addr(p.submissions),
 		addr(p.storage), addr(p.etcdClient), outbound, data, password,
 		addr(p.inbound), addr(p.inbound), password, addr(p.imaps), p.pop3s, password,
-		p.imaps, p.imap, p.submissions, p.submission, addr(p.storage))
+		p.imaps, p.imap, p.submissions, p.submission, data, mailctlEnv)
 }

@@ -221,7 +221,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *storagev1.Mes
 // it, else the header if a HEADER section asks for it, and opens the byte
 // ranges of BODY[] and BODY[TEXT], which stream.
 func (s *session) openSources(uid uint32, m *storagev1.Message, options *imap.FetchOptions) (*sources, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
+	ctx, cancel := context.WithTimeout(s.base(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
 	src := &sources{cancel: cancel}
 	// BINARY of the whole message decodes it as go-imap does, from all of it.
 	needFull := false

@@ -52,16 +52,26 @@ type accountHub struct {
 	mu        sync.Mutex
 	mailboxes map[string]*mailboxState
 	sessions  int
+
+	// session is the user's credential towards storage, shared by every
+	// IMAP session of the account on this pod and kept fresh while the
+	// watch runs.
+	session *storeclient.Session
 }
 
-// acquire returns the account's hub, starting its watch if it is new.
-func (h *Hub) acquire(ctx context.Context, account string) (*accountHub, error) {
+// acquire returns the hub of the account login authenticated, starting its
+// watch if it is new.
+func (h *Hub) acquire(ctx context.Context, login *storagev1.AuthenticateResponse) (*accountHub, error) {
+	account := login.Account.Id
 	h.mu.Lock()
 	a, ok := h.accounts[account]
 	if !ok {
-		a = &accountHub{hub: h, id: account, ready: make(chan struct{}), mailboxes: map[string]*mailboxState{}}
+		a = &accountHub{hub: h, id: account, ready: make(chan struct{}), mailboxes: map[string]*mailboxState{},
+			session: h.store.NewSession(login)}
 		h.accounts[account] = a
 		go a.start()
+	} else {
+		a.session.Offer(login)
 	}
 	a.refs++
 	h.mu.Unlock()
@@ -101,7 +111,7 @@ func (a *accountHub) release() {
 // covers whatever happens after any listing.
 func (a *accountHub) start() {
 	defer close(a.ready)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(a.storageCtx(context.Background()), 30*time.Second)
 	defer cancel()
 	st := a.hub.store
 	inbox, err := st.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: a.id, Name: "INBOX"})
@@ -114,9 +124,15 @@ func (a *accountHub) start() {
 		a.err = err
 		return
 	}
-	runCtx, runCancel := context.WithCancel(context.Background())
+	runCtx, runCancel := context.WithCancel(a.storageCtx(context.Background()))
 	a.cancel = runCancel
+	go a.session.KeepFresh(runCtx, a.hub.log.With("account", a.id))
 	go a.run(runCtx, head.Revision)
+}
+
+// storageCtx returns ctx whose storage calls act for the account's user.
+func (a *accountHub) storageCtx(ctx context.Context) context.Context {
+	return storeclient.WithSession(ctx, a.session)
 }
 
 // run follows the account's changes until ctx ends, reconnecting (from the

@@ -93,7 +93,7 @@ func (m *mailboxState) list(ctx context.Context) (*storagev1.Mailbox, []entry, i
 
 func (m *mailboxState) load() {
 	defer close(m.ready)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(m.acct.storageCtx(context.Background()), time.Minute)
 	defer cancel()
 	mb, entries, rev, err := m.list(ctx)
 	if err != nil {

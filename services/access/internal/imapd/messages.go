@@ -153,7 +153,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 // appendStream streams the literal to the storage tier. Its deadline is
 // longer than a command's: the client may upload slowly.
 func (s *session) appendStream(meta *storagev1.AppendMessageRequest_Metadata, r io.Reader) (*storagev1.AppendMessageResponse, error) {
-	c, cancel := context.WithTimeout(context.Background(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
+	c, cancel := context.WithTimeout(s.base(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
 	defer cancel()
 	stream, err := s.srv.store.Messages.AppendMessage(c)
 	if err != nil {

@@ -52,7 +52,16 @@ type view struct {
 
 // ctx bounds one command's storage calls.
 func (s *session) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.srv.cfg.CommandTimeout)
+	return context.WithTimeout(s.base(), s.srv.cfg.CommandTimeout)
+}
+
+// base is the context of every storage call: once the user logged in, the
+// calls carry the user's session with the storage tier.
+func (s *session) base() context.Context {
+	if s.acct == nil {
+		return context.Background()
+	}
+	return s.acct.storageCtx(context.Background())
 }
 
 func (s *session) Close() error {
@@ -100,7 +109,7 @@ func (s *session) Login(username, password string) error {
 		cfg.Observer.Login("limit")
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "Too many sessions for this account"}
 	}
-	acct, err := s.srv.hub.acquire(ctx, resp.Account.Id)
+	acct, err := s.srv.hub.acquire(ctx, resp)
 	if err != nil {
 		s.srv.releaseAccountSession(resp.Account.Id)
 		cfg.Observer.Login("error")
@@ -110,7 +119,7 @@ func (s *session) Login(username, password string) error {
 	s.account, s.acct = resp.Account, acct
 	s.log = s.log.With("account", resp.Account.Id)
 	s.appendLimit = s.computeAppendLimit(resp.Account.Quota)
-	if err := s.ensureDefaultMailboxes(ctx); err != nil {
+	if err := s.ensureDefaultMailboxes(acct.storageCtx(ctx)); err != nil {
 		s.log.Warn("creating default mailboxes failed", "err", err)
 	}
 	cfg.Observer.Login("ok")
@@ -204,7 +213,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 func (s *session) catchUp() {
 	// Bounded tighter than a command: with storage in trouble a NOOP still
 	// answers promptly from what the pod has.
-	ctx, cancel := context.WithTimeout(context.Background(), catchUpWait)
+	ctx, cancel := context.WithTimeout(s.base(), catchUpWait)
 	defer cancel()
 	resp, err := s.srv.store.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: s.account.Id, MailboxId: s.selected.state.id})
 	if err != nil {

@@ -27,25 +27,28 @@ type POP3 struct {
 
 var _ pop3.Backend = (*POP3)(nil)
 
-// Authenticate checks the credentials with the storage tier.
-func (p *POP3) Authenticate(ctx context.Context, user, pass, clientIP string) (string, error) {
+// Authenticate checks the credentials with the storage tier; the login
+// carries the user's storage session.
+func (p *POP3) Authenticate(ctx context.Context, user, pass, clientIP string) (pop3.Login, error) {
 	resp, err := p.Client.Accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: user, Password: pass, ClientIp: clientIP})
 	switch storagev1.ReasonOf(err) {
 	case storagev1.ErrorReason_ERROR_REASON_AUTH_FAILED:
-		return "", pop3.ErrAuthFailed
+		return pop3.Login{}, pop3.ErrAuthFailed
 	case storagev1.ErrorReason_ERROR_REASON_LOGIN_LOCKED:
-		return "", pop3.ErrLocked
+		return pop3.Login{}, pop3.ErrLocked
 	}
 	if err != nil {
-		return "", err
+		return pop3.Login{}, err
 	}
-	return resp.Account.Id, nil
+	return pop3.Login{Account: resp.Account.Id, Credential: p.Client.NewSession(resp)}, nil
 }
 
 const maildropLock = "maildrop"
 
 // Open locks the maildrop, keeps the lock alive, and snapshots INBOX.
-func (p *POP3) Open(ctx context.Context, account string) (pop3.Maildrop, error) {
+func (p *POP3) Open(ctx context.Context, login pop3.Login) (pop3.Maildrop, error) {
+	account, session := login.Account, login.Credential.(*storeclient.Session)
+	ctx = storeclient.WithSession(ctx, session)
 	ttl := max(p.LockTTL, 3*time.Second)
 	lock, err := p.Client.Accounts.LockAccount(ctx, &storagev1.LockAccountRequest{
 		AccountId: account, Name: maildropLock, TtlSeconds: uint32(ttl / time.Second)})
@@ -55,7 +58,7 @@ func (p *POP3) Open(ctx context.Context, account string) (pop3.Maildrop, error) 
 	if err != nil {
 		return nil, err
 	}
-	d := &maildrop{p: p, account: account, lockID: lock.LockId, stop: make(chan struct{}), stopped: make(chan struct{})}
+	d := &maildrop{p: p, account: account, session: session, lockID: lock.LockId, stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := d.snapshot(ctx); err != nil {
 		d.unlock()
 		return nil, err
@@ -67,6 +70,7 @@ func (p *POP3) Open(ctx context.Context, account string) (pop3.Maildrop, error) 
 type maildrop struct {
 	p       *POP3
 	account string
+	session *storeclient.Session // calls act for the user
 	lockID  int64
 	inbox   string
 	uids    []uint32
@@ -119,7 +123,7 @@ func (d *maildrop) keepAlive(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		ctx, cancel := context.WithTimeout(d.storageCtx(context.Background()), every)
 		_, err := d.p.Client.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: d.lockID, AccountId: d.account, Name: maildropLock})
 		cancel()
 		if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_LEASE_LOST {
@@ -137,8 +141,13 @@ func (d *maildrop) keepAlive(every time.Duration) {
 
 func (d *maildrop) Messages() []pop3.MessageInfo { return d.infos }
 
+// storageCtx returns ctx whose storage calls act for the user.
+func (d *maildrop) storageCtx(ctx context.Context) context.Context {
+	return storeclient.WithSession(ctx, d.session)
+}
+
 func (d *maildrop) Body(ctx context.Context, i int) (io.ReadCloser, error) {
-	return d.p.Client.BodyReader(ctx, d.account, d.inbox, d.uids[i], 0, 0)
+	return d.p.Client.BodyReader(d.storageCtx(ctx), d.account, d.inbox, d.uids[i], 0, 0)
 }
 
 // Delete expunges the messages; POP3 deletions are IMAP expunges.
@@ -154,7 +163,7 @@ func (d *maildrop) Delete(ctx context.Context, idx []int) error {
 		uids = append(uids, d.uids[i])
 	}
 	sort.Slice(uids, func(a, b int) bool { return uids[a] < uids[b] })
-	_, err := d.p.Client.Messages.ExpungeMessages(ctx, &storagev1.ExpungeMessagesRequest{
+	_, err := d.p.Client.Messages.ExpungeMessages(d.storageCtx(ctx), &storagev1.ExpungeMessagesRequest{
 		AccountId: d.account, MailboxId: d.inbox, Uids: storeclient.UIDSetOf(uids), IgnoreDeletedFlag: true})
 	return err
 }
@@ -166,7 +175,7 @@ func (d *maildrop) Close() error {
 }
 
 func (d *maildrop) unlock() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(d.storageCtx(context.Background()), 10*time.Second)
 	defer cancel()
 	_, err := d.p.Client.Accounts.UnlockAccount(ctx, &storagev1.UnlockAccountRequest{AccountId: d.account, Name: maildropLock, LockId: d.lockID})
 	return err

@@ -135,7 +135,7 @@ func (s *session) login(user, pass string) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	account, err := s.srv.backend.Authenticate(ctx, user, pass, s.ip)
+	login, err := s.srv.backend.Authenticate(ctx, user, pass, s.ip)
 	if errors.Is(err, ErrLocked) {
 		cfg.Observer.Login("locked")
 		s.log.Info("login refused: too many failures in the cluster", "user", user)
@@ -153,7 +153,8 @@ func (s *session) login(user, pass string) error {
 		return s.reply(false, "[SYS/TEMP] temporary failure, try later")
 	}
 	cfg.Limiter.Succeeded(s.ip, user)
-	drop, err := s.srv.backend.Open(ctx, account)
+	account := login.Account
+	drop, err := s.srv.backend.Open(ctx, login)
 	if errors.Is(err, ErrInUse) {
 		cfg.Observer.Login("in-use")
 		return s.reply(false, "[IN-USE] maildrop is locked by another session")

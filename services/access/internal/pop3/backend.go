@@ -36,12 +36,21 @@ type MessageInfo struct {
 
 // Backend authenticates users and opens their maildrops.
 type Backend interface {
-	// Authenticate returns an opaque account id, ErrAuthFailed, or
-	// ErrLocked when the cluster has seen too many failures for the
-	// username or the client's address.
-	Authenticate(ctx context.Context, username, password, clientIP string) (account string, err error)
-	// Open locks the account's maildrop and returns it, or ErrInUse.
-	Open(ctx context.Context, account string) (Maildrop, error)
+	// Authenticate returns the login, ErrAuthFailed, or ErrLocked when
+	// the cluster has seen too many failures for the username or the
+	// client's address.
+	Authenticate(ctx context.Context, username, password, clientIP string) (Login, error)
+	// Open locks the login's maildrop and returns it, or ErrInUse.
+	Open(ctx context.Context, login Login) (Maildrop, error)
+}
+
+// Login is a successful authentication.
+type Login struct {
+	// Account is an opaque account id (for logs).
+	Account string
+	// Credential is what the backend needs to act for the user; the
+	// protocol only hands it back to Open.
+	Credential any
 }
 
 // Maildrop is one locked INBOX.

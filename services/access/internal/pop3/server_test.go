@@ -49,16 +49,17 @@ func (b *fakeBackend) addUser(user, pass string, bodies ...string) {
 	b.drops[user] = d
 }
 
-func (b *fakeBackend) Authenticate(ctx context.Context, user, pass, clientIP string) (string, error) {
+func (b *fakeBackend) Authenticate(ctx context.Context, user, pass, clientIP string) (Login, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if p, ok := b.users[user]; !ok || p != pass {
-		return "", ErrAuthFailed
+		return Login{}, ErrAuthFailed
 	}
-	return user, nil
+	return Login{Account: user}, nil
 }
 
-func (b *fakeBackend) Open(ctx context.Context, account string) (Maildrop, error) {
+func (b *fakeBackend) Open(ctx context.Context, login Login) (Maildrop, error) {
+	account := login.Account
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := b.drops[account]

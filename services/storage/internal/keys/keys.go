@@ -43,6 +43,7 @@
 //	loginfail/user/<username>                LoginFailures (on an etcd lease)
 //	loginfail/ip/<client address>            LoginFailures (on an etcd lease)
 //	migrations/<name>                        "done": a finished migration of the layout
+//	secrets/session-key                      the key that signs session tokens (authz)
 //
 // Next to each body, the body store keeps summaries/<body key>: the body's
 // Summary (envelope and MIME tree), written once at upload.

@@ -32,6 +32,8 @@ import (
 // Config is everything the submission binary can be told.
 type Config struct {
 	StorageTLS        storeclient.TLSFlags
+	QueueCert         string
+	QueueKey          string
 	SubmissionListen  string
 	SubmissionsListen string
 	OpsListen         string
@@ -66,6 +68,8 @@ func Flags(fs *flag.FlagSet) *Config {
 	host, _ := os.Hostname()
 	c := &Config{}
 	c.StorageTLS.Register(fs)
+	fs.StringVar(&c.QueueCert, "queue-storage-cert", "", "the queue runner's client certificate (CN mailfleet-queue; same CA as --storage-ca): it calls storage with its own identity (required with TLS)")
+	fs.StringVar(&c.QueueKey, "queue-storage-key", "", "key of the queue runner's client certificate")
 	fs.StringVar(&c.SubmissionListen, "submission-listen", ":5870", "submission with STARTTLS (port 587 behind the Service; empty = off)")
 	fs.StringVar(&c.SubmissionsListen, "submissions-listen", ":4650", "submission over implicit TLS (port 465; empty = off)")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7101", "address of /healthz, /readyz and /metrics")
@@ -202,10 +206,22 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	defer store.Close()
+	// The queue runner is its own tier towards storage (it leases and
+	// completes queue items, which user sessions may not).
+	queueTLS := storeclient.TLSFlags{CA: cfg.StorageTLS.CA, Cert: cfg.QueueCert, Key: cfg.QueueKey, Insecure: cfg.StorageTLS.Insecure}
+	queueTLSCfg, err := queueTLS.Config(log)
+	if err != nil {
+		return fmt.Errorf("queue runner's storage TLS (--queue-storage-cert, --queue-storage-key): %w", err)
+	}
+	queueStore, err := storeclient.Dial(cfg.Storage, queueTLSCfg)
+	if err != nil {
+		return err
+	}
+	defer queueStore.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
-	reg.MustRegister(&queueGauges{store: store,
+	reg.MustRegister(&queueGauges{store: queueStore,
 		depth: prometheus.NewDesc("mailfleet_queue_depth", "Items in the outbound queue.", nil, nil),
 		age:   prometheus.NewDesc("mailfleet_queue_oldest_age_seconds", "Age of the oldest queued item.", nil, nil)})
 
@@ -243,7 +259,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	runCtx, stopRunner := context.WithCancel(context.Background())
 	var runnerDone sync.WaitGroup
 	if cfg.Deliver {
-		runner := queue.New(store, dnsresolver.New(cfg.DNSServer), queue.Config{
+		runner := queue.New(queueStore, dnsresolver.New(cfg.DNSServer), queue.Config{
 			Hostname: cfg.Hostname, Workers: cfg.QueueWorkers, LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.QueuePoll,
 			RemotePort: cfg.RemotePort, Routes: routes, Schedule: schedule, Observer: m, Logger: log,
 		})

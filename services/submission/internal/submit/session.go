@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailfleet/mailfleet/pkg/spool"
+	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
@@ -34,6 +35,7 @@ type session struct {
 	log  *slog.Logger
 
 	account *storagev1.Account
+	storage *storeclient.Session // the user's session with the storage tier
 	from    string
 	local   []string
 	remote  []string
@@ -98,7 +100,7 @@ func (s *session) login(username, password string) error {
 		return reply(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
 	}
 	lim.Succeeded(s.ip.String(), username)
-	s.account = resp.Account
+	s.account, s.storage = resp.Account, s.srv.store.NewSession(resp)
 	s.log = s.log.With("account", resp.Account.Id)
 	s.log.Info("logged in")
 	return nil
@@ -217,7 +219,9 @@ func (s *session) Data(r io.Reader) error {
 			return s.reject("sender-field-not-owned", reply(553, smtp.EnhancedCode{5, 7, 1}, f.field+": address not owned by the authenticated user"))
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
+	// Signing and storing act for the user: the storage tier checks that
+	// the key's domain and the envelope sender are the user's.
+	ctx, cancel := context.WithTimeout(storeclient.WithSession(context.Background(), s.storage), s.srv.cfg.StorageTimeout)
 	defer cancel()
 	fromDomain := froms[0][strings.LastIndexByte(froms[0], '@')+1:]
 	signature, err := s.srv.dkim.sign(ctx, strings.ToLower(fromDomain), sp.Reader())
