@@ -36,6 +36,7 @@ test: verify engines ## run every test (unit, integration and e2e on real etcd a
 fuzz-short: ## a short run of every fuzz target (a long one: FUZZTIME=10m make fuzz-short)
 	go test -run '^$$' -fuzz FuzzSession -fuzztime $${FUZZTIME:-10s} ./services/access/internal/pop3
 	go test -run '^$$' -fuzz FuzzIMAPSession -fuzztime $${FUZZTIME:-10s} ./test/e2e
+	go test -run '^$$' -fuzz FuzzSMTPSession -fuzztime $${FUZZTIME:-10s} ./test/e2e
 	go test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-10s} ./pkg/mimetree
 
 test-short: ## the fast loop: unit tests only

@@ -61,6 +61,7 @@ type Config struct {
 	QueueLifetime     time.Duration
 	SpoolDir          string
 	ShutdownTimeout   time.Duration
+	CommandTimeout    time.Duration
 }
 
 // Flags registers every setting on fs.
@@ -97,6 +98,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", 5*24*time.Hour, "how long remote delivery is retried before the sender gets a DSN")
 	fs.DurationVar(&c.QueuePoll, "queue-poll", time.Second, "pause between queue scans when nothing is due")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long transactions and deliveries may finish after SIGTERM")
+	fs.DurationVar(&c.CommandTimeout, "command-timeout", 5*time.Minute, "wait for each command line and DATA read (RFC 5321 4.5.3.2); a line still incomplete then is not run and the connection ends")
 	return c
 }
 
@@ -229,7 +231,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Hostname: cfg.Hostname, MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
 		TLS: tlsCfg, AllowInsecureAuth: cfg.InsecureAuth, MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
 		Limiter:       authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay),
-		QueueLifetime: cfg.QueueLifetime, SpoolDir: cfg.SpoolDir,
+		QueueLifetime: cfg.QueueLifetime, SpoolDir: cfg.SpoolDir, CommandTimeout: cfg.CommandTimeout,
 		Observer: m, Logger: log,
 	})
 	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)

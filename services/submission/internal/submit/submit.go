@@ -35,6 +35,9 @@ type Config struct {
 	MaxMessageSize int64
 	MaxRecipients  int
 	StorageTimeout time.Duration
+	// CommandTimeout bounds the wait for each command line and DATA read
+	// (RFC 5321 4.5.3.2; default 5 minutes).
+	CommandTimeout time.Duration
 	TLS            *tls.Config
 	// AllowInsecureAuth permits AUTH without TLS (development only).
 	AllowInsecureAuth bool
@@ -81,6 +84,9 @@ func New(store *storeclient.Client, cfg Config) *Server {
 	if cfg.MaxConnsPerIP == 0 {
 		cfg.MaxConnsPerIP = 20
 	}
+	if cfg.CommandTimeout == 0 {
+		cfg.CommandTimeout = 5 * time.Minute
+	}
 	if cfg.Limiter == nil {
 		cfg.Limiter = authlimit.New(10, 5*time.Minute, 15*time.Minute, time.Second)
 	}
@@ -90,7 +96,7 @@ func New(store *storeclient.Client, cfg Config) *Server {
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
 	srv.MaxRecipients = cfg.MaxRecipients
-	srv.ReadTimeout = 5 * time.Minute
+	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = 5 * time.Minute
 	srv.EnableSMTPUTF8 = true
 	srv.TLSConfig = cfg.TLS
