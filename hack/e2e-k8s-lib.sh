@@ -84,32 +84,39 @@ k8s_wait_ready() {
   done
 }
 
-# k8s_admin_identity DIR: the chart's admin client certificate (Secret
-# <release>-mailfleet-admin-client: ca.crt, tls.crt, tls.key) into DIR.
-k8s_admin_identity() {
-  local dir=$1 key
-  for key in ca.crt tls.crt tls.key; do
-    kc get secret "${RELEASE}-mailfleet-admin-client" -o "jsonpath={.data.${key/./\\.}}" | base64 -d >"${dir}/${key}"
-    [[ -s ${dir}/${key} ]] || { echo "admin identity: ${key} is empty" >&2; return 1; }
+# k8s_identities DIR: the chart's client identities (Secrets
+# <release>-mailfleet-<role>-client) into DIR as <role>.crt and <role>.key,
+# with the CA as ca.crt (pkg/devpki's layout): mailctl uses admin's, the
+# authorization checks the others'.
+k8s_identities() {
+  local dir=$1 role key
+  for role in admin access inbound submission queue; do
+    for key in tls.crt tls.key; do
+      kc get secret "${RELEASE}-mailfleet-${role}-client" -o "jsonpath={.data.${key/./\\.}}" | base64 -d >"${dir}/${role}.${key#tls.}"
+      [[ -s ${dir}/${role}.${key#tls.} ]] || { echo "${role} identity: ${key} is empty" >&2; return 1; }
+    done
   done
+  kc get secret "${RELEASE}-mailfleet-admin-client" -o 'jsonpath={.data.ca\.crt}' | base64 -d >"${dir}/ca.crt"
+  [[ -s ${dir}/ca.crt ]] || { echo "admin identity: ca.crt is empty" >&2; return 1; }
 }
 
 # k8s_e2e RUN [ENV=VALUE…]: the e2e test binary against the Services; the
 # mailctl it runs reaches storage as the admin identity (mTLS), read from
 # its Secret each time (a renewal would change it) into a directory removed
-# afterwards.
+# afterwards; MAILFLEET_E2E_PKI names that directory for the authorization
+# checks.
 k8s_e2e() {
   local run=$1 identity rc=0
   shift
   identity=$(mktemp -d)
-  k8s_admin_identity "${identity}" || { rm -rf "${identity}"; return 1; }
+  k8s_identities "${identity}" || { rm -rf "${identity}"; return 1; }
   (
     cd test/e2e || exit 1
     env MAILFLEET_E2E_IMAPS="${E2E_IMAPS}" MAILFLEET_E2E_IMAPS2="${E2E_IMAPS}" \
       MAILFLEET_E2E_POP3S="${E2E_POP3S}" MAILFLEET_E2E_SMTP="${E2E_SMTP}" \
       MAILFLEET_E2E_SUBMISSION="${E2E_SUBMISSION}" MAILFLEET_E2E_STORAGE="${E2E_STORAGE}" \
-      MAILFLEET_STORAGE_CA="${identity}/ca.crt" MAILFLEET_STORAGE_CERT="${identity}/tls.crt" \
-      MAILFLEET_STORAGE_KEY="${identity}/tls.key" \
+      MAILFLEET_STORAGE_CA="${identity}/ca.crt" MAILFLEET_STORAGE_CERT="${identity}/admin.crt" \
+      MAILFLEET_STORAGE_KEY="${identity}/admin.key" MAILFLEET_E2E_PKI="${identity}" \
       "$@" "${E2E_TEST}" -test.run "${run}" -test.v -test.count=1 -test.timeout 30m
   ) || rc=$?
   rm -rf "${identity}"

@@ -10,6 +10,8 @@ package e2e
 //	MAILFLEET_E2E_SMTP                          the MX (inbound)
 //	MAILFLEET_E2E_SUBMISSION                    submission with STARTTLS
 //	MAILFLEET_E2E_STORAGE                       storage gRPC, for mailctl (e.g. a port-forward)
+//	MAILFLEET_STORAGE_CA/_CERT/_KEY             the admin identity mailctl uses
+//	MAILFLEET_E2E_PKI                           the tiers' identities (pkg/devpki layout) for scenario 7
 //	MAILFLEET_E2E_CHURN                         shell command run during scenario 5 (scale, upgrade);
 //	                                            unset: scenario 5 is not run
 //
@@ -23,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/pkg/devpki"
 	"github.com/mailfleet/mailfleet/test/cluster"
 	"github.com/mailfleet/mailfleet/test/dnstest"
 	"github.com/mailfleet/mailfleet/test/fakemx"
@@ -47,6 +50,18 @@ func newFlowTarget(t *testing.T) *flowTarget {
 		SubmissionArgs: []string{"--remote-port", remotePort, "--retry-schedule", "1s"}, InboundArgs: []string{"--max-conns-per-ip", "200"}})
 	return &flowTarget{imaps: c.Access[0].IMAPS, imaps2: c.Access[1].IMAPS, pop3s: c.Access[1].POP3S, smtp: c.Inbound[0].SMTP,
 		submission: c.Submission[0].Submission, storage: c.Storage[0].Addr, local: c, dns: dns, remote: remote}
+}
+
+// pki is the target's internal identities: the local cluster's, or those
+// the e2e-k8s script exported from the chart's Secrets (MAILFLEET_E2E_PKI).
+func (tg *flowTarget) pki() *devpki.PKI {
+	if tg.local != nil {
+		return tg.local.PKI
+	}
+	if dir := os.Getenv("MAILFLEET_E2E_PKI"); dir != "" {
+		return &devpki.PKI{Dir: dir}
+	}
+	return nil
 }
 
 // mailctl runs the admin CLI against the target.
@@ -79,6 +94,7 @@ func TestMailFlow(t *testing.T) {
 	t.Run("3-changes-cross-pods", func(t *testing.T) { flowAcrossPods(t, tg) })
 	t.Run("4-quota", func(t *testing.T) { flowQuota(t, tg) })
 	t.Run("6-isolation-and-abuse", func(t *testing.T) { flowAbuse(t, tg) })
+	t.Run("7-storage-refuses-strangers", func(t *testing.T) { assertStorageRefusesStrangers(t, tg.storage, tg.pki()) })
 	if tg.local == nil {
 		if os.Getenv("MAILFLEET_E2E_CHURN") != "" {
 			t.Run("5-restarts-under-load", func(t *testing.T) { flowRestarts(t, tg) })
