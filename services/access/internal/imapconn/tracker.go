@@ -429,34 +429,34 @@ func (n *deadNode) fix() { n.size = 1 + n.left.sz() + n.right.sz() }
 
 func (d *deadSet) len() int { return d.root.sz() }
 
-// split returns the nodes below pos and the nodes at or above it.
-func split(n *deadNode, pos uint32) (l, r *deadNode) {
+// deadSplit returns the nodes below pos and the nodes at or above it.
+func deadSplit(n *deadNode, pos uint32) (l, r *deadNode) {
 	if n == nil {
 		return nil, nil
 	}
 	if n.pos < pos {
-		n.right, r = split(n.right, pos)
+		n.right, r = deadSplit(n.right, pos)
 		n.fix()
 		return n, r
 	}
-	l, n.left = split(n.left, pos)
+	l, n.left = deadSplit(n.left, pos)
 	n.fix()
 	return l, n
 }
 
-// merge joins two treaps, every node of l below every node of r.
-func merge(l, r *deadNode) *deadNode {
+// deadMerge joins two treaps, every node of l below every node of r.
+func deadMerge(l, r *deadNode) *deadNode {
 	switch {
 	case l == nil:
 		return r
 	case r == nil:
 		return l
 	case l.prio > r.prio:
-		l.right = merge(l.right, r)
+		l.right = deadMerge(l.right, r)
 		l.fix()
 		return l
 	default:
-		r.left = merge(l, r.left)
+		r.left = deadMerge(l, r.left)
 		r.fix()
 		return r
 	}
@@ -464,8 +464,8 @@ func merge(l, r *deadNode) *deadNode {
 
 // insert adds pos, which must not be in the set.
 func (d *deadSet) insert(pos uint32) {
-	l, r := split(d.root, pos)
-	d.root = merge(merge(l, &deadNode{pos: pos, prio: rand.Uint32(), size: 1}), r)
+	l, r := deadSplit(d.root, pos)
+	d.root = deadMerge(deadMerge(l, &deadNode{pos: pos, prio: rand.Uint32(), size: 1}), r)
 }
 
 // rank returns how many positions are <= pos and whether pos is one.

@@ -47,7 +47,7 @@ func (l *logSink) take() []string {
 	return out
 }
 
-func poll(t *testing.T, s *SessionTracker, allowExpunge bool) []string {
+func trPoll(t *testing.T, s *SessionTracker, allowExpunge bool) []string {
 	t.Helper()
 	var l logSink
 	if err := s.Poll(&l, allowExpunge); err != nil {
@@ -72,7 +72,7 @@ func wantNums(t *testing.T, name string, f func(uint32) uint32, want ...uint32) 
 	}
 }
 
-func fl(s ...string) []imap.Flag {
+func trFlags(s ...string) []imap.Flag {
 	out := []imap.Flag{}
 	for _, f := range s {
 		out = append(out, imap.Flag(f))
@@ -96,17 +96,17 @@ func TestTrackerUnpolledSessionKeepsNumbering(t *testing.T) {
 	wantNums(t, "EncodeSeqNum", s.EncodeSeqNum, 0, 1, 3, 4, 5, 0)
 	wantNums(t, "DecodeSeqNum", s.DecodeSeqNum, 0, 1, 0, 2, 3, 4, 0)
 
-	wantLines(t, poll(t, s, false)) // during FETCH/STORE/SEARCH: nothing to say
+	wantLines(t, trPoll(t, s, false)) // during FETCH/STORE/SEARCH: nothing to say
 	if n := s.NumMessages(); n != 5 {
 		t.Fatalf("NumMessages after Poll(false) = %d, want 5", n)
 	}
-	wantLines(t, poll(t, s, true), "2 EXPUNGE")
+	wantLines(t, trPoll(t, s, true), "2 EXPUNGE")
 	if n := s.NumMessages(); n != 4 {
 		t.Fatalf("NumMessages after Poll(true) = %d, want 4", n)
 	}
 	wantNums(t, "EncodeSeqNum", s.EncodeSeqNum, 0, 1, 2, 3, 4, 0)
 	wantNums(t, "DecodeSeqNum", s.DecodeSeqNum, 0, 1, 2, 3, 4, 0)
-	wantLines(t, poll(t, s, true))
+	wantLines(t, trPoll(t, s, true))
 }
 
 // The same three messages expunged back to front and front to back (each
@@ -127,7 +127,7 @@ func TestTrackerExpungeOrders(t *testing.T) {
 			}
 			wantNums(t, "EncodeSeqNum", s.EncodeSeqNum, 0, 1, 3, 4, 6, 7, 8, 10, 0)
 			wantNums(t, "DecodeSeqNum", s.DecodeSeqNum, 0, 1, 0, 2, 3, 0, 4, 5, 6, 0, 7, 0)
-			wantLines(t, poll(t, s, true), "9 EXPUNGE", "5 EXPUNGE", "2 EXPUNGE")
+			wantLines(t, trPoll(t, s, true), "9 EXPUNGE", "5 EXPUNGE", "2 EXPUNGE")
 			if n := s.NumMessages(); n != 7 {
 				t.Fatalf("NumMessages = %d, want 7", n)
 			}
@@ -142,7 +142,7 @@ func TestTrackerExpungeThenExists(t *testing.T) {
 		defer s.Close()
 		mb.QueueExpunge(1)
 		mb.QueueNumMessages(4) // two arrivals
-		wantLines(t, poll(t, s, true), "1 EXPUNGE", "4 EXISTS")
+		wantLines(t, trPoll(t, s, true), "1 EXPUNGE", "4 EXISTS")
 		wantNums(t, "EncodeSeqNum", s.EncodeSeqNum, 0, 1, 2, 3, 4, 0)
 	})
 	t.Run("deferred", func(t *testing.T) {
@@ -155,10 +155,10 @@ func TestTrackerExpungeThenExists(t *testing.T) {
 		wantNums(t, "EncodeSeqNum", s.EncodeSeqNum, 0, 2, 3, 0, 0)
 		// During a FETCH: EXISTS may go, counting the expunged message
 		// the client still has.
-		wantLines(t, poll(t, s, false), "5 EXISTS")
+		wantLines(t, trPoll(t, s, false), "5 EXISTS")
 		wantNums(t, "EncodeSeqNum", s.EncodeSeqNum, 0, 2, 3, 4, 5, 0)
 		wantNums(t, "DecodeSeqNum", s.DecodeSeqNum, 0, 0, 1, 2, 3, 4, 0)
-		wantLines(t, poll(t, s, true), "1 EXPUNGE")
+		wantLines(t, trPoll(t, s, true), "1 EXPUNGE")
 		if n := s.NumMessages(); n != 4 {
 			t.Fatalf("NumMessages = %d, want 4", n)
 		}
@@ -168,13 +168,13 @@ func TestTrackerExpungeThenExists(t *testing.T) {
 		s := mb.NewSession()
 		defer s.Close()
 		mb.QueueNumMessages(4)
-		mb.QueueMessageFlags(4, 14, fl(`\Seen`), 0, nil)
+		mb.QueueMessageFlags(4, 14, trFlags(`\Seen`), 0, nil)
 		mb.QueueExpunge(4)
 		mb.QueueExpunge(3)
-		wantLines(t, poll(t, s, true))
+		wantLines(t, trPoll(t, s, true))
 		mb.QueueNumMessages(3)
-		mb.QueueMessageFlags(3, 15, fl(`\Seen`), 0, nil) // the client will FETCH it
-		wantLines(t, poll(t, s, true), "3 EXISTS")
+		mb.QueueMessageFlags(3, 15, trFlags(`\Seen`), 0, nil) // the client will FETCH it
+		wantLines(t, trPoll(t, s, true), "3 EXISTS")
 	})
 }
 
@@ -182,18 +182,18 @@ func TestTrackerFlagsThenExpunge(t *testing.T) {
 	mb := NewMailboxTracker(4)
 	s := mb.NewSession()
 	defer s.Close()
-	mb.QueueMessageFlags(2, 12, fl(`\Seen`), 7, nil)
-	mb.QueueMessageFlags(3, 13, fl(`\Seen`), 8, nil)
+	mb.QueueMessageFlags(2, 12, trFlags(`\Seen`), 7, nil)
+	mb.QueueMessageFlags(3, 13, trFlags(`\Seen`), 8, nil)
 	mb.QueueExpunge(2) // the message just changed: its FETCH is dropped
-	mb.QueueMessageFlags(1, 11, fl(`\Flagged`), 9, nil)
-	mb.QueueMessageFlags(2, 13, fl(`\Seen`, `\Flagged`), 10, nil) // was 3: coalesces
+	mb.QueueMessageFlags(1, 11, trFlags(`\Flagged`), 9, nil)
+	mb.QueueMessageFlags(2, 13, trFlags(`\Seen`, `\Flagged`), 10, nil) // was 3: coalesces
 	// During a STORE: FETCHes in the numbering the client knows, no EXPUNGE.
-	wantLines(t, poll(t, s, false),
+	wantLines(t, trPoll(t, s, false),
 		"1 FETCH UID 11 FLAGS [\\Flagged] MODSEQ 9",
 		"3 FETCH UID 13 FLAGS [\\Seen \\Flagged] MODSEQ 10")
-	mb.QueueMessageFlags(2, 13, fl(), 11, nil)
+	mb.QueueMessageFlags(2, 13, trFlags(), 11, nil)
 	mb.QueueExpunge(1)
-	wantLines(t, poll(t, s, true),
+	wantLines(t, trPoll(t, s, true),
 		"3 FETCH UID 13 FLAGS [] MODSEQ 11",
 		"2 EXPUNGE",
 		"1 EXPUNGE")
@@ -206,38 +206,38 @@ func TestTrackerSource(t *testing.T) {
 	defer b.Close()
 
 	// A's own STORE: A's command reports it (or was .SILENT); B hears of it.
-	mb.QueueMessageFlags(1, 1, fl(`\Seen`), 0, a)
-	wantLines(t, poll(t, a, true))
-	wantLines(t, poll(t, b, true), "1 FETCH UID 1 FLAGS [\\Seen] MODSEQ 0")
+	mb.QueueMessageFlags(1, 1, trFlags(`\Seen`), 0, a)
+	wantLines(t, trPoll(t, a, true))
+	wantLines(t, trPoll(t, b, true), "1 FETCH UID 1 FLAGS [\\Seen] MODSEQ 0")
 
 	// B changes message 2, then A changes it before polling: A's pending
 	// FETCH is not left stale, it carries A's result.
-	mb.QueueMessageFlags(2, 2, fl(`\Seen`), 5, b)
-	mb.QueueMessageFlags(2, 2, fl(`\Seen`, `\Flagged`), 6, a)
-	wantLines(t, poll(t, a, true), "2 FETCH UID 2 FLAGS [\\Seen \\Flagged] MODSEQ 6")
-	wantLines(t, poll(t, b, true), "2 FETCH UID 2 FLAGS [\\Seen \\Flagged] MODSEQ 6")
+	mb.QueueMessageFlags(2, 2, trFlags(`\Seen`), 5, b)
+	mb.QueueMessageFlags(2, 2, trFlags(`\Seen`, `\Flagged`), 6, a)
+	wantLines(t, trPoll(t, a, true), "2 FETCH UID 2 FLAGS [\\Seen \\Flagged] MODSEQ 6")
+	wantLines(t, trPoll(t, b, true), "2 FETCH UID 2 FLAGS [\\Seen \\Flagged] MODSEQ 6")
 
 	// The source's numbering is respected too.
 	mb.QueueExpunge(1)
-	mb.QueueMessageFlags(2, 3, fl(`$x`), 0, nil)
-	mb.QueueMessageFlags(2, 3, fl(`$y`), 0, a)
-	wantLines(t, poll(t, a, false), "3 FETCH UID 3 FLAGS [$y] MODSEQ 0")
+	mb.QueueMessageFlags(2, 3, trFlags(`$x`), 0, nil)
+	mb.QueueMessageFlags(2, 3, trFlags(`$y`), 0, a)
+	wantLines(t, trPoll(t, a, false), "3 FETCH UID 3 FLAGS [$y] MODSEQ 0")
 }
 
 func TestTrackerMailboxFlags(t *testing.T) {
 	mb := NewMailboxTracker(1)
 	s := mb.NewSession()
 	defer s.Close()
-	mb.QueueMailboxFlags(fl(`\Seen`, `$a`))
-	mb.QueueMessageFlags(1, 1, fl(`$b`), 0, nil)
-	mb.QueueMailboxFlags(fl(`\Seen`, `$a`, `$b`))
+	mb.QueueMailboxFlags(trFlags(`\Seen`, `$a`))
+	mb.QueueMessageFlags(1, 1, trFlags(`$b`), 0, nil)
+	mb.QueueMailboxFlags(trFlags(`\Seen`, `$a`, `$b`))
 	mb.QueueExpunge(1)
 	// FLAGS first so that a FETCH never shows a keyword the client has not
 	// been told of; only the latest list.
-	wantLines(t, poll(t, s, false), "FLAGS [\\Seen $a $b]")
-	wantLines(t, poll(t, s, true), "1 EXPUNGE")
+	wantLines(t, trPoll(t, s, false), "FLAGS [\\Seen $a $b]")
+	wantLines(t, trPoll(t, s, true), "1 EXPUNGE")
 	mb.QueueMailboxFlags(nil)
-	wantLines(t, poll(t, s, true), "FLAGS []")
+	wantLines(t, trPoll(t, s, true), "FLAGS []")
 }
 
 func TestTrackerSessionsIndependent(t *testing.T) {
@@ -251,8 +251,8 @@ func TestTrackerSessionsIndependent(t *testing.T) {
 	if a.NumMessages() != 3 || b.NumMessages() != 2 {
 		t.Fatalf("NumMessages = %d, %d; want 3, 2", a.NumMessages(), b.NumMessages())
 	}
-	wantLines(t, poll(t, b, true), "1 EXPUNGE")
-	wantLines(t, poll(t, a, true), "3 EXPUNGE", "1 EXPUNGE")
+	wantLines(t, trPoll(t, b, true), "1 EXPUNGE")
+	wantLines(t, trPoll(t, a, true), "3 EXPUNGE", "1 EXPUNGE")
 }
 
 func TestTrackerClose(t *testing.T) {
@@ -262,7 +262,7 @@ func TestTrackerClose(t *testing.T) {
 	s.Close()
 	s.Close()
 	mb.QueueExpunge(1)
-	wantLines(t, poll(t, s, true))
+	wantLines(t, trPoll(t, s, true))
 	if len(mb.sessions) != 0 {
 		t.Fatal("closed session still registered")
 	}
@@ -314,12 +314,12 @@ func TestTrackerFlood(t *testing.T) {
 	defer s.Close()
 	for i := range 100000 {
 		seq := uint32(i%msgs + 1)
-		mb.QueueMessageFlags(seq, imap.UID(seq), fl(fmt.Sprint("$k", i)), uint64(i+1), nil)
+		mb.QueueMessageFlags(seq, imap.UID(seq), trFlags(fmt.Sprint("$k", i)), uint64(i+1), nil)
 	}
 	if n := len(s.flags); n != msgs {
 		t.Fatalf("%d pending FETCHes, want %d", n, msgs)
 	}
-	out := poll(t, s, true)
+	out := trPoll(t, s, true)
 	if len(out) != msgs || out[0] != fmt.Sprintf("1 FETCH UID 1 FLAGS [$k%d] MODSEQ %d", 99000, 99001) {
 		t.Fatalf("%d lines, first %q", len(out), out[0])
 	}
@@ -759,9 +759,9 @@ func TestTrackerConcurrent(t *testing.T) {
 				if k := r.IntN(sessions * 2); k < sessions {
 					src = trackers[k]
 				}
-				mb.QueueMessageFlags(seq, imap.UID(seq), fl(fmt.Sprint("$f", i)), uint64(i), src)
+				mb.QueueMessageFlags(seq, imap.UID(seq), trFlags(fmt.Sprint("$f", i)), uint64(i), src)
 			default:
-				mb.QueueMailboxFlags(fl(fmt.Sprint("$m", i)))
+				mb.QueueMailboxFlags(trFlags(fmt.Sprint("$m", i)))
 			}
 			fmu.Unlock()
 		}
@@ -841,10 +841,10 @@ func TestTrackerIdle(t *testing.T) {
 	expectLine(t, sink.c, "4 EXISTS")
 	mb.QueueExpunge(1)
 	expectLine(t, sink.c, "1 EXPUNGE")
-	mb.QueueMessageFlags(1, 2, fl(`\Seen`), 0, nil)
+	mb.QueueMessageFlags(1, 2, trFlags(`\Seen`), 0, nil)
 	expectLine(t, sink.c, "1 FETCH UID 2 [\\Seen]")
-	mb.QueueMessageFlags(1, 2, fl(`\Deleted`), 0, s) // its own: nothing
-	mb.QueueMailboxFlags(fl(`$x`))
+	mb.QueueMessageFlags(1, 2, trFlags(`\Deleted`), 0, s) // its own: nothing
+	mb.QueueMailboxFlags(trFlags(`$x`))
 	expectLine(t, sink.c, "FLAGS [$x]")
 
 	// A second Idle on the same session is refused.
@@ -873,7 +873,7 @@ func TestTrackerIdle(t *testing.T) {
 
 	// Updates queued after IDLE wait for the next poll; Idle can run again.
 	mb.QueueExpunge(1)
-	wantLines(t, poll(t, s, true), "1 EXPUNGE")
+	wantLines(t, trPoll(t, s, true), "1 EXPUNGE")
 
 	// Close while idling ends Idle.
 	stop2 := make(chan struct{})
