@@ -65,7 +65,11 @@ func TestListMessagesPagesByBytes(t *testing.T) {
 	t.Logf("appended %d messages in %v", n, time.Since(start))
 
 	// The frontends' client, with its explicit limits.
-	cl, err := storeclient.Dial(r.addr, nil)
+	adminTLS, err := pki.ClientTLS("admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := storeclient.Dial(r.addr, adminTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
