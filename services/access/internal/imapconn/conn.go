@@ -1,0 +1,1172 @@
+package imapconn
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Read deadlines: a command's line and literals, and the autologout timer
+// of an authenticated session (RFC 9051 section 5.4: at least 30 minutes).
+const (
+	preAuthTimeout = 60 * time.Second
+	commandTimeout = 5 * time.Minute
+	idleTimeout    = 31 * time.Minute
+	writeTimeout   = 5 * time.Minute
+	// maxBadCommands before login end the connection (a client that is
+	// not speaking IMAP).
+	maxBadCommands = 3
+	// maxDiscardLiteral: a refused command's non-synchronizing literal of
+	// up to this size is read and dropped; a larger one ends the connection.
+	maxDiscardLiteral = 64 << 10
+)
+
+// Options configure a Server.
+type Options struct {
+	// NewSession makes the backend of a new connection.
+	NewSession func(c *Conn) (Session, error)
+	// Caps are the extensions the sessions back (announced after login).
+	Caps imap.CapSet
+	// TLSConfig enables STARTTLS; nil disables it.
+	TLSConfig *tls.Config
+	// InsecureAuth allows LOGIN and AUTHENTICATE without TLS (development).
+	InsecureAuth bool
+	Logger       *slog.Logger
+}
+
+// Server accepts IMAP connections.
+type Server struct {
+	opts Options
+
+	mu        sync.Mutex
+	conns     map[*Conn]struct{}
+	listeners []net.Listener
+	closed    bool
+}
+
+// NewServer returns a server.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{opts: opts, conns: map[*Conn]struct{}{}}
+}
+
+// Serve accepts connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			return err
+		}
+		delay = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// Close stops accepting and ends every connection with BYE.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	lns := s.listeners
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.Bye("Server shutting down, please reconnect")
+	}
+	return nil
+}
+
+// Conn is one client connection.
+type Conn struct {
+	srv     *Server
+	nc      net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	dec     *Decoder
+	enc     *Encoder
+	session Session
+	log     *slog.Logger
+
+	state     imap.ConnState
+	enabled   imap.CapSet
+	condstore bool
+	readOnly  bool
+	bad       int // client errors before login
+
+	// bye is set by another goroutine (shutdown): the connection says BYE
+	// at the next opportunity and ends.
+	bye     atomic.Pointer[string]
+	byeOnce sync.Once
+	byeCh   chan struct{}
+}
+
+func newConn(s *Server, nc net.Conn) *Conn {
+	c := &Conn{srv: s, nc: nc, log: s.opts.Logger, enabled: imap.CapSet{}, byeCh: make(chan struct{})}
+	c.setStreams(nc)
+	return c
+}
+
+// setStreams (re)builds the reader, writer, decoder and encoder on nc
+// (after STARTTLS, on the TLS connection).
+func (c *Conn) setStreams(nc net.Conn) {
+	c.nc = nc
+	c.br = bufio.NewReaderSize(nc, 16<<10)
+	c.bw = bufio.NewWriterSize(nc, 16<<10)
+	c.dec = NewDecoder(c.br)
+	c.dec.Continue = func() error {
+		c.enc.Continuation("Ready for literal data")
+		return c.flush()
+	}
+	c.enc = NewEncoder(c.bw)
+	c.applyEnabled()
+}
+
+// NetConn is the connection (a *tls.Conn once TLS is on).
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Enabled returns the capabilities the client enabled (ENABLE).
+func (c *Conn) Enabled() imap.CapSet { return c.enabled }
+
+// Bye ends the connection with an untagged BYE, from any goroutine: the
+// connection writes it itself at its next step (a command in progress
+// finishes first; an idle read or IDLE is interrupted).
+func (c *Conn) Bye(text string) error {
+	c.byeOnce.Do(func() {
+		c.bye.Store(&text)
+		close(c.byeCh)
+		c.nc.SetReadDeadline(time.Now()) // wake a blocked read
+	})
+	return nil
+}
+
+func (c *Conn) rev2() bool { return c.enabled.Has(imap.CapIMAP4rev2) }
+
+// applyEnabled passes what ENABLE switched on to the parser and encoder.
+func (c *Conn) applyEnabled() {
+	utf8 := c.rev2() || c.enabled.Has(imap.CapUTF8Accept)
+	c.dec.UTF8, c.enc.UTF8, c.enc.Rev2 = utf8, utf8, c.rev2()
+}
+
+func (c *Conn) flush() error {
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := c.enc.Err(); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+func (c *Conn) tlsOn() bool {
+	_, ok := c.nc.(*tls.Conn)
+	return ok
+}
+
+// serve runs the connection until it ends.
+func (c *Conn) serve() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("imap connection panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+		if c.session != nil {
+			c.session.Close()
+		}
+		c.nc.Close()
+		c.srv.mu.Lock()
+		delete(c.srv.conns, c)
+		c.srv.mu.Unlock()
+	}()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		// Implicit TLS: the listener may have finished the handshake.
+		tc.SetDeadline(time.Now().Add(preAuthTimeout))
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		tc.SetDeadline(time.Time{})
+	}
+	var err error
+	if c.session, err = c.srv.opts.NewSession(c); err != nil {
+		c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Service unavailable, try later")
+		c.flush()
+		return
+	}
+	c.state = imap.ConnStateNotAuthenticated
+	c.enc.StatusResponse("*", imap.StatusResponseTypeOK, "CAPABILITY", func() { c.enc.SP(); c.writeCapList() }, "Mailfleet IMAP ready")
+	if c.flush() != nil {
+		return
+	}
+	for c.state != imap.ConnStateLogout {
+		if text := c.bye.Load(); text != nil {
+			c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, *text)
+			c.flush()
+			return
+		}
+		if err := c.readAndRun(); err != nil {
+			if text := c.bye.Load(); text != nil {
+				continue // say BYE at the top of the loop
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errConnClosed) {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Autologout: idle for too long")
+					c.flush()
+				} else {
+					c.log.Debug("imap connection ended", "err", err)
+				}
+			}
+			return
+		}
+	}
+}
+
+// readAndRun reads one command and runs it. A returned error ends the
+// connection; client errors are answered and return nil.
+func (c *Conn) readAndRun() error {
+	timeout := commandTimeout
+	switch c.state {
+	case imap.ConnStateNotAuthenticated:
+		timeout = preAuthTimeout
+	case imap.ConnStateAuthenticated, imap.ConnStateSelected:
+		timeout = idleTimeout
+	}
+	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	c.dec.Begin()
+	// Skip empty lines some clients send.
+	for c.dec.AtEOL() {
+		if err := c.dec.CRLF(); err != nil {
+			return err
+		}
+	}
+	tag, err := c.dec.Tag()
+	if err == nil {
+		c.nc.SetReadDeadline(time.Now().Add(commandTimeout))
+		err = c.dec.SP()
+	}
+	if err != nil {
+		if IsClientError(err) {
+			return c.clientError("*", err)
+		}
+		return err
+	}
+	name, err := c.dec.Atom()
+	if err != nil {
+		if IsClientError(err) {
+			return c.clientError(tag, err)
+		}
+		return err
+	}
+	name = strings.ToUpper(name)
+	uid := false
+	if name == "UID" {
+		uid = true
+		if err = c.dec.SP(); err == nil {
+			name, err = c.dec.Atom()
+			name = strings.ToUpper(name)
+		}
+		if err != nil {
+			if IsClientError(err) {
+				return c.clientError(tag, err)
+			}
+			return err
+		}
+	}
+	err = c.run(tag, name, uid)
+	if err == nil {
+		return c.flush()
+	}
+	if IsClientError(err) {
+		return c.clientError(tag, err)
+	}
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		// The session refused (NO) or found a client error (BAD); the
+		// command's line has been read to its end by then.
+		c.writeStatus(tag, (*imap.StatusResponse)(imapErr))
+		return c.flush()
+	}
+	var ne net.Error
+	if c.enc.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) || errors.Is(err, errConnClosed) {
+		return err // the connection is broken
+	}
+	// A fault of ours, not the client's: say so, and go on.
+	c.log.Error("imap command failed", "command", name, "err", err)
+	c.enc.StatusResponse(tag, imap.StatusResponseTypeNo, imap.ResponseCodeServerBug, nil, "Internal server error")
+	return c.flush()
+}
+
+// clientError answers a malformed or refused command and skips its rest.
+func (c *Conn) clientError(tag string, err error) error {
+	var tooBig *LiteralTooBigError
+	if errors.As(err, &tooBig) {
+		if tooBig.NonSync {
+			// RFC 7888 section 4: the client is sending the literal
+			// already; its bytes must never be read as commands.
+			c.enc.StatusResponse(tag, imap.StatusResponseTypeNo, imap.ResponseCodeTooBig, nil, err.Error())
+			c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Literal too big, closing the connection")
+			c.flush()
+			return errConnClosed
+		}
+		c.enc.StatusResponse(tag, imap.StatusResponseTypeNo, imap.ResponseCodeTooBig, nil, err.Error())
+		return c.flush()
+	}
+	if errors.Is(err, ErrLineTooLong) {
+		c.enc.StatusResponse(tag, imap.StatusResponseTypeBad, "", nil, "Command line too long")
+		c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Command line too long, closing the connection")
+		c.flush()
+		return errConnClosed
+	}
+	if derr := c.dec.DiscardCommand(maxDiscardLiteral); derr != nil {
+		c.enc.StatusResponse(tag, imap.StatusResponseTypeBad, "", nil, err.Error())
+		c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Closing the connection")
+		c.flush()
+		return errConnClosed
+	}
+	c.enc.StatusResponse(tag, imap.StatusResponseTypeBad, imap.ResponseCodeClientBug, nil, err.Error())
+	if c.state == imap.ConnStateNotAuthenticated {
+		if c.bad++; c.bad >= maxBadCommands {
+			c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Too many invalid commands")
+			c.flush()
+			return errConnClosed
+		}
+	}
+	return c.flush()
+}
+
+// writeStatus writes a status response (tagged or untagged).
+func (c *Conn) writeStatus(tag string, r *imap.StatusResponse) {
+	text := r.Text
+	if text == "" {
+		text = strings.ToLower(string(r.Type))
+	}
+	c.enc.StatusResponse(tag, r.Type, r.Code, nil, text)
+}
+
+// ok writes the tagged OK of a command.
+func (c *Conn) ok(tag, name string) error {
+	c.enc.StatusResponse(tag, imap.StatusResponseTypeOK, "", nil, name+" completed")
+	return c.enc.Err()
+}
+
+// errNotState refuses a command in the wrong state.
+func errNotState(name string) error {
+	return syntaxErr("%s is not allowed in this state", name)
+}
+
+// run parses the arguments of a command and executes it.
+func (c *Conn) run(tag, name string, uid bool) error {
+	if uid {
+		switch name {
+		case "FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE":
+		default:
+			return syntaxErr("unknown command UID %s", name)
+		}
+	}
+	need := func(states ...imap.ConnState) error {
+		for _, s := range states {
+			if c.state == s {
+				return nil
+			}
+		}
+		return errNotState(name)
+	}
+	authed := []imap.ConnState{imap.ConnStateAuthenticated, imap.ConnStateSelected}
+	switch name {
+	case "CAPABILITY":
+		return c.noArgs(tag, name, func() error { c.writeCapability(); return nil })
+	case "NOOP", "CHECK":
+		if name == "CHECK" {
+			if err := need(imap.ConnStateSelected); err != nil {
+				return err
+			}
+		}
+		return c.noArgs(tag, name, func() error { return c.poll(true) })
+	case "LOGOUT":
+		return c.noArgs(tag, name, func() error {
+			c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Logging out")
+			c.state = imap.ConnStateLogout
+			return nil
+		})
+	case "ID":
+		if _, err := c.dec.ParseID(); err != nil {
+			return err
+		}
+		if err := c.dec.CRLF(); err != nil {
+			return err
+		}
+		c.enc.ID(map[string]string{"name": "Mailfleet"})
+		return c.ok(tag, name)
+	case "STARTTLS":
+		if err := need(imap.ConnStateNotAuthenticated); err != nil {
+			return err
+		}
+		return c.startTLS(tag)
+	case "LOGIN":
+		if err := need(imap.ConnStateNotAuthenticated); err != nil {
+			return err
+		}
+		return c.login(tag)
+	case "AUTHENTICATE":
+		if err := need(imap.ConnStateNotAuthenticated); err != nil {
+			return err
+		}
+		return c.authenticate(tag)
+	}
+	if c.state == imap.ConnStateNotAuthenticated {
+		if known(name) {
+			return errNotState(name)
+		}
+		return syntaxErr("unknown command %s", name)
+	}
+	switch name {
+	case "ENABLE":
+		return c.enable(tag)
+	case "SELECT", "EXAMINE":
+		return c.selectMailbox(tag, name == "EXAMINE")
+	case "CREATE":
+		mbox, opts, err := c.dec.ParseCreate()
+		return c.simple(tag, name, err, func() error { return c.session.Create(mbox, opts) })
+	case "DELETE":
+		mbox, err := c.dec.ParseMailbox()
+		return c.simple(tag, name, err, func() error { return c.session.Delete(mbox) })
+	case "RENAME":
+		from, to, err := c.dec.ParseRename()
+		return c.simple(tag, name, err, func() error { return c.session.Rename(from, to, &imap.RenameOptions{}) })
+	case "SUBSCRIBE":
+		mbox, err := c.dec.ParseMailbox()
+		return c.simple(tag, name, err, func() error { return c.session.Subscribe(mbox) })
+	case "UNSUBSCRIBE":
+		mbox, err := c.dec.ParseMailbox()
+		return c.simple(tag, name, err, func() error { return c.session.Unsubscribe(mbox) })
+	case "LIST", "LSUB":
+		return c.list(tag, name)
+	case "NAMESPACE":
+		return c.noArgs(tag, name, func() error {
+			data, err := c.session.Namespace()
+			if err != nil {
+				return err
+			}
+			c.enc.Namespace(data)
+			return nil
+		})
+	case "STATUS":
+		return c.status(tag)
+	case "APPEND":
+		return c.appendCmd(tag)
+	case "IDLE":
+		return c.idle(tag)
+	case "UNAUTHENTICATE":
+		return c.noArgs(tag, name, func() error {
+			if c.state == imap.ConnStateSelected {
+				c.session.Unselect()
+			}
+			if err := c.session.Unauthenticate(); err != nil {
+				return err
+			}
+			c.state = imap.ConnStateNotAuthenticated
+			return nil
+		})
+	}
+	if err := need(authed...); err != nil {
+		return err
+	}
+	if c.state != imap.ConnStateSelected {
+		if known(name) {
+			return errNotState(name)
+		}
+		return syntaxErr("unknown command %s", name)
+	}
+	kind := NumKindSeq
+	if uid {
+		kind = NumKindUID
+	}
+	switch name {
+	case "CLOSE", "UNSELECT":
+		return c.noArgs(tag, name, func() error {
+			if name == "CLOSE" && !c.readOnly {
+				// RFC 9051 6.4.1: CLOSE expunges silently (not after EXAMINE).
+				if err := c.session.Expunge(&ExpungeWriter{}, nil); err != nil {
+					return err
+				}
+			}
+			if err := c.session.Unselect(); err != nil {
+				return err
+			}
+			c.state = imap.ConnStateAuthenticated
+			return nil
+		})
+	case "EXPUNGE":
+		var uids *imap.UIDSet
+		if uid {
+			set, err := c.dec.ParseUIDSet()
+			if err != nil {
+				return err
+			}
+			uids = &set
+		}
+		if err := c.dec.CRLF(); err != nil {
+			return err
+		}
+		if c.readOnly {
+			return readOnlyErr()
+		}
+		if err := c.session.Expunge(&ExpungeWriter{c: c}, uids); err != nil {
+			return err
+		}
+		if err := c.poll(true); err != nil {
+			return err
+		}
+		return c.ok(tag, name)
+	case "SEARCH":
+		return c.search(tag, kind)
+	case "FETCH":
+		return c.fetch(tag, kind)
+	case "STORE":
+		return c.store(tag, kind)
+	case "COPY", "MOVE":
+		return c.copyOrMove(tag, name, kind)
+	}
+	return syntaxErr("unknown command %s", name)
+}
+
+// known reports whether name is a command this server implements (so a
+// state error is told apart from an unknown command).
+func known(name string) bool {
+	switch name {
+	case "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
+		"NAMESPACE", "STATUS", "APPEND", "IDLE", "UNAUTHENTICATE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH",
+		"STORE", "COPY", "MOVE", "CHECK":
+		return true
+	}
+	return false
+}
+
+func readOnlyErr() error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "READ-ONLY", Text: "The mailbox is open read-only (EXAMINE)"}
+}
+
+// noArgs runs a command that takes no arguments.
+func (c *Conn) noArgs(tag, name string, do func() error) error {
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if err := do(); err != nil {
+		return err
+	}
+	if c.state == imap.ConnStateLogout {
+		c.ok(tag, name)
+		c.flush()
+		return nil
+	}
+	return c.ok(tag, name)
+}
+
+// simple runs a command whose arguments were parsed (perr) and whose answer
+// is OK, then polls for updates.
+func (c *Conn) simple(tag, name string, perr error, do func() error) error {
+	if perr != nil {
+		return perr
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if err := do(); err != nil {
+		return err
+	}
+	if err := c.poll(c.state == imap.ConnStateSelected); err != nil {
+		return err
+	}
+	return c.ok(tag, name)
+}
+
+// poll writes the selected mailbox's pending updates.
+func (c *Conn) poll(allowExpunge bool) error {
+	if c.state != imap.ConnStateSelected && c.state != imap.ConnStateAuthenticated {
+		return nil
+	}
+	return c.session.Poll(&UpdateWriter{c: c}, allowExpunge)
+}
+
+// capabilities lists what the connection announces now.
+func (c *Conn) capabilities() []imap.Cap {
+	caps := []imap.Cap{imap.CapIMAP4rev1, imap.CapIMAP4rev2}
+	caps = append(caps, imap.CapLiteralPlus, imap.CapSASLIR, imap.CapID, imap.CapEnable, imap.CapIdle)
+	if c.state == imap.ConnStateNotAuthenticated {
+		if c.srv.opts.TLSConfig != nil && !c.tlsOn() {
+			caps = append(caps, imap.CapStartTLS)
+		}
+		if c.tlsOn() || c.srv.opts.InsecureAuth {
+			for _, m := range c.session.AuthenticateMechanisms() {
+				caps = append(caps, imap.Cap("AUTH="+m))
+			}
+		} else {
+			caps = append(caps, imap.CapLoginDisabled)
+		}
+		return caps
+	}
+	for _, cp := range []imap.Cap{imap.CapUnselect, imap.CapUTF8Accept, imap.CapNamespace, imap.CapUIDPlus,
+		imap.CapESearch, imap.CapSearchRes, imap.CapListExtended, imap.CapListStatus, imap.CapMove,
+		imap.CapStatusSize, imap.CapBinary, imap.CapChildren, imap.CapSpecialUse, imap.CapCreateSpecialUse,
+		imap.CapUnauthenticate} {
+		if cp == imap.CapUnselect || cp == imap.CapUTF8Accept || c.srv.opts.Caps.Has(cp) {
+			caps = append(caps, cp)
+		}
+	}
+	caps = append(caps, imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit())))
+	return caps
+}
+
+func (c *Conn) writeCapList() {
+	caps := c.capabilities()
+	for i, cp := range caps {
+		if i > 0 {
+			c.enc.SP()
+		}
+		c.enc.Atom(string(cp))
+	}
+}
+
+func (c *Conn) writeCapability() { c.enc.Capability(c.capabilities()) }
+
+func (c *Conn) startTLS(tag string) error {
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if c.srv.opts.TLSConfig == nil || c.tlsOn() {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "STARTTLS is not available"}
+	}
+	if c.br.Buffered() > 0 {
+		// RFC 9051 6.2.1: nothing may follow STARTTLS before the handshake
+		// (a plaintext command injected here would run under TLS).
+		c.enc.StatusResponse(tag, imap.StatusResponseTypeBad, "", nil, "Data after STARTTLS")
+		c.flush()
+		return errConnClosed
+	}
+	c.enc.StatusResponse(tag, imap.StatusResponseTypeOK, "", nil, "Begin TLS negotiation now")
+	if err := c.flush(); err != nil {
+		return err
+	}
+	tc := tls.Server(c.nc, c.srv.opts.TLSConfig)
+	tc.SetDeadline(time.Now().Add(preAuthTimeout))
+	if err := tc.Handshake(); err != nil {
+		return errConnClosed
+	}
+	tc.SetDeadline(time.Time{})
+	c.setStreams(tc)
+	return nil
+}
+
+// authAllowed refuses passwords over plaintext.
+func (c *Conn) authAllowed() error {
+	if c.tlsOn() || c.srv.opts.InsecureAuth {
+		return nil
+	}
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodePrivacyRequired, Text: "TLS is required to log in (STARTTLS)"}
+}
+
+func (c *Conn) login(tag string) error {
+	user, pass, err := c.dec.ParseLogin()
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if err := c.authAllowed(); err != nil {
+		return err
+	}
+	if err := c.session.Login(user, pass); err != nil {
+		return err
+	}
+	c.state = imap.ConnStateAuthenticated
+	c.enc.StatusResponse(tag, imap.StatusResponseTypeOK, "CAPABILITY", func() { c.enc.SP(); c.writeCapList() }, "Logged in")
+	return c.enc.Err()
+}
+
+func (c *Conn) authenticate(tag string) error {
+	mech, initial, hasInitial, err := c.dec.ParseAuthenticate()
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if err := c.authAllowed(); err != nil {
+		return err
+	}
+	srv, err := c.session.Authenticate(mech)
+	if err != nil {
+		return err
+	}
+	resp := initial
+	if !hasInitial {
+		resp = nil
+	}
+	for {
+		challenge, done, err := srv.Next(resp)
+		if err != nil {
+			if errors.Is(err, ErrAuthFailed) {
+				return ErrAuthFailed
+			}
+			var imapErr *imap.Error
+			if errors.As(err, &imapErr) {
+				return err
+			}
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "Authentication failed"}
+		}
+		if done {
+			break
+		}
+		c.enc.ContinuationBase64(challenge)
+		if err := c.flush(); err != nil {
+			return err
+		}
+		c.dec.Begin()
+		line, err := c.readLine(8 << 10)
+		if err != nil {
+			return err
+		}
+		if line == "*" {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Authentication cancelled"}
+		}
+		if resp, err = base64.StdEncoding.DecodeString(line); err != nil {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid base64 in the SASL response"}
+		}
+	}
+	c.state = imap.ConnStateAuthenticated
+	c.enc.StatusResponse(tag, imap.StatusResponseTypeOK, "CAPABILITY", func() { c.enc.SP(); c.writeCapList() }, "Authenticated")
+	return c.enc.Err()
+}
+
+// readLine reads one line of at most max bytes (a SASL response).
+func (c *Conn) readLine(max int) (string, error) {
+	var sb strings.Builder
+	for {
+		b, err := c.br.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		if b == '\n' {
+			return strings.TrimSuffix(sb.String(), "\r"), nil
+		}
+		if sb.Len() >= max {
+			return "", errConnClosed
+		}
+		sb.WriteByte(b)
+	}
+}
+
+func (c *Conn) enable(tag string) error {
+	caps, err := c.dec.ParseEnable()
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	var enabled []imap.Cap
+	for _, cp := range caps {
+		switch cp {
+		case imap.CapIMAP4rev2, imap.CapUTF8Accept:
+			if !c.enabled.Has(cp) {
+				c.enabled[cp] = struct{}{}
+				enabled = append(enabled, cp)
+			}
+		}
+	}
+	c.applyEnabled()
+	c.enc.Enabled(enabled)
+	return c.ok(tag, "ENABLE")
+}
+
+func (c *Conn) selectMailbox(tag string, readOnly bool) error {
+	name, opts, err := c.dec.ParseSelect()
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if c.state == imap.ConnStateSelected {
+		if err := c.session.Unselect(); err != nil {
+			return err
+		}
+		c.state = imap.ConnStateAuthenticated
+		// RFC 9051 7.1: the previous mailbox is closed.
+		c.enc.StatusResponse("*", imap.StatusResponseTypeOK, "CLOSED", nil, "Previous mailbox is now closed")
+	}
+	opts.ReadOnly = readOnly
+	data, err := c.session.Select(name, opts)
+	if err != nil {
+		return err
+	}
+	c.readOnly = readOnly
+	e := c.enc
+	e.FlagsResponse(data.Flags)
+	e.Exists(data.NumMessages)
+	if !c.rev2() {
+		e.Recent(data.NumRecent)
+		if data.FirstUnseenSeqNum != 0 {
+			e.StatusResponse("*", imap.StatusResponseTypeOK, "UNSEEN", func() { e.SP(); e.Number(data.FirstUnseenSeqNum) }, "First unseen")
+		}
+	}
+	e.StatusResponse("*", imap.StatusResponseTypeOK, "UIDVALIDITY", func() { e.SP(); e.Number(data.UIDValidity) }, "UIDs valid")
+	e.StatusResponse("*", imap.StatusResponseTypeOK, "UIDNEXT", func() { e.SP(); e.Number(uint32(data.UIDNext)) }, "Predicted next UID")
+	if readOnly {
+		e.StatusResponse("*", imap.StatusResponseTypeOK, "PERMANENTFLAGS", func() { e.SP(); e.Flags(nil) }, "No permanent flags permitted")
+	} else {
+		c.writePermanentFlags(data.PermanentFlags)
+	}
+	if data.List != nil {
+		e.ListResponse(data.List, false)
+	}
+	c.state = imap.ConnStateSelected
+	code, cmd := imap.ResponseCode("READ-WRITE"), "SELECT"
+	if readOnly {
+		code, cmd = "READ-ONLY", "EXAMINE"
+	}
+	e.StatusResponse(tag, imap.StatusResponseTypeOK, code, nil, cmd+" completed")
+	return e.Err()
+}
+
+// writePermanentFlags writes the PERMANENTFLAGS response code: the flags
+// and \* (new keywords may be created).
+func (c *Conn) writePermanentFlags(flags []imap.Flag) {
+	e := c.enc
+	perm := append([]imap.Flag(nil), flags...)
+	hasWildcard := false
+	for _, f := range perm {
+		if f == imap.FlagWildcard {
+			hasWildcard = true
+		}
+	}
+	if !hasWildcard && !c.readOnly {
+		perm = append(perm, imap.FlagWildcard)
+	}
+	if c.readOnly {
+		perm = nil
+	}
+	e.StatusResponse("*", imap.StatusResponseTypeOK, "PERMANENTFLAGS", func() { e.SP(); e.Flags(perm) }, "Flags permitted")
+}
+
+func (c *Conn) list(tag, name string) error {
+	var args *ListArgs
+	var err error
+	if name == "LSUB" {
+		args, err = c.dec.ParseLSub()
+	} else {
+		args, err = c.dec.ParseList()
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	w := &ListWriter{c: c, lsub: name == "LSUB", status: args.Options.ReturnStatus}
+	if name == "LIST" && len(args.Patterns) == 1 && args.Patterns[0] == "" && !args.Extended {
+		// RFC 9051 6.3.9: LIST "" "" returns the hierarchy delimiter and
+		// the root name.
+		c.enc.ListResponse(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""}, false)
+		return c.ok(tag, name)
+	}
+	if err := c.session.List(w, args.Ref, args.Patterns, args.Options); err != nil {
+		return err
+	}
+	if err := c.poll(false); err != nil {
+		return err
+	}
+	return c.ok(tag, name)
+}
+
+func (c *Conn) status(tag string) error {
+	name, opts, err := c.dec.ParseStatus()
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	data, err := c.session.Status(name, opts)
+	if err != nil {
+		return err
+	}
+	c.enc.StatusData(data)
+	if err := c.poll(false); err != nil {
+		return err
+	}
+	return c.ok(tag, "STATUS")
+}
+
+// appendCmd streams each message literal to the session (MULTIAPPEND-ready:
+// messages are taken one at a time).
+func (c *Conn) appendCmd(tag string) error {
+	mbox, err := c.dec.ParseAppendMailbox()
+	if err != nil {
+		return err
+	}
+	m, err := c.dec.NextAppend(true)
+	if err != nil {
+		return err
+	}
+	limit := int64(c.session.AppendLimit())
+	c.nc.SetReadDeadline(time.Now().Add(commandTimeout))
+	if err := m.Accept(limit); err != nil {
+		return err
+	}
+	body := m.Body()
+	data, appendErr := c.session.Append(mbox, literalReader{limitedBody: body, size: m.Size}, m.Options)
+	// Whatever the session did, the literal is read to its end: its bytes
+	// are the message, never commands.
+	if err := body.Discard(); err != nil {
+		return err
+	}
+	if err := m.End(); err != nil {
+		return err
+	}
+	next, err := c.dec.NextAppend(false)
+	if err != nil {
+		return err
+	}
+	if next != nil {
+		return syntaxErr("only one message per APPEND")
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if appendErr != nil {
+		return appendErr
+	}
+	if err := c.poll(false); err != nil {
+		return err
+	}
+	e := c.enc
+	if data != nil && data.UID != 0 {
+		e.StatusResponse(tag, imap.StatusResponseTypeOK, "APPENDUID", func() {
+			e.SP()
+			e.Number(data.UIDValidity)
+			e.SP()
+			e.Number(uint32(data.UID))
+		}, "APPEND completed")
+		return e.Err()
+	}
+	return c.ok(tag, "APPEND")
+}
+
+func (c *Conn) idle(tag string) error {
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	c.enc.Continuation("idling")
+	if err := c.flush(); err != nil {
+		return err
+	}
+	// Updates are written (and flushed) by the session's goroutine below
+	// while this one waits for the client's DONE; nothing else writes.
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	end := func() { stopOnce.Do(func() { close(stop) }) }
+	idleDone := make(chan error, 1)
+	go func() { idleDone <- c.session.Idle(&UpdateWriter{c: c, flush: true}, stop) }()
+	c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+	line, readErr := c.readLine(64)
+	end()
+	idleErr := <-idleDone
+	if c.bye.Load() != nil {
+		return errConnClosed
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if idleErr != nil {
+		return idleErr
+	}
+	if !strings.EqualFold(strings.TrimSpace(line), "DONE") {
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Expected DONE to end IDLE"}
+	}
+	return c.ok(tag, "IDLE")
+}
+
+func (c *Conn) search(tag string, kind NumKind) error {
+	args, err := c.dec.ParseSearch(kind == NumKindUID)
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if args.Charset != "" && args.Charset != "UTF-8" && args.Charset != "US-ASCII" {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeBadCharset, Text: "Only UTF-8 and US-ASCII are supported"}
+	}
+	data, err := c.session.Search(kind, args.Criteria, args.Options)
+	if err != nil {
+		return err
+	}
+	if err := c.poll(false); err != nil {
+		return err
+	}
+	o := args.Options
+	saveOnly := o.ReturnSave && !o.ReturnMin && !o.ReturnMax && !o.ReturnCount && !o.ReturnAll
+	if args.Extended || c.rev2() {
+		if !saveOnly { // RFC 5182 section 2.4: RETURN (SAVE) alone answers no ESEARCH
+			c.enc.ESearch(tag, kind == NumKindUID, data)
+		}
+	} else {
+		var nums []uint32
+		if data.All != nil {
+			switch set := data.All.(type) {
+			case imap.SeqSet:
+				nums, _ = set.Nums()
+			case imap.UIDSet:
+				uids, _ := set.Nums()
+				for _, u := range uids {
+					nums = append(nums, uint32(u))
+				}
+			}
+		}
+		c.enc.Search(nums, data.ModSeq)
+	}
+	return c.ok(tag, "SEARCH")
+}
+
+func (c *Conn) fetch(tag string, kind NumKind) error {
+	args, err := c.dec.ParseFetch(kind == NumKindUID)
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if args.Options.ModSeq {
+		c.condstore = true
+	}
+	w := &FetchWriter{c: c, rfc822: map[*imap.FetchItemBodySection]string{}}
+	for i, n := range args.RFC822 {
+		w.rfc822[args.Options.BodySection[i]] = n
+	}
+	if err := c.session.Fetch(w, args.NumSet, args.Options); err != nil {
+		if c.enc.Err() != nil {
+			return c.enc.Err() // a response was cut: the stream is broken
+		}
+		return err
+	}
+	if err := c.poll(false); err != nil {
+		return err
+	}
+	return c.ok(tag, "FETCH")
+}
+
+func (c *Conn) store(tag string, kind NumKind) error {
+	args, err := c.dec.ParseStore(kind == NumKindUID)
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if c.readOnly {
+		return readOnlyErr()
+	}
+	if err := c.session.Store(&FetchWriter{c: c}, args.NumSet, args.Flags, args.Options); err != nil {
+		if c.enc.Err() != nil {
+			return c.enc.Err()
+		}
+		return err
+	}
+	if err := c.poll(false); err != nil {
+		return err
+	}
+	return c.ok(tag, "STORE")
+}
+
+func (c *Conn) copyOrMove(tag, name string, kind NumKind) error {
+	set, dest, err := c.dec.ParseCopy(kind == NumKindUID)
+	if err != nil {
+		return err
+	}
+	if err := c.dec.CRLF(); err != nil {
+		return err
+	}
+	if name == "MOVE" {
+		if c.readOnly {
+			return readOnlyErr()
+		}
+		if err := c.session.Move(&MoveWriter{c: c}, set, dest); err != nil {
+			return err
+		}
+		if err := c.poll(true); err != nil {
+			return err
+		}
+		return c.ok(tag, name)
+	}
+	data, err := c.session.Copy(set, dest)
+	if err != nil {
+		return err
+	}
+	if err := c.poll(false); err != nil {
+		return err
+	}
+	if data != nil && data.DestUIDs != nil {
+		c.writeCopyUID(tag, data, "COPY completed")
+		return c.enc.Err()
+	}
+	return c.ok(tag, name)
+}
+
+// writeCopyUID writes an OK with the COPYUID code (RFC 4315).
+func (c *Conn) writeCopyUID(tag string, data *imap.CopyData, text string) {
+	e := c.enc
+	e.StatusResponse(tag, imap.StatusResponseTypeOK, "COPYUID", func() {
+		e.SP()
+		e.Number(data.UIDValidity)
+		e.SP()
+		e.NumSet(data.SourceUIDs)
+		e.SP()
+		e.NumSet(data.DestUIDs)
+	}, text)
+}

@@ -1,0 +1,74 @@
+package imapconn
+
+import (
+	"errors"
+	"io"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-sasl"
+)
+
+// Session is the backend of one connection: what the commands do. The
+// connection parses, checks the state, calls the session and writes the
+// responses; the session never writes to the connection except through
+// the writers it is given.
+type Session interface {
+	// Close releases the session (the connection ended).
+	Close() error
+
+	// Not authenticated.
+	Login(username, password string) error
+	AuthenticateMechanisms() []string
+	Authenticate(mech string) (sasl.Server, error)
+
+	// Authenticated.
+	Unauthenticate() error
+	Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error)
+	Create(mailbox string, options *imap.CreateOptions) error
+	Delete(mailbox string) error
+	Rename(mailbox, newName string, options *imap.RenameOptions) error
+	Subscribe(mailbox string) error
+	Unsubscribe(mailbox string) error
+	List(w *ListWriter, ref string, patterns []string, options *imap.ListOptions) error
+	Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error)
+	Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error)
+	AppendLimit() uint32
+	Namespace() (*imap.NamespaceData, error)
+	Poll(w *UpdateWriter, allowExpunge bool) error
+	Idle(w *UpdateWriter, stop <-chan struct{}) error
+
+	// Selected.
+	Unselect() error
+	Expunge(w *ExpungeWriter, uids *imap.UIDSet) error
+	Search(kind NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error)
+	Fetch(w *FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error
+	Store(w *FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error
+	Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error)
+	Move(w *MoveWriter, numSet imap.NumSet, dest string) error
+}
+
+// NumKind says whether a command addresses messages by sequence number or
+// by UID.
+type NumKind int
+
+const (
+	NumKindSeq NumKind = iota
+	NumKindUID
+)
+
+// ErrAuthFailed is what Login and SASL answer for wrong credentials.
+var ErrAuthFailed = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "Authentication failed"}
+
+// literalReader is an APPEND message literal as the session reads it.
+type literalReader struct {
+	*limitedBody
+	size int64
+}
+
+func (r literalReader) Size() int64 { return r.size }
+
+var _ imap.LiteralReader = literalReader{}
+var _ io.Reader = literalReader{}
+
+// errConnClosed ends the command loop without a response.
+var errConnClosed = errors.New("imapconn: connection closed")
