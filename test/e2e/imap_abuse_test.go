@@ -65,9 +65,9 @@ func TestIMAPBadInput(t *testing.T) {
 	r.expect("LOGIN bad@example.test bad-secret", "OK")
 	// A literal over APPENDLIMIT is refused before it is sent.
 	r.expect("APPEND INBOX {200000}", "NO [TOOBIG]")
-	// Mailbox names that are not UTF-8 or escape the hierarchy.
-	// (go-imap answers its own decoding failures with NO [SERVERBUG]
-	// rather than BAD; either way nothing happens and the session goes on.)
+	// Mailbox names that are not UTF-8 or escape the hierarchy: BAD or NO
+	// (TestIMAPClientErrorsAnswerBAD checks which); nothing happens and the
+	// session goes on.
 	refused := func(cmd string) {
 		t.Helper()
 		if _, status := r.do(cmd); strings.HasPrefix(status, "OK") {

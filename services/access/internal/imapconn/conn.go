@@ -461,7 +461,12 @@ func (c *Conn) run(tag, name string, uid bool) error {
 		if known(name) {
 			return errNotState(name)
 		}
-		return syntaxErr("unknown command %s", name)
+		// Not IMAP (an HTTP request, a port scan): end it at once.
+		c.dec.DiscardCommand(0)
+		c.enc.StatusResponse(tag, imap.StatusResponseTypeBad, "", nil, "Unknown command")
+		c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, "Not an IMAP client, closing the connection")
+		c.flush()
+		return errConnClosed
 	}
 	switch name {
 	case "ENABLE":
@@ -909,12 +914,6 @@ func (c *Conn) list(tag, name string) error {
 		return err
 	}
 	w := &ListWriter{c: c, lsub: name == "LSUB", status: args.Options.ReturnStatus}
-	if name == "LIST" && len(args.Patterns) == 1 && args.Patterns[0] == "" && !args.Extended {
-		// RFC 9051 6.3.9: LIST "" "" returns the hierarchy delimiter and
-		// the root name.
-		c.enc.ListResponse(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""}, false)
-		return c.ok(tag, name)
-	}
 	if err := c.session.List(w, args.Ref, args.Patterns, args.Options); err != nil {
 		return err
 	}
@@ -936,7 +935,7 @@ func (c *Conn) status(tag string) error {
 	if err != nil {
 		return err
 	}
-	c.enc.StatusData(data)
+	c.enc.StatusDataWithOptions(data, opts)
 	if err := c.poll(false); err != nil {
 		return err
 	}
@@ -1054,7 +1053,7 @@ func (c *Conn) search(tag string, kind NumKind) error {
 	saveOnly := o.ReturnSave && !o.ReturnMin && !o.ReturnMax && !o.ReturnCount && !o.ReturnAll
 	if args.Extended || c.rev2() {
 		if !saveOnly { // RFC 5182 section 2.4: RETURN (SAVE) alone answers no ESEARCH
-			c.enc.ESearch(tag, kind == NumKindUID, data)
+			c.enc.ESearchWithOptions(tag, kind == NumKindUID, data, args.Options)
 		}
 	} else {
 		var nums []uint32

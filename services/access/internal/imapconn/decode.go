@@ -71,7 +71,8 @@ type Decoder struct {
 	// modified UTF-7.
 	UTF8 bool
 
-	n int // bytes of the current command outside literals
+	n     int // bytes of the current command outside literals
+	depth int // nesting of the search key being parsed
 }
 
 // NewDecoder returns a decoder of r.
@@ -80,7 +81,7 @@ func NewDecoder(r *bufio.Reader) *Decoder {
 }
 
 // Begin starts a new command (resets the line budget).
-func (d *Decoder) Begin() { d.n = 0 }
+func (d *Decoder) Begin() { d.n, d.depth = 0, 0 }
 
 func (d *Decoder) readByte() (byte, error) {
 	if d.n >= d.MaxLine {

@@ -420,6 +420,9 @@ func (d *Decoder) ParseSearch(uid bool) (*SearchArgs, error) {
 			return nil, err
 		}
 	}
+	if !a.Extended {
+		a.Options.ReturnAll = true // a plain SEARCH answers every match
+	}
 	for {
 		if err := d.searchKey(a.Criteria, uid); err != nil {
 			return nil, err
@@ -430,13 +433,17 @@ func (d *Decoder) ParseSearch(uid bool) (*SearchArgs, error) {
 	}
 }
 
-// acceptWord consumes word (case-insensitive) if it is the next atom.
+// acceptWord consumes word (case-insensitive) if it is the next atom. It
+// peeks one byte further at a time, so that it never waits for bytes past
+// the end of the client's line.
 func (d *Decoder) acceptWord(word string) bool {
-	next, _ := d.r.Peek(len(word) + 1)
-	if len(next) < len(word) || !strings.EqualFold(string(next[:len(word)]), word) {
-		return false
+	for i := 1; i <= len(word); i++ {
+		next, err := d.r.Peek(i)
+		if err != nil || !strings.EqualFold(string(next[i-1]), string(word[i-1])) {
+			return false
+		}
 	}
-	if len(next) > len(word) && isAtomChar(next[len(word)]) {
+	if next, err := d.r.Peek(len(word) + 1); err == nil && isAtomChar(next[len(word)]) {
 		return false
 	}
 	for range word {
@@ -445,8 +452,16 @@ func (d *Decoder) acceptWord(word string) bool {
 	return true
 }
 
+// maxSearchDepth bounds the nesting of parentheses, NOT and OR in SEARCH.
+const maxSearchDepth = 64
+
 // searchKey reads one search-key into c (ANDed with what c has).
 func (d *Decoder) searchKey(c *imap.SearchCriteria, uid bool) error {
+	d.depth++
+	defer func() { d.depth-- }()
+	if d.depth > maxSearchDepth {
+		return syntaxErr("search keys nested too deeply")
+	}
 	switch p := d.peek(); {
 	case p == '(':
 		return d.ParenList(false, func() error { return d.searchKey(c, uid) })
@@ -1132,4 +1147,3 @@ func (b *limitedBody) Discard() error {
 
 // Left is how many bytes of the literal are still unread.
 func (b *limitedBody) Left() int64 { return b.left }
-

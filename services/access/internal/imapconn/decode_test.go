@@ -245,8 +245,33 @@ func TestLineLimit(t *testing.T) {
 	if _, err := d.AString(); err == nil || !IsClientError(err) {
 		t.Errorf("unterminated quoted string: %v", err)
 	}
-	d, _ = decoderOf(strings.Repeat("(", 3000))
-	if err := d.ParenList(false, func() error { _, err := d.Atom(); return err }); err == nil || !IsClientError(err) {
+	d, _ = decoderOf(" " + strings.Repeat("(", 3000) + "\r\n")
+	if _, err := d.ParseSearch(false); err == nil || !IsClientError(err) {
 		t.Errorf("nested parentheses: %v", err)
 	}
+}
+
+// The parser never waits for bytes past the end of the client's line (a
+// short SEARCH hung the session: peeking for "RETURN" needed 7 bytes).
+func TestNoReadPastTheLine(t *testing.T) {
+	pr, pw := io.Pipe()
+	d := NewDecoder(bufio.NewReader(pr))
+	go pw.Write([]byte(" SEEN\r\n"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.ParseSearch(false)
+		if err == nil {
+			err = d.CRLF()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("SEARCH SEEN waited for more input")
+	}
+	pw.Close()
 }

@@ -321,7 +321,7 @@ func (e *Encoder) Flags(flags []imap.Flag) *Encoder {
 // set, then as a string.
 func (e *Encoder) Mailbox(name string) *Encoder {
 	if strings.EqualFold(name, "INBOX") {
-		name = "INBOX"
+		return e.Atom("INBOX") // mailbox = "INBOX" / astring
 	}
 	return e.mailboxString(name)
 }

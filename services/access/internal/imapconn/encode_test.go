@@ -112,7 +112,7 @@ func TestDateTime(t *testing.T) {
 func TestMailbox(t *testing.T) {
 	runEncCases(t, []encCase{
 		// RFC 3501 section 5.1: INBOX is case-insensitive.
-		{"inbox any case", false, func(e *Encoder) { e.Mailbox("inbox") }, `"INBOX"`},
+		{"inbox any case", false, func(e *Encoder) { e.Mailbox("inbox") }, `INBOX`}, // mailbox = "INBOX" / astring (RFC 9051 section 9)
 		{"INBOX children keep their case", false, func(e *Encoder) { e.Mailbox("Inbox/Sub") }, `"Inbox/Sub"`},
 		// RFC 3501 section 5.1.3.
 		{"modified UTF-7", false, func(e *Encoder) { e.Mailbox("~peter/mail/台北/日本語") }, `"~peter/mail/&U,BTFw-/&ZeVnLIqe-"`},
@@ -256,7 +256,7 @@ func TestResponses(t *testing.T) {
 				NumDeleted: ptr(uint32(0)), Size: ptr(int64(12345)), NumRecent: ptr(uint32(0)),
 				HighestModSeq: 99, AppendLimit: ptr(uint32(1 << 20)),
 			})
-		}, "* STATUS \"INBOX\" (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 7 UNSEEN 1 DELETED 0 SIZE 12345 RECENT 0 HIGHESTMODSEQ 99 APPENDLIMIT 1048576)\r\n"},
+		}, "* STATUS INBOX (MESSAGES 3 UIDNEXT 10 UIDVALIDITY 7 UNSEEN 1 DELETED 0 SIZE 12345 RECENT 0 HIGHESTMODSEQ 99 APPENDLIMIT 1048576)\r\n"},
 		// RFC 7889 section 5: APPENDLIMIT NIL in STATUS.
 		{"STATUS APPENDLIMIT NIL", false, func(e *Encoder) {
 			e.StatusDataWithOptions(&imap.StatusData{Mailbox: "Drafts", NumMessages: ptr(uint32(0))}, &imap.StatusOptions{NumMessages: true, AppendLimit: true})
@@ -341,7 +341,7 @@ func TestListResponse(t *testing.T) {
 		}, "* LIST (\\Noselect) \"/\" \"~/Mail/foo\"\r\n"},
 		{"LIST no attributes, no delimiter", false, func(e *Encoder) {
 			e.ListResponse(&imap.ListData{Mailbox: "inbox"}, false)
-		}, "* LIST () NIL \"INBOX\"\r\n"},
+		}, "* LIST () NIL INBOX\r\n"},
 		{"LIST backslash delimiter", false, func(e *Encoder) {
 			e.ListResponse(&imap.ListData{Delim: '\\', Mailbox: "a"}, false)
 		}, "* LIST () \"\\\\\" \"a\"\r\n"},

@@ -36,7 +36,7 @@ func (w *ListWriter) WriteList(data *imap.ListData) error {
 	e := w.c.enc
 	e.ListResponse(data, w.lsub)
 	if data.Status != nil && w.status != nil {
-		e.StatusData(data.Status)
+		e.StatusDataWithOptions(data.Status, w.status)
 	}
 	return e.Err()
 }

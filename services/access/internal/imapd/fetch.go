@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"io"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ const windowSize = 500
 // part) are read as the byte ranges the tree gives (sections.go). Only
 // BINARY of a whole message loads it in memory (bounded by the size limit).
 // A message expunged meanwhile by another session is left out of the answer.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (s *session) Fetch(w *imapconn.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	v := s.selected
 	targets := v.resolve(numSet)
 	markSeen := false
@@ -86,7 +87,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 }
 
 // fetchWindow answers FETCH for a window of targets.
-func (s *session) fetchWindow(w *imapserver.FetchWriter, targets []target, options *imap.FetchOptions, needMeta, markSeen bool) error {
+func (s *session) fetchWindow(w *imapconn.FetchWriter, targets []target, options *imap.FetchOptions, needMeta, markSeen bool) error {
 	var meta map[uint32]*storagev1.Message
 	if needMeta {
 		var err error
@@ -200,7 +201,7 @@ func (src *sources) close() {
 // response starts, so that a failure leaves nothing half-written. The
 // response writer holds the connection's write lock: it is closed on every
 // path, or the command's status, and every later response, would wait forever.
-func (s *session) fetchOne(w *imapserver.FetchWriter, t target, m *storagev1.Message, options *imap.FetchOptions, markSeen bool) error {
+func (s *session) fetchOne(w *imapconn.FetchWriter, t target, m *storagev1.Message, options *imap.FetchOptions, markSeen bool) error {
 	src, err := s.openSources(t.uid, m, options)
 	if err != nil {
 		if gone(err) {
@@ -291,7 +292,7 @@ func streamRange(m *storagev1.Message, bs *imap.FetchItemBodySection) (start, n 
 	return start + off, n
 }
 
-func (s *session) writeItems(rw *imapserver.FetchResponseWriter, t target, m *storagev1.Message, src *sources, options *imap.FetchOptions, markSeen bool) error {
+func (s *session) writeItems(rw *imapconn.FetchResponseWriter, t target, m *storagev1.Message, src *sources, options *imap.FetchOptions, markSeen bool) error {
 	rw.WriteUID(imap.UID(t.uid))
 	if options.Flags || markSeen {
 		rw.WriteFlags(toIMAPFlags(t.flags))
@@ -303,7 +304,7 @@ func (s *session) writeItems(rw *imapserver.FetchResponseWriter, t target, m *st
 		rw.WriteRFC822Size(int64(m.Size))
 	}
 	if options.Envelope {
-		rw.WriteEnvelope(toIMAPEnvelope(m.Envelope))
+		rw.WriteEnvelope(toEnvelope(m.Envelope))
 	}
 	full := src.full
 	if options.BodyStructure != nil {
@@ -409,7 +410,7 @@ func (s *session) readParts(uid uint32, m *storagev1.Message, options *imap.Fetc
 // opened range to the client, so that memory does not grow with the
 // message. The size is known from the index; if the store fails midway the
 // connection cannot carry on (the literal is cut), so the error ends it.
-func (s *session) streamSection(rw *imapserver.FetchResponseWriter, uid uint32, m *storagev1.Message, bs *imap.FetchItemBodySection, rc io.Reader) error {
+func (s *session) streamSection(rw *imapconn.FetchResponseWriter, uid uint32, m *storagev1.Message, bs *imap.FetchItemBodySection, rc io.Reader) error {
 	_, n := streamRange(m, bs)
 	wc := rw.WriteBodySection(bs, int64(n))
 	if n == 0 {
@@ -452,6 +453,39 @@ func writeAll(wc io.WriteCloser, data []byte) error {
 		return werr
 	}
 	return cerr
+}
+
+// toEnvelope is the ENVELOPE of a stored envelope: the Date, Message-ID and
+// In-Reply-To fields as the sender wrote them (unfolded), and absent Sender
+// and Reply-To defaulting to From (RFC 9051 7.5.2).
+func toEnvelope(e *storagev1.Envelope) *imapconn.Envelope {
+	if e == nil {
+		return &imapconn.Envelope{}
+	}
+	env := &imapconn.Envelope{
+		Date:      unfold(e.DateRaw),
+		Subject:   e.Subject,
+		From:      addrs(e.From),
+		Sender:    addrs(e.Sender),
+		ReplyTo:   addrs(e.ReplyTo),
+		To:        addrs(e.To),
+		Cc:        addrs(e.Cc),
+		Bcc:       addrs(e.Bcc),
+		InReplyTo: unfold(e.InReplyTo),
+		MessageID: unfold(e.MessageId),
+	}
+	if len(env.Sender) == 0 {
+		env.Sender = env.From
+	}
+	if len(env.ReplyTo) == 0 {
+		env.ReplyTo = env.From
+	}
+	return env
+}
+
+// unfold joins a folded header value into one line (RFC 5322 2.2.3).
+func unfold(v string) string {
+	return strings.TrimSpace(strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v))
 }
 
 // toIMAPEnvelope converts the stored envelope (RFC 9051 7.5.2: absent Sender

@@ -1,17 +1,17 @@
 package imapd
 
 import (
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 )
 
 // instrumented wraps a session: it counts and times every command for the
 // metrics, and forgets the connection when the library closes the session.
 type instrumented struct{ *session }
 
-var _ imapserver.SessionIMAP4rev2 = (*instrumented)(nil)
+var _ imapconn.Session = (*instrumented)(nil)
 
 func (s *instrumented) observe(name string, start time.Time, err error) {
 	if o := s.srv.cfg.Observer; o != nil {
@@ -61,7 +61,7 @@ func (s *instrumented) Unsubscribe(name string) (err error) {
 	return s.session.Unsubscribe(name)
 }
 
-func (s *instrumented) List(w *imapserver.ListWriter, ref string, patterns []string, o *imap.ListOptions) (err error) {
+func (s *instrumented) List(w *imapconn.ListWriter, ref string, patterns []string, o *imap.ListOptions) (err error) {
 	defer func(t time.Time) { s.observe("LIST", t, err) }(time.Now())
 	return s.session.List(w, ref, patterns, o)
 }
@@ -81,22 +81,22 @@ func (s *instrumented) Unselect() (err error) {
 	return s.session.Unselect()
 }
 
-func (s *instrumented) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
+func (s *instrumented) Expunge(w *imapconn.ExpungeWriter, uids *imap.UIDSet) (err error) {
 	defer func(t time.Time) { s.observe("EXPUNGE", t, err) }(time.Now())
 	return s.session.Expunge(w, uids)
 }
 
-func (s *instrumented) Search(k imapserver.NumKind, c *imap.SearchCriteria, o *imap.SearchOptions) (d *imap.SearchData, err error) {
+func (s *instrumented) Search(k imapconn.NumKind, c *imap.SearchCriteria, o *imap.SearchOptions) (d *imap.SearchData, err error) {
 	defer func(t time.Time) { s.observe("SEARCH", t, err) }(time.Now())
 	return s.session.Search(k, c, o)
 }
 
-func (s *instrumented) Fetch(w *imapserver.FetchWriter, n imap.NumSet, o *imap.FetchOptions) (err error) {
+func (s *instrumented) Fetch(w *imapconn.FetchWriter, n imap.NumSet, o *imap.FetchOptions) (err error) {
 	defer func(t time.Time) { s.observe("FETCH", t, err) }(time.Now())
 	return s.session.Fetch(w, n, o)
 }
 
-func (s *instrumented) Store(w *imapserver.FetchWriter, n imap.NumSet, f *imap.StoreFlags, o *imap.StoreOptions) (err error) {
+func (s *instrumented) Store(w *imapconn.FetchWriter, n imap.NumSet, f *imap.StoreFlags, o *imap.StoreOptions) (err error) {
 	defer func(t time.Time) { s.observe("STORE", t, err) }(time.Now())
 	return s.session.Store(w, n, f, o)
 }
@@ -106,12 +106,12 @@ func (s *instrumented) Copy(n imap.NumSet, dest string) (d *imap.CopyData, err e
 	return s.session.Copy(n, dest)
 }
 
-func (s *instrumented) Move(w *imapserver.MoveWriter, n imap.NumSet, dest string) (err error) {
+func (s *instrumented) Move(w *imapconn.MoveWriter, n imap.NumSet, dest string) (err error) {
 	defer func(t time.Time) { s.observe("MOVE", t, err) }(time.Now())
 	return s.session.Move(w, n, dest)
 }
 
-func (s *instrumented) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
+func (s *instrumented) Idle(w *imapconn.UpdateWriter, stop <-chan struct{}) (err error) {
 	defer func(t time.Time) { s.observe("IDLE", t, err) }(time.Now())
 	return s.session.Idle(w, stop)
 }

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"sort"
 	"strings"
 
@@ -146,7 +147,7 @@ func (s *session) setSubscribed(name string, on bool) error {
 
 // RFC 9051 6.3.9 LIST with RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS,
 // RFC 6154 SPECIAL-USE and RFC 3348 CHILDREN.
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+func (s *session) List(w *imapconn.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	if options == nil {
 		options = &imap.ListOptions{}
 	}

@@ -2,12 +2,12 @@ package imapd
 
 import (
 	"context"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
@@ -31,7 +31,7 @@ type mailboxState struct {
 	// and records it as its own (so .SILENT stays silent and a FETCH that
 	// set \Seen does not echo). Lock order: gate, then mu.
 	gate sync.Mutex
-	own  map[ownChange]*imapserver.SessionTracker
+	own  map[ownChange]*imapconn.SessionTracker
 
 	mu          sync.Mutex
 	loaded      bool
@@ -42,7 +42,7 @@ type mailboxState struct {
 	modseq      uint64
 	entries     []entry
 	deleted     bool
-	tracker     *imapserver.MailboxTracker
+	tracker     *imapconn.MailboxTracker
 	notify      chan struct{} // closed and replaced whenever modseq moves
 }
 
@@ -58,7 +58,7 @@ type batch struct {
 }
 
 func newMailboxState(a *accountHub, id string) *mailboxState {
-	return &mailboxState{acct: a, id: id, ready: make(chan struct{}), notify: make(chan struct{}), own: map[ownChange]*imapserver.SessionTracker{}}
+	return &mailboxState{acct: a, id: id, ready: make(chan struct{}), notify: make(chan struct{}), own: map[ownChange]*imapconn.SessionTracker{}}
 }
 
 func (m *mailboxState) release() {
@@ -104,7 +104,7 @@ func (m *mailboxState) load() {
 	defer m.mu.Unlock()
 	m.entries, m.loadRev = entries, rev
 	m.uidValidity, m.uidNext, m.modseq = mb.UidValidity, mb.UidNext, mb.HighestModseq
-	m.tracker = imapserver.NewMailboxTracker(uint32(len(entries)))
+	m.tracker = imapconn.NewMailboxTracker(uint32(len(entries)))
 	m.loaded = true
 	for _, b := range m.buffered {
 		m.applyLocked(b.rev, b.changes)
@@ -184,7 +184,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 			if i := m.index(c.Uid); i >= 0 {
 				m.entries[i].flags = c.Flags
 				key := ownChange{c.Uid, c.Modseq}
-				m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.Uid), toIMAPFlags(c.Flags), m.own[key])
+				m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.Uid), toIMAPFlags(c.Flags), c.Modseq, m.own[key])
 				delete(m.own, key)
 			}
 		case storagev1.Change_KIND_MESSAGE_EXPUNGED:
@@ -214,7 +214,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 // ownFlagChange runs fn (which changes flags through the storage tier) with
 // the watch paused for this mailbox, and records the changes it reports as
 // made by tracker, which then gets no FETCH update for them.
-func (m *mailboxState) ownFlagChange(tracker *imapserver.SessionTracker, fn func() ([]*storagev1.Message, error)) error {
+func (m *mailboxState) ownFlagChange(tracker *imapconn.SessionTracker, fn func() ([]*storagev1.Message, error)) error {
 	m.gate.Lock()
 	defer m.gate.Unlock()
 	msgs, err := fn()
@@ -257,7 +257,7 @@ func (m *mailboxState) resync(ctx context.Context) error {
 		f := fresh[freshIdx[m.entries[i].uid]].flags
 		if !sameStrings(f, m.entries[i].flags) {
 			m.entries[i].flags = f
-			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(f), nil)
+			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(f), 0, nil)
 		}
 	}
 	last := uint32(0)

@@ -2,12 +2,12 @@ package imapd
 
 import (
 	"context"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"io"
 	"sort"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
@@ -184,7 +184,7 @@ func (s *session) appendStream(meta *storagev1.AppendMessageRequest_Metadata, r 
 }
 
 // RFC 9051 6.4.6 STORE.
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+func (s *session) Store(w *imapconn.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	v := s.selected
 	if v.readOnly {
 		return readOnlyErr()
@@ -290,7 +290,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 
 // RFC 6851 MOVE: COPYUID first, then the expunges (from the watch, via the
 // poll that follows the command).
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+func (s *session) Move(w *imapconn.MoveWriter, numSet imap.NumSet, dest string) error {
 	v := s.selected
 	if v.readOnly {
 		return readOnlyErr()
@@ -319,7 +319,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 
 // RFC 9051 6.4.3 EXPUNGE and RFC 4315 UID EXPUNGE; the EXPUNGE responses
 // come from the watch, via the poll that follows the command.
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+func (s *session) Expunge(w *imapconn.ExpungeWriter, uids *imap.UIDSet) error {
 	v := s.selected
 	if v.readOnly {
 		return readOnlyErr()

@@ -2,12 +2,12 @@ package imapd
 
 import (
 	"bytes"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 
@@ -49,7 +49,7 @@ type candidate struct {
 // RFC 9051 6.4.4 SEARCH, with ESEARCH results (min, max, count, all) and
 // RFC 5182 SEARCHRES. Messages are matched a window at a time; only the
 // matches are kept.
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	v := s.selected
 	all := v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
 	// Static versions of "$" and "*" in the criteria.
@@ -104,7 +104,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			}
 			uids.AddNum(imap.UID(t.uid))
 			num := t.uid
-			if kind == imapserver.NumKindSeq {
+			if kind == imapconn.NumKindSeq {
 				num = t.seq
 				seqs.AddNum(t.seq)
 			}
@@ -115,7 +115,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			data.Count++
 		}
 	}
-	if kind == imapserver.NumKindSeq {
+	if kind == imapconn.NumKindSeq {
 		data.All = seqs
 	} else {
 		data.All = uids

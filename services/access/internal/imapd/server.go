@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
@@ -54,11 +54,11 @@ type Server struct {
 	cfg   Config
 	store *storeclient.Client
 	hub   *Hub
-	imap  *imapserver.Server
+	imap  *imapconn.Server
 
 	mu        sync.Mutex
 	connLimit *connlimit.Limit
-	conns     map[*imapserver.Conn]bool
+	conns     map[*imapconn.Conn]bool
 	perAcct   map[string]int
 	nextID    uint64
 	closing   bool
@@ -88,13 +88,13 @@ func New(store *storeclient.Client, cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, store: store, hub: NewHub(store, cfg.Logger), connLimit: connlimit.New(cfg.MaxConnsPerIP),
-		conns: map[*imapserver.Conn]bool{}, perAcct: map[string]int{}}
-	s.imap = imapserver.New(&imapserver.Options{
+		conns: map[*imapconn.Conn]bool{}, perAcct: map[string]int{}}
+	s.imap = imapconn.NewServer(imapconn.Options{
 		NewSession:   s.newSession,
 		Caps:         capabilities,
 		TLSConfig:    cfg.TLS,
 		InsecureAuth: cfg.InsecureAuth,
-		Logger:       logAdapter{cfg.Logger},
+		Logger:       cfg.Logger,
 	})
 	s.connLimit.MaxTotal = cfg.MaxConns
 	if cfg.SearchMemory <= 0 {
@@ -104,7 +104,8 @@ func New(store *storeclient.Client, cfg Config) *Server {
 	return s
 }
 
-// capabilities is everything go-imap v2 implements and we back.
+// capabilities are the extensions the sessions back (imapconn announces
+// them after login).
 var capabilities = imap.CapSet{
 	imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {},
 	imap.CapIdle: {}, imap.CapUIDPlus: {}, imap.CapMove: {}, imap.CapNamespace: {},
@@ -114,13 +115,7 @@ var capabilities = imap.CapSet{
 	imap.CapSASLIR: {}, imap.CapChildren: {}, imap.CapUnauthenticate: {},
 }
 
-type logAdapter struct{ log *slog.Logger }
-
-func (l logAdapter) Printf(format string, args ...any) {
-	l.log.Warn("imap: " + fmt.Sprintf(format, args...))
-}
-
-func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+func (s *Server) newSession(conn *imapconn.Conn) (imapconn.Session, error) {
 	s.mu.Lock()
 	s.conns[conn] = true
 	s.nextID++
@@ -128,7 +123,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	s.mu.Unlock()
 	ip := remoteIP(conn.NetConn())
 	sess := &session{srv: s, conn: conn, ip: ip, log: s.cfg.Logger.With("proto", "imap", "conn", id, "remote", ip)}
-	return &instrumented{session: sess}, nil, nil
+	return &instrumented{session: sess}, nil
 }
 
 func (s *Server) acquireAccountSession(account string) bool {
@@ -179,7 +174,7 @@ func (s *Server) Serve(ln net.Listener, implicitTLS bool) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	conns := make([]*imapserver.Conn, 0, len(s.conns))
+	conns := make([]*imapconn.Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}

@@ -3,12 +3,12 @@ package imapd
 import (
 	"context"
 	"errors"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"log/slog"
 	"net"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,7 +19,7 @@ import (
 // session is one IMAP connection.
 type session struct {
 	srv  *Server
-	conn *imapserver.Conn
+	conn *imapconn.Conn
 	ip   string
 	log  *slog.Logger
 
@@ -33,18 +33,13 @@ type session struct {
 }
 
 var (
-	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
-	_ imapserver.SessionSASL           = (*session)(nil)
-	_ imapserver.SessionUnauthenticate = (*session)(nil)
-	_ imapserver.SessionAppendLimit    = (*session)(nil)
-	_ imapserver.SessionNamespace      = (*session)(nil)
-	_ imapserver.SessionMove           = (*session)(nil)
+	_ imapconn.Session = (*session)(nil)
 )
 
 // view is a session's window on a selected mailbox.
 type view struct {
 	state     *mailboxState
-	tracker   *imapserver.SessionTracker
+	tracker   *imapconn.SessionTracker
 	name      string
 	readOnly  bool
 	searchRes imap.UIDSet
@@ -97,7 +92,7 @@ func (s *session) Login(username, password string) error {
 		cfg.Observer.Login("failed")
 		s.log.Info("login failed", "user", username)
 		time.Sleep(cfg.Limiter.Failed(s.ip, username))
-		return imapserver.ErrAuthFailed
+		return imapconn.ErrAuthFailed
 	}
 	if err != nil {
 		cfg.Observer.Login("error")
@@ -194,7 +189,7 @@ func (s *session) Namespace() (*imap.NamespaceData, error) {
 	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: delim}}}, nil
 }
 
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+func (s *session) Poll(w *imapconn.UpdateWriter, allowExpunge bool) error {
 	if s.selected == nil {
 		return nil
 	}
@@ -225,7 +220,7 @@ func (s *session) catchUp() {
 // catchUpWait bounds each half of catchUp.
 const catchUpWait = 2 * time.Second
 
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+func (s *session) Idle(w *imapconn.UpdateWriter, stop <-chan struct{}) error {
 	if s.selected == nil {
 		<-stop
 		return nil

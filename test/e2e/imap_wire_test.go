@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailfleet/mailfleet/test/cluster"
+)
+
+// RFC 7888 section 4: a non-synchronizing literal the server refuses is
+// already on its way; its bytes must never be read as commands. An APPEND
+// over the limit whose literal carries "z1 DELETE victim" used to delete
+// the folder: now the server answers NO [TOOBIG], says BYE and closes, and
+// the folder is still there.
+func TestIMAPRefusedLiteralIsNeverRunAsCommands(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, AccessArgs: []string{"--max-message-size", "100000"}})
+	c.CreateAccount("lit@example.test", "lit-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN lit@example.test lit-secret", "OK")
+	r.expect("CREATE victim", "OK")
+	payload := "z1 DELETE victim\r\n"
+	fmt.Fprintf(r.conn, "a1 APPEND INBOX {200000+}\r\n%s", payload)
+	var lines []string
+	r.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		l, err := r.r.ReadString('\n')
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the connection stayed open after: %q", lines)
+			}
+			break
+		}
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	all := strings.Join(lines, "\n")
+	if !strings.Contains(all, "a1 NO [TOOBIG]") || !strings.Contains(all, "* BYE") || strings.Contains(all, "z1 ") {
+		t.Fatalf("answer to an oversized non-synchronizing literal:\n%s", all)
+	}
+	// A synchronizing literal over the limit is refused before it is sent,
+	// and the session goes on (RFC 9051 section 7.5).
+	r2 := rawDial(t, c.Access[0].IMAPS, true)
+	r2.expect("LOGIN lit@example.test lit-secret", "OK")
+	r2.expect("APPEND INBOX {200000}", "NO [TOOBIG]")
+	if list := r2.expect(`LIST "" "victim"`, "OK"); !contains(list, `"victim"`) {
+		t.Fatalf("the folder named in the refused literal is gone: %q", list)
+	}
+	// A small non-synchronizing literal of a refused command is skipped,
+	// not run: a RENAME missing its second name, whose literal holds a
+	// command.
+	fmt.Fprintf(r2.conn, "b1 RENAME {3+}\r\nabc (x {%d+}\r\n%s\r\n", len("z2 DELETE victim\r\n"), "z2 DELETE victim\r\n")
+	for {
+		l := r2.line()
+		if strings.HasPrefix(l, "z2 ") {
+			t.Fatalf("the literal ran as a command: %q", l)
+		}
+		if strings.HasPrefix(l, "b1 ") {
+			if !strings.HasPrefix(l, "b1 BAD") {
+				t.Fatalf("RENAME with a list for a name: %q, want BAD", l)
+			}
+			break
+		}
+	}
+	if _, status := r2.do("NOOP"); !strings.HasPrefix(status, "OK") {
+		t.Fatalf("NOOP after a refused command: %q", status)
+	}
+	if list := r2.expect(`LIST "" "victim"`, "OK"); !contains(list, `"victim"`) {
+		t.Fatalf("the literal of a refused command ran: %q", list)
+	}
+}
+
+// RFC 9051 section 7.1.5: BAD is a client error, answered at once; NO
+// [SERVERBUG] only for a fault of the server. Each of these used to get NO
+// [SERVERBUG] from go-imap (the unclosed quote after a 30 s wait).
+func TestIMAPClientErrorsAnswerBAD(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("bad2@example.test", "bad2-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN bad2@example.test bad2-secret", "OK")
+	for _, cmd := range []string{
+		`CREATE "abc`,                // unclosed quoted string
+		`CREATE a&b`,                 // a bare & is not modified UTF-7 (RFC 3501 5.1.3)
+		"CREATE \"bad\xff\xfename\"", // 8-bit in a mailbox name of an IMAP4rev1 session
+		"CREATE \"a\x01b\"",          // a control character
+		"SEARCH " + strings.Repeat("(", 3000) + "ALL" + strings.Repeat(")", 3000),
+		"FETCH x:y (FLAGS)",
+		"SELECT",
+		"FETCH 1 (BODY[1.MIMEX])",
+	} {
+		if _, status := r.do(cmd); !strings.HasPrefix(status, "BAD") {
+			t.Errorf("%.40q: %q, want BAD", cmd, status)
+		}
+	}
+	r.expect("NOOP", "OK")
+	// A 64 KB line: BAD, then the connection ends (the rest of the line
+	// cannot be told from commands).
+	if _, status := r.do("NOOP " + strings.Repeat("x", 70000)); !strings.HasPrefix(status, "BAD") {
+		t.Errorf("64 KB line: %q, want BAD", status)
+	}
+}
