@@ -1,10 +1,10 @@
-// Package imapd is the IMAP4rev2 server of the access tier: go-imap v2's
-// imapserver over the storage API.
+// Package imapd is the IMAP4rev2 server of the access tier: the sessions
+// behind imapconn's protocol layer, over the storage API.
 //
 // Implementation notes — the rules a change here must keep:
 //   - A pod keeps, per account with sessions on it, one storage Watch stream
 //     (accountHub) and, per selected mailbox, one shared mailboxState: the
-//     ordered UIDs and flags, and the go-imap MailboxTracker that turns
+//     ordered UIDs and flags, and the imapconn MailboxTracker that turns
 //     changes into per-session EXISTS/EXPUNGE/FETCH updates.
 //   - mailboxState changes only from the Watch stream (or a resync after
 //     compaction), never from a session's own command: every change, from
