@@ -158,8 +158,10 @@ func newConn(s *Server, nc net.Conn) *Conn {
 // (after STARTTLS, on the TLS connection).
 func (c *Conn) setStreams(nc net.Conn) {
 	c.nc = nc
-	c.br = bufio.NewReaderSize(nc, 16<<10)
-	c.bw = bufio.NewWriterSize(nc, 16<<10)
+	// 4 KiB each: an idle session costs little (tens of thousands per
+	// pod); literals larger than the buffer pass through it directly.
+	c.br = bufio.NewReaderSize(nc, 4<<10)
+	c.bw = bufio.NewWriterSize(nc, 4<<10)
 	c.dec = NewDecoder(c.br)
 	c.dec.Continue = func() error {
 		c.enc.Continuation("Ready for literal data")
