@@ -102,3 +102,44 @@ func TestIMAPClientErrorsAnswerBAD(t *testing.T) {
 		t.Errorf("64 KB line: %q, want BAD", status)
 	}
 }
+
+// RFC 9051 section 7.3.5: a client records the FLAGS response; a keyword it
+// was never told of in FLAGS looks "not in FLAGS" to it. When another
+// session gives a message a keyword new to the mailbox, this session gets
+// FLAGS (and PERMANENTFLAGS) before the FETCH that shows the keyword.
+func TestIMAPNewKeywordUpdatesFLAGS(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("kw@example.test", "kw-secret")
+	c.Deliver([]string{"kw@example.test"}, []byte("Subject: k\r\n\r\nx\r\n"))
+	a := rawDial(t, c.Access[0].IMAPS, true)
+	a.expect("LOGIN kw@example.test kw-secret", "OK")
+	a.expect("SELECT INBOX", "OK")
+	b := rawDial(t, c.Access[0].IMAPS, true)
+	b.expect("LOGIN kw@example.test kw-secret", "OK")
+	if sel := b.expect("SELECT INBOX", "OK"); contains(sel, "$Important") {
+		t.Fatalf("keyword known before it exists: %q", sel)
+	}
+	a.expect("STORE 1 +FLAGS ($Important)", "OK")
+	var updates []string
+	deadline := time.Now().Add(10 * time.Second)
+	for !contains(updates, "FETCH") && time.Now().Before(deadline) {
+		u, _ := b.do("NOOP")
+		updates = append(updates, u...)
+	}
+	flagsAt, fetchAt := -1, -1
+	for i, u := range updates {
+		switch {
+		case strings.HasPrefix(u, "* FLAGS (") && strings.Contains(u, "$Important"):
+			flagsAt = i
+		case strings.Contains(u, "FETCH") && strings.Contains(u, "$Important"):
+			fetchAt = i
+		}
+	}
+	if flagsAt < 0 || fetchAt < 0 || flagsAt > fetchAt || !contains(updates, `[PERMANENTFLAGS (`) {
+		t.Fatalf("updates after another session's new keyword: %q", updates)
+	}
+	// A new SELECT lists it too.
+	if sel := b.expect("SELECT INBOX", "OK"); !contains(sel, "$Important") {
+		t.Fatalf("SELECT after the keyword: %q", sel)
+	}
+}

@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
-	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -44,27 +43,15 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	defer state.mu.Unlock()
 	v := &view{state: state, tracker: state.tracker.NewSession(), name: resp.Mailbox.Name, readOnly: options != nil && options.ReadOnly}
 	s.selected = v
-	keywords := map[imap.Flag]bool{}
 	firstUnseen := uint32(0)
 	for i, e := range state.entries {
-		seen := false
-		for _, f := range e.flags {
-			if f == string(imap.FlagSeen) {
-				seen = true
-			}
-			if !strings.HasPrefix(f, `\`) {
-				keywords[imap.Flag(f)] = true
-			}
-		}
-		if !seen && firstUnseen == 0 {
+		if !hasFlag(e.flags, string(imap.FlagSeen)) {
 			firstUnseen = uint32(i + 1)
+			break
 		}
 	}
-	flags := append([]imap.Flag(nil), systemFlags...)
-	for k := range keywords {
-		flags = append(flags, k)
-	}
-	sort.Slice(flags, func(i, j int) bool { return flags[i] < flags[j] })
+	// The same list the sessions get when a new keyword appears.
+	flags := state.mailboxFlagsLocked()
 	permanent := append(append([]imap.Flag(nil), flags...), imap.FlagWildcard)
 	if v.readOnly {
 		permanent = nil

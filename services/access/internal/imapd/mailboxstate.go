@@ -4,6 +4,7 @@ import (
 	"context"
 	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ type mailboxState struct {
 	uidNext     uint32
 	modseq      uint64
 	entries     []entry
+	keywords    map[string]bool // every keyword a message of the mailbox has had since it was loaded
 	deleted     bool
 	tracker     *imapconn.MailboxTracker
 	notify      chan struct{} // closed and replaced whenever modseq moves
@@ -105,6 +107,10 @@ func (m *mailboxState) load() {
 	m.entries, m.loadRev = entries, rev
 	m.uidValidity, m.uidNext, m.modseq = mb.UidValidity, mb.UidNext, mb.HighestModseq
 	m.tracker = imapconn.NewMailboxTracker(uint32(len(entries)))
+	m.keywords = map[string]bool{}
+	for _, e := range entries {
+		m.noteKeywordsLocked(e.flags)
+	}
 	m.loaded = true
 	for _, b := range m.buffered {
 		m.applyLocked(b.rev, b.changes)
@@ -117,8 +123,36 @@ func (m *mailboxState) load() {
 // a client has not been told of yet only when every queued count goes up by
 // one, and SEARCH, FETCH and "*" rely on that.
 func (m *mailboxState) appendLocked(e entry) {
+	m.noteKeywordsLocked(e.flags)
 	m.entries = append(m.entries, e)
 	m.tracker.QueueNumMessages(uint32(len(m.entries)))
+}
+
+// noteKeywordsLocked records keywords the mailbox has not had before and,
+// if any, tells every session the new FLAGS and PERMANENTFLAGS (RFC 9051
+// 7.3.5: a client must not see a keyword in a FETCH that FLAGS did not
+// announce).
+func (m *mailboxState) noteKeywordsLocked(flags []string) {
+	added := false
+	for _, f := range flags {
+		if !strings.HasPrefix(f, `\`) && !m.keywords[f] {
+			m.keywords[f] = true
+			added = true
+		}
+	}
+	if added && m.loaded {
+		m.tracker.QueueMailboxFlags(m.mailboxFlagsLocked())
+	}
+}
+
+// mailboxFlagsLocked is the FLAGS list: the system flags and every keyword.
+func (m *mailboxState) mailboxFlagsLocked() []imap.Flag {
+	flags := append([]imap.Flag(nil), systemFlags...)
+	for k := range m.keywords {
+		flags = append(flags, imap.Flag(k))
+	}
+	sort.Slice(flags, func(i, j int) bool { return flags[i] < flags[j] })
+	return flags
 }
 
 // index returns the position of uid, or -1.
@@ -182,6 +216,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 			}
 		case storagev1.Change_KIND_FLAGS_CHANGED:
 			if i := m.index(c.Uid); i >= 0 {
+				m.noteKeywordsLocked(c.Flags)
 				m.entries[i].flags = c.Flags
 				key := ownChange{c.Uid, c.Modseq}
 				m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.Uid), toIMAPFlags(c.Flags), c.Modseq, m.own[key])
@@ -256,6 +291,7 @@ func (m *mailboxState) resync(ctx context.Context) error {
 	for i := range m.entries {
 		f := fresh[freshIdx[m.entries[i].uid]].flags
 		if !sameStrings(f, m.entries[i].flags) {
+			m.noteKeywordsLocked(f)
 			m.entries[i].flags = f
 			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(f), 0, nil)
 		}
