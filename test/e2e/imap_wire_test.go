@@ -142,4 +142,10 @@ func TestIMAPNewKeywordUpdatesFLAGS(t *testing.T) {
 	if sel := b.expect("SELECT INBOX", "OK"); !contains(sel, "$Important") {
 		t.Fatalf("SELECT after the keyword: %q", sel)
 	}
+	// RFC 6851 3.1: UID MOVE of UIDs that do not exist moves nothing and
+	// succeeds (no COPYUID), and the session goes on.
+	if u := b.expect("UID MOVE 99998:99999 Trash", "OK"); contains(u, "COPYUID") {
+		t.Fatalf("empty MOVE: %q", u)
+	}
+	b.expect("NOOP", "OK")
 }

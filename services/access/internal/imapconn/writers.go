@@ -58,8 +58,12 @@ func (w *ExpungeWriter) WriteExpunge(seqNum uint32) error {
 // untagged OK, then the expunges.
 type MoveWriter struct{ c *Conn }
 
-// WriteCopyData writes the COPYUID response code.
+// WriteCopyData writes the COPYUID response code (nothing when nothing
+// moved: RFC 4315 has no COPYUID for an empty set).
 func (w *MoveWriter) WriteCopyData(data *imap.CopyData) error {
+	if data == nil || data.DestUIDs == nil {
+		return nil
+	}
 	w.c.writeCopyUID("*", data, "Moved")
 	return w.c.enc.Err()
 }
