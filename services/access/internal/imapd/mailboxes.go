@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
@@ -164,7 +163,7 @@ func (s *session) List(w *imapconn.ListWriter, ref string, patterns []string, op
 	for _, mb := range resp.Mailboxes {
 		match := false
 		for _, pattern := range patterns {
-			if imapserver.MatchList(mb.Name, delim, ref, pattern) {
+			if imapconn.MatchList(mb.Name, delim, ref, pattern) {
 				match = true
 				break
 			}
