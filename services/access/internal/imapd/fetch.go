@@ -337,7 +337,7 @@ func (s *session) writeItems(rw *imapconn.FetchResponseWriter, t target, m *stor
 		if loaded == nil {
 			loaded = src.header
 		}
-		data := imapserver.ExtractBodySection(bytes.NewReader(loaded), bs)
+		data := messageSection(loaded, bs)
 		if err := writeAll(rw.WriteBodySection(bs, int64(len(data))), data); err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
@@ -88,7 +87,7 @@ func sectionRange(root *storagev1.BodyPart, bs *imap.FetchItemBodySection) (star
 func partSection(bs *imap.FetchItemBodySection, data []byte) []byte {
 	if bs.Specifier == imap.PartSpecifierHeader && (len(bs.HeaderFields) > 0 || len(bs.HeaderFieldsNot) > 0) {
 		// The header alone is a message with an empty body.
-		return imapserver.ExtractBodySection(bytes.NewReader(data), &imap.FetchItemBodySection{
+		return messageSection(data, &imap.FetchItemBodySection{
 			Specifier: imap.PartSpecifierHeader, HeaderFields: bs.HeaderFields, HeaderFieldsNot: bs.HeaderFieldsNot, Partial: bs.Partial,
 		})
 	}
