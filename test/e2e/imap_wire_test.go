@@ -149,3 +149,32 @@ func TestIMAPNewKeywordUpdatesFLAGS(t *testing.T) {
 	}
 	b.expect("NOOP", "OK")
 }
+
+// Transcripts of three RFC 9051 rules the go-imap server layer got wrong.
+func TestIMAPMailboxStateRules(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("st@example.test", "st-secret")
+	c.Deliver([]string{"st@example.test"}, []byte("Subject: s\r\n\r\nx\r\n"))
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN st@example.test st-secret", "OK")
+	// 6.3.9: an empty mailbox pattern asks for the hierarchy delimiter and
+	// the root: * LIST (\Noselect) "/" "".
+	if l := r.expect(`LIST "" ""`, "OK"); len(l) != 1 || !strings.HasPrefix(l[0], `* LIST (\Noselect) "/" `) {
+		t.Fatalf(`LIST "" "": %q`, l)
+	}
+	// 6.4.1: CLOSE after EXAMINE closes without expunging (it used to
+	// answer NO [CANNOT]).
+	r.expect("SELECT INBOX", "OK")
+	r.expect("STORE 1 +FLAGS (\\Deleted)", "OK")
+	r.expect("EXAMINE INBOX", "OK")
+	r.expect("CLOSE", "OK")
+	if st := r.expect("STATUS INBOX (MESSAGES)", "OK"); !contains(st, "MESSAGES 1") {
+		t.Fatalf("CLOSE after EXAMINE expunged: %q", st)
+	}
+	// 6.3.8: unsubscribing a name that does not exist (any more) is not an
+	// error: the name is not subscribed afterwards.
+	r.expect("UNSUBSCRIBE NoSuchFolder", "OK")
+	r.expect("CREATE Gone", "OK")
+	r.expect("DELETE Gone", "OK")
+	r.expect("UNSUBSCRIBE Gone", "OK")
+}

@@ -128,6 +128,11 @@ func (s *session) setSubscribed(name string, on bool) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	_, err := s.srv.store.Mailboxes.SetSubscribed(ctx, &storagev1.SetSubscribedRequest{AccountId: s.account.Id, Name: name, Subscribed: on})
+	if !on && storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND {
+		// A name that no longer exists is not subscribed either: the
+		// UNSUBSCRIBE has nothing to do (RFC 9051 6.3.8).
+		return nil
+	}
 	return mapError(err)
 }
 
