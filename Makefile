@@ -38,6 +38,7 @@ fuzz-short: ## a short run of every fuzz target (a long one: FUZZTIME=10m make f
 	go test -run '^$$' -fuzz FuzzIMAPSession -fuzztime $${FUZZTIME:-10s} ./test/e2e
 	go test -run '^$$' -fuzz FuzzSMTPSession -fuzztime $${FUZZTIME:-10s} ./test/e2e
 	go test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-10s} ./pkg/mimetree
+	go test -run '^$$' -fuzz FuzzEnvelope -fuzztime $${FUZZTIME:-10s} ./pkg/envelope
 	go test -run '^$$' -fuzz FuzzParseCommand -fuzztime $${FUZZTIME:-10s} ./services/access/internal/imapconn
 
 test-short: ## the fast loop: unit tests only

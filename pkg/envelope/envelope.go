@@ -110,6 +110,12 @@ func addresses(value string) []*storagev1.Address {
 	parser := mail.AddressParser{WordDecoder: decoder}
 	list, err := parser.ParseList(value)
 	if err != nil {
+		// Comments inside an address (RFC 5322 3.4.1 allows CFWS around
+		// the local part and the domain) are beyond net/mail.
+		value = withoutComments(value)
+		list, err = parser.ParseList(value)
+	}
+	if err != nil {
 		list = nil
 		for _, piece := range strings.Split(value, ",") {
 			if a, err := parser.Parse(piece); err == nil {
@@ -129,6 +135,52 @@ func addresses(value string) []*storagev1.Address {
 		out = append(out, &storagev1.Address{Name: clean(a.Name), Mailbox: clean(local), Host: clean(host)})
 	}
 	return out
+}
+
+// withoutComments removes RFC 5322 comments (parenthesized, nestable, with
+// quoted-pairs) outside quoted strings, and the white space inside angle
+// brackets, so that "<user (c)@ (c) example.org>" reads as
+// "<user@example.org>".
+func withoutComments(s string) string {
+	var out strings.Builder
+	depth, quoted, angle := 0, false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0) && i+1 < len(s):
+			if depth == 0 {
+				out.WriteByte(c)
+				out.WriteByte(s[i+1])
+			}
+			i++
+		case depth > 0:
+			if c == '(' {
+				depth++
+			} else if c == ')' {
+				depth--
+			}
+		case quoted:
+			out.WriteByte(c)
+			if c == '"' {
+				quoted = false
+			}
+		case c == '"':
+			quoted = true
+			out.WriteByte(c)
+		case c == '(':
+			depth = 1
+			if !angle {
+				out.WriteByte(' ')
+			}
+		case c == '<' || c == '>':
+			angle = c == '<'
+			out.WriteByte(c)
+		case angle && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+		default:
+			out.WriteByte(c)
+		}
+	}
+	return out.String()
 }
 
 // clean makes s valid UTF-8 (protobuf strings must be) and bounds its length.
