@@ -376,27 +376,9 @@ func (d *Decoder) ParseSearch(uid bool) (*SearchArgs, error) {
 		if err := d.SP(); err != nil {
 			return nil, err
 		}
-		err := d.ParenList(true, func() error {
-			opt, err := d.Atom()
-			if err != nil {
-				return err
-			}
-			switch strings.ToUpper(opt) {
-			case "MIN":
-				a.Options.ReturnMin = true
-			case "MAX":
-				a.Options.ReturnMax = true
-			case "ALL":
-				a.Options.ReturnAll = true
-			case "COUNT":
-				a.Options.ReturnCount = true
-			case "SAVE":
-				a.Options.ReturnSave = true
-			default:
-				return syntaxErr("unknown SEARCH return option %s", opt)
-			}
-			return nil
-		})
+		o := a.Options
+		err := d.atomOptions("SEARCH return option", map[string]*bool{
+			"MIN": &o.ReturnMin, "MAX": &o.ReturnMax, "ALL": &o.ReturnAll, "COUNT": &o.ReturnCount, "SAVE": &o.ReturnSave})
 		if err != nil {
 			return nil, err
 		}
@@ -671,25 +653,10 @@ func (d *Decoder) ParseList() (*ListArgs, error) {
 	}
 	if d.peek() == '(' {
 		a.Extended = true
-		err := d.ParenList(true, func() error {
-			opt, err := d.Atom()
-			if err != nil {
-				return err
-			}
-			switch strings.ToUpper(opt) {
-			case "SUBSCRIBED":
-				a.Options.SelectSubscribed = true
-			case "REMOTE":
-				a.Options.SelectRemote = true
-			case "RECURSIVEMATCH":
-				a.Options.SelectRecursiveMatch = true
-			case "SPECIAL-USE":
-				a.Options.SelectSpecialUse = true
-			default:
-				return syntaxErr("unknown LIST selection option %s", opt)
-			}
-			return nil
-		})
+		o := a.Options
+		err := d.atomOptions("LIST selection option", map[string]*bool{
+			"SUBSCRIBED": &o.SelectSubscribed, "REMOTE": &o.SelectRemote,
+			"RECURSIVEMATCH": &o.SelectRecursiveMatch, "SPECIAL-USE": &o.SelectSpecialUse})
 		if err != nil {
 			return nil, err
 		}
@@ -783,44 +750,43 @@ func (d *Decoder) ParseLSub() (*ListArgs, error) {
 // statusAtts reads "(" status-att *(SP status-att) ")".
 func (d *Decoder) statusAtts() (*imap.StatusOptions, error) {
 	o := &imap.StatusOptions{}
-	err := d.ParenList(false, func() error {
-		att, err := d.Atom()
+	atts := map[string]*bool{
+		"MESSAGES": &o.NumMessages, "UIDNEXT": &o.UIDNext, "UIDVALIDITY": &o.UIDValidity, "UNSEEN": &o.NumUnseen,
+		"DELETED": &o.NumDeleted, "SIZE": &o.Size, "RECENT": &o.NumRecent, "APPENDLIMIT": &o.AppendLimit,
+		"HIGHESTMODSEQ": &o.HighestModSeq,
+	}
+	if d.peek() == '(' && d.peekEmptyList() {
+		return nil, syntaxErr("STATUS needs at least one item")
+	}
+	return o, d.atomOptions("STATUS item", atts)
+}
+
+// atomOptions reads "(" [atom *(SP atom)] ")" where every atom names one of
+// opts (in any case) and sets it.
+func (d *Decoder) atomOptions(what string, opts map[string]*bool) error {
+	return d.ParenList(true, func() error {
+		name, err := d.Atom()
 		if err != nil {
 			return err
 		}
-		switch strings.ToUpper(att) {
-		case "MESSAGES":
-			o.NumMessages = true
-		case "UIDNEXT":
-			o.UIDNext = true
-		case "UIDVALIDITY":
-			o.UIDValidity = true
-		case "UNSEEN":
-			o.NumUnseen = true
-		case "DELETED":
-			o.NumDeleted = true
-		case "SIZE":
-			o.Size = true
-		case "RECENT":
-			o.NumRecent = true
-		case "APPENDLIMIT":
-			o.AppendLimit = true
-		case "HIGHESTMODSEQ":
-			o.HighestModSeq = true
-		default:
-			return syntaxErr("unknown STATUS item %s", att)
+		p, ok := opts[strings.ToUpper(name)]
+		if !ok {
+			return syntaxErr("unknown %s %s", what, name)
 		}
+		*p = true
 		return nil
 	})
-	return o, err
+}
+
+// peekEmptyList reports whether "()" is next.
+func (d *Decoder) peekEmptyList() bool {
+	b, err := d.r.Peek(2)
+	return err == nil && string(b) == "()"
 }
 
 // ParseStatus reads SP mailbox SP "(" status-att *(SP status-att) ")".
 func (d *Decoder) ParseStatus() (string, *imap.StatusOptions, error) {
-	if err := d.SP(); err != nil {
-		return "", nil, err
-	}
-	name, err := d.Mailbox()
+	name, err := d.ParseMailbox()
 	if err != nil {
 		return "", nil, err
 	}
@@ -833,36 +799,20 @@ func (d *Decoder) ParseStatus() (string, *imap.StatusOptions, error) {
 
 // ParseSelect reads SP mailbox [SP "(" select-param *(SP select-param) ")"].
 func (d *Decoder) ParseSelect() (string, *imap.SelectOptions, error) {
-	if err := d.SP(); err != nil {
-		return "", nil, err
-	}
-	name, err := d.Mailbox()
+	name, err := d.ParseMailbox()
 	if err != nil {
 		return "", nil, err
 	}
 	o := &imap.SelectOptions{}
 	if d.accept(' ') {
-		err = d.ParenList(true, func() error {
-			p, err := d.Atom()
-			if err != nil {
-				return err
-			}
-			if strings.EqualFold(p, "CONDSTORE") {
-				o.CondStore = true
-				return nil
-			}
-			return syntaxErr("unknown SELECT parameter %s", p)
-		})
+		err = d.atomOptions("SELECT parameter", map[string]*bool{"CONDSTORE": &o.CondStore})
 	}
 	return name, o, err
 }
 
 // ParseCreate reads SP mailbox [SP "(" "USE" SP "(" use-attr ... ")" ")"].
 func (d *Decoder) ParseCreate() (string, *imap.CreateOptions, error) {
-	if err := d.SP(); err != nil {
-		return "", nil, err
-	}
-	name, err := d.Mailbox()
+	name, err := d.ParseMailbox()
 	if err != nil {
 		return "", nil, err
 	}
