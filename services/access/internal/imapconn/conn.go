@@ -1044,11 +1044,14 @@ func (c *Conn) search(tag string, kind NumKind) error {
 	if args.Charset != "" && args.Charset != "UTF-8" && args.Charset != "US-ASCII" {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeBadCharset, Text: "Only UTF-8 and US-ASCII are supported"}
 	}
-	data, err := c.session.Search(kind, args.Criteria, args.Options)
-	if err != nil {
+	// New messages are announced first (EXISTS), so that the result, in
+	// the client's numbering, covers them; a SEARCH result never names a
+	// message before its EXISTS.
+	if err := c.poll(false); err != nil {
 		return err
 	}
-	if err := c.poll(false); err != nil {
+	data, err := c.session.Search(kind, args.Criteria, args.Options)
+	if err != nil {
 		return err
 	}
 	o := args.Options
