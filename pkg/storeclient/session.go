@@ -26,15 +26,18 @@ type Session struct {
 	client *Client
 
 	mu         sync.Mutex
-	token      string
+	token      string // empty: the storage tier issued none (an admin caller)
 	issued     time.Time
 	expires    time.Time
 	refreshing bool
+	retryAt    time.Time // after a failed renewal, not before this
+	refused    bool      // the storage tier refused to renew: the session ends at expiry
+	revived    chan struct{} // signalled when a new login brings a new token
 }
 
 // NewSession wraps the token of a successful Authenticate.
 func (c *Client) NewSession(resp *storagev1.AuthenticateResponse) *Session {
-	s := &Session{client: c}
+	s := &Session{client: c, revived: make(chan struct{}, 1)}
 	s.set(resp.GetSessionToken(), resp.GetSessionExpiresAt())
 	return s
 }
@@ -50,15 +53,24 @@ func (s *Session) Offer(resp *storagev1.AuthenticateResponse) {
 	defer s.mu.Unlock()
 	if exp := resp.GetSessionExpiresAt().AsTime(); exp.After(s.expires) {
 		s.set(resp.GetSessionToken(), resp.GetSessionExpiresAt())
+		s.refused, s.retryAt = false, time.Time{}
+		select {
+		case s.revived <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// due reports whether half the token's life is gone.
+// due reports whether half the token's life is gone and a renewal may be
+// tried now.
 func (s *Session) due() bool {
-	return time.Now().After(s.issued.Add(s.expires.Sub(s.issued) / 2))
+	now := time.Now()
+	return s.token != "" && !s.refused && now.After(s.retryAt) && now.After(s.issued.Add(s.expires.Sub(s.issued)/2))
 }
 
-// current returns the token to send, renewing it first if it is due.
+// current returns the token to send, renewing it first if it is due. A
+// failed renewal is not retried for a while (calls go on with the token
+// they have), and a refused one never.
 func (s *Session) current(ctx context.Context) string {
 	s.mu.Lock()
 	if !s.due() || s.refreshing {
@@ -67,10 +79,14 @@ func (s *Session) current(ctx context.Context) string {
 	}
 	s.refreshing = true
 	s.mu.Unlock()
-	s.refresh()
+	err := s.refresh()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.refreshing = false
+	if err != nil {
+		s.retryAt = time.Now().Add(30 * time.Second)
+		s.refused = ReasonIsAuth(err)
+	}
 	return s.token
 }
 
@@ -100,6 +116,12 @@ func (s *Session) refresh() error {
 // It stops when the storage tier refuses (the account was disabled or
 // deleted): the session's next call then fails.
 func (s *Session) KeepFresh(ctx context.Context, log *slog.Logger) {
+	s.mu.Lock()
+	none := s.token == ""
+	s.mu.Unlock()
+	if none {
+		return // nothing to renew
+	}
 	for {
 		s.mu.Lock()
 		wait := time.Until(s.issued.Add(s.expires.Sub(s.issued) / 2))
@@ -114,8 +136,17 @@ func (s *Session) KeepFresh(ctx context.Context, log *slog.Logger) {
 				return
 			}
 			if ReasonIsAuth(err) {
+				// Until a new login of the user brings a new token.
 				log.Info("storage refused to renew the session; it ends at its expiry", "err", err)
-				return
+				s.mu.Lock()
+				s.refused = true
+				s.mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return
+				case <-s.revived:
+				}
+				continue
 			}
 			log.Warn("renewing the storage session failed; retrying", "err", err)
 			select {
@@ -149,7 +180,11 @@ func withToken(ctx context.Context) context.Context {
 	if s == nil {
 		return ctx
 	}
-	return metadata.AppendToOutgoingContext(ctx, sessionMetadata, s.current(ctx))
+	token := s.current(ctx)
+	if token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, sessionMetadata, token)
 }
 
 func sessionUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {

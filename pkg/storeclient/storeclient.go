@@ -68,8 +68,28 @@ func (f *TLSFlags) Config(log *slog.Logger) (*tls.Config, error) {
 		return nil, errors.New("storage is reached over mutual TLS: --storage-ca, --storage-cert and --storage-key are required " +
 			"(--insecure-plaintext-storage for a storage tier run with --insecure-plaintext-grpc)")
 	}
-	return tlsreload.MutualClient(f.CA, f.Cert, f.Key, log)
+	cfg, err := tlsreload.MutualClient(f.CA, f.Cert, f.Key, log)
+	if err != nil {
+		return nil, err
+	}
+	// Only the storage tier's certificate: a stolen certificate of another
+	// tier (signed by the same CA) must not pass for storage, also when
+	// storage is dialled by IP address, where no name is checked.
+	verify := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := verify(cs); err != nil {
+			return err
+		}
+		if cn := cs.PeerCertificates[0].Subject.CommonName; cn != StorageCommonName {
+			return fmt.Errorf("storage's certificate names %q, want %q", cn, StorageCommonName)
+		}
+		return nil
+	}
+	return cfg, nil
 }
+
+// StorageCommonName is the Subject CN of the storage tier's certificate.
+const StorageCommonName = "mailfleet-storage"
 
 // Message-size limits between the tiers, set on both ends (the storage
 // server receives up to MaxSendMsgSize and sends up to MaxRecvMsgSize).

@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +124,32 @@ func TestStorageRefusesStrangers(t *testing.T) {
 		t.Fatalf("IMAP through mTLS storage: %v %v", st, err)
 	}
 	assertStorageRefusesStrangers(t, c.Storage[0].Addr, c.PKI)
+}
+
+// A user's storage session is renewed while the IMAP session lasts, but not
+// past --session-max-age: then the IMAP connection ends with BYE (the
+// client logs in again) instead of answering NO to every command.
+func TestIMAPSessionPastItsMaximumAgeEndsWithBye(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1,
+		StorageArgs: []string{"--session-ttl", "3s", "--session-max-age", "5s"}})
+	c.CreateAccount("age@example.test", "age-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN age@example.test age-secret", "OK")
+	r.expect("SELECT INBOX", "OK")
+	// Renewals keep it going past the first token's life.
+	time.Sleep(4 * time.Second)
+	r.expect("STATUS INBOX (MESSAGES)", "OK")
+	// Past the maximum age and the last token's expiry.
+	time.Sleep(6 * time.Second)
+	fmt.Fprintf(r.conn, "s1 STATUS INBOX (MESSAGES)\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("after the maximum age: %q, want * BYE", l)
+	}
+	if !r.closed() {
+		t.Fatal("the connection stayed open after BYE")
+	}
+	// Logging in again works.
+	r2 := rawDial(t, c.Access[0].IMAPS, true)
+	r2.expect("LOGIN age@example.test age-secret", "OK")
+	r2.expect("STATUS INBOX (MESSAGES)", "OK")
 }

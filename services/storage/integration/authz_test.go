@@ -312,11 +312,24 @@ func TestStorageAPIAuthorization(t *testing.T) {
 	if _, err := storagev1.NewMailboxServiceClient(conns["access"]).ListMailboxes(withSession(ctx, tampered), &storagev1.ListMailboxesRequest{AccountId: alice.Id}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("altered token: %v, want Unauthenticated", err)
 	}
-	// A POP3 lock of another account cannot be kept alive by its number.
+	// The access tier takes only the maildrop lock (a user's session must
+	// not fill etcd with locks), and a lock of another account cannot be
+	// kept alive by its number.
 	accessCtx := withSession(ctx, tokens["access"])
-	lock, err := storagev1.NewAccountServiceClient(conns["access"]).LockAccount(accessCtx, &storagev1.LockAccountRequest{AccountId: alice.Id, Name: "test-lock"})
+	if _, err := storagev1.NewAccountServiceClient(conns["access"]).LockAccount(accessCtx, &storagev1.LockAccountRequest{AccountId: alice.Id, Name: "test-lock"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("access taking a lock other than maildrop: %v, want PermissionDenied", err)
+	}
+	lock, err := r.Accounts.LockAccount(ctx, &storagev1.LockAccountRequest{AccountId: alice.Id, Name: "test-lock"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Neither the MX nor the queue runner may queue mail to other domains
+	// as a user: a stolen identity of theirs is no relay.
+	relay := requestFor(methodNamed(t, methods, "/mailfleet.storage.v1.DeliveryService/Deliver"), alice.Id, alice.Address)
+	for _, role := range []string{"inbound", "queue"} {
+		if got := probe(ctx, conns[role], methodNamed(t, methods, "/mailfleet.storage.v1.DeliveryService/Deliver"), relay); got != codes.PermissionDenied {
+			t.Errorf("%s queueing outbound mail as alice: %v, want PermissionDenied", role, got)
+		}
 	}
 	if _, err := r.Accounts.RenewAccountLock(ctx, &storagev1.RenewAccountLockRequest{LockId: lock.LockId, AccountId: bob.Id, Name: "test-lock"}); storagev1.ReasonOf(err) != storagev1.ErrorReason_ERROR_REASON_LEASE_LOST {
 		t.Errorf("renewing alice's lock as bob's: %v, want LEASE_LOST", err)

@@ -326,6 +326,12 @@ func (c *Conn) readAndRun() error {
 		return c.clientError(tag, err)
 	}
 	var imapErr *imap.Error
+	if errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeBye {
+		// The session cannot go on: BYE is untagged, and the end.
+		c.enc.StatusResponse("*", imap.StatusResponseTypeBye, "", nil, imapErr.Text)
+		c.flush()
+		return errConnClosed
+	}
 	if errors.As(err, &imapErr) {
 		// The session refused (NO) or found a client error (BAD); the
 		// command's line has been read to its end by then.

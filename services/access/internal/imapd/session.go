@@ -263,6 +263,12 @@ func mapError(err error) error {
 	if status.Code(err) == codes.InvalidArgument {
 		return no(imap.ResponseCodeCannot, "Invalid request")
 	}
+	if status.Code(err) == codes.Unauthenticated {
+		// The user's storage session ended (past its maximum age, or the
+		// account was disabled): the connection ends, the client logs in
+		// again.
+		return &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Session expired, please log in again"}
+	}
 	return unavailable()
 }
 

@@ -77,6 +77,7 @@ type Config struct {
 	GRPCClientCA       string
 	InsecurePlaintext  bool
 	SessionTTL         time.Duration
+	SessionMaxAge      time.Duration
 	AuthCacheTTL       time.Duration
 	SummaryCacheMB     int
 
@@ -126,6 +127,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.GRPCClientCA, "grpc-client-ca", "", "CA that signs the tiers' client certificates (required): each caller's role is its certificate's CN, mailfleet-<role>")
 	fs.BoolVar(&c.InsecurePlaintext, "insecure-plaintext-grpc", false, "INSECURE: serve the gRPC API without TLS and trust every caller as admin (anyone who reaches the port reads every mailbox)")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", time.Hour, "lifetime of the session token a login returns (the access and submission tiers renew it while the user's session lasts)")
+	fs.DurationVar(&c.SessionMaxAge, "session-max-age", 24*time.Hour, "no session token is renewed longer than this after its login: the user logs in again (a stolen token dies by then)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long in-flight requests may take after SIGTERM")
 	maint := etcdmaint.DefaultConfig()
 	fs.DurationVar(&c.EtcdStatusInterval, "etcd-status-interval", maint.StatusInterval, "how often etcd members' database sizes and alarms are read for the metrics (0 = never)")
@@ -180,7 +182,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("session key: %w", err)
 	}
-	svc.SetSessions(authz.NewSessions(sessionKey, cfg.SessionTTL))
+	svc.SetSessions(authz.NewSessions(sessionKey, cfg.SessionTTL, cfg.SessionMaxAge))
 	auth := authz.New(svc, svc.Sessions(), cfg.InsecurePlaintext, log)
 	grpcServer := grpc.NewServer(append(serverOpts,
 		// Refusals are counted and timed like every other answer.

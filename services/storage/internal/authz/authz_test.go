@@ -18,10 +18,10 @@ import (
 
 func TestSessionTokens(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	s := NewSessions(key, time.Hour)
+	s := NewSessions(key, time.Hour, 24*time.Hour)
 	now := time.Unix(1_800_000_000, 0)
 	s.now = func() time.Time { return now }
-	token, exp := s.Issue(Access, "acct-1")
+	token, exp := s.Issue(Access, "acct-1", now)
 	if !exp.Equal(now.Add(time.Hour)) {
 		t.Fatalf("expiry %v", exp)
 	}
@@ -31,11 +31,11 @@ func TestSessionTokens(t *testing.T) {
 	}
 	// Any change to the token, a token signed with another key, and an
 	// expired token are refused.
-	other := NewSessions([]byte("another key, another cluster....."), time.Hour)
+	other := NewSessions([]byte("another key, another cluster....."), time.Hour, 24*time.Hour)
 	other.now = s.now
-	foreign, _ := other.Issue(Access, "acct-1")
+	foreign, _ := other.Issue(Access, "acct-1", now)
 	payload, mac, _ := strings.Cut(token, ".")
-	forgedPayload, _, _ := strings.Cut(func() string { t, _ := s.Issue(Admin, "acct-1"); return t }(), ".")
+	forgedPayload, _, _ := strings.Cut(func() string { t, _ := s.Issue(Admin, "acct-1", now); return t }(), ".")
 	for name, bad := range map[string]string{
 		"empty":              "",
 		"no mac":             payload,
@@ -47,6 +47,26 @@ func TestSessionTokens(t *testing.T) {
 		if _, err := s.Check(bad); !errors.Is(err, ErrBadSession) {
 			t.Errorf("%s: %v, want ErrBadSession", name, err)
 		}
+	}
+	// Renewals keep the login time; none past MaxAge after it.
+	login := now
+	for i := 0; i < 47; i++ {
+		now = now.Add(30 * time.Minute)
+		old, err := s.Check(token)
+		if err != nil {
+			t.Fatalf("renewal %d: %v", i, err)
+		}
+		if token, _, err = s.Renew(old); err != nil {
+			t.Fatalf("renewal %d at %v after login: %v", i, now.Sub(login), err)
+		}
+	}
+	now = now.Add(31 * time.Minute) // 24 h 1 min after the login
+	old, err := s.Check(token)
+	if err != nil || !old.Login.Equal(login) {
+		t.Fatalf("login time carried: %+v %v", old, err)
+	}
+	if _, _, err := s.Renew(old); !errors.Is(err, ErrBadSession) {
+		t.Errorf("renewal past the maximum age: %v", err)
 	}
 	now = now.Add(time.Hour)
 	if _, err := s.Check(token); !errors.Is(err, ErrBadSession) {
@@ -104,6 +124,18 @@ func TestUserBoundChecks(t *testing.T) {
 		{"DKIM key of own domain", ownDomain, aliceSub, &storagev1.GetDKIMKeyRequest{Domain: "Example.Test."}, true},
 		{"DKIM key of a catch-all domain", ownDomain, aliceSub, &storagev1.GetDKIMKeyRequest{Domain: "catchall.test"}, true},
 		{"DKIM key of another domain", ownDomain, aliceSub, &storagev1.GetDKIMKeyRequest{Domain: "other.test"}, false},
+		// A stolen MX identity is no relay; the queue runner queues only
+		// DSNs from the null sender.
+		{"MX delivers locally", localOnly, Caller{Role: Inbound}, deliver("", "x@remote.test", ""), true},
+		{"MX queues outbound", localOnly, Caller{Role: Inbound}, deliver("alice", "alice@example.test", "alice@example.test"), false},
+		{"runner delivers locally", localOrDSN, Caller{Role: Queue}, deliver("", "", ""), true},
+		{"runner queues a DSN", localOrDSN, Caller{Role: Queue}, &storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{
+			Outbound: &storagev1.EnqueueRequest_Metadata{Recipients: []string{"x@remote.test"}}}}}, true},
+		{"runner queues as a user", localOrDSN, Caller{Role: Queue}, deliver("alice", "", "alice@example.test"), false},
+		{"runner queues with a sender", localOrDSN, Caller{Role: Queue}, &storagev1.DeliverRequest{Part: &storagev1.DeliverRequest_Metadata_{Metadata: &storagev1.DeliverRequest_Metadata{
+			Outbound: &storagev1.EnqueueRequest_Metadata{MailFrom: "ceo@example.test"}}}}, false},
+		{"maildrop lock", ownMaildropLock, aliceAccess, &storagev1.LockAccountRequest{AccountId: "alice", Name: "maildrop"}, true},
+		{"another lock name", ownMaildropLock, aliceAccess, &storagev1.LockAccountRequest{AccountId: "alice", Name: "x1"}, false},
 	} {
 		err := tc.chk(ctx, a, tc.c, tc.req)
 		if (err == nil) != tc.ok {

@@ -55,8 +55,9 @@ var rules = map[string]rule{
 	// Recipient lookups: the MX and submission check RCPT TO; the queue
 	// runner re-checks local recipients.
 	"/mailfleet.storage.v1.AccountService/ResolveRecipient": {Admin: allow, Inbound: allow, Submission: allow, Queue: allow},
-	// POP3's maildrop lock.
-	"/mailfleet.storage.v1.AccountService/LockAccount":      userMail,
+	// POP3's maildrop lock (the access tier takes no other lock: one
+	// user's session must not fill etcd with locks of its own naming).
+	"/mailfleet.storage.v1.AccountService/LockAccount":      {Admin: allow, Access: ownMaildropLock},
 	"/mailfleet.storage.v1.AccountService/RenewAccountLock": userMail,
 	"/mailfleet.storage.v1.AccountService/UnlockAccount":    userMail,
 	// Submission signs with the key of a domain the user has an address in.
@@ -82,7 +83,9 @@ var rules = map[string]rule{
 
 	// Delivery: the MX for mail from the Internet, submission as the
 	// logged-in sender, the queue runner for retries and DSNs.
-	"/mailfleet.storage.v1.DeliveryService/Deliver": {Admin: allow, Inbound: allow, Submission: ownSender, Queue: allow},
+	// Only submission queues mail to other domains for a user: the MX never
+	// does, the queue runner only as a DSN from the null sender.
+	"/mailfleet.storage.v1.DeliveryService/Deliver": {Admin: allow, Inbound: localOnly, Submission: ownSender, Queue: localOrDSN},
 
 	"/mailfleet.storage.v1.QueueService/Enqueue":       {Admin: allow, Submission: ownSender},
 	"/mailfleet.storage.v1.QueueService/Lease":         queueWork,
@@ -134,6 +137,45 @@ func session(c Caller) (*Session, error) {
 		return nil, errNoSession
 	}
 	return c.Session, nil
+}
+
+var (
+	errRelay   = errors.New("this tier may not queue mail for other domains")
+	errNotLock = errors.New("the access tier takes only the maildrop lock")
+)
+
+// localOnly: a delivery to local mailboxes, nothing queued outbound (the
+// MX; a stolen MX identity must not make storage an open relay).
+func localOnly(_ context.Context, _ *Authorizer, _ Caller, req any) error {
+	if md := req.(*storagev1.DeliverRequest).GetMetadata(); md != nil && md.Outbound != nil {
+		return errRelay
+	}
+	return nil
+}
+
+// localOrDSN: the queue runner delivers local items and DSNs; the only mail
+// it queues outbound is a DSN: from the null sender, for no account, with
+// no local recipients queued in passing.
+func localOrDSN(_ context.Context, _ *Authorizer, _ Caller, req any) error {
+	md := req.(*storagev1.DeliverRequest).GetMetadata()
+	if md == nil || md.Outbound == nil {
+		return nil
+	}
+	if md.Outbound.AccountId != "" || md.Outbound.MailFrom != "" || md.QueueFailedRecipients {
+		return errRelay
+	}
+	return nil
+}
+
+// ownMaildropLock: the maildrop lock of the session's own account.
+func ownMaildropLock(ctx context.Context, a *Authorizer, c Caller, req any) error {
+	if err := ownAccount(ctx, a, c, req); err != nil {
+		return err
+	}
+	if r, ok := req.(*storagev1.LockAccountRequest); ok && r.Name != "maildrop" {
+		return errNotLock
+	}
+	return nil
 }
 
 // ownAccount: the request names the account of the caller's session.
