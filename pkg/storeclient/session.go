@@ -30,8 +30,8 @@ type Session struct {
 	issued     time.Time
 	expires    time.Time
 	refreshing bool
-	retryAt    time.Time // after a failed renewal, not before this
-	refused    bool      // the storage tier refused to renew: the session ends at expiry
+	retryAt    time.Time     // after a failed renewal, not before this
+	refused    bool          // the storage tier refused to renew: the session ends at expiry
 	revived    chan struct{} // signalled when a new login brings a new token
 }
 
