@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/test/cluster"
 )
 
@@ -177,4 +180,38 @@ func TestIMAPMailboxStateRules(t *testing.T) {
 	r.expect("CREATE Gone", "OK")
 	r.expect("DELETE Gone", "OK")
 	r.expect("UNSUBSCRIBE Gone", "OK")
+}
+
+// RFC 9208 (QUOTA): the account is one quota root "" with STORAGE (KiB) and
+// MESSAGE; GETQUOTAROOT names it for any mailbox (4.3.1), GETQUOTA reads
+// it (4.3.2), SETQUOTA is the administrator's (mailctl), not the user's.
+func TestIMAPQuota(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	acc := c.CreateAccount("q@example.test", "q-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	if caps := r.expect("LOGIN q@example.test q-secret", "OK"); len(caps) != 0 {
+		t.Fatalf("untagged after LOGIN: %q", caps)
+	}
+	// No limit: no quota root.
+	if l := r.expect("GETQUOTAROOT INBOX", "OK"); len(l) != 1 || l[0] != "* QUOTAROOT INBOX" {
+		t.Fatalf("GETQUOTAROOT without limits: %q", l)
+	}
+	if _, err := c.Accounts.SetQuota(context.Background(), &storagev1.SetQuotaRequest{AccountId: acc.Id, LimitBytes: 10 << 20, LimitMessages: 100}); err != nil {
+		t.Fatal(err)
+	}
+	c.Deliver([]string{"q@example.test"}, append([]byte("Subject: q\r\n\r\n"), bytes.Repeat([]byte("x"), 3000)...))
+	l := r.expect("GETQUOTAROOT INBOX", "OK")
+	if len(l) != 2 || l[0] != `* QUOTAROOT INBOX ""` || !strings.HasPrefix(l[1], `* QUOTA "" (STORAGE 3 10240 MESSAGE 1 100)`) {
+		t.Fatalf("GETQUOTAROOT: %q", l)
+	}
+	if l := r.expect(`GETQUOTA ""`, "OK"); len(l) != 1 || l[0] != `* QUOTA "" (STORAGE 3 10240 MESSAGE 1 100)` {
+		t.Fatalf("GETQUOTA: %q", l)
+	}
+	r.expect(`GETQUOTA "other"`, "NO [NONEXISTENT]")
+	r.expect("GETQUOTAROOT NoSuchBox", "NO [NONEXISTENT]")
+	r.expect(`SETQUOTA "" (STORAGE 512)`, "NO [NOPERM]")
+	r.expect(`SETQUOTA "" (BOGUS 512)`, "BAD")
+	if caps := r.expect("CAPABILITY", "OK"); !contains(caps, "QUOTA=RES-STORAGE") || !contains(caps, "QUOTA=RES-MESSAGE") {
+		t.Fatalf("CAPABILITY: %q", caps)
+	}
 }

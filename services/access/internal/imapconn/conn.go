@@ -509,6 +509,12 @@ func (c *Conn) run(tag, name string, uid bool) error {
 		})
 	case "STATUS":
 		return c.status(tag)
+	case "GETQUOTAROOT":
+		return c.getQuotaRoot(tag)
+	case "GETQUOTA":
+		return c.getQuota(tag)
+	case "SETQUOTA":
+		return c.setQuota()
 	case "APPEND":
 		return c.appendCmd(tag)
 	case "IDLE":
@@ -593,7 +599,7 @@ func known(name string) bool {
 	switch name {
 	case "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
 		"NAMESPACE", "STATUS", "APPEND", "IDLE", "UNAUTHENTICATE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH",
-		"STORE", "COPY", "MOVE", "CHECK":
+		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA":
 		return true
 	}
 	return false
@@ -670,6 +676,7 @@ func (c *Conn) capabilities() []imap.Cap {
 			caps = append(caps, cp)
 		}
 	}
+	caps = append(caps, quotaCaps...)
 	caps = append(caps, imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit())))
 	return caps
 }

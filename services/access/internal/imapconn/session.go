@@ -34,6 +34,9 @@ type Session interface {
 	Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error)
 	AppendLimit() uint32
 	Namespace() (*imap.NamespaceData, error)
+	// Quota returns the account's quota root's resources that have a
+	// limit (none: no quota).
+	Quota() ([]QuotaResource, error)
 	Poll(w *UpdateWriter, allowExpunge bool) error
 	Idle(w *UpdateWriter, stop <-chan struct{}) error
 

@@ -250,3 +250,23 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	}
 	return data, nil
 }
+
+// Quota is the account's quota root (RFC 9208): STORAGE in units of 1024
+// octets (usage rounded up) and MESSAGE, each only when it has a limit.
+func (s *session) Quota() ([]imapconn.QuotaResource, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	resp, err := s.srv.store.Accounts.GetAccount(ctx, &storagev1.GetAccountRequest{AccountId: s.account.Id})
+	if err != nil {
+		return nil, mapError(err)
+	}
+	q := resp.Account.GetQuota()
+	var out []imapconn.QuotaResource
+	if q.GetLimitBytes() > 0 {
+		out = append(out, imapconn.QuotaResource{Name: "STORAGE", Usage: int64((q.UsedBytes + 1023) / 1024), Limit: int64(q.LimitBytes / 1024)})
+	}
+	if q.GetLimitMessages() > 0 {
+		out = append(out, imapconn.QuotaResource{Name: "MESSAGE", Usage: int64(q.UsedMessages), Limit: int64(q.LimitMessages)})
+	}
+	return out, nil
+}
