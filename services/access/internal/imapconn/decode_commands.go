@@ -148,11 +148,8 @@ type FetchArgs struct {
 // ParseFetch reads SP sequence-set SP (macro / fetch-att / list) [modifiers].
 func (d *Decoder) ParseFetch(uid bool) (*FetchArgs, error) {
 	a := &FetchArgs{Options: &imap.FetchOptions{}, RFC822: map[int]string{}}
-	if err := d.SP(); err != nil {
-		return nil, err
-	}
 	var err error
-	if a.NumSet, err = d.NumSet(uid); err != nil {
+	if a.NumSet, err = d.argNumSet(uid); err != nil {
 		return nil, err
 	}
 	if err := d.SP(); err != nil {
@@ -280,11 +277,8 @@ type StoreArgs struct {
 // ParseStore reads SP sequence-set [SP store-modifiers] SP store-att-flags.
 func (d *Decoder) ParseStore(uid bool) (*StoreArgs, error) {
 	a := &StoreArgs{Flags: &imap.StoreFlags{}, Options: &imap.StoreOptions{}}
-	if err := d.SP(); err != nil {
-		return nil, err
-	}
 	var err error
-	if a.NumSet, err = d.NumSet(uid); err != nil {
+	if a.NumSet, err = d.argNumSet(uid); err != nil {
 		return nil, err
 	}
 	if err := d.SP(); err != nil {
@@ -859,12 +853,18 @@ func (d *Decoder) ParseRename() (from, to string, err error) {
 	return from, to, err
 }
 
+// argNumSet reads SP sequence-set, the first argument of FETCH, STORE,
+// COPY and MOVE.
+func (d *Decoder) argNumSet(uid bool) (imap.NumSet, error) {
+	if err := d.SP(); err != nil {
+		return nil, err
+	}
+	return d.NumSet(uid)
+}
+
 // ParseCopy reads SP sequence-set SP mailbox (COPY and MOVE).
 func (d *Decoder) ParseCopy(uid bool) (imap.NumSet, string, error) {
-	if err := d.SP(); err != nil {
-		return nil, "", err
-	}
-	set, err := d.NumSet(uid)
+	set, err := d.argNumSet(uid)
 	if err != nil {
 		return nil, "", err
 	}
