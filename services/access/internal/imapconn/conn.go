@@ -677,6 +677,7 @@ func (c *Conn) capabilities() []imap.Cap {
 		}
 	}
 	caps = append(caps, quotaCaps...)
+	caps = append(caps, c.extensionCaps()...)
 	caps = append(caps, imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit())))
 	return caps
 }
@@ -957,8 +958,10 @@ func (c *Conn) status(tag string) error {
 	return c.ok(tag, "STATUS")
 }
 
-// appendCmd streams each message literal to the session (MULTIAPPEND-ready:
-// messages are taken one at a time).
+// appendCmd streams each message literal to the session as it arrives;
+// several messages (RFC 3502 MULTIAPPEND) are appended together or not at
+// all. A connection that breaks mid-command appends nothing: the
+// transaction is aborted on every path but the commit.
 func (c *Conn) appendCmd(tag string) error {
 	mbox, err := c.dec.ParseAppendMailbox()
 	if err != nil {
@@ -969,43 +972,58 @@ func (c *Conn) appendCmd(tag string) error {
 		return err
 	}
 	limit := int64(c.session.AppendLimit())
-	c.nc.SetReadDeadline(time.Now().Add(commandTimeout))
-	if err := m.Accept(limit); err != nil {
-		return err
+	tx, failed := c.session.BeginAppend(mbox)
+	if tx != nil {
+		defer tx.Abort()
 	}
-	body := m.Body()
-	data, appendErr := c.session.Append(mbox, literalReader{limitedBody: body, size: m.Size}, m.Options)
-	// Whatever the session did, the literal is read to its end: its bytes
-	// are the message, never commands.
-	if err := body.Discard(); err != nil {
-		return err
-	}
-	if err := m.End(); err != nil {
-		return err
-	}
-	next, err := c.dec.NextAppend(false)
-	if err != nil {
-		return err
-	}
-	if next != nil {
-		return syntaxErr("only one message per APPEND")
+	for first := true; m != nil; first = false {
+		c.nc.SetReadDeadline(time.Now().Add(commandTimeout))
+		if failed != nil && !first && !m.NonSync {
+			// RFC 3502 section 3: once a message failed, the server may
+			// refuse the next literal instead of asking for it; the
+			// command ends here, its line at the literal's header.
+			return failed
+		}
+		// Literal limits hold per message, as for a single APPEND.
+		if err := m.Accept(limit); err != nil {
+			return err
+		}
+		body := m.Body()
+		if failed == nil {
+			failed = tx.Add(literalReader{limitedBody: body, size: m.Size}, m.Options)
+		}
+		// Whatever the session did, the literal is read to its end: its
+		// bytes are the message, never commands.
+		if err := body.Discard(); err != nil {
+			return err
+		}
+		if err := m.End(); err != nil {
+			return err
+		}
+		if m, err = c.dec.NextAppend(false); err != nil {
+			return err
+		}
 	}
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
-	if appendErr != nil {
-		return appendErr
+	if failed != nil {
+		return failed
+	}
+	res, err := tx.Commit()
+	if err != nil {
+		return err
 	}
 	if err := c.poll(false); err != nil {
 		return err
 	}
 	e := c.enc
-	if data != nil && data.UID != 0 {
+	if res != nil && len(res.UIDs) > 0 {
 		e.StatusResponse(tag, imap.StatusResponseTypeOK, "APPENDUID", func() {
 			e.SP()
-			e.Number(data.UIDValidity)
+			e.Number(res.UIDValidity)
 			e.SP()
-			e.Number(uint32(data.UID))
+			e.NumSet(res.UIDs)
 		}, "APPEND completed")
 		return e.Err()
 	}

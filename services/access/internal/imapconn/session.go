@@ -31,7 +31,9 @@ type Session interface {
 	Unsubscribe(mailbox string) error
 	List(w *ListWriter, ref string, patterns []string, options *imap.ListOptions) error
 	Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error)
-	Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error)
+	// BeginAppend starts an APPEND of one or more messages (RFC 3502
+	// MULTIAPPEND): they are added in turn and committed together, or none.
+	BeginAppend(mailbox string) (AppendTx, error)
 	AppendLimit() uint32
 	Namespace() (*imap.NamespaceData, error)
 	// Quota returns the account's quota root's resources that have a
@@ -48,6 +50,22 @@ type Session interface {
 	Store(w *FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error
 	Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error)
 	Move(w *MoveWriter, numSet imap.NumSet, dest string) error
+}
+
+// AppendTx is an APPEND in progress. Each message streams through Add as
+// the client sends it (nothing holds a whole message); Commit appends all
+// of them at once, Abort (also after Commit: then a no-op) none.
+type AppendTx interface {
+	Add(r imap.LiteralReader, options *imap.AppendOptions) error
+	Commit() (*AppendResult, error)
+	Abort()
+}
+
+// AppendResult is what APPENDUID reports (RFC 4315): the UIDs of the
+// messages, in the command's order.
+type AppendResult struct {
+	UIDValidity uint32
+	UIDs        imap.UIDSet
 }
 
 // NumKind says whether a command addresses messages by sequence number or

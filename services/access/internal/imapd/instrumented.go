@@ -71,9 +71,9 @@ func (s *instrumented) Status(name string, o *imap.StatusOptions) (d *imap.Statu
 	return s.session.Status(name, o)
 }
 
-func (s *instrumented) Append(name string, r imap.LiteralReader, o *imap.AppendOptions) (d *imap.AppendData, err error) {
+func (s *instrumented) BeginAppend(name string) (tx imapconn.AppendTx, err error) {
 	defer func(t time.Time) { s.observe("APPEND", t, err) }(time.Now())
-	return s.session.Append(name, r, o)
+	return s.session.BeginAppend(name)
 }
 
 func (s *instrumented) Unselect() (err error) {

@@ -1,14 +1,11 @@
 package imapd
 
 import (
-	"context"
 	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
-	"io"
 	"sort"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
@@ -121,66 +118,6 @@ func storeFlags(flags []imap.Flag) []string {
 		out = append(out, string(f))
 	}
 	return out
-}
-
-// RFC 9051 6.3.12 APPEND (RFC 4315 APPENDUID).
-func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
-	// The storage tier resolves the name itself: one call for the APPEND.
-	meta := &storagev1.AppendMessageRequest_Metadata{
-		AccountId: s.account.Id, MailboxName: name, SizeHint: uint64(r.Size()),
-	}
-	if options != nil {
-		meta.Flags = storeFlags(options.Flags)
-		if !options.Time.IsZero() {
-			meta.InternalDate = timestamppb.New(options.Time)
-		}
-	}
-	resp, err := s.appendStream(meta, r)
-	if err != nil {
-		io.Copy(io.Discard, r) // the literal must be consumed whatever happened
-		if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND {
-			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
-		}
-		return nil, mapError(err)
-	}
-	if v := s.selected; v != nil && v.state.id == resp.MailboxId {
-		v.state.waitModseq(resp.Modseq, selfWait)
-	}
-	s.log.Info("appended", "mailbox", resp.MailboxId, "uid", resp.Uid, "size", resp.Size)
-	return &imap.AppendData{UID: imap.UID(resp.Uid), UIDValidity: resp.UidValidity}, nil
-}
-
-// appendStream streams the literal to the storage tier. Its deadline is
-// longer than a command's: the client may upload slowly.
-func (s *session) appendStream(meta *storagev1.AppendMessageRequest_Metadata, r io.Reader) (*storagev1.AppendMessageResponse, error) {
-	c, cancel := context.WithTimeout(s.base(), max(s.srv.cfg.CommandTimeout, 10*time.Minute))
-	defer cancel()
-	stream, err := s.srv.store.Messages.AppendMessage(c)
-	if err != nil {
-		return nil, err
-	}
-	if err := stream.Send(&storagev1.AppendMessageRequest{Part: &storagev1.AppendMessageRequest_Metadata_{Metadata: meta}}); err != nil {
-		return stream.CloseAndRecv()
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := stream.Send(&storagev1.AppendMessageRequest{Part: &storagev1.AppendMessageRequest_Chunk{Chunk: &storagev1.BodyChunk{Data: append([]byte(nil), buf[:n]...)}}}); err != nil {
-				// The server answered early (over quota, too large): its
-				// answer comes from CloseAndRecv.
-				return stream.CloseAndRecv()
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			cancel()
-			return nil, rerr
-		}
-	}
-	return stream.CloseAndRecv()
 }
 
 // RFC 9051 6.4.6 STORE.

@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/mailfleet/mailfleet/test/cluster"
+)
+
+// appendPart is one message of a raw APPEND: what precedes its literal
+// (flags, date; may be empty) and its bytes.
+type appendPart struct {
+	pre  string
+	body string
+}
+
+// rawAppend sends APPEND mbox with the messages as synchronizing literals,
+// waiting for each continuation; it returns the untagged lines, the tagged
+// status, and how many literals the server asked for.
+func (c *rawIMAP) rawAppend(mbox string, parts []appendPart) (untagged []string, status string, sent int) {
+	c.t.Helper()
+	c.n++
+	tag := fmt.Sprintf("t%d", c.n)
+	fmt.Fprintf(c.conn, "%s APPEND %s", tag, mbox)
+	for _, p := range parts {
+		pre := ""
+		if p.pre != "" {
+			pre = p.pre + " "
+		}
+		fmt.Fprintf(c.conn, " %s{%d}\r\n", pre, len(p.body))
+		for {
+			l := c.line()
+			if strings.HasPrefix(l, "+") {
+				break
+			}
+			if strings.HasPrefix(l, tag+" ") {
+				return untagged, strings.TrimPrefix(l, tag+" "), sent
+			}
+			untagged = append(untagged, l)
+		}
+		fmt.Fprint(c.conn, p.body)
+		sent++
+	}
+	fmt.Fprint(c.conn, "\r\n")
+	for {
+		l := c.line()
+		if strings.HasPrefix(l, tag+" ") {
+			return untagged, strings.TrimPrefix(l, tag+" "), sent
+		}
+		untagged = append(untagged, l)
+	}
+}
+
+// statusMessages answers STATUS mbox (MESSAGES).
+func (c *rawIMAP) statusMessages(mbox string) string {
+	c.t.Helper()
+	lines := c.expect("STATUS "+mbox+" (MESSAGES)", "OK")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "* STATUS ") {
+			return l[strings.Index(l, "("):]
+		}
+	}
+	c.t.Fatalf("STATUS %s: no STATUS response in %q", mbox, lines)
+	return ""
+}
+
+func capsOf(t *testing.T, r *rawIMAP) string {
+	t.Helper()
+	lines := r.expect("CAPABILITY", "OK")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "* CAPABILITY ") {
+		t.Fatalf("CAPABILITY: %q", lines)
+	}
+	return lines[0] + " "
+}
+
+// RFC 3502 MULTIAPPEND: several messages in one APPEND, appended all or
+// none; APPENDUID names every UID (RFC 4315 section 3: "append-uid =
+// uniqueid / uid-set", a set only for MULTIAPPEND).
+func TestIMAPMultiAppend(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, AccessArgs: []string{"--max-message-size", "100000"}})
+	c.CreateAccount("multi@example.test", "multi-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN multi@example.test multi-secret", "OK")
+	if caps := capsOf(t, r); !strings.Contains(caps, " MULTIAPPEND ") {
+		t.Fatalf("MULTIAPPEND not announced after login: %s", caps)
+	}
+	r.expect("CREATE saved-messages", "OK")
+
+	// RFC 3502 section 6.3.11, the example: two messages, each with its
+	// flags and date.
+	msg1 := "Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\r\nFrom: Fred Foobar <foobar@Blurdybloop.example.COM>\r\nSubject: afternoon meeting\r\nTo: mooch@owatagu.example.net\r\n\r\nHello Joe, do you think we can meet at 3:30 tomorrow?\r\n"
+	msg2 := "Date: Mon, 7 Feb 1994 22:43:04 -0800 (PST)\r\nFrom: Joe Mooch <mooch@OWATAGU.example.net>\r\nSubject: Re: afternoon meeting\r\nTo: foobar@blurdybloop.example.com\r\n\r\n3:30 is fine with me.\r\n"
+	_, status, sent := r.rawAppend("saved-messages", []appendPart{
+		{pre: `(\Seen) " 7-Feb-1994 21:52:25 -0800"`, body: msg1},
+		{pre: `(\Seen) " 7-Feb-1994 22:43:04 -0800"`, body: msg2},
+	})
+	if sent != 2 || !strings.HasPrefix(status, "OK [APPENDUID ") {
+		t.Fatalf("MULTIAPPEND of the RFC's example: %q after %d literals", status, sent)
+	}
+	if f := strings.Fields(status); len(f) < 4 || f[3] != "1:2]" {
+		t.Fatalf("APPENDUID %q, want the UID set 1:2", status)
+	}
+	if got := r.statusMessages("saved-messages"); got != "(MESSAGES 2)" {
+		t.Fatalf("after MULTIAPPEND: %s", got)
+	}
+	r.expect("SELECT saved-messages", "OK")
+	lines := r.expect("FETCH 1:2 (FLAGS INTERNALDATE RFC822.SIZE)", "OK")
+	// The internal dates are the same instants (stored in UTC).
+	want := [][]string{
+		{"* 1 FETCH (", `FLAGS (\Seen)`, `INTERNALDATE " 8-Feb-1994 05:52:25 +0000"`, fmt.Sprintf("RFC822.SIZE %d", len(msg1))},
+		{"* 2 FETCH (", `FLAGS (\Seen)`, `INTERNALDATE " 8-Feb-1994 06:43:04 +0000"`, fmt.Sprintf("RFC822.SIZE %d", len(msg2))},
+	}
+	if len(lines) != 2 {
+		t.Fatalf("FETCH 1:2: %q", lines)
+	}
+	for i, l := range lines {
+		for _, w := range want[i] {
+			if !strings.Contains(l, w) {
+				t.Fatalf("appended message %d: %q, want %s", i+1, l, w)
+			}
+		}
+	}
+	r.expect("CLOSE", "OK")
+
+	// RFC 3502 section 3: "If the server fails to append any message, none
+	// of the messages are appended". A second message over the limit:
+	// refused at its literal (NO [TOOBIG] instead of a continuation).
+	_, status, sent = r.rawAppend("saved-messages", []appendPart{{body: msg1}, {body: strings.Repeat("x", 200000)}})
+	if sent != 1 || !strings.HasPrefix(status, "NO [TOOBIG]") {
+		t.Fatalf("MULTIAPPEND with an oversized second message: %q after %d literals", status, sent)
+	}
+	// A syntax error in the third message: BAD, none appended.
+	_, status, _ = r.rawAppend("saved-messages", []appendPart{{body: msg1}, {body: msg2}, {pre: `(\Seen) "not a date"`, body: msg2}})
+	if !strings.HasPrefix(status, "BAD") {
+		t.Fatalf("MULTIAPPEND with a malformed date in the third message: %q, want BAD", status)
+	}
+	// An unknown mailbox: NO [TRYCREATE] (RFC 3501 6.3.11), nothing made.
+	_, status, _ = r.rawAppend("nosuch", []appendPart{{body: msg1}, {body: msg2}})
+	if !strings.HasPrefix(status, "NO [TRYCREATE]") {
+		t.Fatalf("MULTIAPPEND to a missing mailbox: %q", status)
+	}
+	if got := r.statusMessages("saved-messages"); got != "(MESSAGES 2)" {
+		t.Fatalf("failed MULTIAPPENDs appended messages: %s", got)
+	}
+
+	// Non-synchronizing literals (RFC 7888) in one MULTIAPPEND.
+	fmt.Fprintf(r.conn, "n1 APPEND saved-messages {%d+}\r\n%s (\\Flagged) {%d+}\r\n%s {%d+}\r\n%s\r\n", len(msg1), msg1, len(msg2), msg2, len(msg1), msg1)
+	for {
+		l := r.line()
+		if strings.HasPrefix(l, "n1 ") {
+			if !strings.HasPrefix(l, "n1 OK [APPENDUID ") || !strings.Contains(l, " 3:5]") {
+				t.Fatalf("MULTIAPPEND with LITERAL+: %q, want APPENDUID 3:5", l)
+			}
+			break
+		}
+	}
+	if got := r.statusMessages("saved-messages"); got != "(MESSAGES 5)" {
+		t.Fatalf("after the LITERAL+ MULTIAPPEND: %s", got)
+	}
+
+	// A connection that drops in the middle of the command appends
+	// nothing: the first message was read whole (the server asked for the
+	// second), the second is cut.
+	d := rawDial(t, c.Access[0].IMAPS, true)
+	d.expect("LOGIN multi@example.test multi-secret", "OK")
+	fmt.Fprintf(d.conn, "d1 APPEND saved-messages {%d}\r\n", len(msg1))
+	if l := d.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("first literal: %q", l)
+	}
+	fmt.Fprintf(d.conn, "%s {%d}\r\n", msg1, len(msg2))
+	if l := d.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("second literal: %q", l)
+	}
+	fmt.Fprint(d.conn, msg2[:20])
+	d.conn.Close()
+	// The session on the same pod is done with the dropped one's first
+	// message by then (it asked for the second): a commit would show.
+	if got := r.statusMessages("saved-messages"); got != "(MESSAGES 5)" {
+		t.Fatalf("a dropped MULTIAPPEND appended: %s", got)
+	}
+	// The next APPEND gets the next UID: nothing was taken.
+	_, status, _ = r.rawAppend("saved-messages", []appendPart{{body: msg1}})
+	if !strings.HasPrefix(status, "OK [APPENDUID ") || !strings.Contains(status, " 6]") {
+		t.Fatalf("single APPEND after the dropped one: %q, want UID 6", status)
+	}
+}
