@@ -76,16 +76,17 @@ func Parse(header []byte) *storagev1.Envelope {
 		}
 	}
 	env := &storagev1.Envelope{
-		DateRaw:   clean(first["date"]),
-		Subject:   clean(decodeWords(first["subject"])),
-		From:      addresses(first["from"]),
-		Sender:    addresses(first["sender"]),
-		ReplyTo:   addresses(first["reply-to"]),
-		To:        addresses(first["to"]),
-		Cc:        addresses(first["cc"]),
-		Bcc:       addresses(first["bcc"]),
-		InReplyTo: clean(first["in-reply-to"]),
-		MessageId: clean(first["message-id"]),
+		DateRaw:    clean(first["date"]),
+		Subject:    clean(decodeWords(first["subject"])),
+		From:       addresses(first["from"]),
+		Sender:     addresses(first["sender"]),
+		ReplyTo:    addresses(first["reply-to"]),
+		To:         addresses(first["to"]),
+		Cc:         addresses(first["cc"]),
+		Bcc:        addresses(first["bcc"]),
+		InReplyTo:  clean(first["in-reply-to"]),
+		MessageId:  clean(first["message-id"]),
+		References: References(first["references"]),
 	}
 	if d, err := mail.ParseDate(first["date"]); err == nil {
 		env.Date = timestamppb.New(d)
@@ -195,4 +196,38 @@ func clean(s string) string {
 		}
 	}
 	return s
+}
+
+// MessageIDs returns the msg-ids ("<...>", brackets included, white space
+// inside removed) of a References or In-Reply-To value, in order; text
+// outside angle brackets (phrases, comments) is skipped.
+func MessageIDs(value string) []string {
+	var ids []string
+	for {
+		start := strings.IndexByte(value, '<')
+		if start < 0 {
+			return ids
+		}
+		end := strings.IndexByte(value[start:], '>')
+		if end < 0 {
+			return ids
+		}
+		id := strings.Join(strings.Fields(value[start:start+end+1]), "")
+		if len(id) > 2 {
+			ids = append(ids, id)
+		}
+		value = value[start+end+1:]
+	}
+}
+
+// References keeps the message IDs of a References header, space-separated,
+// as many of the last ones (the nearest parents) as fit in maxFieldLen.
+func References(value string) string {
+	ids := MessageIDs(value)
+	n, size := len(ids), 0
+	for n > 0 && size+len(ids[n-1])+1 <= maxFieldLen+1 {
+		size += len(ids[n-1]) + 1
+		n--
+	}
+	return clean(strings.Join(ids[n:], " "))
 }

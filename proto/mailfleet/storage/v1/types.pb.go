@@ -219,15 +219,19 @@ type Envelope struct {
 	DateRaw string                 `protobuf:"bytes,1,opt,name=date_raw,json=dateRaw,proto3" json:"date_raw,omitempty"`
 	Date    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=date,proto3" json:"date,omitempty"`
 	// Subject decoded to UTF-8.
-	Subject       string     `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
-	From          []*Address `protobuf:"bytes,4,rep,name=from,proto3" json:"from,omitempty"`
-	Sender        []*Address `protobuf:"bytes,5,rep,name=sender,proto3" json:"sender,omitempty"`
-	ReplyTo       []*Address `protobuf:"bytes,6,rep,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
-	To            []*Address `protobuf:"bytes,7,rep,name=to,proto3" json:"to,omitempty"`
-	Cc            []*Address `protobuf:"bytes,8,rep,name=cc,proto3" json:"cc,omitempty"`
-	Bcc           []*Address `protobuf:"bytes,9,rep,name=bcc,proto3" json:"bcc,omitempty"`
-	InReplyTo     string     `protobuf:"bytes,10,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"`
-	MessageId     string     `protobuf:"bytes,11,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Subject   string     `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	From      []*Address `protobuf:"bytes,4,rep,name=from,proto3" json:"from,omitempty"`
+	Sender    []*Address `protobuf:"bytes,5,rep,name=sender,proto3" json:"sender,omitempty"`
+	ReplyTo   []*Address `protobuf:"bytes,6,rep,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	To        []*Address `protobuf:"bytes,7,rep,name=to,proto3" json:"to,omitempty"`
+	Cc        []*Address `protobuf:"bytes,8,rep,name=cc,proto3" json:"cc,omitempty"`
+	Bcc       []*Address `protobuf:"bytes,9,rep,name=bcc,proto3" json:"bcc,omitempty"`
+	InReplyTo string     `protobuf:"bytes,10,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"`
+	MessageId string     `protobuf:"bytes,11,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The References header's message IDs ("<id> <id> ..."), the nearest
+	// parents kept when it is long (for THREAD=REFERENCES, RFC 5256). Not
+	// part of IMAP's ENVELOPE; empty for bodies stored before it was kept.
+	References    string `protobuf:"bytes,12,opt,name=references,proto3" json:"references,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -335,6 +339,13 @@ func (x *Envelope) GetInReplyTo() string {
 func (x *Envelope) GetMessageId() string {
 	if x != nil {
 		return x.MessageId
+	}
+	return ""
+}
+
+func (x *Envelope) GetReferences() string {
+	if x != nil {
+		return x.References
 	}
 	return ""
 }
@@ -732,7 +743,7 @@ const file_mailfleet_storage_v1_types_proto_rawDesc = "" +
 	"\aAddress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x12\n" +
-	"\x04host\x18\x03 \x01(\tR\x04host\"\xe1\x03\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\"\x81\x04\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bdate_raw\x18\x01 \x01(\tR\adateRaw\x12.\n" +
 	"\x04date\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04date\x12\x18\n" +
@@ -746,7 +757,10 @@ const file_mailfleet_storage_v1_types_proto_rawDesc = "" +
 	"\vin_reply_to\x18\n" +
 	" \x01(\tR\tinReplyTo\x12\x1d\n" +
 	"\n" +
-	"message_id\x18\v \x01(\tR\tmessageId\"4\n" +
+	"message_id\x18\v \x01(\tR\tmessageId\x12\x1e\n" +
+	"\n" +
+	"references\x18\f \x01(\tR\n" +
+	"references\"4\n" +
 	"\bUIDRange\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\rR\x05first\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\rR\x04last\"@\n" +

@@ -410,7 +410,7 @@ func errNotState(name string) error {
 func (c *Conn) run(tag, name string, uid bool) error {
 	if uid {
 		switch name {
-		case "FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE":
+		case "FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD":
 		default:
 			return syntaxErr("unknown command UID %s", name)
 		}
@@ -583,6 +583,10 @@ func (c *Conn) run(tag, name string, uid bool) error {
 		return c.ok(tag, name)
 	case "SEARCH":
 		return c.search(tag, kind)
+	case "SORT":
+		return c.sortCmd(tag, kind)
+	case "THREAD":
+		return c.threadCmd(tag, kind)
 	case "FETCH":
 		return c.fetch(tag, kind)
 	case "STORE":
@@ -599,7 +603,7 @@ func known(name string) bool {
 	switch name {
 	case "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
 		"NAMESPACE", "STATUS", "APPEND", "IDLE", "UNAUTHENTICATE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH",
-		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA":
+		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA", "SORT", "THREAD":
 		return true
 	}
 	return false
@@ -677,6 +681,9 @@ func (c *Conn) capabilities() []imap.Cap {
 		}
 	}
 	caps = append(caps, quotaCaps...)
+	if _, ok := c.session.(Sorter); ok {
+		caps = append(caps, sortCaps...)
+	}
 	caps = append(caps, c.extensionCaps()...)
 	caps = append(caps, imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit())))
 	return caps
