@@ -65,6 +65,7 @@ var expectedPolicy = map[string]map[string]string{
 	"/mailfleet.storage.v1.MessageService/CopyMessages":     {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MessageService/MoveMessages":     {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MessageService/ExpungeMessages":  {"admin": "any", "access": "session"},
+	"/mailfleet.storage.v1.MessageService/ListVanished":     {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.WatchService/Watch":              {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.DeliveryService/Deliver":         {"admin": "any", "inbound": "any", "submission": "session", "queue": "any"},
 	"/mailfleet.storage.v1.QueueService/Enqueue":            {"admin": "any", "submission": "session"},

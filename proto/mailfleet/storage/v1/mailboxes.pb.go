@@ -104,7 +104,12 @@ type Mailbox struct {
 	// Internal to the storage tier (frontends ignore it): a COPY or MOVE too
 	// large for one etcd transaction is writing entries above uid_next, which
 	// stay invisible until it publishes them all at once.
-	Staging       *Staging `protobuf:"bytes,11,opt,name=staging,proto3" json:"staging,omitempty"`
+	Staging *Staging `protobuf:"bytes,11,opt,name=staging,proto3" json:"staging,omitempty"`
+	// Internal to the storage tier (frontends ignore it): what the mailbox's
+	// expunge records (QRESYNC, RFC 7162) can still answer for. Unset on a
+	// mailbox older than the records: nothing below its HIGHESTMODSEQ of
+	// the time is known.
+	ExpungeLog    *ExpungeLog `protobuf:"bytes,12,opt,name=expunge_log,json=expungeLog,proto3" json:"expunge_log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -216,6 +221,71 @@ func (x *Mailbox) GetStaging() *Staging {
 	return nil
 }
 
+func (x *Mailbox) GetExpungeLog() *ExpungeLog {
+	if x != nil {
+		return x.ExpungeLog
+	}
+	return nil
+}
+
+// ExpungeLog describes a mailbox's expunge records: one per transaction that
+// removed messages, keyed by the modseq it gave the mailbox, with the UIDs
+// it removed.
+type ExpungeLog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every expunge with a modseq above floor has its record; those at or
+	// below it may have been pruned.
+	Floor uint64 `protobuf:"varint,1,opt,name=floor,proto3" json:"floor,omitempty"`
+	// How many records are kept.
+	Records       uint32 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpungeLog) Reset() {
+	*x = ExpungeLog{}
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpungeLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpungeLog) ProtoMessage() {}
+
+func (x *ExpungeLog) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpungeLog.ProtoReflect.Descriptor instead.
+func (*ExpungeLog) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExpungeLog) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
+func (x *ExpungeLog) GetRecords() uint32 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
 // Staging is a bulk COPY or MOVE in progress into a mailbox. While it runs,
 // other writers of the mailbox wait (as behind Dovecot's mailbox lock).
 type Staging struct {
@@ -234,7 +304,7 @@ type Staging struct {
 
 func (x *Staging) Reset() {
 	*x = Staging{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +316,7 @@ func (x *Staging) String() string {
 func (*Staging) ProtoMessage() {}
 
 func (x *Staging) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +329,7 @@ func (x *Staging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Staging.ProtoReflect.Descriptor instead.
 func (*Staging) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{1}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Staging) GetOpId() string {
@@ -299,7 +369,7 @@ type ListMailboxesRequest struct {
 
 func (x *ListMailboxesRequest) Reset() {
 	*x = ListMailboxesRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +381,7 @@ func (x *ListMailboxesRequest) String() string {
 func (*ListMailboxesRequest) ProtoMessage() {}
 
 func (x *ListMailboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +394,7 @@ func (x *ListMailboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxesRequest.ProtoReflect.Descriptor instead.
 func (*ListMailboxesRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{2}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListMailboxesRequest) GetAccountId() string {
@@ -344,7 +414,7 @@ type ListMailboxesResponse struct {
 
 func (x *ListMailboxesResponse) Reset() {
 	*x = ListMailboxesResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +426,7 @@ func (x *ListMailboxesResponse) String() string {
 func (*ListMailboxesResponse) ProtoMessage() {}
 
 func (x *ListMailboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +439,7 @@ func (x *ListMailboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxesResponse.ProtoReflect.Descriptor instead.
 func (*ListMailboxesResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{3}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListMailboxesResponse) GetMailboxes() []*Mailbox {
@@ -391,7 +461,7 @@ type GetMailboxRequest struct {
 
 func (x *GetMailboxRequest) Reset() {
 	*x = GetMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +473,7 @@ func (x *GetMailboxRequest) String() string {
 func (*GetMailboxRequest) ProtoMessage() {}
 
 func (x *GetMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +486,7 @@ func (x *GetMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxRequest.ProtoReflect.Descriptor instead.
 func (*GetMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{4}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetMailboxRequest) GetAccountId() string {
@@ -449,7 +519,7 @@ type GetMailboxResponse struct {
 
 func (x *GetMailboxResponse) Reset() {
 	*x = GetMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +531,7 @@ func (x *GetMailboxResponse) String() string {
 func (*GetMailboxResponse) ProtoMessage() {}
 
 func (x *GetMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +544,7 @@ func (x *GetMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxResponse.ProtoReflect.Descriptor instead.
 func (*GetMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{5}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetMailboxResponse) GetMailbox() *Mailbox {
@@ -496,7 +566,7 @@ type CreateMailboxRequest struct {
 
 func (x *CreateMailboxRequest) Reset() {
 	*x = CreateMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +578,7 @@ func (x *CreateMailboxRequest) String() string {
 func (*CreateMailboxRequest) ProtoMessage() {}
 
 func (x *CreateMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +591,7 @@ func (x *CreateMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxRequest.ProtoReflect.Descriptor instead.
 func (*CreateMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{6}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateMailboxRequest) GetAccountId() string {
@@ -561,7 +631,7 @@ type CreateMailboxResponse struct {
 
 func (x *CreateMailboxResponse) Reset() {
 	*x = CreateMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +643,7 @@ func (x *CreateMailboxResponse) String() string {
 func (*CreateMailboxResponse) ProtoMessage() {}
 
 func (x *CreateMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +656,7 @@ func (x *CreateMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxResponse.ProtoReflect.Descriptor instead.
 func (*CreateMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{7}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateMailboxResponse) GetMailbox() *Mailbox {
@@ -606,7 +676,7 @@ type DeleteMailboxRequest struct {
 
 func (x *DeleteMailboxRequest) Reset() {
 	*x = DeleteMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +688,7 @@ func (x *DeleteMailboxRequest) String() string {
 func (*DeleteMailboxRequest) ProtoMessage() {}
 
 func (x *DeleteMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +701,7 @@ func (x *DeleteMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{8}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteMailboxRequest) GetAccountId() string {
@@ -656,7 +726,7 @@ type DeleteMailboxResponse struct {
 
 func (x *DeleteMailboxResponse) Reset() {
 	*x = DeleteMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +738,7 @@ func (x *DeleteMailboxResponse) String() string {
 func (*DeleteMailboxResponse) ProtoMessage() {}
 
 func (x *DeleteMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +751,7 @@ func (x *DeleteMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{9}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{10}
 }
 
 type RenameMailboxRequest struct {
@@ -695,7 +765,7 @@ type RenameMailboxRequest struct {
 
 func (x *RenameMailboxRequest) Reset() {
 	*x = RenameMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +777,7 @@ func (x *RenameMailboxRequest) String() string {
 func (*RenameMailboxRequest) ProtoMessage() {}
 
 func (x *RenameMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +790,7 @@ func (x *RenameMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxRequest.ProtoReflect.Descriptor instead.
 func (*RenameMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{10}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RenameMailboxRequest) GetAccountId() string {
@@ -753,7 +823,7 @@ type RenameMailboxResponse struct {
 
 func (x *RenameMailboxResponse) Reset() {
 	*x = RenameMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +835,7 @@ func (x *RenameMailboxResponse) String() string {
 func (*RenameMailboxResponse) ProtoMessage() {}
 
 func (x *RenameMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +848,7 @@ func (x *RenameMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxResponse.ProtoReflect.Descriptor instead.
 func (*RenameMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{11}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RenameMailboxResponse) GetMailbox() *Mailbox {
@@ -799,7 +869,7 @@ type SetSubscribedRequest struct {
 
 func (x *SetSubscribedRequest) Reset() {
 	*x = SetSubscribedRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +881,7 @@ func (x *SetSubscribedRequest) String() string {
 func (*SetSubscribedRequest) ProtoMessage() {}
 
 func (x *SetSubscribedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +894,7 @@ func (x *SetSubscribedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscribedRequest.ProtoReflect.Descriptor instead.
 func (*SetSubscribedRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{12}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetSubscribedRequest) GetAccountId() string {
@@ -856,7 +926,7 @@ type SetSubscribedResponse struct {
 
 func (x *SetSubscribedResponse) Reset() {
 	*x = SetSubscribedResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +938,7 @@ func (x *SetSubscribedResponse) String() string {
 func (*SetSubscribedResponse) ProtoMessage() {}
 
 func (x *SetSubscribedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,14 +951,14 @@ func (x *SetSubscribedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscribedResponse.ProtoReflect.Descriptor instead.
 func (*SetSubscribedResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{13}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{14}
 }
 
 var File_mailfleet_storage_v1_mailboxes_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\n" +
-	"$mailfleet/storage/v1/mailboxes.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x02\n" +
+	"$mailfleet/storage/v1/mailboxes.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x03\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -904,7 +974,13 @@ const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\x06unseen\x18\t \x01(\rR\x06unseen\x12\x12\n" +
 	"\x04size\x18\n" +
 	" \x01(\x04R\x04size\x127\n" +
-	"\astaging\x18\v \x01(\v2\x1d.mailfleet.storage.v1.StagingR\astaging\"\x87\x01\n" +
+	"\astaging\x18\v \x01(\v2\x1d.mailfleet.storage.v1.StagingR\astaging\x12A\n" +
+	"\vexpunge_log\x18\f \x01(\v2 .mailfleet.storage.v1.ExpungeLogR\n" +
+	"expungeLog\"<\n" +
+	"\n" +
+	"ExpungeLog\x12\x14\n" +
+	"\x05floor\x18\x01 \x01(\x04R\x05floor\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\rR\arecords\"\x87\x01\n" +
 	"\aStaging\x12\x13\n" +
 	"\x05op_id\x18\x01 \x01(\tR\x04opId\x12\x19\n" +
 	"\bnext_uid\x18\x02 \x01(\rR\anextUid\x12\x16\n" +
@@ -986,51 +1062,53 @@ func file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_mailboxes_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_mailboxes_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mailfleet_storage_v1_mailboxes_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_mailfleet_storage_v1_mailboxes_proto_goTypes = []any{
 	(SpecialUse)(0),               // 0: mailfleet.storage.v1.SpecialUse
 	(*Mailbox)(nil),               // 1: mailfleet.storage.v1.Mailbox
-	(*Staging)(nil),               // 2: mailfleet.storage.v1.Staging
-	(*ListMailboxesRequest)(nil),  // 3: mailfleet.storage.v1.ListMailboxesRequest
-	(*ListMailboxesResponse)(nil), // 4: mailfleet.storage.v1.ListMailboxesResponse
-	(*GetMailboxRequest)(nil),     // 5: mailfleet.storage.v1.GetMailboxRequest
-	(*GetMailboxResponse)(nil),    // 6: mailfleet.storage.v1.GetMailboxResponse
-	(*CreateMailboxRequest)(nil),  // 7: mailfleet.storage.v1.CreateMailboxRequest
-	(*CreateMailboxResponse)(nil), // 8: mailfleet.storage.v1.CreateMailboxResponse
-	(*DeleteMailboxRequest)(nil),  // 9: mailfleet.storage.v1.DeleteMailboxRequest
-	(*DeleteMailboxResponse)(nil), // 10: mailfleet.storage.v1.DeleteMailboxResponse
-	(*RenameMailboxRequest)(nil),  // 11: mailfleet.storage.v1.RenameMailboxRequest
-	(*RenameMailboxResponse)(nil), // 12: mailfleet.storage.v1.RenameMailboxResponse
-	(*SetSubscribedRequest)(nil),  // 13: mailfleet.storage.v1.SetSubscribedRequest
-	(*SetSubscribedResponse)(nil), // 14: mailfleet.storage.v1.SetSubscribedResponse
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*ExpungeLog)(nil),            // 2: mailfleet.storage.v1.ExpungeLog
+	(*Staging)(nil),               // 3: mailfleet.storage.v1.Staging
+	(*ListMailboxesRequest)(nil),  // 4: mailfleet.storage.v1.ListMailboxesRequest
+	(*ListMailboxesResponse)(nil), // 5: mailfleet.storage.v1.ListMailboxesResponse
+	(*GetMailboxRequest)(nil),     // 6: mailfleet.storage.v1.GetMailboxRequest
+	(*GetMailboxResponse)(nil),    // 7: mailfleet.storage.v1.GetMailboxResponse
+	(*CreateMailboxRequest)(nil),  // 8: mailfleet.storage.v1.CreateMailboxRequest
+	(*CreateMailboxResponse)(nil), // 9: mailfleet.storage.v1.CreateMailboxResponse
+	(*DeleteMailboxRequest)(nil),  // 10: mailfleet.storage.v1.DeleteMailboxRequest
+	(*DeleteMailboxResponse)(nil), // 11: mailfleet.storage.v1.DeleteMailboxResponse
+	(*RenameMailboxRequest)(nil),  // 12: mailfleet.storage.v1.RenameMailboxRequest
+	(*RenameMailboxResponse)(nil), // 13: mailfleet.storage.v1.RenameMailboxResponse
+	(*SetSubscribedRequest)(nil),  // 14: mailfleet.storage.v1.SetSubscribedRequest
+	(*SetSubscribedResponse)(nil), // 15: mailfleet.storage.v1.SetSubscribedResponse
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_mailboxes_proto_depIdxs = []int32{
 	0,  // 0: mailfleet.storage.v1.Mailbox.special_use:type_name -> mailfleet.storage.v1.SpecialUse
-	2,  // 1: mailfleet.storage.v1.Mailbox.staging:type_name -> mailfleet.storage.v1.Staging
-	15, // 2: mailfleet.storage.v1.Staging.expires:type_name -> google.protobuf.Timestamp
-	1,  // 3: mailfleet.storage.v1.ListMailboxesResponse.mailboxes:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 4: mailfleet.storage.v1.GetMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	0,  // 5: mailfleet.storage.v1.CreateMailboxRequest.special_use:type_name -> mailfleet.storage.v1.SpecialUse
-	1,  // 6: mailfleet.storage.v1.CreateMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 7: mailfleet.storage.v1.RenameMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	3,  // 8: mailfleet.storage.v1.MailboxService.ListMailboxes:input_type -> mailfleet.storage.v1.ListMailboxesRequest
-	5,  // 9: mailfleet.storage.v1.MailboxService.GetMailbox:input_type -> mailfleet.storage.v1.GetMailboxRequest
-	7,  // 10: mailfleet.storage.v1.MailboxService.CreateMailbox:input_type -> mailfleet.storage.v1.CreateMailboxRequest
-	9,  // 11: mailfleet.storage.v1.MailboxService.DeleteMailbox:input_type -> mailfleet.storage.v1.DeleteMailboxRequest
-	11, // 12: mailfleet.storage.v1.MailboxService.RenameMailbox:input_type -> mailfleet.storage.v1.RenameMailboxRequest
-	13, // 13: mailfleet.storage.v1.MailboxService.SetSubscribed:input_type -> mailfleet.storage.v1.SetSubscribedRequest
-	4,  // 14: mailfleet.storage.v1.MailboxService.ListMailboxes:output_type -> mailfleet.storage.v1.ListMailboxesResponse
-	6,  // 15: mailfleet.storage.v1.MailboxService.GetMailbox:output_type -> mailfleet.storage.v1.GetMailboxResponse
-	8,  // 16: mailfleet.storage.v1.MailboxService.CreateMailbox:output_type -> mailfleet.storage.v1.CreateMailboxResponse
-	10, // 17: mailfleet.storage.v1.MailboxService.DeleteMailbox:output_type -> mailfleet.storage.v1.DeleteMailboxResponse
-	12, // 18: mailfleet.storage.v1.MailboxService.RenameMailbox:output_type -> mailfleet.storage.v1.RenameMailboxResponse
-	14, // 19: mailfleet.storage.v1.MailboxService.SetSubscribed:output_type -> mailfleet.storage.v1.SetSubscribedResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	3,  // 1: mailfleet.storage.v1.Mailbox.staging:type_name -> mailfleet.storage.v1.Staging
+	2,  // 2: mailfleet.storage.v1.Mailbox.expunge_log:type_name -> mailfleet.storage.v1.ExpungeLog
+	16, // 3: mailfleet.storage.v1.Staging.expires:type_name -> google.protobuf.Timestamp
+	1,  // 4: mailfleet.storage.v1.ListMailboxesResponse.mailboxes:type_name -> mailfleet.storage.v1.Mailbox
+	1,  // 5: mailfleet.storage.v1.GetMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	0,  // 6: mailfleet.storage.v1.CreateMailboxRequest.special_use:type_name -> mailfleet.storage.v1.SpecialUse
+	1,  // 7: mailfleet.storage.v1.CreateMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	1,  // 8: mailfleet.storage.v1.RenameMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	4,  // 9: mailfleet.storage.v1.MailboxService.ListMailboxes:input_type -> mailfleet.storage.v1.ListMailboxesRequest
+	6,  // 10: mailfleet.storage.v1.MailboxService.GetMailbox:input_type -> mailfleet.storage.v1.GetMailboxRequest
+	8,  // 11: mailfleet.storage.v1.MailboxService.CreateMailbox:input_type -> mailfleet.storage.v1.CreateMailboxRequest
+	10, // 12: mailfleet.storage.v1.MailboxService.DeleteMailbox:input_type -> mailfleet.storage.v1.DeleteMailboxRequest
+	12, // 13: mailfleet.storage.v1.MailboxService.RenameMailbox:input_type -> mailfleet.storage.v1.RenameMailboxRequest
+	14, // 14: mailfleet.storage.v1.MailboxService.SetSubscribed:input_type -> mailfleet.storage.v1.SetSubscribedRequest
+	5,  // 15: mailfleet.storage.v1.MailboxService.ListMailboxes:output_type -> mailfleet.storage.v1.ListMailboxesResponse
+	7,  // 16: mailfleet.storage.v1.MailboxService.GetMailbox:output_type -> mailfleet.storage.v1.GetMailboxResponse
+	9,  // 17: mailfleet.storage.v1.MailboxService.CreateMailbox:output_type -> mailfleet.storage.v1.CreateMailboxResponse
+	11, // 18: mailfleet.storage.v1.MailboxService.DeleteMailbox:output_type -> mailfleet.storage.v1.DeleteMailboxResponse
+	13, // 19: mailfleet.storage.v1.MailboxService.RenameMailbox:output_type -> mailfleet.storage.v1.RenameMailboxResponse
+	15, // 20: mailfleet.storage.v1.MailboxService.SetSubscribed:output_type -> mailfleet.storage.v1.SetSubscribedResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_mailboxes_proto_init() }
@@ -1044,7 +1122,7 @@ func file_mailfleet_storage_v1_mailboxes_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_mailboxes_proto_rawDesc), len(file_mailfleet_storage_v1_mailboxes_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

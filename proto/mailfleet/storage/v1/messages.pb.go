@@ -1380,6 +1380,183 @@ func (x *ExpungeMessagesResponse) GetHighestModseq() uint64 {
 	return 0
 }
 
+type ListVanishedRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	MailboxId string                 `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	// UIDs expunged by a change whose modseq is above this one (at least 1).
+	SinceModseq uint64 `protobuf:"varint,3,opt,name=since_modseq,json=sinceModseq,proto3" json:"since_modseq,omitempty"`
+	// Only UIDs in this set (empty = all).
+	Uids *UIDSet `protobuf:"bytes,4,opt,name=uids,proto3" json:"uids,omitempty"`
+	// The cursor of the previous page ("" = first page).
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Read at this etcd revision (the first page's) for a consistent answer; 0 = latest.
+	Revision      int64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVanishedRequest) Reset() {
+	*x = ListVanishedRequest{}
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVanishedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVanishedRequest) ProtoMessage() {}
+
+func (x *ListVanishedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVanishedRequest.ProtoReflect.Descriptor instead.
+func (*ListVanishedRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListVanishedRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ListVanishedRequest) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+func (x *ListVanishedRequest) GetSinceModseq() uint64 {
+	if x != nil {
+		return x.SinceModseq
+	}
+	return 0
+}
+
+func (x *ListVanishedRequest) GetUids() *UIDSet {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+func (x *ListVanishedRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListVanishedRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListVanishedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The page's UIDs, as ranges (ascending within the page; pages of the
+	// exact answer are in expunge order, so a UID range may come in any page).
+	Uids *UIDSet `protobuf:"bytes,1,opt,name=uids,proto3" json:"uids,omitempty"`
+	// Set when more pages follow: pass page_token and revision.
+	More      bool   `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Revision  int64  `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The records did not reach back to since_modseq: uids are every UID
+	// below UIDNEXT (within the request's set) that does not exist now.
+	Approximate   bool   `protobuf:"varint,5,opt,name=approximate,proto3" json:"approximate,omitempty"`
+	HighestModseq uint64 `protobuf:"varint,6,opt,name=highest_modseq,json=highestModseq,proto3" json:"highest_modseq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVanishedResponse) Reset() {
+	*x = ListVanishedResponse{}
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVanishedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVanishedResponse) ProtoMessage() {}
+
+func (x *ListVanishedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVanishedResponse.ProtoReflect.Descriptor instead.
+func (*ListVanishedResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_messages_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListVanishedResponse) GetUids() *UIDSet {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+func (x *ListVanishedResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *ListVanishedResponse) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListVanishedResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ListVanishedResponse) GetApproximate() bool {
+	if x != nil {
+		return x.Approximate
+	}
+	return false
+}
+
+func (x *ListVanishedResponse) GetHighestModseq() uint64 {
+	if x != nil {
+		return x.HighestModseq
+	}
+	return 0
+}
+
 // Metadata of the message: only in the first request.
 type AppendMessageRequest_Metadata struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1399,7 +1576,7 @@ type AppendMessageRequest_Metadata struct {
 
 func (x *AppendMessageRequest_Metadata) Reset() {
 	*x = AppendMessageRequest_Metadata{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[17]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1588,7 @@ func (x *AppendMessageRequest_Metadata) String() string {
 func (*AppendMessageRequest_Metadata) ProtoMessage() {}
 
 func (x *AppendMessageRequest_Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[17]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1658,7 @@ type AppendMessagesRequest_Target struct {
 
 func (x *AppendMessagesRequest_Target) Reset() {
 	*x = AppendMessagesRequest_Target{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[18]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1670,7 @@ func (x *AppendMessagesRequest_Target) String() string {
 func (*AppendMessagesRequest_Target) ProtoMessage() {}
 
 func (x *AppendMessagesRequest_Target) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[18]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1721,7 @@ type AppendMessagesRequest_Start struct {
 
 func (x *AppendMessagesRequest_Start) Reset() {
 	*x = AppendMessagesRequest_Start{}
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[19]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1733,7 @@ func (x *AppendMessagesRequest_Start) String() string {
 func (*AppendMessagesRequest_Start) ProtoMessage() {}
 
 func (x *AppendMessagesRequest_Start) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[19]
+	mi := &file_mailfleet_storage_v1_messages_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1736,7 +1913,25 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\x13ignore_deleted_flag\x18\x04 \x01(\bR\x11ignoreDeletedFlag\"e\n" +
 	"\x17ExpungeMessagesResponse\x12#\n" +
 	"\rexpunged_uids\x18\x01 \x03(\rR\fexpungedUids\x12%\n" +
-	"\x0ehighest_modseq\x18\x02 \x01(\x04R\rhighestModseq2\xe0\x06\n" +
+	"\x0ehighest_modseq\x18\x02 \x01(\x04R\rhighestModseq\"\xe3\x01\n" +
+	"\x13ListVanishedRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\x12!\n" +
+	"\fsince_modseq\x18\x03 \x01(\x04R\vsinceModseq\x120\n" +
+	"\x04uids\x18\x04 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision\"\xe0\x01\n" +
+	"\x14ListVanishedResponse\x120\n" +
+	"\x04uids\x18\x01 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12 \n" +
+	"\vapproximate\x18\x05 \x01(\bR\vapproximate\x12%\n" +
+	"\x0ehighest_modseq\x18\x06 \x01(\x04R\rhighestModseq2\xc7\a\n" +
 	"\x0eMessageService\x12j\n" +
 	"\rAppendMessage\x12*.mailfleet.storage.v1.AppendMessageRequest\x1a+.mailfleet.storage.v1.AppendMessageResponse(\x01\x12m\n" +
 	"\x0eAppendMessages\x12+.mailfleet.storage.v1.AppendMessagesRequest\x1a,.mailfleet.storage.v1.AppendMessagesResponse(\x01\x12e\n" +
@@ -1746,7 +1941,8 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"StoreFlags\x12'.mailfleet.storage.v1.StoreFlagsRequest\x1a(.mailfleet.storage.v1.StoreFlagsResponse\x12e\n" +
 	"\fCopyMessages\x12).mailfleet.storage.v1.CopyMessagesRequest\x1a*.mailfleet.storage.v1.CopyMessagesResponse\x12e\n" +
 	"\fMoveMessages\x12).mailfleet.storage.v1.MoveMessagesRequest\x1a*.mailfleet.storage.v1.MoveMessagesResponse\x12n\n" +
-	"\x0fExpungeMessages\x12,.mailfleet.storage.v1.ExpungeMessagesRequest\x1a-.mailfleet.storage.v1.ExpungeMessagesResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
+	"\x0fExpungeMessages\x12,.mailfleet.storage.v1.ExpungeMessagesRequest\x1a-.mailfleet.storage.v1.ExpungeMessagesResponse\x12e\n" +
+	"\fListVanished\x12).mailfleet.storage.v1.ListVanishedRequest\x1a*.mailfleet.storage.v1.ListVanishedResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_mailfleet_storage_v1_messages_proto_rawDescOnce sync.Once
@@ -1761,7 +1957,7 @@ func file_mailfleet_storage_v1_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_mailfleet_storage_v1_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_mailfleet_storage_v1_messages_proto_goTypes = []any{
 	(StoreFlagsRequest_Op)(0),             // 0: mailfleet.storage.v1.StoreFlagsRequest.Op
 	(*Message)(nil),                       // 1: mailfleet.storage.v1.Message
@@ -1781,59 +1977,65 @@ var file_mailfleet_storage_v1_messages_proto_goTypes = []any{
 	(*MoveMessagesResponse)(nil),          // 15: mailfleet.storage.v1.MoveMessagesResponse
 	(*ExpungeMessagesRequest)(nil),        // 16: mailfleet.storage.v1.ExpungeMessagesRequest
 	(*ExpungeMessagesResponse)(nil),       // 17: mailfleet.storage.v1.ExpungeMessagesResponse
-	(*AppendMessageRequest_Metadata)(nil), // 18: mailfleet.storage.v1.AppendMessageRequest.Metadata
-	(*AppendMessagesRequest_Target)(nil),  // 19: mailfleet.storage.v1.AppendMessagesRequest.Target
-	(*AppendMessagesRequest_Start)(nil),   // 20: mailfleet.storage.v1.AppendMessagesRequest.Start
-	(*timestamppb.Timestamp)(nil),         // 21: google.protobuf.Timestamp
-	(*Envelope)(nil),                      // 22: mailfleet.storage.v1.Envelope
-	(*BodyPart)(nil),                      // 23: mailfleet.storage.v1.BodyPart
-	(*BodyChunk)(nil),                     // 24: mailfleet.storage.v1.BodyChunk
-	(*UIDSet)(nil),                        // 25: mailfleet.storage.v1.UIDSet
-	(*Mailbox)(nil),                       // 26: mailfleet.storage.v1.Mailbox
+	(*ListVanishedRequest)(nil),           // 18: mailfleet.storage.v1.ListVanishedRequest
+	(*ListVanishedResponse)(nil),          // 19: mailfleet.storage.v1.ListVanishedResponse
+	(*AppendMessageRequest_Metadata)(nil), // 20: mailfleet.storage.v1.AppendMessageRequest.Metadata
+	(*AppendMessagesRequest_Target)(nil),  // 21: mailfleet.storage.v1.AppendMessagesRequest.Target
+	(*AppendMessagesRequest_Start)(nil),   // 22: mailfleet.storage.v1.AppendMessagesRequest.Start
+	(*timestamppb.Timestamp)(nil),         // 23: google.protobuf.Timestamp
+	(*Envelope)(nil),                      // 24: mailfleet.storage.v1.Envelope
+	(*BodyPart)(nil),                      // 25: mailfleet.storage.v1.BodyPart
+	(*BodyChunk)(nil),                     // 26: mailfleet.storage.v1.BodyChunk
+	(*UIDSet)(nil),                        // 27: mailfleet.storage.v1.UIDSet
+	(*Mailbox)(nil),                       // 28: mailfleet.storage.v1.Mailbox
 }
 var file_mailfleet_storage_v1_messages_proto_depIdxs = []int32{
-	21, // 0: mailfleet.storage.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
-	22, // 1: mailfleet.storage.v1.Message.envelope:type_name -> mailfleet.storage.v1.Envelope
-	23, // 2: mailfleet.storage.v1.Message.structure:type_name -> mailfleet.storage.v1.BodyPart
-	18, // 3: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
-	24, // 4: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	19, // 5: mailfleet.storage.v1.AppendMessagesRequest.target:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Target
-	20, // 6: mailfleet.storage.v1.AppendMessagesRequest.start:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Start
-	24, // 7: mailfleet.storage.v1.AppendMessagesRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	25, // 8: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	23, // 0: mailfleet.storage.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
+	24, // 1: mailfleet.storage.v1.Message.envelope:type_name -> mailfleet.storage.v1.Envelope
+	25, // 2: mailfleet.storage.v1.Message.structure:type_name -> mailfleet.storage.v1.BodyPart
+	20, // 3: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
+	26, // 4: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	21, // 5: mailfleet.storage.v1.AppendMessagesRequest.target:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Target
+	22, // 6: mailfleet.storage.v1.AppendMessagesRequest.start:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Start
+	26, // 7: mailfleet.storage.v1.AppendMessagesRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	27, // 8: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
 	1,  // 9: mailfleet.storage.v1.ListMessagesResponse.messages:type_name -> mailfleet.storage.v1.Message
-	26, // 10: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	28, // 10: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
 	1,  // 11: mailfleet.storage.v1.GetMessageBodyResponse.message:type_name -> mailfleet.storage.v1.Message
-	24, // 12: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	25, // 13: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	26, // 12: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	27, // 13: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
 	0,  // 14: mailfleet.storage.v1.StoreFlagsRequest.op:type_name -> mailfleet.storage.v1.StoreFlagsRequest.Op
 	1,  // 15: mailfleet.storage.v1.StoreFlagsResponse.messages:type_name -> mailfleet.storage.v1.Message
-	25, // 16: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	25, // 17: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	25, // 18: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	21, // 19: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
-	21, // 20: mailfleet.storage.v1.AppendMessagesRequest.Start.internal_date:type_name -> google.protobuf.Timestamp
-	2,  // 21: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
-	3,  // 22: mailfleet.storage.v1.MessageService.AppendMessages:input_type -> mailfleet.storage.v1.AppendMessagesRequest
-	6,  // 23: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
-	8,  // 24: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
-	10, // 25: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
-	12, // 26: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
-	14, // 27: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
-	16, // 28: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
-	5,  // 29: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
-	4,  // 30: mailfleet.storage.v1.MessageService.AppendMessages:output_type -> mailfleet.storage.v1.AppendMessagesResponse
-	7,  // 31: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
-	9,  // 32: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
-	11, // 33: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
-	13, // 34: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
-	15, // 35: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
-	17, // 36: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	27, // 16: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 17: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 18: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 19: mailfleet.storage.v1.ListVanishedRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 20: mailfleet.storage.v1.ListVanishedResponse.uids:type_name -> mailfleet.storage.v1.UIDSet
+	23, // 21: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
+	23, // 22: mailfleet.storage.v1.AppendMessagesRequest.Start.internal_date:type_name -> google.protobuf.Timestamp
+	2,  // 23: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
+	3,  // 24: mailfleet.storage.v1.MessageService.AppendMessages:input_type -> mailfleet.storage.v1.AppendMessagesRequest
+	6,  // 25: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
+	8,  // 26: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
+	10, // 27: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
+	12, // 28: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
+	14, // 29: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
+	16, // 30: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
+	18, // 31: mailfleet.storage.v1.MessageService.ListVanished:input_type -> mailfleet.storage.v1.ListVanishedRequest
+	5,  // 32: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
+	4,  // 33: mailfleet.storage.v1.MessageService.AppendMessages:output_type -> mailfleet.storage.v1.AppendMessagesResponse
+	7,  // 34: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
+	9,  // 35: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
+	11, // 36: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
+	13, // 37: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
+	15, // 38: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
+	17, // 39: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
+	19, // 40: mailfleet.storage.v1.MessageService.ListVanished:output_type -> mailfleet.storage.v1.ListVanishedResponse
+	32, // [32:41] is the sub-list for method output_type
+	23, // [23:32] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_messages_proto_init() }
@@ -1858,7 +2060,7 @@ func file_mailfleet_storage_v1_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_messages_proto_rawDesc), len(file_mailfleet_storage_v1_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

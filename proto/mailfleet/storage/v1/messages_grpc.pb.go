@@ -27,6 +27,7 @@ const (
 	MessageService_CopyMessages_FullMethodName    = "/mailfleet.storage.v1.MessageService/CopyMessages"
 	MessageService_MoveMessages_FullMethodName    = "/mailfleet.storage.v1.MessageService/MoveMessages"
 	MessageService_ExpungeMessages_FullMethodName = "/mailfleet.storage.v1.MessageService/ExpungeMessages"
+	MessageService_ListVanished_FullMethodName    = "/mailfleet.storage.v1.MessageService/ListVanished"
 )
 
 // MessageServiceClient is the client API for MessageService service.
@@ -63,6 +64,12 @@ type MessageServiceClient interface {
 	// ExpungeMessages removes messages flagged \Deleted (optionally only those in a
 	// UID set) from a mailbox.
 	ExpungeMessages(ctx context.Context, in *ExpungeMessagesRequest, opts ...grpc.CallOption) (*ExpungeMessagesResponse, error)
+	// ListVanished lists the UIDs expunged from a mailbox after a modseq
+	// (IMAP QRESYNC, RFC 7162: VANISHED (EARLIER)), a page at a time. When the
+	// modseq is older than the records kept, the answer is every UID below
+	// UIDNEXT that no longer exists (RFC 7162 3.2.5.1 lets the server name
+	// UIDs that never existed): always a superset, never a miss.
+	ListVanished(ctx context.Context, in *ListVanishedRequest, opts ...grpc.CallOption) (*ListVanishedResponse, error)
 }
 
 type messageServiceClient struct {
@@ -168,6 +175,16 @@ func (c *messageServiceClient) ExpungeMessages(ctx context.Context, in *ExpungeM
 	return out, nil
 }
 
+func (c *messageServiceClient) ListVanished(ctx context.Context, in *ListVanishedRequest, opts ...grpc.CallOption) (*ListVanishedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVanishedResponse)
+	err := c.cc.Invoke(ctx, MessageService_ListVanished_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessageServiceServer is the server API for MessageService service.
 // All implementations must embed UnimplementedMessageServiceServer
 // for forward compatibility.
@@ -202,6 +219,12 @@ type MessageServiceServer interface {
 	// ExpungeMessages removes messages flagged \Deleted (optionally only those in a
 	// UID set) from a mailbox.
 	ExpungeMessages(context.Context, *ExpungeMessagesRequest) (*ExpungeMessagesResponse, error)
+	// ListVanished lists the UIDs expunged from a mailbox after a modseq
+	// (IMAP QRESYNC, RFC 7162: VANISHED (EARLIER)), a page at a time. When the
+	// modseq is older than the records kept, the answer is every UID below
+	// UIDNEXT that no longer exists (RFC 7162 3.2.5.1 lets the server name
+	// UIDs that never existed): always a superset, never a miss.
+	ListVanished(context.Context, *ListVanishedRequest) (*ListVanishedResponse, error)
 	mustEmbedUnimplementedMessageServiceServer()
 }
 
@@ -235,6 +258,9 @@ func (UnimplementedMessageServiceServer) MoveMessages(context.Context, *MoveMess
 }
 func (UnimplementedMessageServiceServer) ExpungeMessages(context.Context, *ExpungeMessagesRequest) (*ExpungeMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExpungeMessages not implemented")
+}
+func (UnimplementedMessageServiceServer) ListVanished(context.Context, *ListVanishedRequest) (*ListVanishedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListVanished not implemented")
 }
 func (UnimplementedMessageServiceServer) mustEmbedUnimplementedMessageServiceServer() {}
 func (UnimplementedMessageServiceServer) testEmbeddedByValue()                        {}
@@ -372,6 +398,24 @@ func _MessageService_ExpungeMessages_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MessageService_ListVanished_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVanishedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessageServiceServer).ListVanished(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessageService_ListVanished_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessageServiceServer).ListVanished(ctx, req.(*ListVanishedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessageService_ServiceDesc is the grpc.ServiceDesc for MessageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -398,6 +442,10 @@ var MessageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExpungeMessages",
 			Handler:    _MessageService_ExpungeMessages_Handler,
+		},
+		{
+			MethodName: "ListVanished",
+			Handler:    _MessageService_ListVanished_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

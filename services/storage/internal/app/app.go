@@ -66,6 +66,8 @@ type Config struct {
 	SweepGrace         time.Duration
 	QueueLifetime      time.Duration
 	BulkStagingTTL     time.Duration
+	ExpungeRecords     int
+	ExpungeRetention   time.Duration
 	LoginFailures      int
 	LoginFailureWindow time.Duration
 	LoginLockout       time.Duration
@@ -116,6 +118,8 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.LoginFailures, "login-failures", def.LoginFailures, "failed logins of one username or client address, cluster-wide, that lock it out (0: no cluster-wide limit)")
 	fs.DurationVar(&c.LoginFailureWindow, "login-failure-window", def.LoginFailureWindow, "the window in which failed logins are counted")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", def.LoginLockout, "how long a username or client address stays locked out")
+	fs.IntVar(&c.ExpungeRecords, "expunge-records", service.DefaultConfig().ExpungeRecords, "expunge records (IMAP QRESYNC) kept per mailbox; a client resynchronising from before the oldest gets a longer VANISHED answer, never a wrong one")
+	fs.DurationVar(&c.ExpungeRetention, "expunge-retention", service.DefaultConfig().ExpungeRetention, "expunge records (IMAP QRESYNC) older than this are pruned")
 	fs.DurationVar(&c.BulkStagingTTL, "bulk-staging-ttl", service.DefaultConfig().StagingTTL, "a COPY or MOVE too large for one etcd transaction holds its destination mailbox this long past each step; a holder that stopped (crashed) is cleared after it")
 	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", service.DefaultConfig().QueueLifetime, "how long queued mail is retried before it bounces, unless its sender set a lifetime (mail for a full local mailbox)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Minute, "how often the sweeper runs")
@@ -167,6 +171,8 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		SweepGrace:         cfg.SweepGrace,
 		QueueLifetime:      cfg.QueueLifetime,
 		StagingTTL:         cfg.BulkStagingTTL,
+		ExpungeRecords:     cfg.ExpungeRecords,
+		ExpungeRetention:   cfg.ExpungeRetention,
 		LoginFailures:      cfg.LoginFailures,
 		LoginFailureWindow: cfg.LoginFailureWindow,
 		LoginLockout:       cfg.LoginLockout,

@@ -78,6 +78,7 @@ var rules = map[string]rule{
 	"/mailfleet.storage.v1.MessageService/CopyMessages":    userMail,
 	"/mailfleet.storage.v1.MessageService/MoveMessages":    userMail,
 	"/mailfleet.storage.v1.MessageService/ExpungeMessages": userMail,
+	"/mailfleet.storage.v1.MessageService/ListVanished":    userMail,
 
 	"/mailfleet.storage.v1.WatchService/Watch": userMail,
 

@@ -22,6 +22,10 @@
 //	                                         or a whole storage.v1 Message (version 1)
 //	accounts/<id>/moving/<op id>/<uid>       UIDSet: source UIDs a staged MOVE copied
 //	                                         (one record per step, from its first UID)
+//	accounts/<id>/vanished/<mailbox id>/<modseq as 20 digits>
+//	                                         Vanished: the UIDs one transaction
+//	                                         expunged (QRESYNC), pruned by count
+//	                                         and age (Mailbox.expunge_log)
 //	accounts/<id>/deleting/<mailbox id>      Mailbox of a deleted mailbox whose
 //	                                         entries are still being removed
 //	cleanup/<account id>/<mailbox id>        a deleted mailbox to empty (unix ms)
@@ -88,6 +92,15 @@ func (l Layout) MoveChunks(account, opID string) string {
 }
 func (l Layout) MoveChunk(account, opID string, firstUID uint32) string {
 	return l.MoveChunks(account, opID) + fmt.Sprintf("%010d", firstUID)
+}
+
+// VanishedAll is the prefix of one mailbox's expunge records; modseqs are
+// zero-padded so that etcd's byte order is modseq order.
+func (l Layout) VanishedAll(account, mailboxID string) string {
+	return l.AccountRoot(account) + "vanished/" + mailboxID + "/"
+}
+func (l Layout) Vanished(account, mailboxID string, modseq uint64) string {
+	return l.VanishedAll(account, mailboxID) + fmt.Sprintf("%020d", modseq)
 }
 func (l Layout) AllDeleting(account string) string { return l.AccountRoot(account) + "deleting/" }
 

@@ -747,6 +747,62 @@ func (x *Summary) GetStructure() *v1.BodyPart {
 	return nil
 }
 
+// Vanished is an expunge record, stored at
+// <prefix>accounts/<id>/vanished/<mailbox>/<modseq, 20 digits>: the UIDs one
+// transaction removed from the mailbox, written in that transaction (QRESYNC).
+type Vanished struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Uids  *v1.UIDSet             `protobuf:"bytes,1,opt,name=uids,proto3" json:"uids,omitempty"`
+	// Milliseconds since the Unix epoch.
+	ExpungedAt    int64 `protobuf:"varint,2,opt,name=expunged_at,json=expungedAt,proto3" json:"expunged_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Vanished) Reset() {
+	*x = Vanished{}
+	mi := &file_records_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Vanished) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Vanished) ProtoMessage() {}
+
+func (x *Vanished) ProtoReflect() protoreflect.Message {
+	mi := &file_records_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Vanished.ProtoReflect.Descriptor instead.
+func (*Vanished) Descriptor() ([]byte, []int) {
+	return file_records_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Vanished) GetUids() *v1.UIDSet {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+func (x *Vanished) GetExpungedAt() int64 {
+	if x != nil {
+		return x.ExpungedAt
+	}
+	return 0
+}
+
 var File_records_proto protoreflect.FileDescriptor
 
 const file_records_proto_rawDesc = "" +
@@ -805,7 +861,11 @@ const file_records_proto_rawDesc = "" +
 	"\x0fbody_key_packed\x18\t \x01(\fR\rbodyKeyPacked\"\x83\x01\n" +
 	"\aSummary\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1e.mailfleet.storage.v1.EnvelopeR\benvelope\x12<\n" +
-	"\tstructure\x18\x02 \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructureBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
+	"\tstructure\x18\x02 \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructure\"]\n" +
+	"\bVanished\x120\n" +
+	"\x04uids\x18\x01 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\x12\x1f\n" +
+	"\vexpunged_at\x18\x02 \x01(\x03R\n" +
+	"expungedAtBBZ@github.com/mailfleet/mailfleet/services/storage/internal/recordsb\x06proto3"
 
 var (
 	file_records_proto_rawDescOnce sync.Once
@@ -820,7 +880,7 @@ func file_records_proto_rawDescGZIP() []byte {
 }
 
 var file_records_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_records_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_records_proto_goTypes = []any{
 	(AddressRecord_Kind)(0),       // 0: mailfleet.storage.records.v1.AddressRecord.Kind
 	(*AccountRecord)(nil),         // 1: mailfleet.storage.records.v1.AccountRecord
@@ -833,29 +893,31 @@ var file_records_proto_goTypes = []any{
 	(*MoveCleanup)(nil),           // 8: mailfleet.storage.records.v1.MoveCleanup
 	(*Entry)(nil),                 // 9: mailfleet.storage.records.v1.Entry
 	(*Summary)(nil),               // 10: mailfleet.storage.records.v1.Summary
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*v1.QueueItem)(nil),          // 12: mailfleet.storage.v1.QueueItem
-	(*v1.UIDSet)(nil),             // 13: mailfleet.storage.v1.UIDSet
-	(*v1.Envelope)(nil),           // 14: mailfleet.storage.v1.Envelope
-	(*v1.BodyPart)(nil),           // 15: mailfleet.storage.v1.BodyPart
+	(*Vanished)(nil),              // 11: mailfleet.storage.records.v1.Vanished
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*v1.QueueItem)(nil),          // 13: mailfleet.storage.v1.QueueItem
+	(*v1.UIDSet)(nil),             // 14: mailfleet.storage.v1.UIDSet
+	(*v1.Envelope)(nil),           // 15: mailfleet.storage.v1.Envelope
+	(*v1.BodyPart)(nil),           // 16: mailfleet.storage.v1.BodyPart
 }
 var file_records_proto_depIdxs = []int32{
-	11, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
+	12, // 0: mailfleet.storage.records.v1.AccountRecord.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: mailfleet.storage.records.v1.AddressRecord.kind:type_name -> mailfleet.storage.records.v1.AddressRecord.Kind
-	11, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
-	11, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
-	12, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
-	11, // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
-	11, // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
-	11, // 7: mailfleet.storage.records.v1.FreedBodies.freed_at:type_name -> google.protobuf.Timestamp
-	13, // 8: mailfleet.storage.records.v1.MoveCleanup.uids:type_name -> mailfleet.storage.v1.UIDSet
-	14, // 9: mailfleet.storage.records.v1.Summary.envelope:type_name -> mailfleet.storage.v1.Envelope
-	15, // 10: mailfleet.storage.records.v1.Summary.structure:type_name -> mailfleet.storage.v1.BodyPart
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 2: mailfleet.storage.records.v1.BodyRef.created_at:type_name -> google.protobuf.Timestamp
+	12, // 3: mailfleet.storage.records.v1.GCMarker.unreferenced_at:type_name -> google.protobuf.Timestamp
+	13, // 4: mailfleet.storage.records.v1.QueueRecord.item:type_name -> mailfleet.storage.v1.QueueItem
+	12, // 5: mailfleet.storage.records.v1.LoginFailures.first:type_name -> google.protobuf.Timestamp
+	12, // 6: mailfleet.storage.records.v1.LoginFailures.locked_until:type_name -> google.protobuf.Timestamp
+	12, // 7: mailfleet.storage.records.v1.FreedBodies.freed_at:type_name -> google.protobuf.Timestamp
+	14, // 8: mailfleet.storage.records.v1.MoveCleanup.uids:type_name -> mailfleet.storage.v1.UIDSet
+	15, // 9: mailfleet.storage.records.v1.Summary.envelope:type_name -> mailfleet.storage.v1.Envelope
+	16, // 10: mailfleet.storage.records.v1.Summary.structure:type_name -> mailfleet.storage.v1.BodyPart
+	14, // 11: mailfleet.storage.records.v1.Vanished.uids:type_name -> mailfleet.storage.v1.UIDSet
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_records_proto_init() }
@@ -869,7 +931,7 @@ func file_records_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_records_proto_rawDesc), len(file_records_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

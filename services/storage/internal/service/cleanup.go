@@ -70,7 +70,8 @@ func (s *Server) finishMailboxDelete(ctx context.Context, account, mailboxID str
 		return err
 	}
 	// No entry can arrive meanwhile: nothing names the mailbox any more.
-	_, err = s.etcd.Txn(ctx).Then(clientv3.OpDelete(key), clientv3.OpDelete(s.keys.Cleanup(account, mailboxID))).Commit()
+	_, err = s.etcd.Txn(ctx).Then(clientv3.OpDelete(key), clientv3.OpDelete(s.keys.Cleanup(account, mailboxID)),
+		clientv3.OpDelete(s.keys.VanishedAll(account, mailboxID), clientv3.WithPrefix())).Commit()
 	return err
 }
 

@@ -130,7 +130,7 @@ func (s *Server) createMailbox(tx *etcdtx.Tx, account, name string, use storagev
 			}
 			continue
 		}
-		mb := &storagev1.Mailbox{Id: newID(), Name: n, Subscribed: subscribed, UidValidity: rec.NextUidValidity, UidNext: 1}
+		mb := &storagev1.Mailbox{Id: newID(), Name: n, Subscribed: subscribed, UidValidity: rec.NextUidValidity, UidNext: 1, ExpungeLog: &storagev1.ExpungeLog{}}
 		if n == name {
 			mb.SpecialUse = use
 			created = mb

@@ -66,6 +66,11 @@ type Config struct {
 	LoginFailures      int
 	LoginFailureWindow time.Duration
 	LoginLockout       time.Duration
+	// ExpungeRecords and ExpungeRetention bound each mailbox's expunge
+	// records (vanished.go): the oldest go once there are more than
+	// ExpungeRecords or once they are older than ExpungeRetention.
+	ExpungeRecords   int
+	ExpungeRetention time.Duration
 }
 
 // DefaultConfig returns production defaults.
@@ -83,6 +88,8 @@ func DefaultConfig() Config {
 		LoginFailures:      30,
 		LoginFailureWindow: 5 * time.Minute,
 		LoginLockout:       15 * time.Minute,
+		ExpungeRecords:     4096,
+		ExpungeRetention:   90 * 24 * time.Hour,
 	}
 }
 
