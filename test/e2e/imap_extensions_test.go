@@ -185,3 +185,75 @@ func TestIMAPMultiAppend(t *testing.T) {
 		t.Fatalf("single APPEND after the dropped one: %q, want UID 6", status)
 	}
 }
+
+// uidsIn lists the UIDs of the FETCH responses among lines.
+func uidsIn(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if !strings.Contains(l, " FETCH (") {
+			continue
+		}
+		f := strings.Fields(strings.NewReplacer("(", " ", ")", " ").Replace(l))
+		for i := range f[:len(f)-1] {
+			if f[i] == "UID" {
+				out = append(out, f[i+1])
+			}
+		}
+	}
+	return out
+}
+
+// COPY and MOVE to the selected mailbox itself. RFC 9051 6.4.7 (COPY)
+// names any destination mailbox; RFC 6851 section 3.3 (MOVE) "the
+// destination mailbox" without excluding the source. A COPY duplicates
+// with new UIDs; a MOVE gives new UIDs and expunges the old messages,
+// COPYUID first (RFC 6851 section 4.3).
+func TestIMAPCopyMoveWithinMailbox(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("same@example.test", "same-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN same@example.test same-secret", "OK")
+	msg := "Subject: one\r\n\r\nbody\r\n"
+	if _, status, _ := r.rawAppend("INBOX", []appendPart{{pre: `(\Flagged)`, body: msg}, {body: msg}, {body: msg}}); !strings.HasPrefix(status, "OK") {
+		t.Fatalf("APPEND: %q", status)
+	}
+	sel := r.expect("SELECT INBOX", "OK")
+	validity := ""
+	for _, l := range sel {
+		if strings.HasPrefix(l, "* OK [UIDVALIDITY ") {
+			validity = strings.TrimSuffix(strings.Fields(l)[3], "]")
+		}
+	}
+	lines, status := r.do("UID COPY 1:2 INBOX")
+	if want := "OK [COPYUID " + validity + " 1:2 4:5]"; !strings.HasPrefix(status, want) {
+		t.Fatalf("UID COPY 1:2 INBOX: %q, want %s…", status, want)
+	}
+	if !contains(lines, "* 5 EXISTS") {
+		lines = append(lines, r.expect("NOOP", "OK")...)
+		if !contains(lines, "* 5 EXISTS") {
+			t.Fatalf("no EXISTS for the copies: %q", lines)
+		}
+	}
+	fetched := r.expect("UID FETCH 4:5 (FLAGS)", "OK")
+	if len(fetched) != 2 || !strings.Contains(fetched[0], `\Flagged`) || strings.Contains(fetched[1], `\Flagged`) {
+		t.Fatalf("the copies' flags: %q", fetched)
+	}
+	lines, status = r.do("UID MOVE 3 INBOX")
+	if !strings.HasPrefix(status, "OK") {
+		t.Fatalf("UID MOVE 3 INBOX: %q", status)
+	}
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "* OK [COPYUID "+validity+" 3 6]") {
+		t.Fatalf("MOVE's first response: %q, want COPYUID %s 3 6", lines, validity)
+	}
+	if !contains(lines, "* 3 EXPUNGE") {
+		t.Fatalf("MOVE within the mailbox did not expunge the old message: %q", lines)
+	}
+	if got := strings.Join(uidsIn(r.expect("UID FETCH 1:* (UID)", "OK")), ","); got != "1,2,4,5,6" {
+		t.Fatalf("UIDs after COPY and MOVE within INBOX: %s, want 1,2,4,5,6", got)
+	}
+	o := rawDial(t, c.Access[0].IMAPS, true)
+	o.expect("LOGIN same@example.test same-secret", "OK")
+	if got := o.statusMessages("INBOX"); got != "(MESSAGES 5)" {
+		t.Fatalf("another session sees %s", got)
+	}
+}

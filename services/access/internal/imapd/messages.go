@@ -185,9 +185,8 @@ func (s *session) destMailbox(name string) (*storagev1.Mailbox, error) {
 	if err != nil {
 		return nil, mapError(err)
 	}
-	if resp.Mailbox.Id == s.selected.state.id {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination are the same mailbox"}
-	}
+	// The selected mailbox itself is a destination too (RFC 6851 section
+	// 3.3, RFC 9051 6.4.7): the copies get new UIDs there.
 	return resp.Mailbox, nil
 }
 
@@ -221,6 +220,10 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 		MailboxId: s.selected.state.id, Uids: storeclient.UIDSetOf(uidsOf(targets)), DestMailboxId: mb.Id})
 	if err != nil {
 		return nil, mapError(err)
+	}
+	if mb.Id == s.selected.state.id {
+		// The copies are announced (EXISTS) by the poll that follows.
+		s.catchUp()
 	}
 	return copyData(resp.DestUidValidity, resp.SourceUids, resp.DestUids), nil
 }
