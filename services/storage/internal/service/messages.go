@@ -243,7 +243,8 @@ func (s *Server) StoreFlags(ctx context.Context, req *storagev1.StoreFlagsReques
 func (s *Server) copyCost(account, destID string, m *storagev1.Message, move bool) (int, int) {
 	bytes := s.entryCost(account, destID, m) + 64 // the new entry, with a longer UID
 	if move {
-		return 2, bytes + len(s.keys.Message(account, destID, m.Uid)) + opCost // and the source's delete
+		// and the source's delete, and its UID in the expunge record
+		return 2, bytes + len(s.keys.Message(account, destID, m.Uid)) + opCost + expungeRecordCost
 	}
 	return 2, bytes + s.refCost(m.BodyKey)
 }
@@ -300,6 +301,7 @@ func (s *Server) copyStep(tx *etcdtx.Tx, account string, src *storagev1.Mailbox,
 	}
 	s.saveMailbox(tx, account, dest)
 	if move {
+		s.recordExpunge(tx, account, src, srcUIDs)
 		s.saveMailbox(tx, account, src)
 	} else {
 		s.saveQuota(tx, account, q)
@@ -373,6 +375,9 @@ func (s *Server) copyOrMove(ctx context.Context, account, srcID, destID string, 
 		return nil, nil, resp.Mailbox.UidValidity, 0, nil
 	}
 	srcUIDs, destUIDs, validity, highest, err = s.copyInOneStep(ctx, account, srcID, destID, set, n, move)
+	if move && err == nil && len(srcUIDs) > 0 {
+		s.pruneExpungeLog(ctx, account, srcID)
+	}
 	if !errors.Is(err, errNeedsStaging) {
 		return srcUIDs, destUIDs, validity, highest, err
 	}
@@ -474,7 +479,8 @@ func (s *Server) removeEntries(ctx context.Context, account, mailboxID, mailboxK
 	err := s.runBulk(ctx, account, mailboxID, mailboxKey, set, bulkChange{
 		match: func(m *storagev1.Message) bool { return ignoreDeleted || hasFlag(m.Flags, `\Deleted`) },
 		cost: func(m *storagev1.Message) (int, int) {
-			return 2, len(s.keys.Message(account, mailboxID, m.Uid)) + opCost + s.refCost(m.BodyKey)
+			// The UID's share of the step's expunge record included.
+			return 2, len(s.keys.Message(account, mailboxID, m.Uid)) + opCost + s.refCost(m.BodyKey) + expungeRecordCost
 		},
 		stage: func(tx *etcdtx.Tx, mb *storagev1.Mailbox, msgs []*storagev1.Message) error {
 			stepUIDs = nil
@@ -503,6 +509,9 @@ func (s *Server) removeEntries(ctx context.Context, account, mailboxID, mailboxK
 				stepUIDs = append(stepUIDs, m.Uid)
 			}
 			s.stageFreed(tx, freed)
+			if mailboxKey == s.keys.Mailbox(account, mailboxID) {
+				s.recordExpunge(tx, account, mb, stepUIDs)
+			}
 			tx.Put(mailboxKey, marshal(mb))
 			if q != nil {
 				s.saveQuota(tx, account, q)
@@ -515,5 +524,8 @@ func (s *Server) removeEntries(ctx context.Context, account, mailboxID, mailboxK
 			out.HighestModseq = highest
 		},
 	})
+	if err == nil && len(out.ExpungedUids) > 0 && mailboxKey == s.keys.Mailbox(account, mailboxID) {
+		s.pruneExpungeLog(ctx, account, mailboxID)
+	}
 	return out, err
 }
