@@ -141,6 +141,9 @@ type Conn struct {
 	readOnly  bool
 	bad       int // client errors before login
 
+	// compressed: COMPRESS DEFLATE is on (RFC 4978).
+	compressed bool
+
 	// bye is set by another goroutine (shutdown): the connection says BYE
 	// at the next opportunity and ends.
 	bye     atomic.Pointer[string]
@@ -158,10 +161,16 @@ func newConn(s *Server, nc net.Conn) *Conn {
 // (after STARTTLS, on the TLS connection).
 func (c *Conn) setStreams(nc net.Conn) {
 	c.nc = nc
+	c.setCodec(nc, nc)
+}
+
+// setCodec (re)builds the reader, writer, decoder and encoder on r and w
+// (nc, or the compression layer over it).
+func (c *Conn) setCodec(r io.Reader, w io.Writer) {
 	// 4 KiB each: an idle session costs little (tens of thousands per
 	// pod); literals larger than the buffer pass through it directly.
-	c.br = bufio.NewReaderSize(nc, 4<<10)
-	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	c.br = bufio.NewReaderSize(r, 4<<10)
+	c.bw = bufio.NewWriterSize(w, 4<<10)
 	c.dec = NewDecoder(c.br)
 	c.dec.Continue = func() error {
 		c.enc.Continuation("Ready for literal data")
@@ -479,6 +488,8 @@ func (c *Conn) run(tag, name string, uid bool) error {
 	switch name {
 	case "ENABLE":
 		return c.enable(tag)
+	case "COMPRESS":
+		return c.compress(tag)
 	case "SELECT", "EXAMINE":
 		return c.selectMailbox(tag, name == "EXAMINE")
 	case "CREATE":
@@ -603,7 +614,7 @@ func known(name string) bool {
 	switch name {
 	case "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
 		"NAMESPACE", "STATUS", "APPEND", "IDLE", "UNAUTHENTICATE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH",
-		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA", "SORT", "THREAD":
+		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA", "SORT", "THREAD", "COMPRESS":
 		return true
 	}
 	return false
@@ -681,9 +692,11 @@ func (c *Conn) capabilities() []imap.Cap {
 		}
 	}
 	caps = append(caps, quotaCaps...)
+	caps = append(caps, condStoreCaps...)
 	if _, ok := c.session.(Sorter); ok {
 		caps = append(caps, sortCaps...)
 	}
+	caps = append(caps, capCompressDeflate)
 	caps = append(caps, c.extensionCaps()...)
 	caps = append(caps, imap.Cap(fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit())))
 	return caps
@@ -845,6 +858,8 @@ func (c *Conn) enable(tag string) error {
 				c.enabled[cp] = struct{}{}
 				enabled = append(enabled, cp)
 			}
+		default:
+			c.enableCondStore(cp, &enabled)
 		}
 	}
 	c.applyEnabled()
@@ -853,12 +868,19 @@ func (c *Conn) enable(tag string) error {
 }
 
 func (c *Conn) selectMailbox(tag string, readOnly bool) error {
-	name, opts, err := c.dec.ParseSelect()
+	name, opts, qresync, err := c.dec.ParseSelectQResync()
 	if err != nil {
 		return err
 	}
 	if err := c.dec.CRLF(); err != nil {
 		return err
+	}
+	if qresync != nil && !c.QResync() {
+		// RFC 7162 3.2.5: QRESYNC before ENABLE QRESYNC is a client error.
+		return syntaxErr("ENABLE QRESYNC first")
+	}
+	if opts.CondStore {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
 	}
 	if c.state == imap.ConnStateSelected {
 		if err := c.session.Unselect(); err != nil {
@@ -893,7 +915,12 @@ func (c *Conn) selectMailbox(tag string, readOnly bool) error {
 	if data.List != nil {
 		e.ListResponse(data.List, false)
 	}
+	// RFC 7162 3.1.2.1: every SELECT of a mailbox with persistent modseqs.
+	e.StatusResponse("*", imap.StatusResponseTypeOK, "HIGHESTMODSEQ", func() { e.SP(); e.Number64(data.HighestModSeq) }, "Highest")
 	c.state = imap.ConnStateSelected
+	if err := c.qresyncSelect(data, qresync); err != nil {
+		return err
+	}
 	code, cmd := imap.ResponseCode("READ-WRITE"), "SELECT"
 	if readOnly {
 		code, cmd = "READ-ONLY", "EXAMINE"
@@ -953,6 +980,9 @@ func (c *Conn) status(tag string) error {
 	}
 	if err := c.dec.CRLF(); err != nil {
 		return err
+	}
+	if opts.HighestModSeq {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
 	}
 	data, err := c.session.Status(name, opts)
 	if err != nil {
@@ -1088,6 +1118,9 @@ func (c *Conn) search(tag string, kind NumKind) error {
 	if err := c.poll(false); err != nil {
 		return err
 	}
+	if searchUsesModSeq(args.Criteria) {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
+	}
 	data, err := c.session.Search(kind, args.Criteria, args.Options)
 	if err != nil {
 		return err
@@ -1124,12 +1157,21 @@ func (c *Conn) fetch(tag string, kind NumKind) error {
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
+	if args.Vanished && (kind != NumKindUID || args.Options.ChangedSince == 0 || !c.QResync()) {
+		// RFC 7162 3.2.6: only UID FETCH with CHANGEDSINCE, QRESYNC enabled.
+		return syntaxErr("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")
+	}
 	if args.Options.ModSeq {
 		c.condstore = true
 	}
 	w := &FetchWriter{c: c, rfc822: map[*imap.FetchItemBodySection]string{}}
 	for i, n := range args.RFC822 {
 		w.rfc822[args.Options.BodySection[i]] = n
+	}
+	if args.Vanished {
+		if err := c.fetchVanished(args.NumSet, args.Options.ChangedSince); err != nil {
+			return err
+		}
 	}
 	if err := c.session.Fetch(w, args.NumSet, args.Options); err != nil {
 		if c.enc.Err() != nil {
@@ -1154,7 +1196,11 @@ func (c *Conn) store(tag string, kind NumKind) error {
 	if c.readOnly {
 		return readOnlyErr()
 	}
-	if err := c.session.Store(&FetchWriter{c: c}, args.NumSet, args.Flags, args.Options); err != nil {
+	if args.Conditional {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
+	}
+	w := &FetchWriter{c: c, conditional: args.Conditional}
+	if err := c.session.Store(w, args.NumSet, args.Flags, args.Options); err != nil {
 		if c.enc.Err() != nil {
 			return c.enc.Err()
 		}
@@ -1163,7 +1209,7 @@ func (c *Conn) store(tag string, kind NumKind) error {
 	if err := c.poll(false); err != nil {
 		return err
 	}
-	return c.ok(tag, "STORE")
+	return c.storeCompleted(tag, w)
 }
 
 func (c *Conn) copyOrMove(tag, name string, kind NumKind) error {
