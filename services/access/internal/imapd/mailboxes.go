@@ -38,6 +38,10 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, mapError(err)
 	}
+	if err := state.catchUp(ctx, resp.Mailbox); err != nil {
+		state.release()
+		return nil, mapError(err)
+	}
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	v := &view{state: state, tracker: state.tracker.NewSession(), name: resp.Mailbox.Name, readOnly: options != nil && options.ReadOnly}

@@ -214,6 +214,9 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 			if n := len(m.entries); n == 0 || c.Uid > m.entries[n-1].uid {
 				m.appendLocked(entry{uid: c.Uid, flags: c.Flags})
 			}
+			// UIDNEXT is above every UID there is, whatever order the
+			// mailbox's own update comes in.
+			m.uidNext = max(m.uidNext, c.Uid+1)
 		case storagev1.Change_KIND_FLAGS_CHANGED:
 			if i := m.index(c.Uid); i >= 0 {
 				m.noteKeywordsLocked(c.Flags)
@@ -316,22 +319,46 @@ func (m *mailboxState) resync(ctx context.Context) error {
 // made), so that the session sees its own writes. After the timeout it gives
 // up quietly: the change is committed and will show up with the next update.
 func (m *mailboxState) waitModseq(modseq uint64, timeout time.Duration) {
-	deadline := time.After(timeout)
+	if !m.reached(modseq, timeout) {
+		m.acct.hub.log.Warn("mailbox view lags behind a committed change", "account", m.acct.id, "mailbox", m.id, "modseq", modseq)
+	}
+}
+
+// reached waits until the state reflects modseq, at most timeout.
+func (m *mailboxState) reached(modseq uint64, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	for {
 		m.mu.Lock()
 		done := m.modseq >= modseq || m.deleted
 		ch := m.notify
 		m.mu.Unlock()
 		if done {
-			return
+			return true
 		}
 		select {
 		case <-ch:
-		case <-deadline:
-			m.acct.hub.log.Warn("mailbox view lags behind a committed change", "account", m.acct.id, "mailbox", m.id, "modseq", modseq)
-			return
+		case <-deadline.C:
+			return false
 		}
 	}
+}
+
+// catchUp makes the state at least as new as mb, which was read from the
+// storage tier just before: a SELECT after this session's own COPY into
+// the mailbox (or any change another pod acknowledged) must show it, and
+// UIDNEXT must be above every UID assigned. The watch feed is normally
+// there within milliseconds; if it is not, the mailbox is read again.
+func (m *mailboxState) catchUp(ctx context.Context, mb *storagev1.Mailbox) error {
+	if m.reached(mb.HighestModseq, 2*time.Second) {
+		m.mu.Lock()
+		fresh := m.uidNext >= mb.UidNext || m.deleted
+		m.mu.Unlock()
+		if fresh {
+			return nil
+		}
+	}
+	return m.resync(ctx)
 }
 
 func sameStrings(a, b []string) bool {
