@@ -692,6 +692,7 @@ func (c *Conn) capabilities() []imap.Cap {
 		}
 	}
 	caps = append(caps, quotaCaps...)
+	caps = append(caps, condStoreCaps...)
 	if _, ok := c.session.(Sorter); ok {
 		caps = append(caps, sortCaps...)
 	}
@@ -857,6 +858,8 @@ func (c *Conn) enable(tag string) error {
 				c.enabled[cp] = struct{}{}
 				enabled = append(enabled, cp)
 			}
+		default:
+			c.enableCondStore(cp, &enabled)
 		}
 	}
 	c.applyEnabled()
@@ -865,12 +868,19 @@ func (c *Conn) enable(tag string) error {
 }
 
 func (c *Conn) selectMailbox(tag string, readOnly bool) error {
-	name, opts, err := c.dec.ParseSelect()
+	name, opts, qresync, err := c.dec.ParseSelectQResync()
 	if err != nil {
 		return err
 	}
 	if err := c.dec.CRLF(); err != nil {
 		return err
+	}
+	if qresync != nil && !c.QResync() {
+		// RFC 7162 3.2.5: QRESYNC before ENABLE QRESYNC is a client error.
+		return syntaxErr("ENABLE QRESYNC first")
+	}
+	if opts.CondStore {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
 	}
 	if c.state == imap.ConnStateSelected {
 		if err := c.session.Unselect(); err != nil {
@@ -905,7 +915,12 @@ func (c *Conn) selectMailbox(tag string, readOnly bool) error {
 	if data.List != nil {
 		e.ListResponse(data.List, false)
 	}
+	// RFC 7162 3.1.2.1: every SELECT of a mailbox with persistent modseqs.
+	e.StatusResponse("*", imap.StatusResponseTypeOK, "HIGHESTMODSEQ", func() { e.SP(); e.Number64(data.HighestModSeq) }, "Highest")
 	c.state = imap.ConnStateSelected
+	if err := c.qresyncSelect(data, qresync); err != nil {
+		return err
+	}
 	code, cmd := imap.ResponseCode("READ-WRITE"), "SELECT"
 	if readOnly {
 		code, cmd = "READ-ONLY", "EXAMINE"
@@ -965,6 +980,9 @@ func (c *Conn) status(tag string) error {
 	}
 	if err := c.dec.CRLF(); err != nil {
 		return err
+	}
+	if opts.HighestModSeq {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
 	}
 	data, err := c.session.Status(name, opts)
 	if err != nil {
@@ -1100,6 +1118,9 @@ func (c *Conn) search(tag string, kind NumKind) error {
 	if err := c.poll(false); err != nil {
 		return err
 	}
+	if UsesModSeq(args.Criteria) {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
+	}
 	data, err := c.session.Search(kind, args.Criteria, args.Options)
 	if err != nil {
 		return err
@@ -1136,12 +1157,21 @@ func (c *Conn) fetch(tag string, kind NumKind) error {
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
+	if args.Vanished && (kind != NumKindUID || args.Options.ChangedSince == 0 || !c.QResync()) {
+		// RFC 7162 3.2.6: only UID FETCH with CHANGEDSINCE, QRESYNC enabled.
+		return syntaxErr("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")
+	}
 	if args.Options.ModSeq {
 		c.condstore = true
 	}
 	w := &FetchWriter{c: c, rfc822: map[*imap.FetchItemBodySection]string{}}
 	for i, n := range args.RFC822 {
 		w.rfc822[args.Options.BodySection[i]] = n
+	}
+	if args.Vanished {
+		if err := c.fetchVanished(args.NumSet, args.Options.ChangedSince); err != nil {
+			return err
+		}
 	}
 	if err := c.session.Fetch(w, args.NumSet, args.Options); err != nil {
 		if c.enc.Err() != nil {
@@ -1166,7 +1196,11 @@ func (c *Conn) store(tag string, kind NumKind) error {
 	if c.readOnly {
 		return readOnlyErr()
 	}
-	if err := c.session.Store(&FetchWriter{c: c}, args.NumSet, args.Flags, args.Options); err != nil {
+	if args.Conditional {
+		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
+	}
+	w := &FetchWriter{c: c, conditional: args.Conditional}
+	if err := c.session.Store(w, args.NumSet, args.Flags, args.Options); err != nil {
 		if c.enc.Err() != nil {
 			return c.enc.Err()
 		}
@@ -1175,7 +1209,7 @@ func (c *Conn) store(tag string, kind NumKind) error {
 	if err := c.poll(false); err != nil {
 		return err
 	}
-	return c.ok(tag, "STORE")
+	return c.storeCompleted(tag, w)
 }
 
 func (c *Conn) copyOrMove(tag, name string, kind NumKind) error {

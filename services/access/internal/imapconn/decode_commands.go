@@ -143,6 +143,8 @@ type FetchArgs struct {
 	// RFC822.TEXT (answered under those names), by index in
 	// Options.BodySection.
 	RFC822 map[int]string
+	// Vanished: the VANISHED modifier (RFC 7162 3.2.6).
+	Vanished bool
 }
 
 // ParseFetch reads SP sequence-set SP (macro / fetch-att / list) [modifiers].
@@ -178,9 +180,12 @@ func (d *Decoder) ParseFetch(uid bool) (*FetchArgs, error) {
 				if err := d.SP(); err != nil {
 					return err
 				}
-				n, err := d.Number64()
-				a.Options.ChangedSince, a.Options.ModSeq = uint64(n), true
+				n, err := d.modSeqValue()
+				a.Options.ChangedSince, a.Options.ModSeq = n, true
 				return err
+			case "VANISHED":
+				a.Vanished = true
+				return nil
 			}
 			return syntaxErr("unknown FETCH modifier %s", name)
 		})
@@ -272,6 +277,8 @@ type StoreArgs struct {
 	NumSet  imap.NumSet
 	Flags   *imap.StoreFlags
 	Options *imap.StoreOptions
+	// Conditional: UNCHANGEDSINCE was given (Options.UnchangedSince may be 0).
+	Conditional bool
 }
 
 // ParseStore reads SP sequence-set [SP store-modifiers] SP store-att-flags.
@@ -298,7 +305,7 @@ func (d *Decoder) ParseStore(uid bool) (*StoreArgs, error) {
 				return err
 			}
 			n, err := d.Number64()
-			a.Options.UnchangedSince = uint64(n)
+			a.Options.UnchangedSince, a.Conditional = uint64(n), true
 			return err
 		})
 		if err != nil {
@@ -792,15 +799,10 @@ func (d *Decoder) ParseStatus() (string, *imap.StatusOptions, error) {
 }
 
 // ParseSelect reads SP mailbox [SP "(" select-param *(SP select-param) ")"].
+// (RFC 7162's QRESYNC parameter is parsed and dropped: see
+// ParseSelectQResync.)
 func (d *Decoder) ParseSelect() (string, *imap.SelectOptions, error) {
-	name, err := d.ParseMailbox()
-	if err != nil {
-		return "", nil, err
-	}
-	o := &imap.SelectOptions{}
-	if d.accept(' ') {
-		err = d.atomOptions("SELECT parameter", map[string]*bool{"CONDSTORE": &o.CondStore})
-	}
+	name, o, _, err := d.ParseSelectQResync()
 	return name, o, err
 }
 

@@ -101,7 +101,12 @@ func (t *MailboxTracker) NewSession() *SessionTracker {
 
 // QueueExpunge records that the message at seqNum (mailbox numbering, before
 // the removal) was expunged.
-func (t *MailboxTracker) QueueExpunge(seqNum uint32) {
+func (t *MailboxTracker) QueueExpunge(seqNum uint32) { t.QueueExpungeUID(seqNum, 0) }
+
+// QueueExpungeUID is QueueExpunge of a message whose UID is known: sessions
+// that enabled QRESYNC are told VANISHED uid instead of EXPUNGE (RFC 7162
+// 3.2.10).
+func (t *MailboxTracker) QueueExpungeUID(seqNum uint32, uid imap.UID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if seqNum == 0 || seqNum > t.n {
@@ -109,7 +114,7 @@ func (t *MailboxTracker) QueueExpunge(seqNum uint32) {
 	}
 	t.n--
 	for s := range t.sessions {
-		s.expunge(seqNum)
+		s.expunge(seqNum, uint32(uid))
 	}
 }
 
@@ -173,9 +178,6 @@ func (t *MailboxTracker) QueueMessageFlags(seqNum uint32, uid imap.UID, flags []
 	}
 }
 
-// QueueVanished is not provided: the tracker knows positions, not UIDs.
-// Callers that know the UIDs' positions queue one QueueExpunge each.
-
 type flagUpdate struct {
 	uid    imap.UID
 	flags  []imap.Flag
@@ -210,12 +212,12 @@ func (s *SessionTracker) wake() {
 	}
 }
 
-func (s *SessionTracker) expunge(seqNum uint32) {
+func (s *SessionTracker) expunge(seqNum, uid uint32) {
 	s.mu.Lock()
 	known := seqNum <= s.live()
 	if known {
 		pos := s.dead.slotOf(seqNum)
-		s.dead.insert(pos)
+		s.dead.insert(pos, uid)
 		delete(s.flags, pos)
 	}
 	s.total--
@@ -302,10 +304,15 @@ func (s *SessionTracker) Poll(w UpdateSink, allowExpunge bool) error {
 			s.flags = nil // let a flood's map go
 		}
 	}
-	var expunges []uint32
+	var expunges, vanished []uint32
+	vs, _ := w.(vanishedSink)
 	if allowExpunge && s.dead.len() > 0 {
-		expunges = s.dead.descending()
-		s.n -= uint32(len(expunges))
+		if vs != nil && vs.Vanished() {
+			vanished = s.dead.uids()
+		} else {
+			expunges = s.dead.descending()
+		}
+		s.n -= uint32(s.dead.len())
 		s.dead = deadSet{}
 	}
 	var exists uint32
@@ -327,6 +334,11 @@ func (s *SessionTracker) Poll(w UpdateSink, allowExpunge bool) error {
 	}
 	for _, pos := range expunges {
 		if err := w.WriteExpunge(pos); err != nil {
+			return err
+		}
+	}
+	if len(vanished) > 0 {
+		if err := vs.WriteVanished(vanished); err != nil {
 			return err
 		}
 	}
@@ -413,6 +425,7 @@ type deadSet struct{ root *deadNode }
 
 type deadNode struct {
 	pos         uint32
+	uid         uint32 // 0 if the feeder did not say
 	prio        uint32
 	size        int
 	left, right *deadNode
@@ -462,10 +475,10 @@ func deadMerge(l, r *deadNode) *deadNode {
 	}
 }
 
-// insert adds pos, which must not be in the set.
-func (d *deadSet) insert(pos uint32) {
+// insert adds pos (the message uid), which must not be in the set.
+func (d *deadSet) insert(pos, uid uint32) {
 	l, r := deadSplit(d.root, pos)
-	d.root = deadMerge(deadMerge(l, &deadNode{pos: pos, prio: rand.Uint32(), size: 1}), r)
+	d.root = deadMerge(deadMerge(l, &deadNode{pos: pos, uid: uid, prio: rand.Uint32(), size: 1}), r)
 }
 
 // rank returns how many positions are <= pos and whether pos is one.
@@ -501,6 +514,24 @@ func (d *deadSet) slotOf(m uint32) uint32 {
 		}
 	}
 	return m + uint32(before)
+}
+
+// uids returns the known UIDs of the positions, in position order (which
+// is UID order).
+func (d *deadSet) uids() []uint32 {
+	out := make([]uint32, 0, d.len())
+	var walk func(*deadNode)
+	walk = func(n *deadNode) {
+		for n != nil {
+			walk(n.left)
+			if n.uid != 0 {
+				out = append(out, n.uid)
+			}
+			n = n.right
+		}
+	}
+	walk(d.root)
+	return out
 }
 
 // descending returns the positions, highest first.

@@ -12,6 +12,10 @@ type FetchWriter struct {
 	c *Conn
 	// rfc822 maps a body section to the RFC822* name it was asked by.
 	rfc822 map[*imap.FetchItemBodySection]string
+	// modified: the messages a STORE UNCHANGEDSINCE left alone (condstore.go).
+	modified imap.NumSet
+	// conditional: the STORE has UNCHANGEDSINCE (possibly 0).
+	conditional bool
 }
 
 // CreateMessage starts the FETCH response of one message; the caller must

@@ -67,8 +67,12 @@ const windowSize = 500
 // BINARY of a whole message loads it in memory (bounded by the size limit).
 // A message expunged meanwhile by another session is left out of the answer.
 func (s *session) Fetch(w *imapconn.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	s.claimArrivals() // messages announced during IDLE
 	v := s.selected
 	targets := v.resolve(numSet)
+	if options.ChangedSince > 0 {
+		targets = changedSince(targets, options.ChangedSince)
+	}
 	markSeen := false
 	for _, bs := range options.BodySection {
 		markSeen = markSeen || !bs.Peek
@@ -148,6 +152,15 @@ func (s *session) markSeen(targets []target) error {
 		return mapError(err)
 	}
 	s.selected.state.waitModseq(resp.HighestModseq, selfWait)
+	modseqs := make(map[uint32]uint64, len(resp.Messages))
+	for _, m := range resp.Messages {
+		modseqs[m.Uid] = m.Modseq
+	}
+	for i, t := range targets {
+		if ms, ok := modseqs[t.uid]; ok {
+			targets[i].modseq = ms
+		}
+	}
 	return nil
 }
 
@@ -295,7 +308,12 @@ func streamRange(m *storagev1.Message, bs *imap.FetchItemBodySection) (start, n 
 func (s *session) writeItems(rw *imapconn.FetchResponseWriter, t target, m *storagev1.Message, src *sources, options *imap.FetchOptions, markSeen bool) error {
 	rw.WriteUID(imap.UID(t.uid))
 	if options.Flags || markSeen {
-		rw.WriteFlags(toIMAPFlags(t.flags))
+		rw.WriteFlags(s.withRecent(t.uid, toIMAPFlags(t.flags)))
+	}
+	// RFC 7162 3.1.4 and 3.2: asked for, or a \Seen set by this FETCH
+	// once CONDSTORE is on.
+	if options.ModSeq || (markSeen && s.conn.CondStore()) {
+		rw.WriteModSeq(t.modseq)
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(m.InternalDate.AsTime())

@@ -17,6 +17,10 @@ import (
 type entry struct {
 	uid   uint32
 	flags []string
+	// modseq of the flags (CONDSTORE): FETCH MODSEQ and CHANGEDSINCE
+	// answer from the view, so a client never gets a modseq newer than
+	// the flags it is shown.
+	modseq uint64
 }
 
 // mailboxState is the pod's shared, watch-fed state of one mailbox.
@@ -84,7 +88,7 @@ func (m *mailboxState) list(ctx context.Context) (*storagev1.Mailbox, []entry, i
 			return nil, nil, 0, err
 		}
 		for _, msg := range resp.Messages {
-			entries = append(entries, entry{uid: msg.Uid, flags: msg.Flags})
+			entries = append(entries, entry{uid: msg.Uid, flags: msg.Flags, modseq: msg.Modseq})
 		}
 		if !resp.More {
 			return resp.Mailbox, entries, resp.Revision, nil
@@ -193,7 +197,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 		kept := m.entries[:gone[0]]
 		for k, pos := range gone {
 			// Each EXPUNGE numbers by the view after the ones before it.
-			m.tracker.QueueExpunge(uint32(pos - k + 1))
+			m.tracker.QueueExpungeUID(uint32(pos-k+1), imap.UID(m.entries[pos].uid))
 			end := len(m.entries)
 			if k+1 < len(gone) {
 				end = gone[k+1]
@@ -212,7 +216,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 		switch c.Kind {
 		case storagev1.Change_KIND_MESSAGE_ADDED:
 			if n := len(m.entries); n == 0 || c.Uid > m.entries[n-1].uid {
-				m.appendLocked(entry{uid: c.Uid, flags: c.Flags})
+				m.appendLocked(entry{uid: c.Uid, flags: c.Flags, modseq: c.Modseq})
 			}
 			// UIDNEXT is above every UID there is, whatever order the
 			// mailbox's own update comes in.
@@ -220,7 +224,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 		case storagev1.Change_KIND_FLAGS_CHANGED:
 			if i := m.index(c.Uid); i >= 0 {
 				m.noteKeywordsLocked(c.Flags)
-				m.entries[i].flags = c.Flags
+				m.entries[i].flags, m.entries[i].modseq = c.Flags, c.Modseq
 				key := ownChange{c.Uid, c.Modseq}
 				m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(c.Uid), toIMAPFlags(c.Flags), c.Modseq, m.own[key])
 				delete(m.own, key)
@@ -287,17 +291,20 @@ func (m *mailboxState) resync(ctx context.Context) error {
 	// Expunges, from the end so that sequence numbers stay right.
 	for i := len(m.entries) - 1; i >= 0; i-- {
 		if _, ok := freshIdx[m.entries[i].uid]; !ok {
+			uid := m.entries[i].uid
 			m.entries = append(m.entries[:i], m.entries[i+1:]...)
-			m.tracker.QueueExpunge(uint32(i + 1))
+			m.tracker.QueueExpungeUID(uint32(i+1), imap.UID(uid))
 		}
 	}
 	for i := range m.entries {
-		f := fresh[freshIdx[m.entries[i].uid]].flags
+		fe := fresh[freshIdx[m.entries[i].uid]]
+		f := fe.flags
 		if !sameStrings(f, m.entries[i].flags) {
 			m.noteKeywordsLocked(f)
 			m.entries[i].flags = f
-			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(f), 0, nil)
+			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(f), fe.modseq, nil)
 		}
+		m.entries[i].modseq = fe.modseq
 	}
 	last := uint32(0)
 	if n := len(m.entries); n > 0 {

@@ -17,9 +17,10 @@ const selfWait = 5 * time.Second
 
 // target is one message a command acts on.
 type target struct {
-	seq   uint32 // in the client's view
-	uid   uint32
-	flags []string
+	seq    uint32 // in the client's view
+	uid    uint32
+	flags  []string
+	modseq uint64
 }
 
 // resolve turns a sequence or UID set (with "*" and SEARCHRES "$") into the
@@ -43,7 +44,7 @@ func (v *view) resolve(numSet imap.NumSet) []target {
 		for i, e := range m.entries {
 			seq := v.tracker.EncodeSeqNum(uint32(i + 1))
 			if seq != 0 && set.Contains(seq) {
-				out = append(out, target{seq: seq, uid: e.uid, flags: e.flags})
+				out = append(out, target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq})
 			}
 		}
 	case imap.UIDSet:
@@ -54,7 +55,7 @@ func (v *view) resolve(numSet imap.NumSet) []target {
 		set = staticUIDSet(set, maxUID)
 		for i, e := range m.entries {
 			if set.Contains(imap.UID(e.uid)) {
-				out = append(out, target{seq: v.tracker.EncodeSeqNum(uint32(i + 1)), uid: e.uid, flags: e.flags})
+				out = append(out, target{seq: v.tracker.EncodeSeqNum(uint32(i + 1)), uid: e.uid, flags: e.flags, modseq: e.modseq})
 			}
 		}
 	}
@@ -142,6 +143,11 @@ func (s *session) Store(w *imapconn.FetchWriter, numSet imap.NumSet, flags *imap
 	if options != nil {
 		req.UnchangedSince = options.UnchangedSince
 	}
+	if w.Conditional() && req.UnchangedSince == 0 {
+		// RFC 7162 3.1.3: UNCHANGEDSINCE 0 fails for every message.
+		w.SetModified(modifiedSet(numSet, targets, nil))
+		return nil
+	}
 	var resp *storagev1.StoreFlagsResponse
 	err := v.state.ownFlagChange(v.tracker, func() ([]*storagev1.Message, error) {
 		var err error
@@ -152,26 +158,10 @@ func (s *session) Store(w *imapconn.FetchWriter, numSet imap.NumSet, flags *imap
 		return mapError(err)
 	}
 	v.state.waitModseq(resp.HighestModseq, selfWait)
-	if flags.Silent {
-		return nil
+	if len(resp.FailedUids) > 0 {
+		w.SetModified(modifiedSet(numSet, targets, resp.FailedUids))
 	}
-	after := map[uint32][]string{}
-	for _, m := range resp.Messages {
-		after[m.Uid] = m.Flags
-	}
-	for _, t := range targets {
-		f, ok := after[t.uid]
-		if !ok {
-			continue
-		}
-		rw := w.CreateMessage(t.seq)
-		rw.WriteUID(imap.UID(t.uid))
-		rw.WriteFlags(toIMAPFlags(f))
-		if err := rw.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeStored(w, targets, resp.Messages, flags.Silent)
 }
 
 // destMailbox resolves a COPY/MOVE destination.

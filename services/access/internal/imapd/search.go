@@ -52,10 +52,13 @@ type candidate struct {
 func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	v := s.selected
 	all := v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
+	s.claimArrivals()
+	s.recentCriteria(criteria) // before the UID sets are made static
 	// Static versions of "$" and "*" in the criteria.
 	s.staticCriteria(criteria)
 	var needs searchNeeds
 	needsOf(criteria, &needs)
+	withModSeq := imapconn.UsesModSeq(criteria)
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
@@ -113,6 +116,9 @@ func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 			}
 			data.Max = max(data.Max, num)
 			data.Count++
+			if withModSeq {
+				data.ModSeq = max(data.ModSeq, t.modseq) // RFC 7162 3.1.5
+			}
 		}
 	}
 	if kind == imapconn.NumKindSeq {
@@ -181,6 +187,9 @@ func matches(c *candidate, crit *imap.SearchCriteria) bool {
 		if hasFlag(c.flags, string(f)) {
 			return false
 		}
+	}
+	if !matchesModSeq(c, crit) {
+		return false
 	}
 	if c.meta != nil {
 		if !inDateRange(c.meta.InternalDate.AsTime(), crit.Since, crit.Before) {
