@@ -302,7 +302,9 @@ func (s *session) opFetchHeaders(rng *rand.Rand) error {
 	}
 	for _, want := range s.seqRange(set) {
 		fd, ok := cmd.fetched[want]
-		if !ok {
+		if !ok || fd.header == "" {
+			// Not answered (a flag update of another session may have come
+			// for it): it was expunged meanwhile.
 			if want <= s.v.count() && s.v.uids[want-1] != 0 {
 				s.v.mustGo[s.v.uids[want-1]] = "left out of FETCH " + set
 			}
