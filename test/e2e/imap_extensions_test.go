@@ -257,3 +257,127 @@ func TestIMAPCopyMoveWithinMailbox(t *testing.T) {
 		t.Fatalf("another session sees %s", got)
 	}
 }
+
+// fetchFlags answers the FETCH FLAGS response lines of a sequence set.
+func (c *rawIMAP) fetchFlags(set string) []string {
+	c.t.Helper()
+	var out []string
+	for _, l := range c.expect("FETCH "+set+" (FLAGS)", "OK") {
+		if strings.Contains(l, " FETCH (") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func lineWith(lines []string, prefix string) string {
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// RFC 3501 section 2.3.2, \Recent: "This session is the first session to
+// have been notified about this message; if the session is read-write,
+// subsequent sessions will not see \Recent set for this message." RFC 3501
+// 6.3.2: "EXAMINE MUST NOT cause messages to lose the \Recent flag." RFC
+// 9051 removed \Recent: an IMAP4rev2 session neither sees nor takes it.
+// Two access pods: the claim is shared through the storage tier.
+func TestIMAPRecent(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 2})
+	c.CreateAccount("recent@example.test", "recent-secret")
+	login := func(pod int) *rawIMAP {
+		r := rawDial(t, c.Access[pod].IMAPS, true)
+		r.expect("LOGIN recent@example.test recent-secret", "OK")
+		return r
+	}
+	c.Deliver([]string{"recent@example.test"}, []byte("Subject: r1\r\n\r\none\r\n"))
+	c.Deliver([]string{"recent@example.test"}, []byte("Subject: r2\r\n\r\ntwo\r\n"))
+
+	a, b := login(0), login(1)
+	// STATUS RECENT counts the messages no session has seen yet.
+	if l := lineWith(a.expect("STATUS INBOX (RECENT)", "OK"), "* STATUS"); !strings.HasSuffix(l, "(RECENT 2)") {
+		t.Fatalf("STATUS RECENT before any SELECT: %q", l)
+	}
+	// EXAMINE shows them recent and takes nothing.
+	ex := a.expect("EXAMINE INBOX", "OK [READ-ONLY]")
+	if !contains(ex, "* 2 RECENT") {
+		t.Fatalf("EXAMINE: %q, want * 2 RECENT", ex)
+	}
+	for _, l := range a.fetchFlags("1:2") {
+		if !strings.Contains(l, `\Recent`) {
+			t.Fatalf("EXAMINE'd message without \\Recent: %q", l)
+		}
+	}
+	a.expect("CLOSE", "OK")
+
+	// The first SELECT, on the other pod, takes them.
+	sel := b.expect("SELECT INBOX", "OK [READ-WRITE]")
+	if !contains(sel, "* 2 RECENT") {
+		t.Fatalf("first SELECT: %q, want * 2 RECENT", sel)
+	}
+	for _, l := range b.fetchFlags("1:2") {
+		if !strings.Contains(l, `\Recent`) {
+			t.Fatalf("first SELECT's FETCH without \\Recent: %q", l)
+		}
+	}
+	// RFC 3501 6.4.4: RECENT, NEW (recent and unseen), OLD (not recent).
+	for cmd, want := range map[string]string{"SEARCH RECENT": "* SEARCH 1 2", "SEARCH NEW": "* SEARCH 1 2", "SEARCH OLD": "* SEARCH"} {
+		if got := lineWith(b.expect(cmd, "OK"), "* SEARCH"); got != want {
+			t.Fatalf("%s in the first session: %q, want %q", cmd, got, want)
+		}
+	}
+	// A second SELECT (the first pod) sees nothing recent.
+	sel = a.expect("SELECT INBOX", "OK [READ-WRITE]")
+	if !contains(sel, "* 0 RECENT") {
+		t.Fatalf("second SELECT: %q, want * 0 RECENT", sel)
+	}
+	for _, l := range a.fetchFlags("1:2") {
+		if strings.Contains(l, `\Recent`) {
+			t.Fatalf("second session sees \\Recent: %q", l)
+		}
+	}
+	for cmd, want := range map[string]string{"SEARCH RECENT": "* SEARCH", "SEARCH OLD": "* SEARCH 1 2"} {
+		if got := lineWith(a.expect(cmd, "OK"), "* SEARCH"); got != want {
+			t.Fatalf("%s in the second session: %q, want %q", cmd, got, want)
+		}
+	}
+	if l := lineWith(a.expect("STATUS INBOX (RECENT)", "OK"), "* STATUS"); !strings.HasSuffix(l, "(RECENT 0)") {
+		t.Fatalf("STATUS RECENT after the claim: %q", l)
+	}
+
+	// A message arriving while both pods' sessions have INBOX selected is
+	// recent to exactly one of them.
+	c.Deliver([]string{"recent@example.test"}, []byte("Subject: r3\r\n\r\nthree\r\n"))
+	na, nb := a.expect("NOOP", "OK"), b.expect("NOOP", "OK")
+	if !contains(na, "* 3 EXISTS") && !contains(a.expect("NOOP", "OK"), "* 3 EXISTS") {
+		t.Fatalf("first pod's session not told of the new message")
+	}
+	if !contains(nb, "* 3 EXISTS") && !contains(b.expect("NOOP", "OK"), "* 3 EXISTS") {
+		t.Fatalf("second pod's session not told of the new message")
+	}
+	fa, fb := a.fetchFlags("3"), b.fetchFlags("3")
+	ra, rb := strings.Contains(strings.Join(fa, ""), `\Recent`), strings.Contains(strings.Join(fb, ""), `\Recent`)
+	if ra == rb {
+		t.Fatalf("message 3 recent to both or neither: %q / %q", fa, fb)
+	}
+
+	// IMAP4rev2: no RECENT response, no \Recent, and no claim.
+	d := login(0)
+	d.expect("CREATE Other", "OK")
+	d.expect("APPEND Other {12+}\r\nSubject: o\r\n", "OK")
+	v2 := login(1)
+	v2.expect("ENABLE IMAP4rev2", "OK")
+	sel = v2.expect("SELECT Other", "OK")
+	if contains(sel, "RECENT") {
+		t.Fatalf("IMAP4rev2 SELECT: %q has RECENT", sel)
+	}
+	if f := v2.fetchFlags("1"); len(f) != 1 || strings.Contains(f[0], `\Recent`) {
+		t.Fatalf("IMAP4rev2 FETCH FLAGS: %q", f)
+	}
+	if !contains(d.expect("SELECT Other", "OK"), "* 1 RECENT") {
+		t.Fatalf("the IMAP4rev2 session took \\Recent")
+	}
+}

@@ -57,6 +57,7 @@ var expectedPolicy = map[string]map[string]string{
 	"/mailfleet.storage.v1.MailboxService/DeleteMailbox":    {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MailboxService/RenameMailbox":    {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MailboxService/SetSubscribed":    {"admin": "any", "access": "session"},
+	"/mailfleet.storage.v1.MailboxService/ClaimRecent":      {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MessageService/AppendMessage":    {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MessageService/AppendMessages":   {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MessageService/ListMessages":     {"admin": "any", "access": "session"},

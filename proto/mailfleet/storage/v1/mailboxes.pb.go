@@ -87,6 +87,130 @@ func (SpecialUse) EnumDescriptor() ([]byte, []int) {
 	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{0}
 }
 
+type ClaimRecentRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	MailboxId string                 `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	// UIDNEXT as the caller sees the mailbox: UIDs below it are claimed.
+	UpToUid       uint32 `protobuf:"varint,3,opt,name=up_to_uid,json=upToUid,proto3" json:"up_to_uid,omitempty"`
+	Peek          bool   `protobuf:"varint,4,opt,name=peek,proto3" json:"peek,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimRecentRequest) Reset() {
+	*x = ClaimRecentRequest{}
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimRecentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimRecentRequest) ProtoMessage() {}
+
+func (x *ClaimRecentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimRecentRequest.ProtoReflect.Descriptor instead.
+func (*ClaimRecentRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ClaimRecentRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ClaimRecentRequest) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+func (x *ClaimRecentRequest) GetUpToUid() uint32 {
+	if x != nil {
+		return x.UpToUid
+	}
+	return 0
+}
+
+func (x *ClaimRecentRequest) GetPeek() bool {
+	if x != nil {
+		return x.Peek
+	}
+	return false
+}
+
+type ClaimRecentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's recent UIDs are [from_uid, to_uid); none when equal. With
+	// peek, from_uid is the cutoff (UIDs at or above it are still recent to
+	// whoever claims them next) and to_uid equals it.
+	FromUid       uint32 `protobuf:"varint,1,opt,name=from_uid,json=fromUid,proto3" json:"from_uid,omitempty"`
+	ToUid         uint32 `protobuf:"varint,2,opt,name=to_uid,json=toUid,proto3" json:"to_uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimRecentResponse) Reset() {
+	*x = ClaimRecentResponse{}
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimRecentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimRecentResponse) ProtoMessage() {}
+
+func (x *ClaimRecentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimRecentResponse.ProtoReflect.Descriptor instead.
+func (*ClaimRecentResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClaimRecentResponse) GetFromUid() uint32 {
+	if x != nil {
+		return x.FromUid
+	}
+	return 0
+}
+
+func (x *ClaimRecentResponse) GetToUid() uint32 {
+	if x != nil {
+		return x.ToUid
+	}
+	return 0
+}
+
 // Mailbox is one mailbox and its status counters.
 type Mailbox struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -116,7 +240,7 @@ type Mailbox struct {
 
 func (x *Mailbox) Reset() {
 	*x = Mailbox{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[0]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -128,7 +252,7 @@ func (x *Mailbox) String() string {
 func (*Mailbox) ProtoMessage() {}
 
 func (x *Mailbox) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[0]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -141,7 +265,7 @@ func (x *Mailbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mailbox.ProtoReflect.Descriptor instead.
 func (*Mailbox) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{0}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Mailbox) GetId() string {
@@ -244,7 +368,7 @@ type ExpungeLog struct {
 
 func (x *ExpungeLog) Reset() {
 	*x = ExpungeLog{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +380,7 @@ func (x *ExpungeLog) String() string {
 func (*ExpungeLog) ProtoMessage() {}
 
 func (x *ExpungeLog) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[1]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +393,7 @@ func (x *ExpungeLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpungeLog.ProtoReflect.Descriptor instead.
 func (*ExpungeLog) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{1}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ExpungeLog) GetFloor() uint64 {
@@ -304,7 +428,7 @@ type Staging struct {
 
 func (x *Staging) Reset() {
 	*x = Staging{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +440,7 @@ func (x *Staging) String() string {
 func (*Staging) ProtoMessage() {}
 
 func (x *Staging) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[2]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +453,7 @@ func (x *Staging) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Staging.ProtoReflect.Descriptor instead.
 func (*Staging) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{2}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Staging) GetOpId() string {
@@ -369,7 +493,7 @@ type ListMailboxesRequest struct {
 
 func (x *ListMailboxesRequest) Reset() {
 	*x = ListMailboxesRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +505,7 @@ func (x *ListMailboxesRequest) String() string {
 func (*ListMailboxesRequest) ProtoMessage() {}
 
 func (x *ListMailboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[3]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +518,7 @@ func (x *ListMailboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxesRequest.ProtoReflect.Descriptor instead.
 func (*ListMailboxesRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{3}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListMailboxesRequest) GetAccountId() string {
@@ -414,7 +538,7 @@ type ListMailboxesResponse struct {
 
 func (x *ListMailboxesResponse) Reset() {
 	*x = ListMailboxesResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +550,7 @@ func (x *ListMailboxesResponse) String() string {
 func (*ListMailboxesResponse) ProtoMessage() {}
 
 func (x *ListMailboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[4]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +563,7 @@ func (x *ListMailboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxesResponse.ProtoReflect.Descriptor instead.
 func (*ListMailboxesResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{4}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListMailboxesResponse) GetMailboxes() []*Mailbox {
@@ -461,7 +585,7 @@ type GetMailboxRequest struct {
 
 func (x *GetMailboxRequest) Reset() {
 	*x = GetMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +597,7 @@ func (x *GetMailboxRequest) String() string {
 func (*GetMailboxRequest) ProtoMessage() {}
 
 func (x *GetMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[5]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +610,7 @@ func (x *GetMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxRequest.ProtoReflect.Descriptor instead.
 func (*GetMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{5}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetMailboxRequest) GetAccountId() string {
@@ -519,7 +643,7 @@ type GetMailboxResponse struct {
 
 func (x *GetMailboxResponse) Reset() {
 	*x = GetMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +655,7 @@ func (x *GetMailboxResponse) String() string {
 func (*GetMailboxResponse) ProtoMessage() {}
 
 func (x *GetMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[6]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +668,7 @@ func (x *GetMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxResponse.ProtoReflect.Descriptor instead.
 func (*GetMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{6}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetMailboxResponse) GetMailbox() *Mailbox {
@@ -566,7 +690,7 @@ type CreateMailboxRequest struct {
 
 func (x *CreateMailboxRequest) Reset() {
 	*x = CreateMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +702,7 @@ func (x *CreateMailboxRequest) String() string {
 func (*CreateMailboxRequest) ProtoMessage() {}
 
 func (x *CreateMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[7]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +715,7 @@ func (x *CreateMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxRequest.ProtoReflect.Descriptor instead.
 func (*CreateMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{7}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateMailboxRequest) GetAccountId() string {
@@ -631,7 +755,7 @@ type CreateMailboxResponse struct {
 
 func (x *CreateMailboxResponse) Reset() {
 	*x = CreateMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +767,7 @@ func (x *CreateMailboxResponse) String() string {
 func (*CreateMailboxResponse) ProtoMessage() {}
 
 func (x *CreateMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[8]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +780,7 @@ func (x *CreateMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxResponse.ProtoReflect.Descriptor instead.
 func (*CreateMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{8}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateMailboxResponse) GetMailbox() *Mailbox {
@@ -676,7 +800,7 @@ type DeleteMailboxRequest struct {
 
 func (x *DeleteMailboxRequest) Reset() {
 	*x = DeleteMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +812,7 @@ func (x *DeleteMailboxRequest) String() string {
 func (*DeleteMailboxRequest) ProtoMessage() {}
 
 func (x *DeleteMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[9]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +825,7 @@ func (x *DeleteMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{9}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteMailboxRequest) GetAccountId() string {
@@ -726,7 +850,7 @@ type DeleteMailboxResponse struct {
 
 func (x *DeleteMailboxResponse) Reset() {
 	*x = DeleteMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +862,7 @@ func (x *DeleteMailboxResponse) String() string {
 func (*DeleteMailboxResponse) ProtoMessage() {}
 
 func (x *DeleteMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[10]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +875,7 @@ func (x *DeleteMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{10}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{12}
 }
 
 type RenameMailboxRequest struct {
@@ -765,7 +889,7 @@ type RenameMailboxRequest struct {
 
 func (x *RenameMailboxRequest) Reset() {
 	*x = RenameMailboxRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +901,7 @@ func (x *RenameMailboxRequest) String() string {
 func (*RenameMailboxRequest) ProtoMessage() {}
 
 func (x *RenameMailboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[11]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +914,7 @@ func (x *RenameMailboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxRequest.ProtoReflect.Descriptor instead.
 func (*RenameMailboxRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{11}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RenameMailboxRequest) GetAccountId() string {
@@ -823,7 +947,7 @@ type RenameMailboxResponse struct {
 
 func (x *RenameMailboxResponse) Reset() {
 	*x = RenameMailboxResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +959,7 @@ func (x *RenameMailboxResponse) String() string {
 func (*RenameMailboxResponse) ProtoMessage() {}
 
 func (x *RenameMailboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[12]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +972,7 @@ func (x *RenameMailboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxResponse.ProtoReflect.Descriptor instead.
 func (*RenameMailboxResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{12}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RenameMailboxResponse) GetMailbox() *Mailbox {
@@ -869,7 +993,7 @@ type SetSubscribedRequest struct {
 
 func (x *SetSubscribedRequest) Reset() {
 	*x = SetSubscribedRequest{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1005,7 @@ func (x *SetSubscribedRequest) String() string {
 func (*SetSubscribedRequest) ProtoMessage() {}
 
 func (x *SetSubscribedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[13]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1018,7 @@ func (x *SetSubscribedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscribedRequest.ProtoReflect.Descriptor instead.
 func (*SetSubscribedRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{13}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetSubscribedRequest) GetAccountId() string {
@@ -926,7 +1050,7 @@ type SetSubscribedResponse struct {
 
 func (x *SetSubscribedResponse) Reset() {
 	*x = SetSubscribedResponse{}
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[14]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1062,7 @@ func (x *SetSubscribedResponse) String() string {
 func (*SetSubscribedResponse) ProtoMessage() {}
 
 func (x *SetSubscribedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[14]
+	mi := &file_mailfleet_storage_v1_mailboxes_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,14 +1075,24 @@ func (x *SetSubscribedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSubscribedResponse.ProtoReflect.Descriptor instead.
 func (*SetSubscribedResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{14}
+	return file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP(), []int{16}
 }
 
 var File_mailfleet_storage_v1_mailboxes_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\n" +
-	"$mailfleet/storage/v1/mailboxes.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x03\n" +
+	"$mailfleet/storage/v1/mailboxes.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n" +
+	"\x12ClaimRecentRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\x12\x1a\n" +
+	"\tup_to_uid\x18\x03 \x01(\rR\aupToUid\x12\x12\n" +
+	"\x04peek\x18\x04 \x01(\bR\x04peek\"G\n" +
+	"\x13ClaimRecentResponse\x12\x19\n" +
+	"\bfrom_uid\x18\x01 \x01(\rR\afromUid\x12\x15\n" +
+	"\x06to_uid\x18\x02 \x01(\rR\x05toUid\"\xb9\x03\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12A\n" +
@@ -1039,7 +1173,7 @@ const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\x10SPECIAL_USE_JUNK\x10\x04\x12\x17\n" +
 	"\x13SPECIAL_USE_ARCHIVE\x10\x05\x12\x13\n" +
 	"\x0fSPECIAL_USE_ALL\x10\x06\x12\x17\n" +
-	"\x13SPECIAL_USE_FLAGGED\x10\a2\x83\x05\n" +
+	"\x13SPECIAL_USE_FLAGGED\x10\a2\xe7\x05\n" +
 	"\x0eMailboxService\x12h\n" +
 	"\rListMailboxes\x12*.mailfleet.storage.v1.ListMailboxesRequest\x1a+.mailfleet.storage.v1.ListMailboxesResponse\x12_\n" +
 	"\n" +
@@ -1047,7 +1181,8 @@ const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\rCreateMailbox\x12*.mailfleet.storage.v1.CreateMailboxRequest\x1a+.mailfleet.storage.v1.CreateMailboxResponse\x12h\n" +
 	"\rDeleteMailbox\x12*.mailfleet.storage.v1.DeleteMailboxRequest\x1a+.mailfleet.storage.v1.DeleteMailboxResponse\x12h\n" +
 	"\rRenameMailbox\x12*.mailfleet.storage.v1.RenameMailboxRequest\x1a+.mailfleet.storage.v1.RenameMailboxResponse\x12h\n" +
-	"\rSetSubscribed\x12*.mailfleet.storage.v1.SetSubscribedRequest\x1a+.mailfleet.storage.v1.SetSubscribedResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
+	"\rSetSubscribed\x12*.mailfleet.storage.v1.SetSubscribedRequest\x1a+.mailfleet.storage.v1.SetSubscribedResponse\x12b\n" +
+	"\vClaimRecent\x12(.mailfleet.storage.v1.ClaimRecentRequest\x1a).mailfleet.storage.v1.ClaimRecentResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_mailfleet_storage_v1_mailboxes_proto_rawDescOnce sync.Once
@@ -1062,50 +1197,54 @@ func file_mailfleet_storage_v1_mailboxes_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_mailboxes_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_mailboxes_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_mailfleet_storage_v1_mailboxes_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_mailfleet_storage_v1_mailboxes_proto_goTypes = []any{
 	(SpecialUse)(0),               // 0: mailfleet.storage.v1.SpecialUse
-	(*Mailbox)(nil),               // 1: mailfleet.storage.v1.Mailbox
-	(*ExpungeLog)(nil),            // 2: mailfleet.storage.v1.ExpungeLog
-	(*Staging)(nil),               // 3: mailfleet.storage.v1.Staging
-	(*ListMailboxesRequest)(nil),  // 4: mailfleet.storage.v1.ListMailboxesRequest
-	(*ListMailboxesResponse)(nil), // 5: mailfleet.storage.v1.ListMailboxesResponse
-	(*GetMailboxRequest)(nil),     // 6: mailfleet.storage.v1.GetMailboxRequest
-	(*GetMailboxResponse)(nil),    // 7: mailfleet.storage.v1.GetMailboxResponse
-	(*CreateMailboxRequest)(nil),  // 8: mailfleet.storage.v1.CreateMailboxRequest
-	(*CreateMailboxResponse)(nil), // 9: mailfleet.storage.v1.CreateMailboxResponse
-	(*DeleteMailboxRequest)(nil),  // 10: mailfleet.storage.v1.DeleteMailboxRequest
-	(*DeleteMailboxResponse)(nil), // 11: mailfleet.storage.v1.DeleteMailboxResponse
-	(*RenameMailboxRequest)(nil),  // 12: mailfleet.storage.v1.RenameMailboxRequest
-	(*RenameMailboxResponse)(nil), // 13: mailfleet.storage.v1.RenameMailboxResponse
-	(*SetSubscribedRequest)(nil),  // 14: mailfleet.storage.v1.SetSubscribedRequest
-	(*SetSubscribedResponse)(nil), // 15: mailfleet.storage.v1.SetSubscribedResponse
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*ClaimRecentRequest)(nil),    // 1: mailfleet.storage.v1.ClaimRecentRequest
+	(*ClaimRecentResponse)(nil),   // 2: mailfleet.storage.v1.ClaimRecentResponse
+	(*Mailbox)(nil),               // 3: mailfleet.storage.v1.Mailbox
+	(*ExpungeLog)(nil),            // 4: mailfleet.storage.v1.ExpungeLog
+	(*Staging)(nil),               // 5: mailfleet.storage.v1.Staging
+	(*ListMailboxesRequest)(nil),  // 6: mailfleet.storage.v1.ListMailboxesRequest
+	(*ListMailboxesResponse)(nil), // 7: mailfleet.storage.v1.ListMailboxesResponse
+	(*GetMailboxRequest)(nil),     // 8: mailfleet.storage.v1.GetMailboxRequest
+	(*GetMailboxResponse)(nil),    // 9: mailfleet.storage.v1.GetMailboxResponse
+	(*CreateMailboxRequest)(nil),  // 10: mailfleet.storage.v1.CreateMailboxRequest
+	(*CreateMailboxResponse)(nil), // 11: mailfleet.storage.v1.CreateMailboxResponse
+	(*DeleteMailboxRequest)(nil),  // 12: mailfleet.storage.v1.DeleteMailboxRequest
+	(*DeleteMailboxResponse)(nil), // 13: mailfleet.storage.v1.DeleteMailboxResponse
+	(*RenameMailboxRequest)(nil),  // 14: mailfleet.storage.v1.RenameMailboxRequest
+	(*RenameMailboxResponse)(nil), // 15: mailfleet.storage.v1.RenameMailboxResponse
+	(*SetSubscribedRequest)(nil),  // 16: mailfleet.storage.v1.SetSubscribedRequest
+	(*SetSubscribedResponse)(nil), // 17: mailfleet.storage.v1.SetSubscribedResponse
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_mailboxes_proto_depIdxs = []int32{
 	0,  // 0: mailfleet.storage.v1.Mailbox.special_use:type_name -> mailfleet.storage.v1.SpecialUse
-	3,  // 1: mailfleet.storage.v1.Mailbox.staging:type_name -> mailfleet.storage.v1.Staging
-	2,  // 2: mailfleet.storage.v1.Mailbox.expunge_log:type_name -> mailfleet.storage.v1.ExpungeLog
-	16, // 3: mailfleet.storage.v1.Staging.expires:type_name -> google.protobuf.Timestamp
-	1,  // 4: mailfleet.storage.v1.ListMailboxesResponse.mailboxes:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 5: mailfleet.storage.v1.GetMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	5,  // 1: mailfleet.storage.v1.Mailbox.staging:type_name -> mailfleet.storage.v1.Staging
+	4,  // 2: mailfleet.storage.v1.Mailbox.expunge_log:type_name -> mailfleet.storage.v1.ExpungeLog
+	18, // 3: mailfleet.storage.v1.Staging.expires:type_name -> google.protobuf.Timestamp
+	3,  // 4: mailfleet.storage.v1.ListMailboxesResponse.mailboxes:type_name -> mailfleet.storage.v1.Mailbox
+	3,  // 5: mailfleet.storage.v1.GetMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
 	0,  // 6: mailfleet.storage.v1.CreateMailboxRequest.special_use:type_name -> mailfleet.storage.v1.SpecialUse
-	1,  // 7: mailfleet.storage.v1.CreateMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 8: mailfleet.storage.v1.RenameMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	4,  // 9: mailfleet.storage.v1.MailboxService.ListMailboxes:input_type -> mailfleet.storage.v1.ListMailboxesRequest
-	6,  // 10: mailfleet.storage.v1.MailboxService.GetMailbox:input_type -> mailfleet.storage.v1.GetMailboxRequest
-	8,  // 11: mailfleet.storage.v1.MailboxService.CreateMailbox:input_type -> mailfleet.storage.v1.CreateMailboxRequest
-	10, // 12: mailfleet.storage.v1.MailboxService.DeleteMailbox:input_type -> mailfleet.storage.v1.DeleteMailboxRequest
-	12, // 13: mailfleet.storage.v1.MailboxService.RenameMailbox:input_type -> mailfleet.storage.v1.RenameMailboxRequest
-	14, // 14: mailfleet.storage.v1.MailboxService.SetSubscribed:input_type -> mailfleet.storage.v1.SetSubscribedRequest
-	5,  // 15: mailfleet.storage.v1.MailboxService.ListMailboxes:output_type -> mailfleet.storage.v1.ListMailboxesResponse
-	7,  // 16: mailfleet.storage.v1.MailboxService.GetMailbox:output_type -> mailfleet.storage.v1.GetMailboxResponse
-	9,  // 17: mailfleet.storage.v1.MailboxService.CreateMailbox:output_type -> mailfleet.storage.v1.CreateMailboxResponse
-	11, // 18: mailfleet.storage.v1.MailboxService.DeleteMailbox:output_type -> mailfleet.storage.v1.DeleteMailboxResponse
-	13, // 19: mailfleet.storage.v1.MailboxService.RenameMailbox:output_type -> mailfleet.storage.v1.RenameMailboxResponse
-	15, // 20: mailfleet.storage.v1.MailboxService.SetSubscribed:output_type -> mailfleet.storage.v1.SetSubscribedResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
+	3,  // 7: mailfleet.storage.v1.CreateMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	3,  // 8: mailfleet.storage.v1.RenameMailboxResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	6,  // 9: mailfleet.storage.v1.MailboxService.ListMailboxes:input_type -> mailfleet.storage.v1.ListMailboxesRequest
+	8,  // 10: mailfleet.storage.v1.MailboxService.GetMailbox:input_type -> mailfleet.storage.v1.GetMailboxRequest
+	10, // 11: mailfleet.storage.v1.MailboxService.CreateMailbox:input_type -> mailfleet.storage.v1.CreateMailboxRequest
+	12, // 12: mailfleet.storage.v1.MailboxService.DeleteMailbox:input_type -> mailfleet.storage.v1.DeleteMailboxRequest
+	14, // 13: mailfleet.storage.v1.MailboxService.RenameMailbox:input_type -> mailfleet.storage.v1.RenameMailboxRequest
+	16, // 14: mailfleet.storage.v1.MailboxService.SetSubscribed:input_type -> mailfleet.storage.v1.SetSubscribedRequest
+	1,  // 15: mailfleet.storage.v1.MailboxService.ClaimRecent:input_type -> mailfleet.storage.v1.ClaimRecentRequest
+	7,  // 16: mailfleet.storage.v1.MailboxService.ListMailboxes:output_type -> mailfleet.storage.v1.ListMailboxesResponse
+	9,  // 17: mailfleet.storage.v1.MailboxService.GetMailbox:output_type -> mailfleet.storage.v1.GetMailboxResponse
+	11, // 18: mailfleet.storage.v1.MailboxService.CreateMailbox:output_type -> mailfleet.storage.v1.CreateMailboxResponse
+	13, // 19: mailfleet.storage.v1.MailboxService.DeleteMailbox:output_type -> mailfleet.storage.v1.DeleteMailboxResponse
+	15, // 20: mailfleet.storage.v1.MailboxService.RenameMailbox:output_type -> mailfleet.storage.v1.RenameMailboxResponse
+	17, // 21: mailfleet.storage.v1.MailboxService.SetSubscribed:output_type -> mailfleet.storage.v1.SetSubscribedResponse
+	2,  // 22: mailfleet.storage.v1.MailboxService.ClaimRecent:output_type -> mailfleet.storage.v1.ClaimRecentResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1122,7 +1261,7 @@ func file_mailfleet_storage_v1_mailboxes_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_mailboxes_proto_rawDesc), len(file_mailfleet_storage_v1_mailboxes_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	MailboxService_DeleteMailbox_FullMethodName = "/mailfleet.storage.v1.MailboxService/DeleteMailbox"
 	MailboxService_RenameMailbox_FullMethodName = "/mailfleet.storage.v1.MailboxService/RenameMailbox"
 	MailboxService_SetSubscribed_FullMethodName = "/mailfleet.storage.v1.MailboxService/SetSubscribed"
+	MailboxService_ClaimRecent_FullMethodName   = "/mailfleet.storage.v1.MailboxService/ClaimRecent"
 )
 
 // MailboxServiceClient is the client API for MailboxService service.
@@ -48,6 +49,13 @@ type MailboxServiceClient interface {
 	RenameMailbox(ctx context.Context, in *RenameMailboxRequest, opts ...grpc.CallOption) (*RenameMailboxResponse, error)
 	// SetSubscribed subscribes or unsubscribes a mailbox.
 	SetSubscribed(ctx context.Context, in *SetSubscribedRequest, opts ...grpc.CallOption) (*SetSubscribedResponse, error)
+	// ClaimRecent takes the IMAP4rev1 \Recent flag (RFC 3501 section 2.3.2)
+	// of a mailbox's messages for one session: every UID from the mailbox's
+	// recent cutoff up to up_to_uid (exclusive) is recent to the caller, and
+	// to no one else; the cutoff moves to up_to_uid in the same step
+	// (compare-and-swap), so two sessions, on any pods, never both get one
+	// message. With peek set nothing moves (EXAMINE, STATUS).
+	ClaimRecent(ctx context.Context, in *ClaimRecentRequest, opts ...grpc.CallOption) (*ClaimRecentResponse, error)
 }
 
 type mailboxServiceClient struct {
@@ -118,6 +126,16 @@ func (c *mailboxServiceClient) SetSubscribed(ctx context.Context, in *SetSubscri
 	return out, nil
 }
 
+func (c *mailboxServiceClient) ClaimRecent(ctx context.Context, in *ClaimRecentRequest, opts ...grpc.CallOption) (*ClaimRecentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimRecentResponse)
+	err := c.cc.Invoke(ctx, MailboxService_ClaimRecent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MailboxServiceServer is the server API for MailboxService service.
 // All implementations must embed UnimplementedMailboxServiceServer
 // for forward compatibility.
@@ -139,6 +157,13 @@ type MailboxServiceServer interface {
 	RenameMailbox(context.Context, *RenameMailboxRequest) (*RenameMailboxResponse, error)
 	// SetSubscribed subscribes or unsubscribes a mailbox.
 	SetSubscribed(context.Context, *SetSubscribedRequest) (*SetSubscribedResponse, error)
+	// ClaimRecent takes the IMAP4rev1 \Recent flag (RFC 3501 section 2.3.2)
+	// of a mailbox's messages for one session: every UID from the mailbox's
+	// recent cutoff up to up_to_uid (exclusive) is recent to the caller, and
+	// to no one else; the cutoff moves to up_to_uid in the same step
+	// (compare-and-swap), so two sessions, on any pods, never both get one
+	// message. With peek set nothing moves (EXAMINE, STATUS).
+	ClaimRecent(context.Context, *ClaimRecentRequest) (*ClaimRecentResponse, error)
 	mustEmbedUnimplementedMailboxServiceServer()
 }
 
@@ -166,6 +191,9 @@ func (UnimplementedMailboxServiceServer) RenameMailbox(context.Context, *RenameM
 }
 func (UnimplementedMailboxServiceServer) SetSubscribed(context.Context, *SetSubscribedRequest) (*SetSubscribedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSubscribed not implemented")
+}
+func (UnimplementedMailboxServiceServer) ClaimRecent(context.Context, *ClaimRecentRequest) (*ClaimRecentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimRecent not implemented")
 }
 func (UnimplementedMailboxServiceServer) mustEmbedUnimplementedMailboxServiceServer() {}
 func (UnimplementedMailboxServiceServer) testEmbeddedByValue()                        {}
@@ -296,6 +324,24 @@ func _MailboxService_SetSubscribed_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MailboxService_ClaimRecent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimRecentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailboxServiceServer).ClaimRecent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MailboxService_ClaimRecent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailboxServiceServer).ClaimRecent(ctx, req.(*ClaimRecentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MailboxService_ServiceDesc is the grpc.ServiceDesc for MailboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -326,6 +372,10 @@ var MailboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetSubscribed",
 			Handler:    _MailboxService_SetSubscribed_Handler,
+		},
+		{
+			MethodName: "ClaimRecent",
+			Handler:    _MailboxService_ClaimRecent_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

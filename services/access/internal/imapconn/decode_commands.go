@@ -920,7 +920,13 @@ func (d *Decoder) ParseEnable() ([]imap.Cap, error) {
 		if err != nil {
 			return nil, err
 		}
-		caps = append(caps, imap.Cap(strings.ToUpper(c)))
+		cp := imap.Cap(strings.ToUpper(c))
+		if cp == "IMAP4REV2" {
+			// Capability names are case-insensitive; this one's constant
+			// is mixed-case (without this, ENABLE IMAP4rev2 never took).
+			cp = imap.CapIMAP4rev2
+		}
+		caps = append(caps, cp)
 	}
 	if len(caps) == 0 {
 		return nil, syntaxErr("ENABLE needs a capability")

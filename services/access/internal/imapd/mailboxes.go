@@ -42,9 +42,11 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		state.release()
 		return nil, mapError(err)
 	}
+	recent := s.beginRecent(ctx, resp.Mailbox.Id, resp.Mailbox.UidNext, options != nil && options.ReadOnly)
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	v := &view{state: state, tracker: state.tracker.NewSession(), name: resp.Mailbox.Name, readOnly: options != nil && options.ReadOnly}
+	v.recent = recent
 	s.selected = v
 	firstUnseen := uint32(0)
 	for i, e := range state.entries {
@@ -63,6 +65,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		Flags:             flags,
 		PermanentFlags:    permanent,
 		NumMessages:       uint32(len(state.entries)),
+		NumRecent:         recent.countLocked(state.entries),
 		FirstUnseenSeqNum: firstUnseen,
 		UIDNext:           imap.UID(state.uidNext),
 		UIDValidity:       state.uidValidity,
@@ -248,6 +251,13 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 		return nil, mapError(err)
 	}
 	data := statusData(resp.Mailbox, options)
+	if options.NumRecent {
+		n, err := s.statusRecent(ctx, resp.Mailbox)
+		if err != nil {
+			return nil, mapError(err)
+		}
+		data.NumRecent = &n
+	}
 	if options.AppendLimit {
 		n := s.appendLimit
 		data.AppendLimit = &n

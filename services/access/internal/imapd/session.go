@@ -43,6 +43,7 @@ type view struct {
 	name      string
 	readOnly  bool
 	searchRes imap.UIDSet
+	recent    *recentView // IMAP4rev1 \Recent (recent.go)
 }
 
 // ctx bounds one command's storage calls.
@@ -196,7 +197,11 @@ func (s *session) Poll(w *imapconn.UpdateWriter, allowExpunge bool) error {
 	if allowExpunge {
 		s.catchUp()
 	}
-	return s.selected.tracker.Poll(w, allowExpunge)
+	claimed := s.claimArrivals()
+	if err := s.selected.tracker.Poll(w, allowExpunge); err != nil {
+		return err
+	}
+	return s.reportArrivals(w, claimed)
 }
 
 // catchUp waits until this pod's view of the selected mailbox includes every
@@ -225,7 +230,11 @@ func (s *session) Idle(w *imapconn.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
-	return s.selected.tracker.Idle(w, stop)
+	if err := s.selected.tracker.Idle(w, stop); err != nil {
+		return err
+	}
+	// What arrived while idling is this session's to claim now.
+	return s.reportArrivals(w, s.claimArrivals())
 }
 
 // mapError turns a storage error into the IMAP reply for it (RFC 5530 codes).

@@ -69,6 +69,7 @@ var rules = map[string]rule{
 	"/mailfleet.storage.v1.MailboxService/DeleteMailbox": userMail,
 	"/mailfleet.storage.v1.MailboxService/RenameMailbox": userMail,
 	"/mailfleet.storage.v1.MailboxService/SetSubscribed": userMail,
+	"/mailfleet.storage.v1.MailboxService/ClaimRecent":   userMail,
 
 	"/mailfleet.storage.v1.MessageService/AppendMessage":   userMail,
 	"/mailfleet.storage.v1.MessageService/AppendMessages":  userMail,

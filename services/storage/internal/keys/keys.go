@@ -26,6 +26,9 @@
 //	                                         Vanished: the UIDs one transaction
 //	                                         expunged (QRESYNC), pruned by count
 //	                                         and age (Mailbox.expunge_log)
+//	accounts/<id>/recent/<mailbox id>        the \Recent cutoff (decimal UID): UIDs
+//	                                         below it were claimed by a session
+//	                                         (IMAP4rev1 \Recent, ClaimRecent)
 //	accounts/<id>/deleting/<mailbox id>      Mailbox of a deleted mailbox whose
 //	                                         entries are still being removed
 //	cleanup/<account id>/<mailbox id>        a deleted mailbox to empty (unix ms)
@@ -102,6 +105,12 @@ func (l Layout) VanishedAll(account, mailboxID string) string {
 func (l Layout) Vanished(account, mailboxID string, modseq uint64) string {
 	return l.VanishedAll(account, mailboxID) + fmt.Sprintf("%020d", modseq)
 }
+
+// Recent is a mailbox's \Recent cutoff.
+func (l Layout) Recent(account, mailboxID string) string {
+	return l.AccountRoot(account) + "recent/" + mailboxID
+}
+
 func (l Layout) AllDeleting(account string) string { return l.AccountRoot(account) + "deleting/" }
 
 // Cleanup marks unfinished removals (a mailbox's entries, or a whole

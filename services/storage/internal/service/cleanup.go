@@ -71,7 +71,8 @@ func (s *Server) finishMailboxDelete(ctx context.Context, account, mailboxID str
 	}
 	// No entry can arrive meanwhile: nothing names the mailbox any more.
 	_, err = s.etcd.Txn(ctx).Then(clientv3.OpDelete(key), clientv3.OpDelete(s.keys.Cleanup(account, mailboxID)),
-		clientv3.OpDelete(s.keys.VanishedAll(account, mailboxID), clientv3.WithPrefix())).Commit()
+		clientv3.OpDelete(s.keys.VanishedAll(account, mailboxID), clientv3.WithPrefix()),
+		clientv3.OpDelete(s.keys.Recent(account, mailboxID))).Commit()
 	return err
 }
 
