@@ -49,6 +49,12 @@ func (c *Conn) CondStore() bool { return c.condstore }
 // VANISHED responses (RFC 7162 3.2.10).
 func (c *Conn) QResync() bool { return c.enabled.Has(imap.CapQResync) }
 
+// badAfterLine is a client error found once the command's line has been
+// read to its end (a syntax error would skip the next line): BAD.
+func badAfterLine(text string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: text}
+}
+
 // condStoreCaps are announced after login.
 var condStoreCaps = []imap.Cap{imap.CapCondStore, imap.CapQResync}
 

@@ -877,7 +877,7 @@ func (c *Conn) selectMailbox(tag string, readOnly bool) error {
 	}
 	if qresync != nil && !c.QResync() {
 		// RFC 7162 3.2.5: QRESYNC before ENABLE QRESYNC is a client error.
-		return syntaxErr("ENABLE QRESYNC first")
+		return badAfterLine("ENABLE QRESYNC first")
 	}
 	if opts.CondStore {
 		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
@@ -1159,7 +1159,7 @@ func (c *Conn) fetch(tag string, kind NumKind) error {
 	}
 	if args.Vanished && (kind != NumKindUID || args.Options.ChangedSince == 0 || !c.QResync()) {
 		// RFC 7162 3.2.6: only UID FETCH with CHANGEDSINCE, QRESYNC enabled.
-		return syntaxErr("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")
+		return badAfterLine("VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")
 	}
 	if args.Options.ModSeq {
 		c.condstore = true
