@@ -381,3 +381,199 @@ func TestIMAPRecent(t *testing.T) {
 		t.Fatalf("the IMAP4rev2 session took \\Recent")
 	}
 }
+
+// field returns the parenthesized or single value after name in a FETCH
+// or STATUS line ("" if absent).
+func field(line, name string) string {
+	i := strings.Index(line, " "+name+" ")
+	if i < 0 {
+		i = strings.Index(line, "("+name+" ")
+		if i < 0 {
+			return ""
+		}
+	}
+	rest := line[i+len(name)+2:]
+	switch {
+	case strings.HasPrefix(rest, "("):
+		return rest[:strings.IndexByte(rest, ')')+1]
+	case strings.HasPrefix(rest, `"`):
+		return rest[:strings.IndexByte(rest[1:], '"')+2]
+	}
+	if j := strings.IndexAny(rest, " )"); j >= 0 {
+		return rest[:j]
+	}
+	return rest
+}
+
+// RFC 8474 OBJECTID. Section 4.1: CREATE answers "OK [MAILBOXID (id)]";
+// 4.2: SELECT and EXAMINE answer "* OK [MAILBOXID (id)]", and RENAME keeps
+// it; 4.3: STATUS MAILBOXID; 5.1: EMAILID is the same for a message copied
+// or moved (the same stored body) and differs for another message; 5.2:
+// THREADID, NIL here (no threads are kept); section 6 (formal syntax):
+// search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid.
+func TestIMAPObjectID(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("oid@example.test", "oid-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN oid@example.test oid-secret", "OK")
+	if caps := capsOf(t, r); !strings.Contains(caps, " OBJECTID ") {
+		t.Fatalf("OBJECTID not announced: %s", caps)
+	}
+	_, status := r.do("CREATE foo")
+	if !strings.HasPrefix(status, "OK [MAILBOXID (") {
+		t.Fatalf("CREATE: %q, want OK [MAILBOXID (…)]", status)
+	}
+	id := status[len("OK [MAILBOXID ") : strings.Index(status, ")]")+1]
+	if l := lineWith(r.expect("STATUS foo (MAILBOXID MESSAGES)", "OK"), "* STATUS"); field(l, "MAILBOXID") != id {
+		t.Fatalf("STATUS MAILBOXID: %q, want %s", l, id)
+	}
+	r.expect("RENAME foo bar", "OK")
+	if l := lineWith(r.expect("STATUS bar (MAILBOXID)", "OK"), "* STATUS"); field(l, "MAILBOXID") != id {
+		t.Fatalf("STATUS MAILBOXID after RENAME: %q, want %s", l, id)
+	}
+	if l := lineWith(r.expect("EXAMINE bar", "OK"), "* OK [MAILBOXID"); l != "* OK [MAILBOXID "+id+"] Ok" {
+		t.Fatalf("EXAMINE: MAILBOXID line %q, want %s", l, id)
+	}
+	inboxID := lineWith(r.expect("SELECT INBOX", "OK"), "* OK [MAILBOXID")
+	if inboxID == "" || strings.Contains(inboxID, id) {
+		t.Fatalf("SELECT INBOX: MAILBOXID %q (bar's is %s)", inboxID, id)
+	}
+
+	msgA, msgB := "Subject: a\r\n\r\nfirst\r\n", "Subject: b\r\n\r\nsecond\r\n"
+	r.rawAppend("INBOX", []appendPart{{body: msgA}, {body: msgB}})
+	r.expect("NOOP", "OK")
+	lines := r.expect("FETCH 1:2 (EMAILID THREADID)", "OK")
+	if len(lines) != 2 {
+		t.Fatalf("FETCH EMAILID: %q", lines)
+	}
+	e1, e2 := field(lines[0], "EMAILID"), field(lines[1], "EMAILID")
+	if !strings.HasPrefix(e1, "(") || e1 == e2 || field(lines[0], "THREADID") != "NIL" {
+		t.Fatalf("EMAILID/THREADID of two messages: %q", lines)
+	}
+	r.expect("COPY 1 bar", "OK")
+	r.expect("MOVE 2 bar", "OK")
+	r.expect("SELECT bar", "OK")
+	lines = r.expect("FETCH 1:2 (EMAILID)", "OK")
+	if len(lines) != 2 || field(lines[0], "EMAILID") != e1 || field(lines[1], "EMAILID") != e2 {
+		t.Fatalf("EMAILIDs after COPY and MOVE: %q, want %s and %s", lines, e1, e2)
+	}
+	if got := lineWith(r.expect("UID SEARCH EMAILID "+strings.Trim(e2, "()"), "OK"), "* SEARCH"); got != "* SEARCH 2" {
+		t.Fatalf("SEARCH EMAILID: %q, want * SEARCH 2", got)
+	}
+	if got := lineWith(r.expect("SEARCH NOT EMAILID "+strings.Trim(e2, "()"), "OK"), "* SEARCH"); got != "* SEARCH 1" {
+		t.Fatalf("SEARCH NOT EMAILID: %q, want * SEARCH 1", got)
+	}
+	if got := lineWith(r.expect("SEARCH THREADID T123", "OK"), "* SEARCH"); got != "* SEARCH" {
+		t.Fatalf("SEARCH THREADID: %q, want none", got)
+	}
+	for _, cmd := range []string{"SEARCH EMAILID M1*2", "SEARCH EMAILID", "STATUS bar (MAILBOXID FOO)"} {
+		if _, status := r.do(cmd); !strings.HasPrefix(status, "BAD") {
+			t.Errorf("%s: %q, want BAD", cmd, status)
+		}
+	}
+}
+
+// RFC 8514 SAVEDATE. Section 4.1: FETCH SAVEDATE is when the message was
+// saved in the mailbox (here: the APPEND), not its internal date; section
+// 4.2: SAVEDBEFORE, SAVEDON, SAVEDSINCE compare it as dates; and
+// SAVEDATESUPPORTED matches every message of a mailbox that keeps save
+// dates.
+func TestIMAPSaveDate(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("sd@example.test", "sd-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN sd@example.test sd-secret", "OK")
+	if caps := capsOf(t, r); !strings.Contains(caps, " SAVEDATE ") {
+		t.Fatalf("SAVEDATE not announced: %s", caps)
+	}
+	r.rawAppend("INBOX", []appendPart{{pre: `" 7-Feb-1994 21:52:25 -0800"`, body: "Subject: old\r\n\r\nx\r\n"}})
+	r.expect("SELECT INBOX", "OK")
+	l := lineWith(r.expect("FETCH 1 (SAVEDATE INTERNALDATE)", "OK"), "* 1 FETCH")
+	saved, internal := field(l, "SAVEDATE"), field(l, "INTERNALDATE")
+	if !strings.HasPrefix(saved, `"`) || saved == internal || strings.Contains(saved, "1994") {
+		t.Fatalf("FETCH SAVEDATE: %q, want the APPEND's date-time, not the internal date", l)
+	}
+	day := strings.TrimSpace(strings.Fields(strings.Trim(saved, `"`))[0]) // dd-Mon-yyyy
+	for cmd, want := range map[string]string{
+		"SEARCH SAVEDBEFORE 1-Jan-2000":    "* SEARCH",
+		"SEARCH SAVEDSINCE 1-Jan-2000":     "* SEARCH 1",
+		"SEARCH SAVEDON " + day:            "* SEARCH 1",
+		"SEARCH SAVEDON 7-Feb-1994":        "* SEARCH",
+		"SEARCH BEFORE 1-Jan-2000":         "* SEARCH 1", // the internal date
+		"SEARCH SAVEDATESUPPORTED":         "* SEARCH 1",
+		"SEARCH NOT SAVEDSINCE 1-Jan-2000": "* SEARCH",
+	} {
+		if got := lineWith(r.expect(cmd, "OK"), "* SEARCH"); got != want {
+			t.Errorf("%s: %q, want %q", cmd, got, want)
+		}
+	}
+	if _, status := r.do("SEARCH SAVEDON 31-Foo-2020"); !strings.HasPrefix(status, "BAD") {
+		t.Errorf("SEARCH SAVEDON with a bad date: %q, want BAD", status)
+	}
+}
+
+// RFC 8970 PREVIEW. Section 3: up to 256 characters of the message's text,
+// decoded, whitespace and markup removed; the example of section 5 answers
+// PREVIEW "…" as a string; PREVIEW (LAZY) may be asked (section 3.1); a
+// message without text previews as the empty string.
+func TestIMAPPreview(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("pv@example.test", "pv-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN pv@example.test pv-secret", "OK")
+	if caps := capsOf(t, r); !strings.Contains(caps, " PREVIEW ") {
+		t.Fatalf("PREVIEW not announced: %s", caps)
+	}
+	alt := "Subject: alt\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
+		"Gr=FC=DFe aus\r\n\r\n   M=FCnchen,=\r\n Preview   text!\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>not this</p>\r\n--b--\r\n"
+	htmlOnly := "Subject: html\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		"PGh0bWw+PGhlYWQ+PHN0eWxlPnAge2NvbG9yOnJlZH08L3N0eWxlPjwvaGVhZD48Ym9keT48cD5I\r\nZWxsbyAmYW1wOyB3ZWxjb21lPC9wPjxwPnNlY29uZDwvcD48L2JvZHk+PC9odG1sPg==\r\n"
+	long := "Subject: long\r\n\r\n" + strings.Repeat("abcdefghi ", 3000) + "\r\n"
+	attach := "Subject: pdf\r\nMIME-Version: 1.0\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n"
+	r.rawAppend("INBOX", []appendPart{{body: alt}, {body: htmlOnly}, {body: long}, {body: attach}})
+	r.expect("SELECT INBOX", "OK")
+	// Without UTF8=ACCEPT, 8-bit text goes as a literal (RFC 3501 4.3).
+	lines := r.expect("FETCH 1 (PREVIEW)", "OK")
+	if strings.Join(lines, "\n") != "* 1 FETCH (UID 1 PREVIEW {35}\nGrüße aus München, Preview text!)" &&
+		strings.Join(lines, "\n") != "* 1 FETCH (PREVIEW {35}\nGrüße aus München, Preview text!)" {
+		t.Fatalf("PREVIEW of 8-bit text to an IMAP4rev1 client: %q", lines)
+	}
+	r.expect("ENABLE UTF8=ACCEPT", "OK")
+	lines = r.expect("FETCH 1:4 (PREVIEW)", "OK")
+	want := []string{
+		`* 1 FETCH (UID 1 PREVIEW "Grüße aus München, Preview text!")`,
+		`* 2 FETCH (UID 2 PREVIEW "Hello & welcome second")`,
+		"",
+		`* 4 FETCH (UID 4 PREVIEW "")`,
+	}
+	if len(lines) != 4 {
+		t.Fatalf("FETCH PREVIEW: %q", lines)
+	}
+	for i, w := range want {
+		got := strings.Replace(lines[i], " UID "+fmt.Sprint(i+1), "", 1) // UID is there or not
+		w = strings.Replace(w, " UID "+fmt.Sprint(i+1), "", 1)
+		if i == 2 {
+			// 256 characters: 25 whole "abcdefghi " groups and "abcdef".
+			p := field(got, "PREVIEW")
+			if p != `"`+strings.TrimSpace(strings.Repeat("abcdefghi ", 26))[:256]+`"` {
+				t.Errorf("long message's PREVIEW: %d characters %q", len(p)-2, p)
+			}
+			continue
+		}
+		if got != w {
+			t.Errorf("PREVIEW of message %d:\n got %s\nwant %s", i+1, lines[i], w)
+		}
+	}
+	// PREVIEW (LAZY) with other items.
+	l := lineWith(r.expect("FETCH 1 (FLAGS PREVIEW (LAZY))", "OK"), "* 1 FETCH")
+	if field(l, "PREVIEW") != `"Grüße aus München, Preview text!"` && field(l, "PREVIEW") != "NIL" {
+		t.Fatalf("PREVIEW (LAZY): %q", l)
+	}
+	for _, cmd := range []string{"FETCH 1 (PREVIEW (FOO))", "FETCH 1 (PREVIEW ())"} {
+		if _, status := r.do(cmd); !strings.HasPrefix(status, "BAD") {
+			t.Errorf("%s: %q, want BAD", cmd, status)
+		}
+	}
+}

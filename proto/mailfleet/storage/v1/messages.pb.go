@@ -92,7 +92,11 @@ type Message struct {
 	// message is served with CRLF line endings (POP3 LIST, IMAP RFC822.SIZE).
 	CrlfSize uint64 `protobuf:"varint,9,opt,name=crlf_size,json=crlfSize,proto3" json:"crlf_size,omitempty"`
 	// Only set when asked for (include_structure): the MIME tree.
-	Structure     *BodyPart `protobuf:"bytes,10,opt,name=structure,proto3" json:"structure,omitempty"`
+	Structure *BodyPart `protobuf:"bytes,10,opt,name=structure,proto3" json:"structure,omitempty"`
+	// When this instance was saved in its mailbox (APPEND, COPY, MOVE,
+	// delivery): IMAP SAVEDATE (RFC 8514). Unset for entries stored before
+	// the index kept it.
+	SaveDate      *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=save_date,json=saveDate,proto3" json:"save_date,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +197,13 @@ func (x *Message) GetCrlfSize() uint64 {
 func (x *Message) GetStructure() *BodyPart {
 	if x != nil {
 		return x.Structure
+	}
+	return nil
+}
+
+func (x *Message) GetSaveDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SaveDate
 	}
 	return nil
 }
@@ -1774,7 +1785,7 @@ var File_mailfleet_storage_v1_messages_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"\n" +
-	"#mailfleet/storage/v1/messages.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$mailfleet/storage/v1/mailboxes.proto\x1a mailfleet/storage/v1/types.proto\"\xf1\x02\n" +
+	"#mailfleet/storage/v1/messages.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$mailfleet/storage/v1/mailboxes.proto\x1a mailfleet/storage/v1/types.proto\"\xaa\x03\n" +
 	"\aMessage\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x16\n" +
 	"\x06modseq\x18\x02 \x01(\x04R\x06modseq\x12\x14\n" +
@@ -1787,7 +1798,8 @@ const file_mailfleet_storage_v1_messages_proto_rawDesc = "" +
 	"headerSize\x12\x1b\n" +
 	"\tcrlf_size\x18\t \x01(\x04R\bcrlfSize\x12<\n" +
 	"\tstructure\x18\n" +
-	" \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructure\"\x8c\x03\n" +
+	" \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructure\x127\n" +
+	"\tsave_date\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\bsaveDate\"\x8c\x03\n" +
 	"\x14AppendMessageRequest\x12Q\n" +
 	"\bmetadata\x18\x01 \x01(\v23.mailfleet.storage.v1.AppendMessageRequest.MetadataH\x00R\bmetadata\x127\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xdf\x01\n" +
@@ -1993,49 +2005,50 @@ var file_mailfleet_storage_v1_messages_proto_depIdxs = []int32{
 	23, // 0: mailfleet.storage.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
 	24, // 1: mailfleet.storage.v1.Message.envelope:type_name -> mailfleet.storage.v1.Envelope
 	25, // 2: mailfleet.storage.v1.Message.structure:type_name -> mailfleet.storage.v1.BodyPart
-	20, // 3: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
-	26, // 4: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	21, // 5: mailfleet.storage.v1.AppendMessagesRequest.target:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Target
-	22, // 6: mailfleet.storage.v1.AppendMessagesRequest.start:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Start
-	26, // 7: mailfleet.storage.v1.AppendMessagesRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	27, // 8: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	1,  // 9: mailfleet.storage.v1.ListMessagesResponse.messages:type_name -> mailfleet.storage.v1.Message
-	28, // 10: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
-	1,  // 11: mailfleet.storage.v1.GetMessageBodyResponse.message:type_name -> mailfleet.storage.v1.Message
-	26, // 12: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
-	27, // 13: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	0,  // 14: mailfleet.storage.v1.StoreFlagsRequest.op:type_name -> mailfleet.storage.v1.StoreFlagsRequest.Op
-	1,  // 15: mailfleet.storage.v1.StoreFlagsResponse.messages:type_name -> mailfleet.storage.v1.Message
-	27, // 16: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	27, // 17: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	27, // 18: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	27, // 19: mailfleet.storage.v1.ListVanishedRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
-	27, // 20: mailfleet.storage.v1.ListVanishedResponse.uids:type_name -> mailfleet.storage.v1.UIDSet
-	23, // 21: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
-	23, // 22: mailfleet.storage.v1.AppendMessagesRequest.Start.internal_date:type_name -> google.protobuf.Timestamp
-	2,  // 23: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
-	3,  // 24: mailfleet.storage.v1.MessageService.AppendMessages:input_type -> mailfleet.storage.v1.AppendMessagesRequest
-	6,  // 25: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
-	8,  // 26: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
-	10, // 27: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
-	12, // 28: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
-	14, // 29: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
-	16, // 30: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
-	18, // 31: mailfleet.storage.v1.MessageService.ListVanished:input_type -> mailfleet.storage.v1.ListVanishedRequest
-	5,  // 32: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
-	4,  // 33: mailfleet.storage.v1.MessageService.AppendMessages:output_type -> mailfleet.storage.v1.AppendMessagesResponse
-	7,  // 34: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
-	9,  // 35: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
-	11, // 36: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
-	13, // 37: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
-	15, // 38: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
-	17, // 39: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
-	19, // 40: mailfleet.storage.v1.MessageService.ListVanished:output_type -> mailfleet.storage.v1.ListVanishedResponse
-	32, // [32:41] is the sub-list for method output_type
-	23, // [23:32] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	23, // 3: mailfleet.storage.v1.Message.save_date:type_name -> google.protobuf.Timestamp
+	20, // 4: mailfleet.storage.v1.AppendMessageRequest.metadata:type_name -> mailfleet.storage.v1.AppendMessageRequest.Metadata
+	26, // 5: mailfleet.storage.v1.AppendMessageRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	21, // 6: mailfleet.storage.v1.AppendMessagesRequest.target:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Target
+	22, // 7: mailfleet.storage.v1.AppendMessagesRequest.start:type_name -> mailfleet.storage.v1.AppendMessagesRequest.Start
+	26, // 8: mailfleet.storage.v1.AppendMessagesRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	27, // 9: mailfleet.storage.v1.ListMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	1,  // 10: mailfleet.storage.v1.ListMessagesResponse.messages:type_name -> mailfleet.storage.v1.Message
+	28, // 11: mailfleet.storage.v1.ListMessagesResponse.mailbox:type_name -> mailfleet.storage.v1.Mailbox
+	1,  // 12: mailfleet.storage.v1.GetMessageBodyResponse.message:type_name -> mailfleet.storage.v1.Message
+	26, // 13: mailfleet.storage.v1.GetMessageBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	27, // 14: mailfleet.storage.v1.StoreFlagsRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	0,  // 15: mailfleet.storage.v1.StoreFlagsRequest.op:type_name -> mailfleet.storage.v1.StoreFlagsRequest.Op
+	1,  // 16: mailfleet.storage.v1.StoreFlagsResponse.messages:type_name -> mailfleet.storage.v1.Message
+	27, // 17: mailfleet.storage.v1.CopyMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 18: mailfleet.storage.v1.MoveMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 19: mailfleet.storage.v1.ExpungeMessagesRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 20: mailfleet.storage.v1.ListVanishedRequest.uids:type_name -> mailfleet.storage.v1.UIDSet
+	27, // 21: mailfleet.storage.v1.ListVanishedResponse.uids:type_name -> mailfleet.storage.v1.UIDSet
+	23, // 22: mailfleet.storage.v1.AppendMessageRequest.Metadata.internal_date:type_name -> google.protobuf.Timestamp
+	23, // 23: mailfleet.storage.v1.AppendMessagesRequest.Start.internal_date:type_name -> google.protobuf.Timestamp
+	2,  // 24: mailfleet.storage.v1.MessageService.AppendMessage:input_type -> mailfleet.storage.v1.AppendMessageRequest
+	3,  // 25: mailfleet.storage.v1.MessageService.AppendMessages:input_type -> mailfleet.storage.v1.AppendMessagesRequest
+	6,  // 26: mailfleet.storage.v1.MessageService.ListMessages:input_type -> mailfleet.storage.v1.ListMessagesRequest
+	8,  // 27: mailfleet.storage.v1.MessageService.GetMessageBody:input_type -> mailfleet.storage.v1.GetMessageBodyRequest
+	10, // 28: mailfleet.storage.v1.MessageService.StoreFlags:input_type -> mailfleet.storage.v1.StoreFlagsRequest
+	12, // 29: mailfleet.storage.v1.MessageService.CopyMessages:input_type -> mailfleet.storage.v1.CopyMessagesRequest
+	14, // 30: mailfleet.storage.v1.MessageService.MoveMessages:input_type -> mailfleet.storage.v1.MoveMessagesRequest
+	16, // 31: mailfleet.storage.v1.MessageService.ExpungeMessages:input_type -> mailfleet.storage.v1.ExpungeMessagesRequest
+	18, // 32: mailfleet.storage.v1.MessageService.ListVanished:input_type -> mailfleet.storage.v1.ListVanishedRequest
+	5,  // 33: mailfleet.storage.v1.MessageService.AppendMessage:output_type -> mailfleet.storage.v1.AppendMessageResponse
+	4,  // 34: mailfleet.storage.v1.MessageService.AppendMessages:output_type -> mailfleet.storage.v1.AppendMessagesResponse
+	7,  // 35: mailfleet.storage.v1.MessageService.ListMessages:output_type -> mailfleet.storage.v1.ListMessagesResponse
+	9,  // 36: mailfleet.storage.v1.MessageService.GetMessageBody:output_type -> mailfleet.storage.v1.GetMessageBodyResponse
+	11, // 37: mailfleet.storage.v1.MessageService.StoreFlags:output_type -> mailfleet.storage.v1.StoreFlagsResponse
+	13, // 38: mailfleet.storage.v1.MessageService.CopyMessages:output_type -> mailfleet.storage.v1.CopyMessagesResponse
+	15, // 39: mailfleet.storage.v1.MessageService.MoveMessages:output_type -> mailfleet.storage.v1.MoveMessagesResponse
+	17, // 40: mailfleet.storage.v1.MessageService.ExpungeMessages:output_type -> mailfleet.storage.v1.ExpungeMessagesResponse
+	19, // 41: mailfleet.storage.v1.MessageService.ListVanished:output_type -> mailfleet.storage.v1.ListVanishedResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_messages_proto_init() }

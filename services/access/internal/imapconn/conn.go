@@ -494,7 +494,7 @@ func (c *Conn) run(tag, name string, uid bool) error {
 		return c.selectMailbox(tag, name == "EXAMINE")
 	case "CREATE":
 		mbox, opts, err := c.dec.ParseCreate()
-		return c.simple(tag, name, err, func() error { return c.session.Create(mbox, opts) })
+		return c.create(tag, mbox, opts, err)
 	case "DELETE":
 		mbox, err := c.dec.ParseMailbox()
 		return c.simple(tag, name, err, func() error { return c.session.Delete(mbox) })
@@ -917,6 +917,7 @@ func (c *Conn) selectMailbox(tag string, readOnly bool) error {
 	}
 	// RFC 7162 3.1.2.1: every SELECT of a mailbox with persistent modseqs.
 	e.StatusResponse("*", imap.StatusResponseTypeOK, "HIGHESTMODSEQ", func() { e.SP(); e.Number64(data.HighestModSeq) }, "Highest")
+	c.writeMailboxIDCode()
 	c.state = imap.ConnStateSelected
 	if err := c.qresyncSelect(data, qresync); err != nil {
 		return err
@@ -988,7 +989,15 @@ func (c *Conn) status(tag string) error {
 	if err != nil {
 		return err
 	}
-	c.enc.StatusDataWithOptions(data, opts)
+	var extra []StatusItem
+	if c.dec.StatusMailboxID {
+		id, err := c.statusMailboxID(name)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, StatusItem{Name: "MAILBOXID", Value: func(e *Encoder) { e.Special('(').Atom(id).Special(')') }})
+	}
+	c.enc.StatusDataWithOptions(data, opts, extra...)
 	if err := c.poll(false); err != nil {
 		return err
 	}
@@ -1164,7 +1173,7 @@ func (c *Conn) fetch(tag string, kind NumKind) error {
 	if args.Options.ModSeq {
 		c.condstore = true
 	}
-	w := &FetchWriter{c: c, rfc822: map[*imap.FetchItemBodySection]string{}}
+	w := &FetchWriter{c: c, rfc822: map[*imap.FetchItemBodySection]string{}, ext: args.Ext}
 	for i, n := range args.RFC822 {
 		w.rfc822[args.Options.BodySection[i]] = n
 	}

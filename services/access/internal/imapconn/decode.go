@@ -57,6 +57,9 @@ var ErrLineTooLong = &SyntaxError{Msg: "command line too long"}
 // Decoder reads client commands from a connection.
 type Decoder struct {
 	r *bufio.Reader
+	// StatusMailboxID: the last STATUS (or LIST-STATUS) item list asked
+	// for MAILBOXID (RFC 8474).
+	StatusMailboxID bool
 	// Continue sends a continuation request before the client sends a
 	// synchronizing literal the server accepts.
 	Continue func() error

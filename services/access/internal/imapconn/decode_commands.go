@@ -145,6 +145,8 @@ type FetchArgs struct {
 	RFC822 map[int]string
 	// Vanished: the VANISHED modifier (RFC 7162 3.2.6).
 	Vanished bool
+	// Ext: items of OBJECTID, SAVEDATE and PREVIEW (extensions.go).
+	Ext FetchExt
 }
 
 // ParseFetch reads SP sequence-set SP (macro / fetch-att / list) [modifiers].
@@ -267,6 +269,9 @@ func (d *Decoder) fetchAtt(a *FetchArgs) error {
 		}
 		o.BinarySectionSize = append(o.BinarySectionSize, &imap.FetchItemBinarySectionSize{Part: part})
 	default:
+		if ok, err := d.fetchAttExt(a, name); ok {
+			return err
+		}
 		return syntaxErr("unknown FETCH item %s", name)
 	}
 	return nil
@@ -619,6 +624,9 @@ func (d *Decoder) searchKey(c *imap.SearchCriteria, uid bool) error {
 		}
 		c.ModSeq = &imap.SearchCriteriaModSeq{ModSeq: uint64(n)}
 	default:
+		if ok, err := d.searchKeyExt(c, key); ok {
+			return err
+		}
 		return syntaxErr("unknown search key %s", key)
 	}
 	return nil
@@ -751,8 +759,10 @@ func (d *Decoder) ParseLSub() (*ListArgs, error) {
 // statusAtts reads "(" status-att *(SP status-att) ")".
 func (d *Decoder) statusAtts() (*imap.StatusOptions, error) {
 	o := &imap.StatusOptions{}
+	d.StatusMailboxID = false
 	atts := map[string]*bool{
-		"MESSAGES": &o.NumMessages, "UIDNEXT": &o.UIDNext, "UIDVALIDITY": &o.UIDValidity, "UNSEEN": &o.NumUnseen,
+		"MAILBOXID": &d.StatusMailboxID, // RFC 8474 section 4.3
+		"MESSAGES":  &o.NumMessages, "UIDNEXT": &o.UIDNext, "UIDVALIDITY": &o.UIDValidity, "UNSEEN": &o.NumUnseen,
 		"DELETED": &o.NumDeleted, "SIZE": &o.Size, "RECENT": &o.NumRecent, "APPENDLIMIT": &o.AppendLimit,
 		"HIGHESTMODSEQ": &o.HighestModSeq,
 	}

@@ -551,7 +551,7 @@ func (e *Encoder) StatusData(data *imap.StatusData) error {
 
 // StatusDataWithOptions is StatusData, plus: when opts asks for
 // APPENDLIMIT and data.AppendLimit is nil, "APPENDLIMIT NIL" is written.
-func (e *Encoder) StatusDataWithOptions(data *imap.StatusData, opts *imap.StatusOptions) error {
+func (e *Encoder) StatusDataWithOptions(data *imap.StatusData, opts *imap.StatusOptions, extra ...StatusItem) error {
 	e.Atom("* STATUS ").Mailbox(data.Mailbox).SP()
 	var items []func()
 	add := func(name string, f func()) {
@@ -588,6 +588,9 @@ func (e *Encoder) StatusDataWithOptions(data *imap.StatusData, opts *imap.Status
 		add("APPENDLIMIT", func() { e.Number(*data.AppendLimit) })
 	} else if opts != nil && opts.AppendLimit {
 		add("APPENDLIMIT", func() { e.NIL() })
+	}
+	for _, x := range extra {
+		add(x.Name, func() { x.Value(e) })
 	}
 	e.List(len(items), func(i int) { items[i]() }).CRLF()
 	return e.err

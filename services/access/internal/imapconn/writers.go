@@ -16,6 +16,8 @@ type FetchWriter struct {
 	modified imap.NumSet
 	// conditional: the STORE has UNCHANGEDSINCE (possibly 0).
 	conditional bool
+	// ext: the FETCH items of extensions.go.
+	ext FetchExt
 }
 
 // CreateMessage starts the FETCH response of one message; the caller must

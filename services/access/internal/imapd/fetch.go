@@ -78,8 +78,9 @@ func (s *session) Fetch(w *imapconn.FetchWriter, numSet imap.NumSet, options *im
 		markSeen = markSeen || !bs.Peek
 	}
 	markSeen = markSeen && !v.readOnly
+	s.fetchExt = w.Ext()
 	needMeta := options.Envelope || options.InternalDate || options.RFC822Size || len(options.BodySection) > 0 ||
-		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 || options.BodyStructure != nil
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 || options.BodyStructure != nil || s.fetchExt.Any()
 	for len(targets) > 0 {
 		n := min(len(targets), windowSize)
 		if err := s.fetchWindow(w, targets[:n], options, needMeta, markSeen); err != nil {
@@ -95,7 +96,7 @@ func (s *session) fetchWindow(w *imapconn.FetchWriter, targets []target, options
 	var meta map[uint32]*storagev1.Message
 	if needMeta {
 		var err error
-		if meta, err = s.metadata(uidsOf(targets), options.Envelope, needsStructure(options)); err != nil {
+		if meta, err = s.metadata(uidsOf(targets), options.Envelope, needsStructure(options) || s.fetchExt.Preview); err != nil {
 			return mapError(err)
 		}
 	}
@@ -320,6 +321,9 @@ func (s *session) writeItems(rw *imapconn.FetchResponseWriter, t target, m *stor
 	}
 	if options.RFC822Size {
 		rw.WriteRFC822Size(int64(m.Size))
+	}
+	if err := s.writeExtItems(rw, t, m); err != nil {
+		return err
 	}
 	if options.Envelope {
 		rw.WriteEnvelope(toEnvelope(m.Envelope))

@@ -54,6 +54,9 @@ func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 	all := v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
 	s.claimArrivals()
 	s.recentCriteria(criteria) // before the UID sets are made static
+	if err := s.extCriteria(criteria); err != nil {
+		return nil, err
+	}
 	// Static versions of "$" and "*" in the criteria.
 	s.staticCriteria(criteria)
 	var needs searchNeeds

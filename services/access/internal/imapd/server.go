@@ -113,7 +113,7 @@ var capabilities = imap.CapSet{
 	imap.CapListExtended: {}, imap.CapListStatus: {}, imap.CapStatusSize: {}, imap.CapBinary: {},
 	imap.CapLiteralPlus: {}, imap.CapUnselect: {}, imap.CapEnable: {}, imap.CapAppendLimit: {},
 	imap.CapSASLIR: {}, imap.CapChildren: {}, imap.CapUnauthenticate: {},
-	imapconn.CapMultiAppend: {},
+	imapconn.CapMultiAppend: {}, imapconn.CapObjectID: {}, imapconn.CapSaveDate: {}, imapconn.CapPreview: {},
 }
 
 func (s *Server) newSession(conn *imapconn.Conn) (imapconn.Session, error) {

@@ -30,6 +30,8 @@ type session struct {
 
 	// Selected state.
 	selected *view
+	// fetchExt: the extension items of the FETCH in progress (objectid.go).
+	fetchExt imapconn.FetchExt
 }
 
 var (

@@ -595,6 +595,10 @@ type Entry struct {
 	// random bytes) when it has the form newBodyKey gives, else as text.
 	BodyKey       string `protobuf:"bytes,8,opt,name=body_key,json=bodyKey,proto3" json:"body_key,omitempty"`
 	BodyKeyPacked []byte `protobuf:"bytes,9,opt,name=body_key_packed,json=bodyKeyPacked,proto3" json:"body_key_packed,omitempty"`
+	// When this instance was saved in its mailbox (APPEND, COPY, MOVE,
+	// delivery; IMAP SAVEDATE, RFC 8514), seconds since the Unix epoch; 0 in
+	// entries written before the field.
+	SaveDate      int64 `protobuf:"varint,10,opt,name=save_date,json=saveDate,proto3" json:"save_date,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -690,6 +694,13 @@ func (x *Entry) GetBodyKeyPacked() []byte {
 		return x.BodyKeyPacked
 	}
 	return nil
+}
+
+func (x *Entry) GetSaveDate() int64 {
+	if x != nil {
+		return x.SaveDate
+	}
+	return 0
 }
 
 // Summary is what never changes about a body, stored once per body in the
@@ -847,7 +858,7 @@ const file_records_proto_rawDesc = "" +
 	"\bfreed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\afreedAt\"k\n" +
 	"\vMoveCleanup\x12*\n" +
 	"\x11source_mailbox_id\x18\x01 \x01(\tR\x0fsourceMailboxId\x120\n" +
-	"\x04uids\x18\x02 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\"\x94\x02\n" +
+	"\x04uids\x18\x02 \x01(\v2\x1c.mailfleet.storage.v1.UIDSetR\x04uids\"\xb1\x02\n" +
 	"\x05Entry\x12\x16\n" +
 	"\x06modseq\x18\x01 \x01(\x04R\x06modseq\x12!\n" +
 	"\fsystem_flags\x18\x02 \x01(\rR\vsystemFlags\x12\x1a\n" +
@@ -858,7 +869,9 @@ const file_records_proto_rawDesc = "" +
 	"headerSize\x12#\n" +
 	"\rinternal_date\x18\a \x01(\x03R\finternalDate\x12\x19\n" +
 	"\bbody_key\x18\b \x01(\tR\abodyKey\x12&\n" +
-	"\x0fbody_key_packed\x18\t \x01(\fR\rbodyKeyPacked\"\x83\x01\n" +
+	"\x0fbody_key_packed\x18\t \x01(\fR\rbodyKeyPacked\x12\x1b\n" +
+	"\tsave_date\x18\n" +
+	" \x01(\x03R\bsaveDate\"\x83\x01\n" +
 	"\aSummary\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x1e.mailfleet.storage.v1.EnvelopeR\benvelope\x12<\n" +
 	"\tstructure\x18\x02 \x01(\v2\x1e.mailfleet.storage.v1.BodyPartR\tstructure\"]\n" +

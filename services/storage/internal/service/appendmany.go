@@ -132,6 +132,7 @@ func (s *Server) stageAppend(tx *etcdtx.Tx, account, mailboxID string, m *storag
 		return err
 	}
 	s.finishUpload(tx, up)
+	m.SaveDate = timestamppb.Now() // RFC 8514 SAVEDATE
 	tx.Put(s.keys.Message(account, mailboxID, m.Uid), encodeEntry(m))
 	return nil
 }

@@ -49,6 +49,9 @@ func encodeEntry(msg *storagev1.Message) []byte {
 	if msg.InternalDate != nil {
 		e.InternalDate = msg.InternalDate.Seconds
 	}
+	if msg.SaveDate != nil {
+		e.SaveDate = msg.SaveDate.Seconds
+	}
 flags:
 	for _, f := range msg.Flags {
 		for _, sf := range systemFlagBits {
@@ -88,6 +91,9 @@ func decodeEntry(uid uint32, value []byte) (*storagev1.Message, error) {
 		HeaderSize:   e.HeaderSize,
 		InternalDate: &timestamppb.Timestamp{Seconds: e.InternalDate},
 		BodyKey:      e.BodyKey,
+	}
+	if e.SaveDate != 0 {
+		msg.SaveDate = &timestamppb.Timestamp{Seconds: e.SaveDate}
 	}
 	if len(e.BodyKeyPacked) > 0 {
 		key, err := unpackBodyKey(e.BodyKeyPacked)

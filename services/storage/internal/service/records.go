@@ -216,6 +216,7 @@ func (s *Server) placeMessage(tx *etcdtx.Tx, account string, mb *storagev1.Mailb
 	if !hasFlag(msg.Flags, `\Seen`) {
 		mb.Unseen++
 	}
+	msg.SaveDate = timestamppb.Now() // APPEND, COPY, MOVE, delivery (RFC 8514)
 	tx.Put(s.keys.Message(account, mb.Id, msg.Uid), encodeEntry(msg))
 	return nil
 }

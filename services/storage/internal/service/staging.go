@@ -241,6 +241,7 @@ func (s *Server) stagedCopy(ctx context.Context, account, srcID, destID string, 
 				cp := proto.Clone(m).(*storagev1.Message)
 				cp.Uid, cp.Modseq = st.NextUid, st.Modseq
 				st.NextUid++
+				cp.SaveDate = timestamppb.Now() // RFC 8514 SAVEDATE of the copy
 				tx.Put(s.keys.Message(account, destID, cp.Uid), encodeEntry(cp))
 				if err := s.retainBody(tx, m.BodyKey); err != nil {
 					return err
