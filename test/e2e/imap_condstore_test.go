@@ -386,11 +386,16 @@ func TestIMAPQResyncVanishedInsteadOfExpunge(t *testing.T) {
 	if u := plain.expect("NOOP", "OK"); !slices.Equal(linesWith(u, "* "), []string{"* 3 EXPUNGE", "* 2 EXPUNGE"}) {
 		t.Fatalf("NOOP after the EXPUNGE, QRESYNC off: %q", u)
 	}
-	// Its own EXPUNGE too (message 3 now is UID 5).
+	// Its own EXPUNGE too (message 3 now is UID 5); 3.2.7: the tagged OK
+	// carries the HIGHESTMODSEQ after it.
 	q.expect(`STORE 3 +FLAGS.SILENT (\Deleted)`, "OK")
-	u = q.expect("EXPUNGE", "OK")
+	u, status := q.do("EXPUNGE")
 	if !slices.Equal(linesWith(u, "* VANISHED"), []string{"* VANISHED 5"}) || contains(u, "EXPUNGE") {
 		t.Fatalf("EXPUNGE with QRESYNC on: %q, want * VANISHED 5", u)
+	}
+	st := q.expect("STATUS INBOX (HIGHESTMODSEQ)", "OK")
+	if want := fmt.Sprintf("OK [HIGHESTMODSEQ %d] ", number(t, st, reHighestModSeq)); !strings.HasPrefix(status, want) {
+		t.Fatalf("EXPUNGE answered %q, want %q…", status, want)
 	}
 	u = q.expect("UID FETCH 1:* (FLAGS)", "OK")
 	if len(fetches(u)) != 2 {

@@ -34,6 +34,10 @@ type CondStoreSession interface {
 	// uids (nil: all) expunged after modSeq (RFC 7162 3.2.6, UID FETCH
 	// VANISHED).
 	Vanished(w *VanishedWriter, uids imap.UIDSet, modSeq uint64) error
+	// HighestModSeq is the selected mailbox's HIGHESTMODSEQ as the
+	// session's view has it (every change up to it is queued for the
+	// session or already told).
+	HighestModSeq() uint64
 	// QResync answers SELECT's QRESYNC parameter once the mailbox is
 	// selected: VANISHED (EARLIER) for the known UIDs expunged since
 	// p.ModSeq, then a FETCH (UID FLAGS MODSEQ) of each message changed
@@ -346,6 +350,27 @@ func (c *Conn) qresyncSelect(data *imap.SelectData, q *QResyncParams) error {
 		return err
 	}
 	return nil
+}
+
+// expungeCompleted reports the expunges and answers EXPUNGE; once
+// CONDSTORE is on, the tagged OK carries [HIGHESTMODSEQ n] (RFC 7162
+// 3.2.7), read before the updates are written so that it never claims a
+// change the client has not been told of (RFC 5162 erratum 1810).
+func (c *Conn) expungeCompleted(tag, name string) error {
+	cs, ok := c.session.(CondStoreSession)
+	var modSeq uint64
+	if ok && c.condstore {
+		modSeq = cs.HighestModSeq()
+	}
+	if err := c.poll(true); err != nil {
+		return err
+	}
+	if modSeq == 0 {
+		return c.ok(tag, name)
+	}
+	e := c.enc
+	e.StatusResponse(tag, imap.StatusResponseTypeOK, "HIGHESTMODSEQ", func() { e.SP(); e.Number64(modSeq) }, name+" completed")
+	return e.Err()
 }
 
 // fetchVanished answers UID FETCH's VANISHED modifier (RFC 7162 3.2.6)

@@ -588,10 +588,7 @@ func (c *Conn) run(tag, name string, uid bool) error {
 		if err := c.session.Expunge(&ExpungeWriter{c: c}, uids); err != nil {
 			return err
 		}
-		if err := c.poll(true); err != nil {
-			return err
-		}
-		return c.ok(tag, name)
+		return c.expungeCompleted(tag, name)
 	case "SEARCH":
 		return c.search(tag, kind)
 	case "SORT":

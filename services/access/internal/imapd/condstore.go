@@ -182,6 +182,17 @@ func searchUID(entries []entry, uid uint32) int {
 	return i
 }
 
+// HighestModSeq is the view's HIGHESTMODSEQ.
+func (s *session) HighestModSeq() uint64 {
+	if s.selected == nil {
+		return 0
+	}
+	m := s.selected.state
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.modseq
+}
+
 // QResync answers SELECT's QRESYNC parameter (RFC 7162 3.2.5): VANISHED
 // (EARLIER) for the known UIDs expunged after the client's modseq, then a
 // FETCH (UID FLAGS MODSEQ) of every known message changed after it.
