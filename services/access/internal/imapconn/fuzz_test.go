@@ -24,6 +24,8 @@ func FuzzParseCommand(f *testing.F) {
 		"a APPEND INBOX UTF8 (~{3+}\r\nabc)\r\n", "a CREATE {3+}\r\nx&y (USE (\\Drafts))\r\n",
 		"a ID (\"name\" \"x\" \"version\" NIL)\r\n", "a AUTHENTICATE PLAIN AGFAYg==\r\n", "a ENABLE IMAP4rev2 UTF8=ACCEPT\r\n",
 		"a SELECT INBOX (CONDSTORE)\r\na STATUS x (MESSAGES UIDNEXT)\r\n", "\"\x00{99999999999}\r\n",
+		"a UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 UNSEEN 1:*\r\n",
+		"a THREAD REFERENCES US-ASCII OR FROM {1+}\r\nx SINCE 1-Feb-2024\r\n",
 	} {
 		f.Add(seed)
 	}
@@ -87,6 +89,10 @@ func parseOne(d *Decoder) error {
 		_, err = d.ParseStore(uid)
 	case "SEARCH":
 		_, err = d.ParseSearch(uid)
+	case "SORT":
+		_, err = d.ParseSort(uid)
+	case "THREAD":
+		_, err = d.ParseThread(uid)
 	case "LIST":
 		_, err = d.ParseList()
 	case "LSUB":
