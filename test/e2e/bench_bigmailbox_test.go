@@ -50,14 +50,7 @@ const (
 )
 
 func BenchmarkBigMailbox(b *testing.B) {
-	n := 100000
-	if s := os.Getenv("MAILFLEET_BENCH_MESSAGES"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 10 {
-			b.Fatalf("MAILFLEET_BENCH_MESSAGES=%q: want an integer ≥ 10", s)
-		}
-		n = v
-	}
+	n := benchMessages(b, 100000)
 	b.Run("fs", func(b *testing.B) {
 		// The harness passes --blob-driver s3; StorageArgs come after it and
 		// the last flag wins.

@@ -225,7 +225,7 @@ func (c *bigConn) one(cmd string) string {
 	return l[0]
 }
 
-func sortBigSetup(tb testing.TB, n int) (*bigConn, []int) {
+func sortBigSetup(tb testing.TB, n int) (*cluster.Cluster, *bigConn, []int) {
 	c := cluster.Start(tb, binDir, minioServer, cluster.Options{Access: 1})
 	acc := c.CreateAccount("bigsort@example.test", "bigsort-secret")
 	start := time.Now()
@@ -236,7 +236,7 @@ func sortBigSetup(tb testing.TB, n int) (*bigConn, []int) {
 	if l := r.do("EXAMINE INBOX"); !contains(l, fmt.Sprintf("* %d EXISTS", n)) {
 		tb.Fatalf("EXAMINE: %q", l)
 	}
-	return r, seqOf
+	return c, r, seqOf
 }
 
 // SORT (DATE) and THREAD REFERENCES on a 20 000-message INBOX (RFC 5256
@@ -244,7 +244,7 @@ func sortBigSetup(tb testing.TB, n int) (*bigConn, []int) {
 // DATE, and SORT of a sample (messages 101:200) too.
 func TestIMAPSortThreadBigMailbox(t *testing.T) {
 	const n = 20000
-	r, seqOf := sortBigSetup(t, n)
+	_, r, seqOf := sortBigSetup(t, n)
 	wantSort, wantThread := sortBigExpected(seqOf)
 	if got := r.one("SORT (DATE) UTF-8 ALL"); got != wantSort {
 		t.Errorf("SORT (DATE): %d octets, first %.80q; want %d octets, first %.80q", len(got), got, len(wantSort), wantSort)
@@ -273,28 +273,26 @@ func TestIMAPSortThreadBigMailbox(t *testing.T) {
 
 // BenchmarkIMAPSortThread prints how long SORT and THREAD take on a big
 // INBOX (MAILFLEET_BENCH_MESSAGES, default 100 000), each run once after
-// the fill; SORT (DATE) and THREAD REFERENCES are checked against the
-// orders computed here, the times only printed.
+// the fill, with the access process's peak RSS during each; SORT (DATE)
+// and THREAD REFERENCES are checked against the orders computed here, the
+// times only printed.
 //
 //	go test -run '^$' -bench IMAPSortThread -benchtime 1x ./test/e2e/
 func BenchmarkIMAPSortThread(b *testing.B) {
-	n := 100000
-	if s := os.Getenv("MAILFLEET_BENCH_MESSAGES"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 10 {
-			b.Fatalf("MAILFLEET_BENCH_MESSAGES=%q: want an integer ≥ 10", s)
-		}
-		n = v
-	}
+	n := benchMessages(b, 100000)
 	for range b.N {
-		r, seqOf := sortBigSetup(b, n)
+		c, r, seqOf := sortBigSetup(b, n)
 		wantSort, wantThread := sortBigExpected(seqOf)
+		pid := bmbAccessPID(b, c)
 		timed := func(name, cmd string) string {
+			stop := bmbSampleRSS(pid)
 			start := time.Now()
 			l := r.one(cmd)
 			took := time.Since(start)
+			peak := stop()
 			b.ReportMetric(took.Seconds(), "s-"+name)
-			fmt.Printf("  %-28s %d messages: %v (%d octets)\n", cmd, n, took, len(l))
+			b.ReportMetric(float64(peak)/1024, "MiB-access-peakRSS-"+name)
+			fmt.Printf("  %-36s %d messages: %v, access peak RSS %d MiB (%d octets)\n", cmd, n, took, peak/1024, len(l))
 			return l
 		}
 		if timed("sort-date", "SORT (DATE) UTF-8 ALL") != wantSort {
@@ -307,4 +305,18 @@ func BenchmarkIMAPSortThread(b *testing.B) {
 		}
 		timed("thread-orderedsubject", "THREAD ORDEREDSUBJECT UTF-8 ALL")
 	}
+}
+
+// benchMessages is the number of messages of a big-mailbox benchmark:
+// MAILFLEET_BENCH_MESSAGES, or def.
+func benchMessages(b *testing.B, def int) int {
+	s := os.Getenv("MAILFLEET_BENCH_MESSAGES")
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 10 {
+		b.Fatalf("MAILFLEET_BENCH_MESSAGES=%q: want an integer ≥ 10", s)
+	}
+	return n
 }
