@@ -1,7 +1,6 @@
 package imapconn
 
 import (
-	"compress/flate"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -50,7 +49,10 @@ func (c *Conn) compress(tag string) error {
 	// What the client sent after the command (it should wait for the OK,
 	// but may not) is in c.br already, compressed: the inflater reads it
 	// from there first, then from the connection.
-	zr := flate.NewReader(c.br)
+	// The client's flushes may leave part of a block for later (zlib's
+	// Z_PARTIAL_FLUSH): the inflater hands on what it decoded before
+	// waiting for more (see inflater).
+	zr := newInflater(c.br)
 	zw := kflate.NewStatelessWriter(c.nc)
 	c.compressed = true
 	c.setCodec(zr, zw)
