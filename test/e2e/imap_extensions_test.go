@@ -577,3 +577,175 @@ func TestIMAPPreview(t *testing.T) {
 		}
 	}
 }
+
+// listRow is one LIST or LSUB response, parsed.
+type listRow struct {
+	attrs     map[string]bool
+	childInfo bool
+}
+
+// listRows runs a LIST or LSUB and returns its rows by mailbox name, and
+// the names whose LIST was followed by a STATUS.
+func listRows(t *testing.T, r *rawIMAP, cmd string) (map[string]listRow, map[string]bool) {
+	t.Helper()
+	rows, status := map[string]listRow{}, map[string]bool{}
+	last := ""
+	for _, l := range r.expect(cmd, "OK") {
+		if strings.HasPrefix(l, "* STATUS ") {
+			name := strings.Trim(strings.Fields(l)[2], `"`)
+			if name != last {
+				t.Fatalf("%s: STATUS of %q does not follow its LIST (after %q)", cmd, name, last)
+			}
+			status[name] = true
+			continue
+		}
+		if !strings.HasPrefix(l, "* LIST ") && !strings.HasPrefix(l, "* LSUB ") {
+			continue
+		}
+		attrEnd := strings.IndexByte(l, ')')
+		row := listRow{attrs: map[string]bool{}, childInfo: strings.HasSuffix(l, ` ("CHILDINFO" ("SUBSCRIBED"))`)}
+		for _, a := range strings.Fields(l[strings.IndexByte(l, '(')+1 : attrEnd]) {
+			row.attrs[strings.ToLower(a)] = true
+		}
+		rest := strings.TrimSpace(l[attrEnd+1:])
+		rest = strings.TrimSpace(rest[strings.IndexByte(rest, ' ')+1:]) // the delimiter
+		name := rest
+		if strings.HasPrefix(rest, `"`) {
+			name = rest[1 : 1+strings.IndexByte(rest[1:], '"')]
+		} else if i := strings.IndexByte(rest, ' '); i >= 0 {
+			name = rest[:i]
+		}
+		rows[name] = row
+		last = name
+	}
+	return rows, status
+}
+
+func hasAttrs(row listRow, attrs ...string) bool {
+	for _, a := range attrs {
+		if !row.attrs[strings.ToLower(a)] {
+			return false
+		}
+	}
+	return true
+}
+
+// LIST-EXTENDED (RFC 5258) with the mailboxes of its section 5 examples,
+// LSUB's "%" rule (RFC 3501 6.3.9), LIST-STATUS (RFC 5819) and SPECIAL-USE
+// (RFC 6154).
+func TestIMAPListExtended(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("lx@example.test", "lx-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN lx@example.test lx-secret", "OK")
+	for _, m := range []string{"Fruit/Apple", "Fruit/Banana", "Fruit/Peach", "Tofu", "Vegetable/Broccoli", "Vegetable/Corn"} {
+		r.expect("CREATE "+m, "OK")
+	}
+	// CREATE subscribes here: the others are unsubscribed.
+	for _, m := range []string{"Fruit", "Fruit/Apple", "Tofu", "Vegetable/Corn"} {
+		r.expect("UNSUBSCRIBE "+m, "OK")
+	}
+	for _, m := range []string{"Fruit/Banana", "Fruit/Peach", "Vegetable", "Vegetable/Broccoli"} {
+		r.expect("SUBSCRIBE "+m, "OK")
+	}
+	// RFC 3501 6.3.6: a subscription outlives its mailbox.
+	r.expect("DELETE Fruit/Peach", "OK")
+
+	// RFC 5258 section 5, example 4: LIST (SUBSCRIBED) "" "*" lists
+	// Fruit/Peach as \Subscribed \NonExistent.
+	rows, _ := listRows(t, r, `LIST (SUBSCRIBED) "" "*"`)
+	for name, attrs := range map[string][]string{
+		"Fruit/Banana": {`\Subscribed`}, "Fruit/Peach": {`\Subscribed`, `\NonExistent`},
+		"Vegetable": {`\Subscribed`}, "Vegetable/Broccoli": {`\Subscribed`},
+	} {
+		if row, ok := rows[name]; !ok || !hasAttrs(row, attrs...) {
+			t.Errorf(`LIST (SUBSCRIBED) "" "*": %s %v, want %v`, name, rows[name].attrs, attrs)
+		}
+	}
+	for _, name := range []string{"Fruit", "Fruit/Apple", "Tofu", "Vegetable/Corn"} {
+		if _, ok := rows[name]; ok {
+			t.Errorf(`LIST (SUBSCRIBED) "" "*" lists the unsubscribed %s`, name)
+		}
+	}
+	if rows["Vegetable"].attrs[`\nonexistent`] {
+		t.Errorf("Vegetable is \\NonExistent")
+	}
+	// A plain LIST does not list the subscription without a mailbox.
+	if rows, _ := listRows(t, r, `LIST "" "*" RETURN (SUBSCRIBED)`); rows["Fruit/Peach"].attrs != nil || !hasAttrs(rows["Vegetable"], `\Subscribed`) {
+		t.Errorf(`LIST "" "*" RETURN (SUBSCRIBED): Fruit/Peach %v, Vegetable %v`, rows["Fruit/Peach"].attrs, rows["Vegetable"].attrs)
+	}
+
+	// RFC 5258 section 5, example 6: LIST (SUBSCRIBED RECURSIVEMATCH) ""
+	// "%" RETURN (CHILDREN): Fruit (not subscribed) and Vegetable
+	// (subscribed) both with CHILDINFO ("SUBSCRIBED"); Tofu not at all.
+	rows, _ = listRows(t, r, `LIST (SUBSCRIBED RECURSIVEMATCH) "" "%" RETURN (CHILDREN)`)
+	if row, ok := rows["Fruit"]; !ok || !row.childInfo || !hasAttrs(row, `\HasChildren`) || row.attrs[`\subscribed`] {
+		t.Errorf("RECURSIVEMATCH: Fruit %+v, want \\HasChildren and CHILDINFO, not \\Subscribed", row)
+	}
+	if row, ok := rows["Vegetable"]; !ok || !row.childInfo || !hasAttrs(row, `\HasChildren`, `\Subscribed`) {
+		t.Errorf("RECURSIVEMATCH: Vegetable %+v, want \\HasChildren \\Subscribed and CHILDINFO", row)
+	}
+	if _, ok := rows["Tofu"]; ok {
+		t.Errorf("RECURSIVEMATCH lists Tofu")
+	}
+	// CHILDINFO only with RECURSIVEMATCH (RFC 5258 section 3.5).
+	if rows, _ := listRows(t, r, `LIST (SUBSCRIBED) "" "%"`); rows["Vegetable"].childInfo || rows["Fruit"].attrs != nil {
+		t.Errorf(`LIST (SUBSCRIBED) "" "%%": %+v`, rows)
+	}
+
+	// RFC 3501 6.3.9: LSUB "" "%" returns Fruit, flagged \Noselect, for
+	// its subscribed child; LSUB "" "*" lists the subscribed names, the one
+	// without a mailbox too, and not Fruit.
+	rows, _ = listRows(t, r, `LSUB "" "%"`)
+	if !hasAttrs(rows["Fruit"], `\Noselect`) || rows["Vegetable"].attrs == nil || rows["Vegetable"].attrs[`\noselect`] || rows["Tofu"].attrs != nil || rows["Fruit/Banana"].attrs != nil {
+		t.Errorf(`LSUB "" "%%": %+v`, rows)
+	}
+	rows, _ = listRows(t, r, `LSUB "" "*"`)
+	if rows["Fruit"].attrs != nil || rows["Fruit/Banana"].attrs == nil || rows["Fruit/Peach"].attrs == nil || rows["Vegetable/Broccoli"].attrs == nil {
+		t.Errorf(`LSUB "" "*": %+v`, rows)
+	}
+
+	// RFC 5819 section 2: STATUS follows the LIST of each selectable
+	// mailbox, never a \NonExistent one.
+	r.rawAppend("Tofu", []appendPart{{body: "Subject: s\r\n\r\nsoy\r\n"}, {pre: `(\Seen)`, body: "Subject: t\r\n\r\nbean\r\n"}})
+	rows, status := listRows(t, r, `LIST (SUBSCRIBED) "" "*" RETURN (STATUS (MESSAGES UNSEEN SIZE))`)
+	if status["Fruit/Peach"] || !status["Vegetable"] || !status["Fruit/Banana"] {
+		t.Errorf("LIST-STATUS: STATUS for %v", status)
+	}
+	st := lineWith(r.expect(`LIST "" "Tofu" RETURN (STATUS (MESSAGES UNSEEN SIZE))`, "OK"), "* STATUS")
+	if want := fmt.Sprintf(`* STATUS "Tofu" (MESSAGES 2 UNSEEN 1 SIZE %d)`, len("Subject: s\r\n\r\nsoy\r\n")+len("Subject: t\r\n\r\nbean\r\n")); st != want && st != strings.Replace(want, `"Tofu"`, "Tofu", 1) {
+		t.Errorf("LIST-STATUS of Tofu: %q, want %q", st, want)
+	}
+
+	// Re-creating the subscribed name takes the kept subscription.
+	r.expect("CREATE Fruit/Peach", "OK")
+	if rows, _ := listRows(t, r, `LIST (SUBSCRIBED) "" "Fruit/*"`); !hasAttrs(rows["Fruit/Peach"], `\Subscribed`) || rows["Fruit/Peach"].attrs[`\nonexistent`] {
+		t.Errorf("Fruit/Peach re-created: %v", rows["Fruit/Peach"].attrs)
+	}
+	// A subscription to a name that never existed, and its removal.
+	r.expect("SUBSCRIBE Nowhere", "OK")
+	if rows, _ := listRows(t, r, `LIST (SUBSCRIBED) "" "Nowhere"`); !hasAttrs(rows["Nowhere"], `\NonExistent`, `\Subscribed`) {
+		t.Errorf("subscribed name that never existed: %v", rows["Nowhere"].attrs)
+	}
+	r.expect("UNSUBSCRIBE Nowhere", "OK")
+	if rows, _ := listRows(t, r, `LIST (SUBSCRIBED) "" "Nowhere"`); len(rows) != 0 {
+		t.Errorf("unsubscribed name still listed: %+v", rows)
+	}
+
+	// RFC 6154 section 2 and 5.2 examples: LIST (SPECIAL-USE) "" "*"
+	// lists exactly the special-use mailboxes, each with its attribute;
+	// RETURN (SPECIAL-USE) adds the attribute to a plain LIST.
+	rows, _ = listRows(t, r, `LIST (SPECIAL-USE) "" "*"`)
+	want := map[string]string{"Drafts": `\Drafts`, "Sent": `\Sent`, "Trash": `\Trash`, "Junk": `\Junk`, "Archive": `\Archive`}
+	if len(rows) != len(want) {
+		t.Errorf(`LIST (SPECIAL-USE) "" "*": %+v`, rows)
+	}
+	for name, attr := range want {
+		if !hasAttrs(rows[name], attr) {
+			t.Errorf("LIST (SPECIAL-USE): %s %v, want %s", name, rows[name].attrs, attr)
+		}
+	}
+	if rows, _ := listRows(t, r, `LIST "" "%" RETURN (SPECIAL-USE)`); !hasAttrs(rows["Sent"], `\Sent`) || len(rows["Tofu"].attrs) == 0 || rows["Tofu"].attrs[`\sent`] {
+		t.Errorf(`LIST "" "%%" RETURN (SPECIAL-USE): Sent %v, Tofu %v`, rows["Sent"].attrs, rows["Tofu"].attrs)
+	}
+}

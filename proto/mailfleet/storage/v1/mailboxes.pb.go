@@ -531,9 +531,12 @@ func (x *ListMailboxesRequest) GetAccountId() string {
 type ListMailboxesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Sorted by name.
-	Mailboxes     []*Mailbox `protobuf:"bytes,1,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mailboxes []*Mailbox `protobuf:"bytes,1,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`
+	// Subscribed names that have no mailbox (deleted since, or subscribed
+	// before they existed; RFC 3501 6.3.6), sorted.
+	SubscribedMissing []string `protobuf:"bytes,2,rep,name=subscribed_missing,json=subscribedMissing,proto3" json:"subscribed_missing,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListMailboxesResponse) Reset() {
@@ -569,6 +572,13 @@ func (*ListMailboxesResponse) Descriptor() ([]byte, []int) {
 func (x *ListMailboxesResponse) GetMailboxes() []*Mailbox {
 	if x != nil {
 		return x.Mailboxes
+	}
+	return nil
+}
+
+func (x *ListMailboxesResponse) GetSubscribedMissing() []string {
+	if x != nil {
+		return x.SubscribedMissing
 	}
 	return nil
 }
@@ -1122,9 +1132,10 @@ const file_mailfleet_storage_v1_mailboxes_proto_rawDesc = "" +
 	"\aexpires\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\"5\n" +
 	"\x14ListMailboxesRequest\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId\"T\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"\x83\x01\n" +
 	"\x15ListMailboxesResponse\x12;\n" +
-	"\tmailboxes\x18\x01 \x03(\v2\x1d.mailfleet.storage.v1.MailboxR\tmailboxes\"e\n" +
+	"\tmailboxes\x18\x01 \x03(\v2\x1d.mailfleet.storage.v1.MailboxR\tmailboxes\x12-\n" +
+	"\x12subscribed_missing\x18\x02 \x03(\tR\x11subscribedMissing\"e\n" +
 	"\x11GetMailboxRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +

@@ -47,7 +47,8 @@ type MailboxServiceClient interface {
 	// RenameMailbox renames a mailbox and all its children in one step. Renaming
 	// INBOX moves its messages to the new name and leaves an empty INBOX.
 	RenameMailbox(ctx context.Context, in *RenameMailboxRequest, opts ...grpc.CallOption) (*RenameMailboxResponse, error)
-	// SetSubscribed subscribes or unsubscribes a mailbox.
+	// SetSubscribed subscribes or unsubscribes a mailbox; a name without a
+	// mailbox may be subscribed too, and a subscription outlives its mailbox.
 	SetSubscribed(ctx context.Context, in *SetSubscribedRequest, opts ...grpc.CallOption) (*SetSubscribedResponse, error)
 	// ClaimRecent takes the IMAP4rev1 \Recent flag (RFC 3501 section 2.3.2)
 	// of a mailbox's messages for one session: every UID from the mailbox's
@@ -155,7 +156,8 @@ type MailboxServiceServer interface {
 	// RenameMailbox renames a mailbox and all its children in one step. Renaming
 	// INBOX moves its messages to the new name and leaves an empty INBOX.
 	RenameMailbox(context.Context, *RenameMailboxRequest) (*RenameMailboxResponse, error)
-	// SetSubscribed subscribes or unsubscribes a mailbox.
+	// SetSubscribed subscribes or unsubscribes a mailbox; a name without a
+	// mailbox may be subscribed too, and a subscription outlives its mailbox.
 	SetSubscribed(context.Context, *SetSubscribedRequest) (*SetSubscribedResponse, error)
 	// ClaimRecent takes the IMAP4rev1 \Recent flag (RFC 3501 section 2.3.2)
 	// of a mailbox's messages for one session: every UID from the mailbox's

@@ -240,3 +240,6 @@ func (c *Conn) create(tag, mbox string, opts *imap.CreateOptions, perr error) er
 	}
 	return c.ok(tag, "CREATE")
 }
+
+// LSub reports whether the writer answers LSUB (not LIST).
+func (w *ListWriter) LSub() bool { return w.lsub }

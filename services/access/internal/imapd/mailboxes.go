@@ -172,25 +172,32 @@ func (s *session) List(w *imapconn.ListWriter, ref string, patterns []string, op
 			}
 		}
 	}
-	for _, mb := range resp.Mailboxes {
-		match := false
+	matched := func(name string) bool {
 		for _, pattern := range patterns {
-			if imapconn.MatchList(mb.Name, delim, ref, pattern) {
-				match = true
-				break
+			if imapconn.MatchList(name, delim, ref, pattern) {
+				return true
 			}
 		}
-		if !match {
-			continue
-		}
-		if options.SelectSubscribed && !mb.Subscribed {
+		return false
+	}
+	sel := newListSelection(w, resp, options, matched)
+	for _, mb := range resp.Mailboxes {
+		if !matched(mb.Name) {
 			continue
 		}
 		attr, special := specialUseAttr[mb.SpecialUse]
-		if options.SelectSpecialUse && !special {
-			continue
+		if !sel.selected(mb) {
+			if !sel.parentOnly(mb) {
+				continue
+			}
+			if sel.lsub {
+				if err := w.WriteList(&imap.ListData{Mailbox: mb.Name, Delim: delim, Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}}); err != nil {
+					return err
+				}
+				continue
+			}
 		}
-		data := &imap.ListData{Mailbox: mb.Name, Delim: delim}
+		data := &imap.ListData{Mailbox: mb.Name, Delim: delim, ChildInfo: sel.childInfo(mb)}
 		if hasChildren[mb.Name] {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
 		} else {
@@ -209,7 +216,7 @@ func (s *session) List(w *imapconn.ListWriter, ref string, patterns []string, op
 			return err
 		}
 	}
-	return nil
+	return sel.writeMissing(w, resp.SubscribedMissing, matched)
 }
 
 func statusData(mb *storagev1.Mailbox, options *imap.StatusOptions) *imap.StatusData {

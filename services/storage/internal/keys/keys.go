@@ -26,6 +26,8 @@
 //	                                         Vanished: the UIDs one transaction
 //	                                         expunged (QRESYNC), pruned by count
 //	                                         and age (Mailbox.expunge_log)
+//	accounts/<id>/subscriptions/<name>       "": a subscription to a name that has no
+//	                                         mailbox (the mailbox record keeps the others)
 //	accounts/<id>/recent/<mailbox id>        the \Recent cutoff (decimal UID): UIDs
 //	                                         below it were claimed by a session
 //	                                         (IMAP4rev1 \Recent, ClaimRecent)
@@ -104,6 +106,13 @@ func (l Layout) VanishedAll(account, mailboxID string) string {
 }
 func (l Layout) Vanished(account, mailboxID string, modseq uint64) string {
 	return l.VanishedAll(account, mailboxID) + fmt.Sprintf("%020d", modseq)
+}
+
+// Subscriptions is the prefix of the subscriptions to names without a
+// mailbox; Subscription is one.
+func (l Layout) Subscriptions(account string) string { return l.AccountRoot(account) + "subscriptions/" }
+func (l Layout) Subscription(account, name string) string {
+	return l.Subscriptions(account) + name
 }
 
 // Recent is a mailbox's \Recent cutoff.

@@ -58,6 +58,7 @@ func (s *Server) ListMailboxes(ctx context.Context, req *storagev1.ListMailboxes
 	resp, err := s.etcd.Txn(ctx).Then(
 		clientv3.OpGet(s.keys.Quota(req.AccountId), clientv3.WithCountOnly()),
 		clientv3.OpGet(s.keys.Mailboxes(req.AccountId), clientv3.WithPrefix()),
+		clientv3.OpGet(s.keys.Subscriptions(req.AccountId), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
 		return nil, toStatus(err)
@@ -74,6 +75,10 @@ func (s *Server) ListMailboxes(ctx context.Context, req *storagev1.ListMailboxes
 		out.Mailboxes = append(out.Mailboxes, mb)
 	}
 	sort.Slice(out.Mailboxes, func(i, j int) bool { return out.Mailboxes[i].Name < out.Mailboxes[j].Name })
+	prefix := s.keys.Subscriptions(req.AccountId)
+	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
+		out.SubscribedMissing = append(out.SubscribedMissing, strings.TrimPrefix(string(kv.Key), prefix))
+	}
 	return out, nil
 }
 
@@ -131,6 +136,13 @@ func (s *Server) createMailbox(tx *etcdtx.Tx, account, name string, use storagev
 			continue
 		}
 		mb := &storagev1.Mailbox{Id: newID(), Name: n, Subscribed: subscribed, UidValidity: rec.NextUidValidity, UidNext: 1, ExpungeLog: &storagev1.ExpungeLog{}}
+		// A subscription kept for a name without a mailbox (subscriptions.go)
+		// becomes the new mailbox's.
+		if kept, err := s.takeSubscription(tx, account, n); err != nil {
+			return nil, err
+		} else if kept {
+			mb.Subscribed = true
+		}
 		if n == name {
 			mb.SpecialUse = use
 			created = mb
@@ -167,6 +179,10 @@ func (s *Server) SetSubscribed(ctx context.Context, req *storagev1.SetSubscribed
 	}
 	_, err = s.committer.do(ctx, req.AccountId, func(tx *etcdtx.Tx) error {
 		id, err := s.mailboxIDByName(tx, req.AccountId, name)
+		if storagev1.ReasonOf(err) == reasonMailboxNotFound {
+			// RFC 3501 6.3.6: a name without a mailbox may be subscribed.
+			return s.setSubscriptionOnly(tx, req.AccountId, name, req.Subscribed)
+		}
 		if err != nil {
 			return err
 		}
@@ -222,6 +238,10 @@ func (s *Server) DeleteMailbox(ctx context.Context, req *storagev1.DeleteMailbox
 		}
 		tx.Delete(s.keys.Name(req.AccountId, name))
 		tx.Delete(s.keys.Mailbox(req.AccountId, id))
+		if mb.Subscribed {
+			// RFC 3501 6.3.6: the subscription outlives the mailbox.
+			tx.Put(s.keys.Subscription(req.AccountId, name), nil)
+		}
 		// Always, even when the counters say empty: the entries decide.
 		tx.Put(s.keys.Deleting(req.AccountId, id), marshal(mb))
 		tx.Put(s.keys.Cleanup(req.AccountId, id), cleanupStamp())
