@@ -110,7 +110,9 @@ func (l Layout) Vanished(account, mailboxID string, modseq uint64) string {
 
 // Subscriptions is the prefix of the subscriptions to names without a
 // mailbox; Subscription is one.
-func (l Layout) Subscriptions(account string) string { return l.AccountRoot(account) + "subscriptions/" }
+func (l Layout) Subscriptions(account string) string {
+	return l.AccountRoot(account) + "subscriptions/"
+}
 func (l Layout) Subscription(account, name string) string {
 	return l.Subscriptions(account) + name
 }
