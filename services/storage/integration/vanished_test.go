@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -185,5 +186,63 @@ func TestExpungeRecordsPrunedByAge(t *testing.T) {
 	want := []uint32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	if !approx || !slices.Equal(got, want) {
 		t.Errorf("since %d: got %v approximate %v, want the approximate 1:16", m0, got, approx)
+	}
+}
+
+// ListVanished answers in bounded pages, whatever the mailbox's size: the
+// approximate answer (records pruned, one kept) scans at most 5 000 index
+// keys per page; the pages together name every expunged UID exactly once.
+// 6 500 messages, every other one of the first 2 000 expunged in one
+// request (which takes many transactions).
+func TestListVanishedPagesAreBounded(t *testing.T) {
+	c := newCluster(t, options{extraArgs: []string{"--expunge-records", "1"}})
+	r := c.replicas[0]
+	acc := setupAccount(t, r, "pages@example.test", 0, 0)
+	inbox := mailboxID(t, r, acc.Id, "INBOX")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	fillMailbox(ctx, t, r, acc.Id, inbox, 6500, 4, 2<<10)
+	mb, _ := listAll(t, r, acc.Id, inbox)
+	set := &storagev1.UIDSet{}
+	var want []uint32
+	for u := uint32(1); u <= 2000; u += 2 {
+		set.Ranges = append(set.Ranges, &storagev1.UIDRange{First: u, Last: u})
+		want = append(want, u)
+	}
+	resp, err := r.Messages.ExpungeMessages(ctx, &storagev1.ExpungeMessagesRequest{AccountId: acc.Id, MailboxId: inbox, Uids: set, IgnoreDeletedFlag: true})
+	if err != nil || len(resp.ExpungedUids) != len(want) {
+		t.Fatalf("expunge: %d UIDs, %v", len(resp.GetExpungedUids()), err)
+	}
+	req := &storagev1.ListVanishedRequest{AccountId: acc.Id, MailboxId: inbox, SinceModseq: mb.HighestModseq}
+	var got []uint32
+	pages := 0
+	for {
+		page, err := r.Messages.ListVanished(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if !page.Approximate {
+			t.Fatalf("page %d is not the approximate answer", pages)
+		}
+		if n := len(page.Uids.GetRanges()); n > 5001 {
+			t.Fatalf("page %d holds %d ranges", pages, n)
+		}
+		for _, rg := range page.Uids.GetRanges() {
+			for u := rg.First; u <= rg.Last; u++ {
+				got = append(got, u)
+			}
+		}
+		if !page.More {
+			break
+		}
+		req.PageToken, req.Revision = page.PageToken, page.Revision
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%d UIDs in %d pages, want the %d expunged", len(got), pages, len(want))
+	}
+	if pages < 2 {
+		t.Fatalf("the answer over 5 500 keys came in %d page", pages)
 	}
 }

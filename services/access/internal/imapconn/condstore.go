@@ -245,9 +245,10 @@ func (d *Decoder) modSeqValue() (uint64, error) {
 // as several responses (RFC 7162 allows any number), each line a few KiB.
 const vanishedLineRanges = 256
 
-// VanishedWriter writes VANISHED responses from UIDs given in ascending
-// order, any number at a time: it keeps one line's ranges only, so a
-// 100 000-UID answer costs a line's memory.
+// VanishedWriter writes VANISHED responses from UID ranges given any
+// number at a time: it keeps one line's ranges only, so a 100 000-UID
+// answer costs a line's memory. Ranges given in ascending order coalesce;
+// any order is correct (a uid-set need not be ordered).
 type VanishedWriter struct {
 	c       *Conn
 	earlier bool
@@ -261,9 +262,9 @@ func (c *Conn) newVanishedWriter(earlier bool) *VanishedWriter {
 	return &VanishedWriter{c: c, earlier: earlier}
 }
 
-// AddRange adds the UIDs first..last (ascending across calls).
+// AddRange adds the UIDs first..last.
 func (w *VanishedWriter) AddRange(first, last imap.UID) error {
-	if n := len(w.ranges); n > 0 && w.ranges[n-1].Stop+1 >= first {
+	if n := len(w.ranges); n > 0 && first >= w.ranges[n-1].Start && first <= w.ranges[n-1].Stop+1 {
 		w.ranges[n-1].Stop = max(w.ranges[n-1].Stop, last)
 		return nil
 	}
@@ -346,10 +347,17 @@ func (c *Conn) qresyncSelect(data *imap.SelectData, q *QResyncParams) error {
 		return nil
 	}
 	vw := c.newVanishedWriter(true)
-	if err := cs.QResync(&FetchWriter{c: c}, vw, q); err != nil {
-		return err
+	err := cs.QResync(&FetchWriter{c: c}, vw, q)
+	if err == nil {
+		err = vw.Flush()
 	}
-	return nil
+	if err != nil && c.enc.Err() == nil {
+		// Without its VANISHED the resync would be wrong: the SELECT
+		// fails as a whole, and no mailbox is selected (RFC 9051 6.3.2).
+		c.session.Unselect()
+		c.state = imap.ConnStateAuthenticated
+	}
+	return err
 }
 
 // expungeCompleted reports the expunges and answers EXPUNGE; once

@@ -101,6 +101,19 @@ func TestVanishedWriterBoundsEachLine(t *testing.T) {
 			t.Fatalf("UID %d after %d", got[i], got[i-1])
 		}
 	}
+	// Out of order (pages of expunge records come in expunge order):
+	// nothing is lost.
+	buf.Reset()
+	w = c.newVanishedWriter(true)
+	w.AddRange(50, 60)
+	w.AddRange(10, 12)
+	w.AddRange(13, 13)
+	w.AddRange(55, 70)
+	w.Flush()
+	c.bw.Flush()
+	if buf.String() != "* VANISHED (EARLIER) 50:60,10:13,55:70\r\n" {
+		t.Fatalf("out of order: %q", buf.String())
+	}
 	// Adjacent UIDs coalesce into one range.
 	buf.Reset()
 	w = c.newVanishedWriter(false)

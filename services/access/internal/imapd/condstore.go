@@ -104,6 +104,12 @@ func changedSince(targets []target, since uint64) []target {
 // expunge it has not announced yet) are left to the announcement.
 func (s *session) Vanished(w *imapconn.VanishedWriter, uids imap.UIDSet, modSeq uint64) error {
 	v := s.selected
+	if imap.IsSearchRes(uids) {
+		uids = v.searchRes // RFC 5182 "$"
+	}
+	if uids != nil && len(uids) == 0 {
+		return w.Flush() // no UIDs asked about (an empty "$")
+	}
 	var within *storagev1.UIDSet
 	if uids != nil {
 		maxUID := uint32(0)
