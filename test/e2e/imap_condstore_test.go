@@ -317,6 +317,11 @@ func TestIMAPQResyncSessionResync(t *testing.T) {
 	if !contains(sel, "* 4 EXISTS") || number(t, sel, reHighestModSeq) <= ms || vanishedAt > fetchAt {
 		t.Errorf("SELECT (QRESYNC): %q", sel)
 	}
+	// With seq-match-data (3.2.5.2): accepted, the same answer.
+	sel = r.expect(fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:5 (1:3 1:3)))", uv, ms), "OK")
+	if !slices.Equal(linesWith(sel, "* VANISHED"), []string{"* VANISHED (EARLIER) 4:5"}) || len(fetches(sel)) != 1 {
+		t.Errorf("SELECT (QRESYNC) with seq-match-data: %q", sel)
+	}
 	// Without known-uids: every UID, the arrival (UID 6) is fetched too.
 	sel = r.expect(fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", uv, ms), "OK")
 	if !contains(sel, "* OK [CLOSED]") || !slices.Equal(linesWith(sel, "* VANISHED"), []string{"* VANISHED (EARLIER) 4:5"}) {
@@ -400,6 +405,30 @@ func TestIMAPQResyncVanishedInsteadOfExpunge(t *testing.T) {
 	u = q.expect("UID FETCH 1:* (FLAGS)", "OK")
 	if len(fetches(u)) != 2 {
 		t.Fatalf("after the expunges: %q", u)
+	}
+	// In IDLE too (RFC 2177 with 3.2.10): the other pod expunges UID 4.
+	q.n++
+	fmt.Fprintf(q.conn, "t%d IDLE\r\n", q.n)
+	if l := q.line(); !strings.HasPrefix(l, "+ ") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	other.expect(`UID STORE 4 +FLAGS.SILENT (\Deleted)`, "OK")
+	other.expect("UID EXPUNGE 4", "OK")
+	for {
+		l := q.line() // the FETCH of \Deleted may come first
+		if strings.Contains(l, "EXPUNGE") {
+			t.Fatalf("EXPUNGE in IDLE with QRESYNC on: %q", l)
+		}
+		if strings.HasPrefix(l, "* VANISHED") {
+			if l != "* VANISHED 4" {
+				t.Fatalf("in IDLE: %q, want * VANISHED 4", l)
+			}
+			break
+		}
+	}
+	fmt.Fprintf(q.conn, "DONE\r\n")
+	if l := q.line(); l != fmt.Sprintf("t%d OK IDLE completed", q.n) {
+		t.Fatalf("after DONE: %q", l)
 	}
 }
 
