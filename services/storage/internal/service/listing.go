@@ -68,7 +68,7 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 	if last == 0 && mb.UidNext != 1 {
 		last = ^uint32(0) // no UIDNEXT recorded: no bound
 	}
-	mb.Staging = nil // internal to the storage tier
+	mb.Staging, mb.ExpungeLog = nil, nil // internal to the storage tier
 	out := &storagev1.ListMessagesResponse{Mailbox: mb, Revision: rev}
 	if last != 0 && first > last || mb.UidNext == 1 {
 		return out, nil

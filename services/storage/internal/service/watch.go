@@ -222,7 +222,7 @@ func (s *Server) changesOf(root string, events []*clientv3.Event) ([]*storagev1.
 		if ev.Type != clientv3.EventTypeDelete {
 			uidNextOf[rest] = mb.UidNext
 		}
-		mb.Staging = nil // internal
+		mb.Staging, mb.ExpungeLog = nil, nil // internal
 		changes = append(changes, c)
 	}
 	var msgChanges []*storagev1.Change
