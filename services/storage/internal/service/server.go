@@ -88,8 +88,8 @@ func DefaultConfig() Config {
 		LoginFailures:      30,
 		LoginFailureWindow: 5 * time.Minute,
 		LoginLockout:       15 * time.Minute,
-		ExpungeRecords:     4096,
-		ExpungeRetention:   90 * 24 * time.Hour,
+		ExpungeRecords:     1000,
+		ExpungeRetention:   30 * 24 * time.Hour,
 	}
 }
 
