@@ -183,9 +183,7 @@ func (d *Decoder) qresyncParam() (*QResyncParams, error) {
 		if err := d.expect(')', ")"); err != nil {
 			return nil, err
 		}
-		n1, ok1 := seqs.Nums()
-		n2, ok2 := uids.Nums()
-		if !ok1 || !ok2 || len(n1) != len(n2) {
+		if setSize(seqs) != setSize(uids) {
 			return nil, syntaxErr("seq-match-data: as many sequence numbers as UIDs")
 		}
 		q.SeqMatchSeqs, q.SeqMatchUIDs = seqs, uids
@@ -204,6 +202,26 @@ func (d *Decoder) knownUIDs() (imap.UIDSet, error) {
 		return nil, syntaxErr("known UIDs may not use * or $")
 	}
 	return uids, nil
+}
+
+// setSize counts the numbers of a static set without listing them (a set
+// may name billions).
+func setSize(set imap.NumSet) uint64 {
+	var n uint64
+	add := func(a, b uint32) {
+		n += uint64(max(a, b)) - uint64(min(a, b)) + 1
+	}
+	switch set := set.(type) {
+	case imap.SeqSet:
+		for _, r := range set {
+			add(r.Start, r.Stop)
+		}
+	case imap.UIDSet:
+		for _, r := range set {
+			add(uint32(r.Start), uint32(r.Stop))
+		}
+	}
+	return n
 }
 
 // staticSet reports whether set names no "*" and is not "$".

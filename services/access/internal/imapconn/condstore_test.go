@@ -170,7 +170,8 @@ func TestParseSelectQResync(t *testing.T) {
 		` INBOX (QRESYNC (1 5 1:10 (1:3 10,11)))`, // 3 numbers, 2 UIDs
 		` INBOX (QRESYNC (1 5) QRESYNC (1 5))`,    // twice
 		` INBOX (QRESYNC 1 5)`,                    // not a list
-		` INBOX (FOO)`,                            // unknown parameter
+		` INBOX (FOO)`,
+		` INBOX (QRESYNC (1 5 1:10 (1:4294967295 1:4294967294)))`, // sizes differ (counted, not listed)                            // unknown parameter
 	} {
 		if _, _, err := parse(bad); err == nil || !IsClientError(err) {
 			t.Errorf("%q: %v, want a client error", bad, err)
