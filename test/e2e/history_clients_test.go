@@ -172,7 +172,7 @@ func imapFlags(flags []string) []imap.Flag {
 
 func flagStrings(flags []imap.Flag) []string {
 	out := []string{}
-	for _, f := range flags {
+	for _, f := range storedFlags(flags) {
 		out = append(out, string(f))
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailfleet/mailfleet/test/cluster"
 )
 
@@ -748,4 +750,96 @@ func TestIMAPListExtended(t *testing.T) {
 	if rows, _ := listRows(t, r, `LIST "" "%" RETURN (SPECIAL-USE)`); !hasAttrs(rows["Sent"], `\Sent`) || len(rows["Tofu"].attrs) == 0 || rows["Tofu"].attrs[`\sent`] {
 		t.Errorf(`LIST "" "%%" RETURN (SPECIAL-USE): Sent %v, Tofu %v`, rows["Sent"].attrs, rows["Tofu"].attrs)
 	}
+}
+
+// STATUS=SIZE (RFC 8438 section 3): "SIZE: The total size of the mailbox
+// in octets", at least the sum of the messages' RFC822.SIZE; also for a
+// message stored with bare LFs, whose RFC822.SIZE counts them as CRLF.
+func TestIMAPStatusSize(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("size@example.test", "size-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN size@example.test size-secret", "OK")
+	if caps := capsOf(t, r); !strings.Contains(caps, " STATUS=SIZE ") {
+		t.Fatalf("STATUS=SIZE not announced: %s", caps)
+	}
+	r.expect("CREATE sized", "OK")
+	if l := lineWith(r.expect("STATUS sized (SIZE)", "OK"), "* STATUS"); !strings.HasSuffix(l, "(SIZE 0)") {
+		t.Fatalf("STATUS SIZE of an empty mailbox: %q", l)
+	}
+	r.rawAppend("sized", []appendPart{{body: "Subject: crlf\r\n\r\nline one\r\nline two\r\n"}, {body: "Subject: lf\n\nbare\nline\nfeeds\n"}})
+	r.expect("SELECT sized", "OK")
+	var sum int
+	for _, l := range r.expect("FETCH 1:* (RFC822.SIZE)", "OK") {
+		var n int
+		fmt.Sscanf(field(l, "RFC822.SIZE"), "%d", &n)
+		sum += n
+	}
+	var size int
+	fmt.Sscanf(strings.TrimSuffix(field(lineWith(r.expect("STATUS sized (SIZE MESSAGES)", "OK"), "* STATUS"), "SIZE"), ")"), "%d", &size)
+	if size < sum || sum == 0 {
+		t.Fatalf("STATUS SIZE %d, the messages' RFC822.SIZE add up to %d", size, sum)
+	}
+}
+
+// UTF8=ACCEPT (RFC 6855). Section 3: after ENABLE UTF8=ACCEPT mailbox
+// names are UTF-8 quoted strings both ways, and the server sends them so;
+// a session that did not enable it keeps modified UTF-7 (RFC 3501 5.1.3)
+// for the same mailbox. Section 4: APPEND's "UTF8" "(" literal8 ")".
+func TestIMAPUTF8Accept(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("utf8@example.test", "utf8-secret")
+	u := rawDial(t, c.Access[0].IMAPS, true)
+	u.expect("LOGIN utf8@example.test utf8-secret", "OK")
+	if caps := capsOf(t, u); !strings.Contains(caps, " UTF8=ACCEPT ") {
+		t.Fatalf("UTF8=ACCEPT not announced: %s", caps)
+	}
+	if _, status := u.do(`CREATE "Grüße"`); !strings.HasPrefix(status, "BAD") {
+		t.Fatalf("8-bit mailbox name before ENABLE UTF8=ACCEPT: %q, want BAD", status)
+	}
+	if en := u.expect("ENABLE UTF8=ACCEPT", "OK"); !contains(en, "* ENABLED UTF8=ACCEPT") {
+		t.Fatalf("ENABLE UTF8=ACCEPT: %q", en)
+	}
+	u.expect(`CREATE "Grüße"`, "OK")
+	if l := lineWith(u.expect(`LIST "" "Gr*"`, "OK"), "* LIST"); !strings.HasSuffix(l, `"Grüße"`) {
+		t.Fatalf("LIST to a UTF8=ACCEPT session: %q", l)
+	}
+	msg := "Subject: Grüße\r\nFrom: jöran@example.test\r\n\r\nHallo\r\n"
+	fmt.Fprintf(u.conn, "a1 APPEND \"Grüße\" UTF8 (~{%d+}\r\n%s)\r\n", len(msg), msg)
+	for {
+		l := u.line()
+		if strings.HasPrefix(l, "a1 ") {
+			if !strings.HasPrefix(l, "a1 OK") {
+				t.Fatalf("APPEND UTF8 (literal8): %q", l)
+			}
+			break
+		}
+	}
+	if l := lineWith(u.expect(`STATUS "Grüße" (MESSAGES)`, "OK"), "* STATUS"); l != `* STATUS "Grüße" (MESSAGES 1)` {
+		t.Fatalf("STATUS with a UTF-8 name: %q", l)
+	}
+
+	o := rawDial(t, c.Access[0].IMAPS, true)
+	o.expect("LOGIN utf8@example.test utf8-secret", "OK")
+	if l := lineWith(o.expect(`LIST "" "Gr*"`, "OK"), "* LIST"); !strings.HasSuffix(l, "Gr&APwA3w-e") && !strings.HasSuffix(l, `"Gr&APwA3w-e"`) {
+		t.Fatalf("LIST to an IMAP4rev1 session: %q, want modified UTF-7", l)
+	}
+	o.expect("SELECT Gr&APwA3w-e", "OK")
+	lines := o.expect("FETCH 1 (BODY.PEEK[])", "OK")
+	if !strings.Contains(strings.Join(lines, "\n"), "jöran@example.test") {
+		t.Fatalf("the UTF-8 message as stored: %q", lines)
+	}
+}
+
+// storedFlags leaves out \Recent, the session flag an IMAP4rev1 client
+// sees on messages new to it (RFC 3501 2.3.2): what remains is what the
+// mailbox stores.
+func storedFlags(flags []imap.Flag) []imap.Flag {
+	out := flags[:0:0]
+	for _, f := range flags {
+		if !strings.EqualFold(string(f), `\Recent`) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
