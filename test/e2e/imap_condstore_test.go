@@ -454,3 +454,40 @@ func TestIMAPQResyncFromBeforeThePrunedRecords(t *testing.T) {
 		t.Fatalf("VANISHED from before the pruned records: %q, want 1,3:4", v)
 	}
 }
+
+// RFC 7162 3.2.5.2: with seq-match-data the server can tell which UIDs the
+// client's cache still has right: when the message at a sequence number
+// the client names still has the UID the client gives it, no message below
+// that UID has gone since, and the (approximate, records pruned) answer
+// leaves them out. Here the client's known-uids claims UID 1, which was
+// already gone when it cached the mailbox (UIDs 2..5 at 1..4).
+func TestIMAPQResyncSeqMatchDataNarrowsTheAnswer(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, StorageArgs: []string{"--expunge-records", "1"}})
+	c.CreateAccount("qr4@example.test", "qr4-secret")
+	csDeliver(c, "qr4@example.test", 5)
+	first := csLogin(t, c, 0, "qr4@example.test", "qr4-secret")
+	first.expect("ENABLE QRESYNC", "OK")
+	first.expect("SELECT INBOX", "OK")
+	first.expect(`UID STORE 1 +FLAGS.SILENT (\Deleted)`, "OK")
+	first.expect("UID EXPUNGE 1", "OK")
+	sel := first.expect("SELECT INBOX", "OK")
+	uv, ms := number(t, sel, reUIDValidity), number(t, sel, reHighestModSeq)
+	first.expect("LOGOUT", "OK")
+	other := csLogin(t, c, 0, "qr4@example.test", "qr4-secret")
+	other.expect("SELECT INBOX", "OK")
+	for _, uid := range []int{4, 3} { // two records: the older one is pruned
+		other.expect(fmt.Sprintf(`UID STORE %d +FLAGS.SILENT (\Deleted)`, uid), "OK")
+		other.expect(fmt.Sprintf("UID EXPUNGE %d", uid), "OK")
+	}
+	r := csLogin(t, c, 0, "qr4@example.test", "qr4-secret")
+	r.expect("ENABLE QRESYNC", "OK")
+	sel = r.expect(fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:5))", uv, ms), "OK")
+	if v := linesWith(sel, "* VANISHED"); !slices.Equal(v, []string{"* VANISHED (EARLIER) 1,3:4"}) {
+		t.Fatalf("without seq-match-data: %q, want 1,3:4", v)
+	}
+	// The client had UID 2 at 1 (still so) and UID 3 at 2 (no longer).
+	sel = r.expect(fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:5 (1:2 2:3)))", uv, ms), "OK")
+	if v := linesWith(sel, "* VANISHED"); !slices.Equal(v, []string{"* VANISHED (EARLIER) 3:4"}) {
+		t.Fatalf("with seq-match-data: %q, want 3:4", v)
+	}
+}

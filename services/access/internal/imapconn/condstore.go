@@ -21,8 +21,8 @@ type QResyncParams struct {
 	// KnownUIDs limits the answer to these UIDs (nil: every UID).
 	KnownUIDs imap.UIDSet
 	// SeqMatch: the client's sequence numbers and the UIDs they had
-	// (seq-match-data; nil when absent). The server may use it to narrow an
-	// answer; ours is exact or a superset without it.
+	// (seq-match-data; nil when absent): the session narrows VANISHED
+	// (EARLIER) with it (RFC 7162 3.2.5.2).
 	SeqMatchSeqs imap.SeqSet
 	SeqMatchUIDs imap.UIDSet
 }

@@ -174,6 +174,69 @@ func (s *session) addVanished(w *imapconn.VanishedWriter, first, last uint32) er
 	return nil
 }
 
+// seqMatchPairs bounds how many pairs of seq-match-data are looked at.
+const seqMatchPairs = 16384
+
+// seqMatchFloor returns the highest UID of the client's seq-match-data
+// (RFC 7162 3.2.5.2) that is still at the sequence number the client
+// gives it: the messages below it are then exactly the ones the client
+// had (UIDs below an existing one are never added), so none of them was
+// expunged since. 0 if no pair matches.
+func (s *session) seqMatchFloor(seqs imap.SeqSet, uids imap.UIDSet) uint32 {
+	v := s.selected
+	m := v.state
+	var floor uint32
+	ui, uNext := 0, uint32(0) // position in uids: range ui, next UID uNext
+	pairs := 0
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, sr := range seqs {
+		lo, hi := min(sr.Start, sr.Stop), max(sr.Start, sr.Stop)
+		for seq := lo; ; seq++ {
+			if ui >= len(uids) || pairs >= seqMatchPairs {
+				return floor
+			}
+			ur := uids[ui]
+			ulo, uhi := uint32(min(ur.Start, ur.Stop)), uint32(max(ur.Start, ur.Stop))
+			if uNext < ulo {
+				uNext = ulo
+			}
+			uid := uNext
+			if uNext >= uhi {
+				ui, uNext = ui+1, 0
+			} else {
+				uNext++
+			}
+			pairs++
+			if ms := v.tracker.DecodeSeqNum(seq); ms != 0 && int(ms) <= len(m.entries) && m.entries[ms-1].uid == uid {
+				floor = max(floor, uid)
+			}
+			if seq == hi {
+				break
+			}
+		}
+	}
+	return floor
+}
+
+// above returns the UIDs of set (nil: all) above floor.
+func above(set imap.UIDSet, floor uint32) imap.UIDSet {
+	if set == nil {
+		return imap.UIDSet{imap.UIDRange{Start: imap.UID(floor + 1), Stop: 0}}
+	}
+	out := imap.UIDSet{}
+	for _, r := range set {
+		lo, hi := min(r.Start, r.Stop), max(r.Start, r.Stop)
+		if lo <= imap.UID(floor) {
+			lo = imap.UID(floor + 1)
+		}
+		if lo <= hi {
+			out = append(out, imap.UIDRange{Start: lo, Stop: hi})
+		}
+	}
+	return out
+}
+
 // searchUID returns the index of the first entry with a UID at or above uid.
 func searchUID(entries []entry, uid uint32) int {
 	i, _ := slices.BinarySearchFunc(entries, uid, func(e entry, u uint32) int {
@@ -204,8 +267,16 @@ func (s *session) HighestModSeq() uint64 {
 // FETCH (UID FLAGS MODSEQ) of every known message changed after it.
 func (s *session) QResync(fw *imapconn.FetchWriter, vw *imapconn.VanishedWriter, p *imapconn.QResyncParams) error {
 	v := s.selected
-	if err := s.Vanished(vw, p.KnownUIDs, p.ModSeq); err != nil {
-		return err
+	known := p.KnownUIDs
+	if p.SeqMatchSeqs != nil {
+		if floor := s.seqMatchFloor(p.SeqMatchSeqs, p.SeqMatchUIDs); floor > 0 {
+			known = above(known, floor)
+		}
+	}
+	if known == nil || len(known) > 0 {
+		if err := s.Vanished(vw, known, p.ModSeq); err != nil {
+			return err
+		}
 	}
 	var set imap.NumSet = imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}
 	if p.KnownUIDs != nil {
