@@ -468,6 +468,11 @@ func TestIMAPObjectID(t *testing.T) {
 	if got := lineWith(r.expect("SEARCH THREADID T123", "OK"), "* SEARCH"); got != "* SEARCH" {
 		t.Fatalf("SEARCH THREADID: %q, want none", got)
 	}
+	// RFC 8474 section 4.3: MAILBOXID is a STATUS item, so LIST-STATUS
+	// (RFC 5819) returns it too.
+	if l := lineWith(r.expect(`LIST "" "bar" RETURN (STATUS (MAILBOXID))`, "OK"), "* STATUS"); field(l, "MAILBOXID") != id {
+		t.Fatalf("LIST-STATUS MAILBOXID: %q, want %s", l, id)
+	}
 	for _, cmd := range []string{"SEARCH EMAILID M1*2", "SEARCH EMAILID", "STATUS bar (MAILBOXID FOO)"} {
 		if _, status := r.do(cmd); !strings.HasPrefix(status, "BAD") {
 			t.Errorf("%s: %q, want BAD", cmd, status)

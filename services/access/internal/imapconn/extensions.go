@@ -243,3 +243,18 @@ func (c *Conn) create(tag, mbox string, opts *imap.CreateOptions, perr error) er
 
 // LSub reports whether the writer answers LSUB (not LIST).
 func (w *ListWriter) LSub() bool { return w.lsub }
+
+// SetMailboxID gives the MAILBOXID of the mailbox the next WriteList
+// writes, for a LIST-STATUS that asks for it (RFC 8474 section 4.3 with
+// RFC 5819).
+func (w *ListWriter) SetMailboxID(id string) { w.mailboxID = id }
+
+// statusExtra is the MAILBOXID item of a LIST-STATUS STATUS response.
+func (w *ListWriter) statusExtra() []StatusItem {
+	id := w.mailboxID
+	w.mailboxID = ""
+	if !w.c.dec.StatusMailboxID || id == "" {
+		return nil
+	}
+	return []StatusItem{{Name: "MAILBOXID", Value: func(e *Encoder) { e.Special('(').Atom(id).Special(')') }}}
+}

@@ -35,6 +35,9 @@ type ListWriter struct {
 	lsub bool
 	// status: LIST-STATUS asked for these items (RFC 5819).
 	status *imap.StatusOptions
+	// mailboxID: the MAILBOXID of the next mailbox written (RFC 8474
+	// in LIST-STATUS), set by SetMailboxID.
+	mailboxID string
 }
 
 // WriteList writes one mailbox; with LIST-STATUS its STATUS follows.
@@ -42,7 +45,7 @@ func (w *ListWriter) WriteList(data *imap.ListData) error {
 	e := w.c.enc
 	e.ListResponse(data, w.lsub)
 	if data.Status != nil && w.status != nil {
-		e.StatusDataWithOptions(data.Status, w.status)
+		e.StatusDataWithOptions(data.Status, w.status, w.statusExtra()...)
 	}
 	return e.Err()
 }

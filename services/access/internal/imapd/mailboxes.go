@@ -211,6 +211,7 @@ func (s *session) List(w *imapconn.ListWriter, ref string, patterns []string, op
 		}
 		if options.ReturnStatus != nil {
 			data.Status = statusData(mb, options.ReturnStatus)
+			w.SetMailboxID(mb.Id)
 		}
 		if err := w.WriteList(data); err != nil {
 			return err
