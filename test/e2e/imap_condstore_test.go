@@ -491,3 +491,35 @@ func TestIMAPQResyncSeqMatchDataNarrowsTheAnswer(t *testing.T) {
 		t.Fatalf("with seq-match-data: %q, want 3:4", v)
 	}
 }
+
+// RFC 7162 3.2.10 with RFC 5162 erratum 1810: an expunge by another
+// session cannot be reported during FETCH (RFC 9051 7.5.1), yet the FETCH
+// may carry higher modseqs; the server then also says OK [HIGHESTMODSEQ]
+// below the expunge's, so that a client that drops the connection now
+// resumes from before the expunge. The VANISHED follows at the next NOOP.
+func TestIMAPQResyncHeldExpungeKeepsHighestModSeqBelow(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("qr5@example.test", "qr5-secret")
+	csDeliver(c, "qr5@example.test", 3)
+	q := csLogin(t, c, 0, "qr5@example.test", "qr5-secret")
+	q.expect("ENABLE QRESYNC", "OK")
+	q.expect("SELECT INBOX", "OK")
+	other := csLogin(t, c, 0, "qr5@example.test", "qr5-secret")
+	other.expect("ENABLE CONDSTORE", "OK")
+	other.expect("SELECT INBOX", "OK")
+	other.expect(`UID STORE 2 +FLAGS.SILENT (\Deleted)`, "OK")
+	_, status := other.do("UID EXPUNGE 2")
+	expungedAt := number(t, []string{status}, reHighestModSeq)
+	other.expect(`UID STORE 3 +FLAGS (\Flagged)`, "OK")
+	u := q.expect("FETCH 1:* (UID MODSEQ)", "OK")
+	if contains(u, "VANISHED") || contains(u, "EXPUNGE") {
+		t.Fatalf("an expunge during FETCH: %q", u)
+	}
+	want := fmt.Sprintf("* OK [HIGHESTMODSEQ %d]", expungedAt-1)
+	if !slices.ContainsFunc(u, func(l string) bool { return strings.HasPrefix(l, want) }) {
+		t.Fatalf("FETCH with an expunge held back: %q, want %q…", u, want)
+	}
+	if u := q.expect("NOOP", "OK"); !slices.Equal(linesWith(u, "* VANISHED"), []string{"* VANISHED 2"}) || contains(u, "HIGHESTMODSEQ") {
+		t.Fatalf("NOOP: %q, want * VANISHED 2 and nothing held", u)
+	}
+}

@@ -329,6 +329,16 @@ func (w *UpdateWriter) Vanished() bool { return w.c.QResync() }
 type vanishedSink interface {
 	Vanished() bool
 	WriteVanished(uids []uint32) error
+	// WriteHighestModSeq writes "* OK [HIGHESTMODSEQ n]".
+	WriteHighestModSeq(modSeq uint64) error
+}
+
+// WriteHighestModSeq tells the client the HIGHESTMODSEQ it may resume
+// from while expunges are held back (RFC 5162 erratum 1810).
+func (w *UpdateWriter) WriteHighestModSeq(modSeq uint64) error {
+	e := w.c.enc
+	e.StatusResponse("*", imap.StatusResponseTypeOK, "HIGHESTMODSEQ", func() { e.SP(); e.Number64(modSeq) }, "Expunges pending")
+	return w.done()
 }
 
 // SetModified records the messages a STORE UNCHANGEDSINCE did not change

@@ -18,6 +18,40 @@ func (l *vanishedLogSink) Vanished() bool { return true }
 func (l *vanishedLogSink) WriteVanished(uids []uint32) error {
 	return l.add(fmt.Sprintf("VANISHED %v", uids))
 }
+func (l *vanishedLogSink) WriteHighestModSeq(n uint64) error {
+	return l.add(fmt.Sprintf("HIGHESTMODSEQ %d", n))
+}
+
+// RFC 5162 erratum 1810 (kept by RFC 7162): while an expunge made at
+// modseq m cannot be sent (during FETCH, STORE, SEARCH), a QRESYNC session
+// that is sent FETCHes with higher modseqs is also told HIGHESTMODSEQ m-1,
+// the point it may safely resume from; once the VANISHED is out, nothing.
+func TestTrackerHoldsHighestModSeqBelowPendingExpunges(t *testing.T) {
+	mb := NewMailboxTracker(3) // UIDs 1, 2, 3
+	s := mb.NewSession()
+	defer s.Close()
+	mb.QueueExpungeAt(2, 2, 40)
+	mb.QueueMessageFlags(2, 3, []imap.Flag{imap.FlagSeen}, 41, nil) // UID 3, now at 2
+	sink := &vanishedLogSink{}
+	if err := s.Poll(sink, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.take(); !slices.Equal(got, []string{"3 FETCH UID 3 FLAGS [\\Seen] MODSEQ 41", "HIGHESTMODSEQ 39"}) {
+		t.Fatalf("with the expunge held back: %q", got)
+	}
+	if err := s.Poll(sink, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.take(); !slices.Equal(got, []string{"VANISHED [2]"}) {
+		t.Fatalf("once expunges may go: %q", got)
+	}
+	if err := s.Poll(sink, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.take(); len(got) != 0 {
+		t.Fatalf("nothing pending: %q", got)
+	}
+}
 
 // RFC 7162 3.2.10: once QRESYNC is enabled, expunges are reported as
 // VANISHED with the messages' UIDs, never as EXPUNGE; and like EXPUNGE,

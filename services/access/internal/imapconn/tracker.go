@@ -107,6 +107,15 @@ func (t *MailboxTracker) QueueExpunge(seqNum uint32) { t.QueueExpungeUID(seqNum,
 // that enabled QRESYNC are told VANISHED uid instead of EXPUNGE (RFC 7162
 // 3.2.10).
 func (t *MailboxTracker) QueueExpungeUID(seqNum uint32, uid imap.UID) {
+	t.QueueExpungeAt(seqNum, uid, 0)
+}
+
+// QueueExpungeAt is QueueExpungeUID of an expunge made at modSeq (0 if
+// unknown): while a QRESYNC session cannot be told of it yet, it is told
+// a HIGHESTMODSEQ below it instead (RFC 5162 erratum 1810, kept by RFC
+// 7162), so that a client that disconnects meanwhile does not resume past
+// the expunge it never saw.
+func (t *MailboxTracker) QueueExpungeAt(seqNum uint32, uid imap.UID, modSeq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if seqNum == 0 || seqNum > t.n {
@@ -114,7 +123,7 @@ func (t *MailboxTracker) QueueExpungeUID(seqNum uint32, uid imap.UID) {
 	}
 	t.n--
 	for s := range t.sessions {
-		s.expunge(seqNum, uint32(uid))
+		s.expunge(seqNum, uint32(uid), modSeq)
 	}
 }
 
@@ -196,6 +205,7 @@ type SessionTracker struct {
 	n            uint32 // messages in the client's view
 	total        uint32 // messages in the mailbox
 	dead         deadSet
+	deadModSeq   uint64                // the lowest known modseq of the dead positions' expunges
 	flags        map[uint32]flagUpdate // by session number, live positions only
 	mailboxFlags []imap.Flag           // nil: nothing pending
 	idling       bool
@@ -212,12 +222,15 @@ func (s *SessionTracker) wake() {
 	}
 }
 
-func (s *SessionTracker) expunge(seqNum, uid uint32) {
+func (s *SessionTracker) expunge(seqNum, uid uint32, modSeq uint64) {
 	s.mu.Lock()
 	known := seqNum <= s.live()
 	if known {
 		pos := s.dead.slotOf(seqNum)
 		s.dead.insert(pos, uid)
+		if modSeq != 0 && (s.deadModSeq == 0 || modSeq < s.deadModSeq) {
+			s.deadModSeq = modSeq
+		}
 		delete(s.flags, pos)
 	}
 	s.total--
@@ -258,7 +271,7 @@ func (s *SessionTracker) Close() {
 	defer s.mu.Unlock()
 	if !s.isClosed {
 		s.isClosed = true
-		s.dead = deadSet{}
+		s.dead, s.deadModSeq = deadSet{}, 0
 		s.flags, s.mailboxFlags = nil, nil
 		close(s.closed)
 	}
@@ -313,7 +326,13 @@ func (s *SessionTracker) Poll(w UpdateSink, allowExpunge bool) error {
 			expunges = s.dead.descending()
 		}
 		s.n -= uint32(s.dead.len())
-		s.dead = deadSet{}
+		s.dead, s.deadModSeq = deadSet{}, 0
+	}
+	// Expunges held back from a QRESYNC session: the HIGHESTMODSEQ it may
+	// resume from stays below them.
+	var holdModSeq uint64
+	if vs != nil && vs.Vanished() && s.dead.len() > 0 && s.deadModSeq > 1 {
+		holdModSeq = s.deadModSeq - 1
 	}
 	var exists uint32
 	if live := s.live(); s.total > live {
@@ -339,6 +358,11 @@ func (s *SessionTracker) Poll(w UpdateSink, allowExpunge bool) error {
 	}
 	if len(vanished) > 0 {
 		if err := vs.WriteVanished(vanished); err != nil {
+			return err
+		}
+	}
+	if holdModSeq != 0 {
+		if err := vs.WriteHighestModSeq(holdModSeq); err != nil {
 			return err
 		}
 	}

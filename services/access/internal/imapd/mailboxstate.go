@@ -188,7 +188,8 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 	// Expunges are removed from entries together, once per run of them: one
 	// by one, each removal would move the rest of the slice, and emptying a
 	// 100 000-message mailbox would cost billions of moves.
-	var gone []int // positions in entries, ascending
+	var gone []int        // positions in entries, ascending
+	var goneModseq uint64 // the lowest modseq of their expunges
 	flush := func() {
 		if len(gone) == 0 {
 			return
@@ -197,7 +198,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 		kept := m.entries[:gone[0]]
 		for k, pos := range gone {
 			// Each EXPUNGE numbers by the view after the ones before it.
-			m.tracker.QueueExpungeUID(uint32(pos-k+1), imap.UID(m.entries[pos].uid))
+			m.tracker.QueueExpungeAt(uint32(pos-k+1), imap.UID(m.entries[pos].uid), goneModseq)
 			end := len(m.entries)
 			if k+1 < len(gone) {
 				end = gone[k+1]
@@ -205,7 +206,7 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 			kept = append(kept, m.entries[pos+1:end]...)
 		}
 		m.entries = kept
-		gone = gone[:0]
+		gone, goneModseq = gone[:0], 0
 	}
 	removed := map[int]bool{}
 	for _, c := range changes {
@@ -233,6 +234,9 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 			if i := m.index(c.Uid); i >= 0 && !removed[i] {
 				removed[i] = true
 				gone = append(gone, i)
+				if goneModseq == 0 || (c.Modseq != 0 && c.Modseq < goneModseq) {
+					goneModseq = c.Modseq
+				}
 			}
 		case storagev1.Change_KIND_MAILBOX_UPDATED, storagev1.Change_KIND_MAILBOX_CREATED:
 			if c.Mailbox != nil {
@@ -293,7 +297,8 @@ func (m *mailboxState) resync(ctx context.Context) error {
 		if _, ok := freshIdx[m.entries[i].uid]; !ok {
 			uid := m.entries[i].uid
 			m.entries = append(m.entries[:i], m.entries[i+1:]...)
-			m.tracker.QueueExpungeUID(uint32(i+1), imap.UID(uid))
+			// Expunged at some modseq above what the view had.
+			m.tracker.QueueExpungeAt(uint32(i+1), imap.UID(uid), m.modseq+1)
 		}
 	}
 	for i := range m.entries {
