@@ -23,6 +23,18 @@ func csLogin(t *testing.T, c *cluster.Cluster, pod int, user, pass string) *rawI
 	return r
 }
 
+// csSelected logs in on pod i, enables what enable names (if anything)
+// and selects INBOX.
+func csSelected(t *testing.T, c *cluster.Cluster, pod int, user, pass, enable string) *rawIMAP {
+	t.Helper()
+	r := csLogin(t, c, pod, user, pass)
+	if enable != "" {
+		r.expect("ENABLE "+enable, "OK")
+	}
+	r.expect("SELECT INBOX", "OK")
+	return r
+}
+
 // csDeliver delivers n small messages to user's INBOX.
 func csDeliver(c *cluster.Cluster, user string, n int) {
 	for i := 0; i < n; i++ {
@@ -149,8 +161,7 @@ func TestIMAPCondStoreFetchChangedSinceAndSearch(t *testing.T) {
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
 	c.CreateAccount("cs2@example.test", "cs2-secret")
 	csDeliver(c, "cs2@example.test", 4)
-	r := csLogin(t, c, 0, "cs2@example.test", "cs2-secret")
-	r.expect("SELECT INBOX", "OK")
+	r := csSelected(t, c, 0, "cs2@example.test", "cs2-secret", "")
 	before := fetchModSeqs(t, r.expect("FETCH 1:* (UID MODSEQ)", "OK"))
 	if len(before) != 4 {
 		t.Fatalf("FETCH 1:* (MODSEQ): %v", before)
@@ -294,8 +305,7 @@ func TestIMAPQResyncSessionResync(t *testing.T) {
 	c.CreateAccount("qr1@example.test", "qr1-secret")
 	uv, ms := qresyncSetup(t, c, "qr1@example.test", "qr1-secret")
 	// Meanwhile, on another pod: a flag change, two expunges, an arrival.
-	other := csLogin(t, c, 1, "qr1@example.test", "qr1-secret")
-	other.expect("SELECT INBOX", "OK")
+	other := csSelected(t, c, 1, "qr1@example.test", "qr1-secret", "")
 	other.expect(`STORE 2 +FLAGS (\Flagged)`, "OK")
 	other.expect(`STORE 4:5 +FLAGS (\Deleted)`, "OK")
 	other.expect("EXPUNGE", "OK")
@@ -360,8 +370,7 @@ func TestIMAPQResyncSessionResync(t *testing.T) {
 		}
 	}
 	// A session without QRESYNC enabled may not use VANISHED.
-	plain := csLogin(t, c, 1, "qr1@example.test", "qr1-secret")
-	plain.expect("SELECT INBOX", "OK")
+	plain := csSelected(t, c, 1, "qr1@example.test", "qr1-secret", "")
 	if _, st := plain.do(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", ms)); !strings.HasPrefix(st, "BAD") {
 		t.Errorf("VANISHED without ENABLE QRESYNC: %q, want BAD", st)
 	}
@@ -375,13 +384,9 @@ func TestIMAPQResyncVanishedInsteadOfExpunge(t *testing.T) {
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 2})
 	c.CreateAccount("qr2@example.test", "qr2-secret")
 	csDeliver(c, "qr2@example.test", 5)
-	q := csLogin(t, c, 0, "qr2@example.test", "qr2-secret")
-	q.expect("ENABLE QRESYNC", "OK")
-	q.expect("SELECT INBOX", "OK")
-	plain := csLogin(t, c, 0, "qr2@example.test", "qr2-secret")
-	plain.expect("SELECT INBOX", "OK")
-	other := csLogin(t, c, 1, "qr2@example.test", "qr2-secret")
-	other.expect("SELECT INBOX", "OK")
+	q := csSelected(t, c, 0, "qr2@example.test", "qr2-secret", "QRESYNC")
+	plain := csSelected(t, c, 0, "qr2@example.test", "qr2-secret", "")
+	other := csSelected(t, c, 1, "qr2@example.test", "qr2-secret", "")
 	other.expect(`STORE 2,3 +FLAGS.SILENT (\Deleted)`, "OK")
 	other.expect("EXPUNGE", "OK")
 	u := q.expect("NOOP", "OK")
@@ -441,8 +446,7 @@ func TestIMAPQResyncFromBeforeThePrunedRecords(t *testing.T) {
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, StorageArgs: []string{"--expunge-records", "1"}})
 	c.CreateAccount("qr3@example.test", "qr3-secret")
 	uv, ms := qresyncSetup(t, c, "qr3@example.test", "qr3-secret")
-	other := csLogin(t, c, 0, "qr3@example.test", "qr3-secret")
-	other.expect("SELECT INBOX", "OK")
+	other := csSelected(t, c, 0, "qr3@example.test", "qr3-secret", "")
 	for _, uid := range []int{1, 3, 4} {
 		other.expect(fmt.Sprintf(`UID STORE %d +FLAGS.SILENT (\Deleted)`, uid), "OK")
 		other.expect(fmt.Sprintf("UID EXPUNGE %d", uid), "OK")
@@ -465,16 +469,13 @@ func TestIMAPQResyncSeqMatchDataNarrowsTheAnswer(t *testing.T) {
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, StorageArgs: []string{"--expunge-records", "1"}})
 	c.CreateAccount("qr4@example.test", "qr4-secret")
 	csDeliver(c, "qr4@example.test", 5)
-	first := csLogin(t, c, 0, "qr4@example.test", "qr4-secret")
-	first.expect("ENABLE QRESYNC", "OK")
-	first.expect("SELECT INBOX", "OK")
+	first := csSelected(t, c, 0, "qr4@example.test", "qr4-secret", "QRESYNC")
 	first.expect(`UID STORE 1 +FLAGS.SILENT (\Deleted)`, "OK")
 	first.expect("UID EXPUNGE 1", "OK")
 	sel := first.expect("SELECT INBOX", "OK")
 	uv, ms := number(t, sel, reUIDValidity), number(t, sel, reHighestModSeq)
 	first.expect("LOGOUT", "OK")
-	other := csLogin(t, c, 0, "qr4@example.test", "qr4-secret")
-	other.expect("SELECT INBOX", "OK")
+	other := csSelected(t, c, 0, "qr4@example.test", "qr4-secret", "")
 	for _, uid := range []int{4, 3} { // two records: the older one is pruned
 		other.expect(fmt.Sprintf(`UID STORE %d +FLAGS.SILENT (\Deleted)`, uid), "OK")
 		other.expect(fmt.Sprintf("UID EXPUNGE %d", uid), "OK")
@@ -501,12 +502,8 @@ func TestIMAPQResyncHeldExpungeKeepsHighestModSeqBelow(t *testing.T) {
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
 	c.CreateAccount("qr5@example.test", "qr5-secret")
 	csDeliver(c, "qr5@example.test", 3)
-	q := csLogin(t, c, 0, "qr5@example.test", "qr5-secret")
-	q.expect("ENABLE QRESYNC", "OK")
-	q.expect("SELECT INBOX", "OK")
-	other := csLogin(t, c, 0, "qr5@example.test", "qr5-secret")
-	other.expect("ENABLE CONDSTORE", "OK")
-	other.expect("SELECT INBOX", "OK")
+	q := csSelected(t, c, 0, "qr5@example.test", "qr5-secret", "QRESYNC")
+	other := csSelected(t, c, 0, "qr5@example.test", "qr5-secret", "CONDSTORE")
 	other.expect(`UID STORE 2 +FLAGS.SILENT (\Deleted)`, "OK")
 	_, status := other.do("UID EXPUNGE 2")
 	expungedAt := number(t, []string{status}, reHighestModSeq)
