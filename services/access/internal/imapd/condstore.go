@@ -86,6 +86,44 @@ func matchesModSeq(c *candidate, crit *imap.SearchCriteria) bool {
 	return crit.ModSeq == nil || c.modseq >= crit.ModSeq.ModSeq
 }
 
+// changedKnown returns the messages of the view within known (nil: all)
+// whose modseq is above since, without listing the others (a resync of a
+// 100 000-message mailbox holds only what changed).
+func (v *view) changedKnown(known imap.UIDSet, since uint64) []target {
+	// The known ranges in order, walked along the entries (which are in
+	// UID order): linear, however many ranges the client sent.
+	var ranges []imap.UIDRange
+	for _, r := range known {
+		ranges = append(ranges, imap.UIDRange{Start: min(r.Start, r.Stop), Stop: max(r.Start, r.Stop)})
+	}
+	slices.SortFunc(ranges, func(a, b imap.UIDRange) int { return int(int64(a.Start) - int64(b.Start)) })
+	m := v.state
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []target
+	ri := 0
+	for i, e := range m.entries {
+		if known != nil {
+			for ri < len(ranges) && uint32(ranges[ri].Stop) < e.uid {
+				ri++
+			}
+			if ri == len(ranges) {
+				break
+			}
+			if uint32(ranges[ri].Start) > e.uid {
+				continue
+			}
+		}
+		if e.modseq <= since {
+			continue
+		}
+		if seq := v.tracker.EncodeSeqNum(uint32(i + 1)); seq != 0 {
+			out = append(out, target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq})
+		}
+	}
+	return out
+}
+
 // changedSince keeps the targets whose modseq is above since (FETCH
 // CHANGEDSINCE, RFC 7162 3.1.4.1).
 func changedSince(targets []target, since uint64) []target {
@@ -278,15 +316,7 @@ func (s *session) QResync(fw *imapconn.FetchWriter, vw *imapconn.VanishedWriter,
 			return err
 		}
 	}
-	var set imap.NumSet = imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}
-	if p.KnownUIDs != nil {
-		set = p.KnownUIDs
-	}
-	targets := changedSince(v.resolve(set), p.ModSeq)
-	for _, t := range targets {
-		if t.seq == 0 {
-			continue
-		}
+	for _, t := range v.changedKnown(p.KnownUIDs, p.ModSeq) {
 		rw := fw.CreateMessage(t.seq)
 		rw.WriteUID(imap.UID(t.uid))
 		rw.WriteFlags(toIMAPFlags(t.flags))
