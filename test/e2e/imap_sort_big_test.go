@@ -50,23 +50,29 @@ func sortBigMessage(i, n int) []byte {
 }
 
 // sortBigFill appends the n messages to the account's INBOX on 8
-// AppendMessages streams at once (one index change per stream; the UIDs
-// of a stream are consecutive, the streams' order is not known) and
-// returns each message's sequence number.
+// AppendMessages streams at a time, 2 500 messages each (one index change
+// per stream; the UIDs of a stream are consecutive, the streams' order is
+// not known), and returns each message's sequence number.
 func sortBigFill(tb testing.TB, c *cluster.Cluster, accountID string, n int) []int {
 	tb.Helper()
-	const streams = 8
+	const streams, perStream = 8, 2500
 	uidOf := make([]uint32, n)
+	next := make(chan int, n/perStream+1)
+	for start := 0; start < n; start += perStream {
+		next <- start
+	}
+	close(next)
 	var wg sync.WaitGroup
 	errs := make(chan error, streams)
-	per := (n + streams - 1) / streams
-	for start := 0; start < n; start += per {
-		end := min(n, start+per)
+	for range streams {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := sortBigAppend(c, accountID, n, start, end, uidOf); err != nil {
-				errs <- err
+			for start := range next {
+				if err := sortBigAppend(c, accountID, n, start, min(n, start+perStream), uidOf); err != nil {
+					errs <- err
+					return
+				}
 			}
 		}()
 	}
