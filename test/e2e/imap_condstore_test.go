@@ -273,7 +273,8 @@ func TestIMAPCondStoreUnsolicitedFetchFromAnotherPod(t *testing.T) {
 	stored := fetchModSeqs(t, b.expect(`STORE 2 +FLAGS (\Flagged)`, "OK"))
 	// NOOP waits for every change committed before it (session.catchUp).
 	u := a.expect("NOOP", "OK")
-	want := fmt.Sprintf(`* 2 FETCH (UID 2 FLAGS (\Flagged) MODSEQ (%d))`, stored[2])
+	// a selected first: the messages are \Recent to it (RFC 3501 2.3.2).
+	want := fmt.Sprintf(`* 2 FETCH (UID 2 FLAGS (\Flagged \Recent) MODSEQ (%d))`, stored[2])
 	if !slices.Equal(fetches(u), []string{want}) {
 		t.Fatalf("NOOP after another pod's STORE: %q, want %q", u, want)
 	}

@@ -350,6 +350,17 @@ func TestIMAPRecent(t *testing.T) {
 		t.Fatalf("STATUS RECENT after the claim: %q", l)
 	}
 
+	// Every FETCH response with the message's flags carries \Recent: the
+	// STORE's own, and the unsolicited one of another session's change
+	// (RFC 3501 7.4.2: FLAGS is the whole list).
+	if st := b.expect(`STORE 1 +FLAGS (\Flagged)`, "OK"); !contains(st, `\Recent`) || !contains(st, `\Flagged`) {
+		t.Fatalf("STORE response to the session with \\Recent: %q", st)
+	}
+	a.expect(`STORE 2 +FLAGS ($Later)`, "OK")
+	if u := b.expect("NOOP", "OK"); !contains(u, `$Later`) || !contains(u, `\Recent`) {
+		t.Fatalf("unsolicited FETCH to the session with \\Recent: %q", u)
+	}
+
 	// A message arriving while both pods' sessions have INBOX selected is
 	// recent to exactly one of them.
 	c.Deliver([]string{"recent@example.test"}, []byte("Subject: r3\r\n\r\nthree\r\n"))

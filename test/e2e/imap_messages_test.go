@@ -150,7 +150,7 @@ func TestIMAPStoreCopyMoveExpunge(t *testing.T) {
 		t.Fatal(err)
 	}
 	msgs, err := cl.Store(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 2}}, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen, "Work"}}, nil).Collect()
-	if err != nil || len(msgs) != 2 || len(msgs[0].Flags) != 2 {
+	if err != nil || len(msgs) != 2 || len(storedFlags(msgs[0].Flags)) != 2 {
 		t.Fatalf("STORE +FLAGS: %v %v", msgs, err)
 	}
 	msgs, err = cl.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsDel, Flags: []imap.Flag{"work"}}, nil).Collect()

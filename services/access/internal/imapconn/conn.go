@@ -177,6 +177,7 @@ func (c *Conn) setCodec(r io.Reader, w io.Writer) {
 		return c.flush()
 	}
 	c.enc = NewEncoder(c.bw)
+	c.enc.SessionFlags = c.sessionFlags
 	c.applyEnabled()
 }
 

@@ -35,6 +35,9 @@ type Encoder struct {
 	UTF8 bool
 	// Rev2 is set when the session uses IMAP4rev2.
 	Rev2 bool
+	// SessionFlags, if set, adds the session's own flags of a message
+	// (\Recent) to the flags of every FETCH response that names its UID.
+	SessionFlags func(uid imap.UID, flags []imap.Flag) []imap.Flag
 
 	w   *bufio.Writer
 	err error

@@ -258,3 +258,17 @@ func (w *ListWriter) statusExtra() []StatusItem {
 	}
 	return []StatusItem{{Name: "MAILBOXID", Value: func(e *Encoder) { e.Special('(').Atom(id).Special(')') }}}
 }
+
+// SessionFlagger is a session with flags of its own on messages (the
+// IMAP4rev1 \Recent, RFC 3501 2.3.2), added to every FETCH response that
+// names a message's UID: FETCH, STORE, unsolicited updates.
+type SessionFlagger interface {
+	SessionFlags(uid imap.UID, flags []imap.Flag) []imap.Flag
+}
+
+func (c *Conn) sessionFlags(uid imap.UID, flags []imap.Flag) []imap.Flag {
+	if sf, ok := c.session.(SessionFlagger); ok {
+		return sf.SessionFlags(uid, flags)
+	}
+	return flags
+}

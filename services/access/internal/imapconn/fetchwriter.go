@@ -31,6 +31,7 @@ type FetchResponseWriter struct {
 	e      *Encoder
 	items  int
 	closed bool
+	uid    imap.UID // as written by WriteUID
 }
 
 // BeginFetch starts "* seq FETCH (". Finish it with Close.
@@ -53,11 +54,15 @@ func (w *FetchResponseWriter) item(name string) *Encoder {
 
 // WriteUID writes "UID n".
 func (w *FetchResponseWriter) WriteUID(uid imap.UID) {
+	w.uid = uid
 	w.item("UID ").Number(uint32(uid))
 }
 
 // WriteFlags writes "FLAGS (flags)".
 func (w *FetchResponseWriter) WriteFlags(flags []imap.Flag) {
+	if h := w.e.SessionFlags; h != nil && w.uid != 0 {
+		flags = h(w.uid, flags)
+	}
 	w.item("FLAGS ").Flags(flags)
 }
 

@@ -309,7 +309,7 @@ func streamRange(m *storagev1.Message, bs *imap.FetchItemBodySection) (start, n 
 func (s *session) writeItems(rw *imapconn.FetchResponseWriter, t target, m *storagev1.Message, src *sources, options *imap.FetchOptions, markSeen bool) error {
 	rw.WriteUID(imap.UID(t.uid))
 	if options.Flags || markSeen {
-		rw.WriteFlags(s.withRecent(t.uid, toIMAPFlags(t.flags)))
+		rw.WriteFlags(toIMAPFlags(t.flags)) // \Recent comes from SessionFlags
 	}
 	// RFC 7162 3.1.4 and 3.2: asked for, or a \Seen set by this FETCH
 	// once CONDSTORE is on.

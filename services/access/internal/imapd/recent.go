@@ -82,7 +82,8 @@ func (rv *recentView) countLocked(entries []entry) uint32 {
 // that has it recent.
 func (s *session) withRecent(uid uint32, flags []imap.Flag) []imap.Flag {
 	if v := s.selected; v != nil && !s.rev2() && v.recent.has(uid) {
-		return append(flags, "\\Recent")
+		// A copy: the flags may be shared with other sessions' updates.
+		return append(append(make([]imap.Flag, 0, len(flags)+1), flags...), "\\Recent")
 	}
 	return flags
 }
@@ -204,4 +205,12 @@ func (s *session) statusRecent(ctx context.Context, mb *storagev1.Mailbox) (uint
 		}
 		req.AfterUid, req.Revision = page.NextAfterUid, page.Revision
 	}
+}
+
+var _ imapconn.SessionFlagger = (*session)(nil)
+
+// SessionFlags adds \Recent to the flags of a FETCH response (FETCH,
+// STORE, unsolicited updates) for a message recent to this session.
+func (s *session) SessionFlags(uid imap.UID, flags []imap.Flag) []imap.Flag {
+	return s.withRecent(uint32(uid), flags)
 }
