@@ -303,6 +303,9 @@ func TestIMAPRecent(t *testing.T) {
 	if l := lineWith(a.expect("STATUS INBOX (RECENT)", "OK"), "* STATUS"); !strings.HasSuffix(l, "(RECENT 2)") {
 		t.Fatalf("STATUS RECENT before any SELECT: %q", l)
 	}
+	if l := lineWith(a.expect(`LIST "" "INBOX" RETURN (STATUS (RECENT MESSAGES))`, "OK"), "* STATUS"); !strings.Contains(l, "RECENT 2") {
+		t.Fatalf("LIST-STATUS RECENT before any SELECT: %q", l)
+	}
 	// EXAMINE shows them recent and takes nothing.
 	ex := a.expect("EXAMINE INBOX", "OK [READ-ONLY]")
 	if !contains(ex, "* 2 RECENT") {
@@ -348,6 +351,9 @@ func TestIMAPRecent(t *testing.T) {
 	}
 	if l := lineWith(a.expect("STATUS INBOX (RECENT)", "OK"), "* STATUS"); !strings.HasSuffix(l, "(RECENT 0)") {
 		t.Fatalf("STATUS RECENT after the claim: %q", l)
+	}
+	if l := lineWith(a.expect(`LIST "" "INBOX" RETURN (STATUS (RECENT))`, "OK"), "* STATUS"); !strings.HasSuffix(l, "(RECENT 0)") {
+		t.Fatalf("LIST-STATUS RECENT after the claim: %q", l)
 	}
 
 	// Every FETCH response with the message's flags carries \Recent: the
@@ -834,6 +840,16 @@ func TestIMAPUTF8Accept(t *testing.T) {
 	if l := lineWith(u.expect(`STATUS "Grüße" (MESSAGES)`, "OK"), "* STATUS"); l != `* STATUS "Grüße" (MESSAGES 1)` {
 		t.Fatalf("STATUS with a UTF-8 name: %q", l)
 	}
+	// RFC 6855 section 3 (erratum 4029): after ENABLE UTF8=ACCEPT a SEARCH
+	// with a charset SHOULD get BAD; without one, UTF-8 strings search.
+	u.expect(`SELECT "Grüße"`, "OK")
+	if _, status := u.do(`SEARCH CHARSET UTF-8 SUBJECT "Grüße"`); !strings.HasPrefix(status, "BAD") {
+		t.Fatalf("SEARCH CHARSET after ENABLE UTF8=ACCEPT: %q, want BAD", status)
+	}
+	if got := lineWith(u.expect(`SEARCH SUBJECT "Grüße"`, "OK"), "* SEARCH"); got != "* SEARCH 1" {
+		t.Fatalf("SEARCH SUBJECT with a UTF-8 string: %q", got)
+	}
+	u.expect("CLOSE", "OK")
 
 	o := rawDial(t, c.Access[0].IMAPS, true)
 	o.expect("LOGIN utf8@example.test utf8-secret", "OK")

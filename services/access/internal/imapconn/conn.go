@@ -1116,6 +1116,11 @@ func (c *Conn) search(tag string, kind NumKind) error {
 	if err := c.dec.CRLF(); err != nil {
 		return err
 	}
+	if args.Charset != "" && c.enabled.Has(imap.CapUTF8Accept) {
+		// RFC 6855 section 3 (erratum 4029): after ENABLE UTF8=ACCEPT a
+		// SEARCH names no charset; the server SHOULD answer BAD.
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "No CHARSET in SEARCH after ENABLE UTF8=ACCEPT"}
+	}
 	if args.Charset != "" && args.Charset != "UTF-8" && args.Charset != "US-ASCII" {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeBadCharset, Text: "Only UTF-8 and US-ASCII are supported"}
 	}

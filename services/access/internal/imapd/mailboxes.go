@@ -212,6 +212,13 @@ func (s *session) List(w *imapconn.ListWriter, ref string, patterns []string, op
 		if options.ReturnStatus != nil {
 			data.Status = statusData(mb, options.ReturnStatus)
 			w.SetMailboxID(mb.Id)
+			if options.ReturnStatus.NumRecent {
+				n, err := s.statusRecent(ctx, mb)
+				if err != nil {
+					return mapError(err)
+				}
+				data.Status.NumRecent = &n
+			}
 		}
 		if err := w.WriteList(data); err != nil {
 			return err
