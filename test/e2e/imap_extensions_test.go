@@ -67,6 +67,32 @@ func (c *rawIMAP) statusMessages(mbox string) string {
 	return ""
 }
 
+// extLogin starts a cluster, logs a new account in on the first access
+// pod and checks that the capability list after login names capability
+// (RFC 9051 7.2.2: it lists the extensions the server implements).
+func extLogin(t *testing.T, o cluster.Options, user, capability string) (*cluster.Cluster, *rawIMAP) {
+	t.Helper()
+	c := cluster.Start(t, binDir, minioServer, o)
+	c.CreateAccount(user, "ext-secret")
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN "+user+" ext-secret", "OK")
+	if caps := capsOf(t, r); !strings.Contains(caps, " "+capability+" ") {
+		t.Fatalf("%s not announced after login: %s", capability, caps)
+	}
+	return c, r
+}
+
+// expectBAD checks that each command is a client error (RFC 9051 7.1.5:
+// BAD, never NO [SERVERBUG]).
+func expectBAD(t *testing.T, r *rawIMAP, cmds ...string) {
+	t.Helper()
+	for _, cmd := range cmds {
+		if _, status := r.do(cmd); !strings.HasPrefix(status, "BAD") {
+			t.Errorf("%s: %q, want BAD", cmd, status)
+		}
+	}
+}
+
 func capsOf(t *testing.T, r *rawIMAP) string {
 	t.Helper()
 	lines := r.expect("CAPABILITY", "OK")
@@ -80,13 +106,7 @@ func capsOf(t *testing.T, r *rawIMAP) string {
 // none; APPENDUID names every UID (RFC 4315 section 3: "append-uid =
 // uniqueid / uid-set", a set only for MULTIAPPEND).
 func TestIMAPMultiAppend(t *testing.T) {
-	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1, AccessArgs: []string{"--max-message-size", "100000"}})
-	c.CreateAccount("multi@example.test", "multi-secret")
-	r := rawDial(t, c.Access[0].IMAPS, true)
-	r.expect("LOGIN multi@example.test multi-secret", "OK")
-	if caps := capsOf(t, r); !strings.Contains(caps, " MULTIAPPEND ") {
-		t.Fatalf("MULTIAPPEND not announced after login: %s", caps)
-	}
+	c, r := extLogin(t, cluster.Options{Access: 1, AccessArgs: []string{"--max-message-size", "100000"}}, "multi@example.test", "MULTIAPPEND")
 	r.expect("CREATE saved-messages", "OK")
 
 	// RFC 3502 section 6.3.11, the example: two messages, each with its
@@ -108,10 +128,11 @@ func TestIMAPMultiAppend(t *testing.T) {
 	}
 	r.expect("SELECT saved-messages", "OK")
 	lines := r.expect("FETCH 1:2 (FLAGS INTERNALDATE RFC822.SIZE)", "OK")
-	// The internal dates are the same instants (stored in UTC).
+	// The internal dates are the same instants (stored in UTC); the first
+	// SELECT makes the new messages \Recent (RFC 3501 2.3.2).
 	want := [][]string{
-		{"* 1 FETCH (", `FLAGS (\Seen)`, `INTERNALDATE " 8-Feb-1994 05:52:25 +0000"`, fmt.Sprintf("RFC822.SIZE %d", len(msg1))},
-		{"* 2 FETCH (", `FLAGS (\Seen)`, `INTERNALDATE " 8-Feb-1994 06:43:04 +0000"`, fmt.Sprintf("RFC822.SIZE %d", len(msg2))},
+		{"* 1 FETCH (", `FLAGS (\Seen \Recent)`, `INTERNALDATE " 8-Feb-1994 05:52:25 +0000"`, fmt.Sprintf("RFC822.SIZE %d", len(msg1))},
+		{"* 2 FETCH (", `FLAGS (\Seen \Recent)`, `INTERNALDATE " 8-Feb-1994 06:43:04 +0000"`, fmt.Sprintf("RFC822.SIZE %d", len(msg2))},
 	}
 	if len(lines) != 2 {
 		t.Fatalf("FETCH 1:2: %q", lines)
@@ -165,7 +186,7 @@ func TestIMAPMultiAppend(t *testing.T) {
 	// nothing: the first message was read whole (the server asked for the
 	// second), the second is cut.
 	d := rawDial(t, c.Access[0].IMAPS, true)
-	d.expect("LOGIN multi@example.test multi-secret", "OK")
+	d.expect("LOGIN multi@example.test ext-secret", "OK")
 	fmt.Fprintf(d.conn, "d1 APPEND saved-messages {%d}\r\n", len(msg1))
 	if l := d.line(); !strings.HasPrefix(l, "+") {
 		t.Fatalf("first literal: %q", l)
@@ -431,13 +452,7 @@ func field(line, name string) string {
 // THREADID, NIL here (no threads are kept); section 6 (formal syntax):
 // search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid.
 func TestIMAPObjectID(t *testing.T) {
-	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
-	c.CreateAccount("oid@example.test", "oid-secret")
-	r := rawDial(t, c.Access[0].IMAPS, true)
-	r.expect("LOGIN oid@example.test oid-secret", "OK")
-	if caps := capsOf(t, r); !strings.Contains(caps, " OBJECTID ") {
-		t.Fatalf("OBJECTID not announced: %s", caps)
-	}
+	_, r := extLogin(t, cluster.Options{Access: 1}, "oid@example.test", "OBJECTID")
 	_, status := r.do("CREATE foo")
 	if !strings.HasPrefix(status, "OK [MAILBOXID (") {
 		t.Fatalf("CREATE: %q, want OK [MAILBOXID (…)]", status)
@@ -490,11 +505,7 @@ func TestIMAPObjectID(t *testing.T) {
 	if l := lineWith(r.expect(`LIST "" "bar" RETURN (STATUS (MAILBOXID))`, "OK"), "* STATUS"); field(l, "MAILBOXID") != id {
 		t.Fatalf("LIST-STATUS MAILBOXID: %q, want %s", l, id)
 	}
-	for _, cmd := range []string{"SEARCH EMAILID M1*2", "SEARCH EMAILID", "STATUS bar (MAILBOXID FOO)"} {
-		if _, status := r.do(cmd); !strings.HasPrefix(status, "BAD") {
-			t.Errorf("%s: %q, want BAD", cmd, status)
-		}
-	}
+	expectBAD(t, r, "SEARCH EMAILID M1*2", "SEARCH EMAILID", "STATUS bar (MAILBOXID FOO)")
 }
 
 // RFC 8514 SAVEDATE. Section 4.1: FETCH SAVEDATE is when the message was
@@ -503,13 +514,7 @@ func TestIMAPObjectID(t *testing.T) {
 // SAVEDATESUPPORTED matches every message of a mailbox that keeps save
 // dates.
 func TestIMAPSaveDate(t *testing.T) {
-	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
-	c.CreateAccount("sd@example.test", "sd-secret")
-	r := rawDial(t, c.Access[0].IMAPS, true)
-	r.expect("LOGIN sd@example.test sd-secret", "OK")
-	if caps := capsOf(t, r); !strings.Contains(caps, " SAVEDATE ") {
-		t.Fatalf("SAVEDATE not announced: %s", caps)
-	}
+	_, r := extLogin(t, cluster.Options{Access: 1}, "sd@example.test", "SAVEDATE")
 	r.rawAppend("INBOX", []appendPart{{pre: `" 7-Feb-1994 21:52:25 -0800"`, body: "Subject: old\r\n\r\nx\r\n"}})
 	r.expect("SELECT INBOX", "OK")
 	l := lineWith(r.expect("FETCH 1 (SAVEDATE INTERNALDATE)", "OK"), "* 1 FETCH")
@@ -531,9 +536,7 @@ func TestIMAPSaveDate(t *testing.T) {
 			t.Errorf("%s: %q, want %q", cmd, got, want)
 		}
 	}
-	if _, status := r.do("SEARCH SAVEDON 31-Foo-2020"); !strings.HasPrefix(status, "BAD") {
-		t.Errorf("SEARCH SAVEDON with a bad date: %q, want BAD", status)
-	}
+	expectBAD(t, r, "SEARCH SAVEDON 31-Foo-2020")
 }
 
 // RFC 8970 PREVIEW. Section 3: up to 256 characters of the message's text,
@@ -541,13 +544,7 @@ func TestIMAPSaveDate(t *testing.T) {
 // PREVIEW "…" as a string; PREVIEW (LAZY) may be asked (section 3.1); a
 // message without text previews as the empty string.
 func TestIMAPPreview(t *testing.T) {
-	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
-	c.CreateAccount("pv@example.test", "pv-secret")
-	r := rawDial(t, c.Access[0].IMAPS, true)
-	r.expect("LOGIN pv@example.test pv-secret", "OK")
-	if caps := capsOf(t, r); !strings.Contains(caps, " PREVIEW ") {
-		t.Fatalf("PREVIEW not announced: %s", caps)
-	}
+	_, r := extLogin(t, cluster.Options{Access: 1}, "pv@example.test", "PREVIEW")
 	alt := "Subject: alt\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n" +
 		"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" +
 		"Gr=FC=DFe aus\r\n\r\n   M=FCnchen,=\r\n Preview   text!\r\n" +
@@ -595,11 +592,7 @@ func TestIMAPPreview(t *testing.T) {
 	if field(l, "PREVIEW") != `"Grüße aus München, Preview text!"` && field(l, "PREVIEW") != "NIL" {
 		t.Fatalf("PREVIEW (LAZY): %q", l)
 	}
-	for _, cmd := range []string{"FETCH 1 (PREVIEW (FOO))", "FETCH 1 (PREVIEW ())"} {
-		if _, status := r.do(cmd); !strings.HasPrefix(status, "BAD") {
-			t.Errorf("%s: %q, want BAD", cmd, status)
-		}
-	}
+	expectBAD(t, r, "FETCH 1 (PREVIEW (FOO))", "FETCH 1 (PREVIEW ())")
 }
 
 // listRow is one LIST or LSUB response, parsed.
@@ -778,13 +771,7 @@ func TestIMAPListExtended(t *testing.T) {
 // in octets", at least the sum of the messages' RFC822.SIZE; also for a
 // message stored with bare LFs, whose RFC822.SIZE counts them as CRLF.
 func TestIMAPStatusSize(t *testing.T) {
-	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
-	c.CreateAccount("size@example.test", "size-secret")
-	r := rawDial(t, c.Access[0].IMAPS, true)
-	r.expect("LOGIN size@example.test size-secret", "OK")
-	if caps := capsOf(t, r); !strings.Contains(caps, " STATUS=SIZE ") {
-		t.Fatalf("STATUS=SIZE not announced: %s", caps)
-	}
+	_, r := extLogin(t, cluster.Options{Access: 1}, "size@example.test", "STATUS=SIZE")
 	r.expect("CREATE sized", "OK")
 	if l := lineWith(r.expect("STATUS sized (SIZE)", "OK"), "* STATUS"); !strings.HasSuffix(l, "(SIZE 0)") {
 		t.Fatalf("STATUS SIZE of an empty mailbox: %q", l)
@@ -809,13 +796,7 @@ func TestIMAPStatusSize(t *testing.T) {
 // a session that did not enable it keeps modified UTF-7 (RFC 3501 5.1.3)
 // for the same mailbox. Section 4: APPEND's "UTF8" "(" literal8 ")".
 func TestIMAPUTF8Accept(t *testing.T) {
-	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
-	c.CreateAccount("utf8@example.test", "utf8-secret")
-	u := rawDial(t, c.Access[0].IMAPS, true)
-	u.expect("LOGIN utf8@example.test utf8-secret", "OK")
-	if caps := capsOf(t, u); !strings.Contains(caps, " UTF8=ACCEPT ") {
-		t.Fatalf("UTF8=ACCEPT not announced: %s", caps)
-	}
+	c, u := extLogin(t, cluster.Options{Access: 1}, "utf8@example.test", "UTF8=ACCEPT")
 	if _, status := u.do(`CREATE "Grüße"`); !strings.HasPrefix(status, "BAD") {
 		t.Fatalf("8-bit mailbox name before ENABLE UTF8=ACCEPT: %q, want BAD", status)
 	}
@@ -852,7 +833,7 @@ func TestIMAPUTF8Accept(t *testing.T) {
 	u.expect("CLOSE", "OK")
 
 	o := rawDial(t, c.Access[0].IMAPS, true)
-	o.expect("LOGIN utf8@example.test utf8-secret", "OK")
+	o.expect("LOGIN utf8@example.test ext-secret", "OK")
 	if l := lineWith(o.expect(`LIST "" "Gr*"`, "OK"), "* LIST"); !strings.HasSuffix(l, "Gr&APwA3w-e") && !strings.HasSuffix(l, `"Gr&APwA3w-e"`) {
 		t.Fatalf("LIST to an IMAP4rev1 session: %q, want modified UTF-7", l)
 	}
