@@ -45,6 +45,11 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 			s.discardBody(up.key)
 		}
 	}
+	// The announced sizes are checked against the quota (read once, at
+	// the first) before each body is read, so that a full account costs
+	// no upload, as AppendMessage's precheck; the commit checks again.
+	var quota *storagev1.Quota
+	var announced uint64
 	req, err := stream.Recv()
 	for err == nil {
 		start := req.GetStart()
@@ -59,6 +64,18 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 		flags, ferr := normalizeFlags(start.Flags)
 		if ferr == nil && start.SizeHint > uint64(s.cfg.MaxMessageSize) {
 			ferr = fail(reasonTooLarge, "message larger than %d bytes", s.cfg.MaxMessageSize)
+		}
+		if ferr == nil && start.SizeHint > 0 {
+			announced += start.SizeHint
+			if quota == nil {
+				quota, ferr = s.readQuota(ctx, target.AccountId)
+			}
+			if ferr == nil {
+				ferr = checkQuota(quota, announced, uint64(len(msgs)+1))
+			}
+			if ferr != nil {
+				ferr = toStatus(ferr)
+			}
 		}
 		if ferr != nil {
 			discardAll()

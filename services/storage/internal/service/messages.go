@@ -439,18 +439,27 @@ func (s *Server) measureSet(ctx context.Context, account, mailboxID string, set 
 // quotaRoom fails with OVER_QUOTA unless the account has room for bytes and
 // messages more.
 func (s *Server) quotaRoom(ctx context.Context, account string, bytes, messages uint64) error {
-	resp, err := s.etcd.Get(ctx, s.keys.Quota(account))
+	q, err := s.readQuota(ctx, account)
 	if err != nil {
 		return err
 	}
+	return checkQuota(q, bytes, messages)
+}
+
+// readQuota reads the account's quota record outside a transaction.
+func (s *Server) readQuota(ctx context.Context, account string) (*storagev1.Quota, error) {
+	resp, err := s.etcd.Get(ctx, s.keys.Quota(account))
+	if err != nil {
+		return nil, err
+	}
 	if len(resp.Kvs) == 0 {
-		return fail(reasonAccountNotFound, "no such account")
+		return nil, fail(reasonAccountNotFound, "no such account")
 	}
 	q := &storagev1.Quota{}
 	if err := proto.Unmarshal(resp.Kvs[0].Value, q); err != nil {
-		return err
+		return nil, err
 	}
-	return checkQuota(q, bytes, messages)
+	return q, nil
 }
 
 func (s *Server) ExpungeMessages(ctx context.Context, req *storagev1.ExpungeMessagesRequest) (*storagev1.ExpungeMessagesResponse, error) {
