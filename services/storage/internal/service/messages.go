@@ -382,8 +382,13 @@ func (s *Server) copyOrMove(ctx context.Context, account, srcID, destID string, 
 		return srcUIDs, destUIDs, validity, highest, err
 	}
 	if destID == srcID {
-		// A staging holds its destination, here also the source its
-		// steps read: within one mailbox, one transaction's worth only.
+		// A staging holds its destination, here also the source its steps
+		// read: within one mailbox, a MOVE goes in steps of its own
+		// (samebox.go); a COPY, which must be all or nothing, is held to
+		// one transaction.
+		if move {
+			return s.moveWithinInSteps(ctx, account, srcID, set)
+		}
 		return nil, nil, 0, 0, fail(reasonTooMany, "too many messages to copy within one mailbox at once")
 	}
 	srcUIDs, destUIDs, validity, err = s.stagedCopy(ctx, account, srcID, destID, set, move)
