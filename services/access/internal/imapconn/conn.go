@@ -2,6 +2,7 @@ package imapconn
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -54,6 +55,7 @@ type Server struct {
 	conns     map[*Conn]struct{}
 	listeners []net.Listener
 	closed    bool
+	serving   sync.WaitGroup // connections whose serve has not returned
 }
 
 // NewServer returns a server.
@@ -100,6 +102,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		s.conns[c] = struct{}{}
+		s.serving.Add(1)
 		s.mu.Unlock()
 		go c.serve()
 	}
@@ -124,6 +127,22 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Wait waits until every connection has ended (after Close, each says BYE
+// at its next opportunity and closes) or ctx ends.
+func (s *Server) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.serving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Conn is one client connection.
 type Conn struct {
 	srv     *Server
@@ -143,6 +162,12 @@ type Conn struct {
 
 	// compressed: COMPRESS DEFLATE is on (RFC 4978).
 	compressed bool
+
+	// in and out are what br and bw read from and write to; first holds
+	// the byte that woke a connection waiting without buffers.
+	in    io.Reader
+	out   io.Writer
+	first firstByte
 
 	// bye is set by another goroutine (shutdown): the connection says BYE
 	// at the next opportunity and ends.
@@ -167,10 +192,15 @@ func (c *Conn) setStreams(nc net.Conn) {
 // setCodec (re)builds the reader, writer, decoder and encoder on r and w
 // (nc, or the compression layer over it).
 func (c *Conn) setCodec(r io.Reader, w io.Writer) {
-	// 4 KiB each: an idle session costs little (tens of thousands per
-	// pod); literals larger than the buffer pass through it directly.
-	c.br = bufio.NewReaderSize(r, 4<<10)
-	c.bw = bufio.NewWriterSize(w, 4<<10)
+	c.in, c.out = r, w
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(r)
+	if c.bw != nil && c.bw.Buffered() == 0 {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+	}
+	c.bw = nil
+	c.acquireWriter()
 	c.dec = NewDecoder(c.br)
 	c.dec.Continue = func() error {
 		c.enc.Continuation("Ready for literal data")
@@ -179,6 +209,80 @@ func (c *Conn) setCodec(r io.Reader, w io.Writer) {
 	c.enc = NewEncoder(c.bw)
 	c.enc.SessionFlags = c.sessionFlags
 	c.applyEnabled()
+}
+
+// The reader's and writer's buffers (4 KiB each; literals larger than the
+// buffer pass through it directly) come from pools while the connection
+// works and go back while it waits for the client, which is most of a
+// session's life: an idle session holds no buffer (tens of thousands of
+// them per pod).
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// acquireWriter gives the connection a writer buffer if it has none.
+func (c *Conn) acquireWriter() {
+	if c.bw == nil {
+		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw.Reset(c.out)
+		if c.enc != nil {
+			c.enc.w = c.bw
+		}
+	}
+}
+
+// releaseWriter hands an empty writer buffer back; nothing may be written
+// until acquireWriter.
+func (c *Conn) releaseWriter() {
+	if c.bw != nil && c.bw.Buffered() == 0 {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw, c.enc.w = nil, nil
+	}
+}
+
+// waitForInput blocks until the client sends something (or the read
+// deadline passes), with the reader's buffer back in its pool meanwhile.
+// Under COMPRESS the inflater keeps reading from the reader it was given,
+// so that one stays.
+func (c *Conn) waitForInput() {
+	if c.compressed || c.br.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	readerPool.Put(c.br)
+	c.br, c.dec.r = nil, nil
+	n, err := c.in.Read(c.first.b[:])
+	c.first = firstByte{b: c.first.b, has: n > 0, err: err, r: c.in}
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(&c.first)
+	c.dec.r = c.br
+}
+
+// firstByte reads the byte (or the error) that ended waitForInput, then
+// the connection.
+type firstByte struct {
+	b   [1]byte
+	has bool
+	err error
+	r   io.Reader
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	switch {
+	case len(p) == 0:
+		return 0, nil
+	case f.has:
+		f.has = false
+		p[0] = f.b[0]
+		return 1, nil
+	case f.err != nil:
+		err := f.err
+		f.err = nil
+		return 0, err
+	}
+	return f.r.Read(p)
 }
 
 // NetConn is the connection (a *tls.Conn once TLS is on).
@@ -212,6 +316,9 @@ func (c *Conn) flush() error {
 	if err := c.enc.Err(); err != nil {
 		return err
 	}
+	if c.bw == nil {
+		return nil // nothing written since the buffer went back
+	}
 	return c.bw.Flush()
 }
 
@@ -233,6 +340,7 @@ func (c *Conn) serve() {
 		c.srv.mu.Lock()
 		delete(c.srv.conns, c)
 		c.srv.mu.Unlock()
+		c.srv.serving.Done()
 	}()
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		// Implicit TLS: the listener may have finished the handshake.
@@ -288,6 +396,10 @@ func (c *Conn) readAndRun() error {
 		timeout = idleTimeout
 	}
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	// Every response is flushed: wait for the next command without buffers.
+	c.releaseWriter()
+	c.waitForInput()
+	c.acquireWriter()
 	c.dec.Begin()
 	// Skip empty lines some clients send.
 	for c.dec.AtEOL() {
@@ -1082,25 +1194,67 @@ func (c *Conn) idle(tag string) error {
 	if err := c.flush(); err != nil {
 		return err
 	}
-	// Updates are written (and flushed) by the session's goroutine below
-	// while this one waits for the client's DONE; nothing else writes.
-	stop := make(chan struct{})
-	var stopOnce sync.Once
-	end := func() { stopOnce.Do(func() { close(stop) }) }
-	idleDone := make(chan error, 1)
-	go func() { idleDone <- c.session.Idle(&UpdateWriter{c: c, flush: true}, stop) }()
+	// While the client idles, this goroutine waits for its DONE and holds
+	// no buffer; updates are written by a short-lived goroutine that the
+	// session's wake starts, with a writer buffer of its own for the time
+	// it writes. mu makes them take turns, so one writes at a time.
+	var (
+		mu      sync.Mutex
+		stopped bool
+		idleErr error
+		waking  atomic.Bool
+		update  func() error
+	)
+	w := &UpdateWriter{c: c, flush: true}
+	wake := func() {
+		if waking.Swap(true) {
+			return // a writer is on its way
+		}
+		go func() {
+			mu.Lock()
+			defer mu.Unlock()
+			waking.Store(false)
+			if stopped || idleErr != nil || update == nil {
+				return
+			}
+			c.acquireWriter()
+			err := update()
+			c.releaseWriter()
+			if err != nil {
+				idleErr = err
+				c.nc.SetReadDeadline(time.Now()) // wake the reader
+			}
+		}()
+	}
+	mu.Lock()
+	upd, stop, err := c.session.Idle(w, wake)
+	update = upd
+	if err == nil {
+		c.releaseWriter()
+	}
+	mu.Unlock()
+	if err != nil {
+		return err
+	}
 	c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+	c.waitForInput()
 	line, readErr := c.readLine(64)
-	end()
-	idleErr := <-idleDone
+	mu.Lock()
+	stopped = true
+	c.acquireWriter()
+	mu.Unlock()
+	stopErr := stop()
 	if c.bye.Load() != nil {
 		return errConnClosed
+	}
+	if idleErr != nil {
+		return idleErr
 	}
 	if readErr != nil {
 		return readErr
 	}
-	if idleErr != nil {
-		return idleErr
+	if stopErr != nil {
+		return stopErr
 	}
 	if !strings.EqualFold(strings.TrimSpace(line), "DONE") {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Expected DONE to end IDLE"}

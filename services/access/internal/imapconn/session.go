@@ -40,7 +40,13 @@ type Session interface {
 	// limit (none: no quota).
 	Quota() ([]QuotaResource, error)
 	Poll(w *UpdateWriter, allowExpunge bool) error
-	Idle(w *UpdateWriter, stop <-chan struct{}) error
+	// Idle starts IDLE (RFC 2177): it writes the pending updates and
+	// arranges for wake to be called (from any goroutine, without
+	// blocking) whenever more may be pending; the connection then calls
+	// update from a goroutine of its own, never two at once. stop ends
+	// IDLE and writes what is left. No goroutine waits while the client
+	// idles: an idle session costs its connection's goroutine only.
+	Idle(w *UpdateWriter, wake func()) (update, stop func() error, err error)
 
 	// Selected.
 	Unselect() error

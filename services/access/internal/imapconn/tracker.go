@@ -210,6 +210,9 @@ type SessionTracker struct {
 	mailboxFlags []imap.Flag           // nil: nothing pending
 	idling       bool
 	isClosed     bool
+	// onWake, if set, is called whenever updates are queued or the
+	// session closes (see SetWake).
+	onWake func()
 }
 
 // live returns the number of live positions of the view. Caller holds mu.
@@ -220,6 +223,35 @@ func (s *SessionTracker) wake() {
 	case s.notify <- struct{}{}:
 	default:
 	}
+	s.mu.Lock()
+	fn := s.onWake
+	s.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+}
+
+// SetWake makes the tracker call fn (from the goroutine that queues an
+// update; fn must not block) whenever updates are queued for the session,
+// and when it is closed; nil stops it. It lets an IDLE connection wait
+// without a goroutine of its own: fn starts a short-lived writer that
+// Polls. If updates are pending already, fn is called at once.
+func (s *SessionTracker) SetWake(fn func()) {
+	s.mu.Lock()
+	s.onWake = fn
+	pending := s.isClosed || len(s.flags) > 0 || s.mailboxFlags != nil || s.dead.len() > 0 || s.total != s.n
+	s.mu.Unlock()
+	if fn != nil && pending {
+		fn()
+	}
+}
+
+// Closed reports whether the session tracker has been closed (the mailbox
+// was deleted, or the session deselected it).
+func (s *SessionTracker) Closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isClosed
 }
 
 func (s *SessionTracker) expunge(seqNum, uid uint32, modSeq uint64) {
@@ -268,12 +300,17 @@ func (s *SessionTracker) Close() {
 	delete(t.sessions, s)
 	t.mu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	var wake func()
 	if !s.isClosed {
 		s.isClosed = true
 		s.dead, s.deadModSeq = deadSet{}, 0
 		s.flags, s.mailboxFlags = nil, nil
 		close(s.closed)
+		wake = s.onWake
+	}
+	s.mu.Unlock()
+	if wake != nil {
+		wake()
 	}
 }
 

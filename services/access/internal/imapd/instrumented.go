@@ -111,7 +111,15 @@ func (s *instrumented) Move(w *imapconn.MoveWriter, n imap.NumSet, dest string) 
 	return s.session.Move(w, n, dest)
 }
 
-func (s *instrumented) Idle(w *imapconn.UpdateWriter, stop <-chan struct{}) (err error) {
-	defer func(t time.Time) { s.observe("IDLE", t, err) }(time.Now())
-	return s.session.Idle(w, stop)
+func (s *instrumented) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func() error, err error) {
+	start := time.Now()
+	update, end, err := s.session.Idle(w, wake)
+	if err != nil {
+		s.observe("IDLE", start, err)
+		return nil, nil, err
+	}
+	return update, func() (err error) {
+		defer func() { s.observe("IDLE", start, err) }()
+		return end()
+	}, nil
 }

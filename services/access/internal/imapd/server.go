@@ -183,5 +183,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.Bye("Server shutting down, please reconnect")
 	}
-	return s.imap.Close()
+	if err := s.imap.Close(); err != nil {
+		return err
+	}
+	// Each connection says BYE at its next opportunity: give them the
+	// time to, so clients know to reconnect elsewhere.
+	return s.imap.Wait(ctx)
 }

@@ -227,16 +227,31 @@ func (s *session) catchUp() {
 // catchUpWait bounds each half of catchUp.
 const catchUpWait = 2 * time.Second
 
-func (s *session) Idle(w *imapconn.UpdateWriter, stop <-chan struct{}) error {
+func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func() error, err error) {
 	if s.selected == nil {
-		<-stop
-		return nil
+		nothing := func() error { return nil }
+		return nothing, nothing, nil
 	}
-	if err := s.selected.tracker.Idle(w, stop); err != nil {
-		return err
+	t := s.selected.tracker
+	update = func() error {
+		if t.Closed() {
+			return imapconn.ErrSessionClosed
+		}
+		return t.Poll(w, true)
 	}
-	// What arrived while idling is this session's to claim now.
-	return s.reportArrivals(w, s.claimArrivals())
+	stop = func() error {
+		t.SetWake(nil)
+		if t.Closed() {
+			return imapconn.ErrSessionClosed
+		}
+		// What arrived while idling is this session's to claim now.
+		return s.reportArrivals(w, s.claimArrivals())
+	}
+	if err := update(); err != nil {
+		return nil, nil, err
+	}
+	t.SetWake(wake)
+	return update, stop, nil
 }
 
 // mapError turns a storage error into the IMAP reply for it (RFC 5530 codes).
