@@ -30,13 +30,20 @@ type view struct {
 	// the next NOOP: it left them out of a FETCH or SEARCH (they were
 	// expunged meanwhile), or this session expunged them. Value: why.
 	mustGo map[uint32]string
+	// unconfirmed are UIDs whose STORE of the client's keyword was not
+	// confirmed by its answer (why, or "" after .SILENT): settled at the
+	// next NOOP.
+	unconfirmed map[uint32]string
+	// lost: a VANISHED named a UID the view could not place; nothing is
+	// checked until the client selects again.
+	lost bool
 	// unanswered counts the FETCHes and NOOPs since the view last had no
 	// message with an unknown UID.
 	unanswered int
 }
 
 func newView(mailbox string, readOnly bool) *view {
-	return &view{mailbox: mailbox, readOnly: readOnly, modseqs: map[uint32]uint64{}, gone: map[uint32]bool{}, mustGo: map[uint32]string{}}
+	return &view{mailbox: mailbox, readOnly: readOnly, modseqs: map[uint32]uint64{}, gone: map[uint32]bool{}, mustGo: map[uint32]string{}, unconfirmed: map[uint32]string{}}
 }
 
 func (v *view) count() int { return len(v.uids) }

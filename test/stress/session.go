@@ -162,6 +162,7 @@ func (s *session) exec(name, args string, literal []byte) (reply, *command, erro
 	if err := s.w.Flush(); err != nil {
 		return reply{}, cmd, s.ioError(err)
 	}
+	var resync error // the view is lost; the command still runs to its end
 	for {
 		l, err := readResponse(s.r)
 		if err != nil {
@@ -174,9 +175,11 @@ func (s *session) exec(name, args string, literal []byte) (reply, *command, erro
 			if rep.status == "BAD" || strings.HasPrefix(rep.code, "SERVERBUG") {
 				s.fail(KindServerBug, "%s %s answered %s", name, abbreviate(args), rep)
 			}
-			return rep, cmd, nil
+			return rep, cmd, resync
 		}
-		if err := s.untagged(l); err != nil {
+		if err := s.untagged(l); err == errResync {
+			resync = err
+		} else if err != nil {
 			return reply{}, cmd, err
 		}
 	}
@@ -303,8 +306,12 @@ func (s *session) untagged(l []byte) error {
 		if !earlier && s.cur != nil && s.cur.seqOnly {
 			s.fail(KindInconsistent, "VANISHED during %s (RFC 7162 3.2.10: not while answering FETCH, STORE or SEARCH)", s.cur.name)
 		}
+		if s.v.lost {
+			break
+		}
 		if err := s.v.vanished(uids); err != nil {
 			if err == errResync {
+				s.v.lost = true
 				return err
 			}
 			s.fail(KindInconsistent, "%v", err)
@@ -315,6 +322,9 @@ func (s *session) untagged(l []byte) error {
 
 // numbered handles "* n EXISTS|EXPUNGE|RECENT|FETCH".
 func (s *session) numbered(n int, kind, data string, raw []byte) error {
+	if s.v != nil && s.v.lost {
+		return nil // numbers no longer placeable until the next SELECT
+	}
 	if s.v == nil {
 		if kind == "EXISTS" || kind == "EXPUNGE" || kind == "FETCH" {
 			s.fail(KindInconsistent, "%d %s without a selected mailbox", n, kind)
@@ -355,7 +365,9 @@ func (s *session) numbered(n int, kind, data string, raw []byte) error {
 			return nil
 		}
 		uid := s.v.uids[n-1]
-		if s.condstore && fd.modseq == 0 {
+		// RFC 7162 3.1: once CONDSTORE is enabled, every FETCH that reports
+		// flags (changed by a STORE, or by another session) carries MODSEQ.
+		if s.condstore && fd.hasFlags && fd.modseq == 0 {
 			s.fail(KindInconsistent, "%s: FETCH of UID %d without MODSEQ after CONDSTORE (RFC 7162 3.2.4)", s.v.mailbox, uid)
 		}
 		if fd.modseq != 0 && uid != 0 {
@@ -389,13 +401,7 @@ func (s *session) checkOwnKeyword(uid uint32, flags []string) {
 	if !ok || st.pending {
 		return
 	}
-	has := false
-	for _, f := range flags {
-		if strings.EqualFold(f, s.keyword) {
-			has = true
-		}
-	}
-	if has != st.set {
+	if hasFlag(flags, s.keyword) != st.set {
 		s.fail(KindInconsistent, "%s: FLAGS %v of UID %d: %s should be %s after this client's last acknowledged STORE", s.v.mailbox, flags, uid, s.keyword, map[bool]string{true: "set", false: "clear"}[st.set])
 	}
 }

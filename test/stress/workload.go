@@ -97,7 +97,7 @@ func (s *session) selectMailbox(name string, readOnly bool) error {
 		s.fail(KindInconsistent, "%s %s: UIDNEXT %d but UID %d was seen before the SELECT", verb, name, v.uidNext, maxBefore)
 	}
 	if s.condstore && v.highestMS == 0 {
-		s.fail(KindInconsistent, "%s %s: no HIGHESTMODSEQ with CONDSTORE (RFC 7162 3.1.2.1)", verb, name)
+		s.fail(KindInconsistent, "%s %s: HIGHESTMODSEQ missing or 0 with CONDSTORE (RFC 7162 3.1.2.1 and section 7: mod-sequence-value is positive)", verb, name)
 	}
 	if v.count() == 0 {
 		return nil
@@ -346,7 +346,7 @@ func (s *session) opStore(rng *rand.Rand) error {
 	}
 	if own {
 		for _, u := range uids {
-			s.setOwnKeyword(s.v.mailbox, u, kwState{pending: true})
+			s.setOwnKeyword(s.v.mailbox, u, kwState{set: add, pending: true})
 		}
 	}
 	mailbox := s.v.mailbox
@@ -358,23 +358,43 @@ func (s *session) opStore(rng *rand.Rand) error {
 		s.fail(KindInconsistent, "UID STORE: %s", rep)
 		return nil
 	}
-	if own && s.v != nil && s.v.mailbox == mailbox {
-		for _, u := range uids {
-			s.setOwnKeyword(mailbox, u, kwState{set: add})
-		}
-	}
-	if silent || !own {
+	if !own || s.v == nil || s.v.mailbox != mailbox {
 		return nil
 	}
 	// RFC 9051 6.4.6: without .SILENT the server answers with each
-	// message's flags after the change.
-	for _, fd := range cmd.fetched {
-		if fd.uid == 0 || !slices.Contains(uids, fd.uid) || !fd.hasFlags {
+	// message's flags after the change. A message another session
+	// expunged meanwhile may get no answer, or a last flag update from
+	// before: its keyword stays unknown until the next NOOP, which must
+	// then have announced its expunge if the answer was not right.
+	answered := map[uint32]bool{}
+	if !silent {
+		for _, fd := range cmd.fetched {
+			if fd.uid != 0 && fd.hasFlags && slices.Contains(uids, fd.uid) && hasFlag(fd.flags, s.keyword) == add {
+				answered[fd.uid] = true
+			}
+		}
+	}
+	for _, u := range uids {
+		if answered[u] {
+			s.setOwnKeyword(mailbox, u, kwState{set: add})
 			continue
 		}
-		s.checkOwnKeyword(fd.uid, fd.flags)
+		if !silent && s.v.seqOf(u) >= 0 {
+			s.v.unconfirmed[u] = "UID STORE answered without its " + sign + s.keyword
+		} else {
+			s.v.unconfirmed[u] = ""
+		}
 	}
 	return nil
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, g := range flags {
+		if strings.EqualFold(g, f) {
+			return true
+		}
+	}
+	return false
 }
 
 // opAppend appends a corpus message with a stress header to INBOX or
@@ -622,6 +642,21 @@ func (s *session) opNoop(*rand.Rand) error {
 		s.fail(KindInconsistent, "NOOP: %s", rep)
 	}
 	s.checkMustGo("NOOP")
+	// Stores of this client's keyword not confirmed by their answer: a
+	// message still there now has it as stored (every update is flushed).
+	mine := s.ownKw[s.v.mailbox]
+	for u, why := range s.v.unconfirmed {
+		delete(s.v.unconfirmed, u)
+		if s.v.seqOf(u) < 0 {
+			continue
+		}
+		if why != "" {
+			s.fail(KindInconsistent, "%s: UID %d: %s, and it was not expunged", s.v.mailbox, u, why)
+		}
+		if st, ok := mine[u]; ok {
+			s.setOwnKeyword(s.v.mailbox, u, kwState{set: st.set})
+		}
+	}
 	return nil
 }
 
@@ -652,6 +687,7 @@ func (s *session) opIdle(rng *rand.Rand) error {
 		return s.ioError(err)
 	}
 	done := false
+	var resync error // a VANISHED the view cannot place: IDLE still ends properly
 	stopAt := time.Now().Add(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
 	for {
 		if cmd.idling && !done {
@@ -680,9 +716,11 @@ func (s *session) opIdle(rng *rand.Rand) error {
 			if rep.status != "OK" || !cmd.idling {
 				s.fail(KindServerBug, "IDLE answered %s (continuation seen: %v)", rep, cmd.idling)
 			}
-			return nil
+			return resync
 		}
-		if err := s.untagged(l); err != nil {
+		if err := s.untagged(l); err == errResync {
+			resync = err
+		} else if err != nil {
 			return err
 		}
 	}

@@ -69,7 +69,7 @@ func TestConcurrentAppendsOnTwoReplicas(t *testing.T) {
 		}
 		seen[m.Uid] = true
 	}
-	if mb.UidNext != uint32(writers*perWriter+1) || mb.HighestModseq != uint64(writers*perWriter) || mb.Messages != uint32(writers*perWriter) {
+	if mb.UidNext != uint32(writers*perWriter+1) || mb.HighestModseq != uint64(writers*perWriter)+1 || mb.Messages != uint32(writers*perWriter) {
 		t.Fatalf("mailbox status %+v", mb)
 	}
 	if mb.Size != total || mb.Unseen != uint32(writers*perWriter) {

@@ -64,11 +64,11 @@ func TestMailboxAndMessageOperations(t *testing.T) {
 	}
 	st, err := r.Messages.StoreFlags(ctx, &storagev1.StoreFlagsRequest{AccountId: acc.Id, MailboxId: inbox, Uids: uids(1, 2),
 		Op: storagev1.StoreFlagsRequest_OP_ADD, Flags: []string{`\flagged`, "$Label1"}})
-	if err != nil || st.HighestModseq != 6 || len(st.Messages) != 2 || st.Messages[0].Flags[0] != "$Label1" || st.Messages[0].Flags[1] != `\Flagged` {
+	if err != nil || st.HighestModseq != 7 || len(st.Messages) != 2 || st.Messages[0].Flags[0] != "$Label1" || st.Messages[0].Flags[1] != `\Flagged` {
 		t.Fatalf("store: %v %v", st, err)
 	}
 	st, err = r.Messages.StoreFlags(ctx, &storagev1.StoreFlagsRequest{AccountId: acc.Id, MailboxId: inbox, Uids: uids(1, 3),
-		Op: storagev1.StoreFlagsRequest_OP_REMOVE, Flags: []string{`\Seen`}, UnchangedSince: 5})
+		Op: storagev1.StoreFlagsRequest_OP_REMOVE, Flags: []string{`\Seen`}, UnchangedSince: 6})
 	if err != nil || len(st.FailedUids) != 2 || st.FailedUids[0] != 1 || len(st.Messages) != 1 || st.Messages[0].Uid != 3 {
 		t.Fatalf("store unchangedsince: %v %v", st, err)
 	}
@@ -93,9 +93,9 @@ func TestMailboxAndMessageOperations(t *testing.T) {
 	}
 
 	// Changed since a modseq lists only what changed.
-	changed, err := r.Messages.ListMessages(ctx, &storagev1.ListMessagesRequest{AccountId: acc.Id, MailboxId: inbox, ChangedSince: 6})
+	changed, err := r.Messages.ListMessages(ctx, &storagev1.ListMessagesRequest{AccountId: acc.Id, MailboxId: inbox, ChangedSince: 7})
 	if err != nil || len(changed.Messages) != 1 || changed.Messages[0].Uid != 3 {
-		t.Fatalf("changed since 6: %v %v", changed, err)
+		t.Fatalf("changed since 7: %v %v", changed, err)
 	}
 	// Envelope comes parsed when asked.
 	withEnv, err := r.Messages.ListMessages(ctx, &storagev1.ListMessagesRequest{AccountId: acc.Id, MailboxId: inbox, IncludeEnvelope: true, Uids: uids(1, 1)})

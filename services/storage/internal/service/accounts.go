@@ -178,7 +178,7 @@ func (s *Server) CreateAccount(ctx context.Context, req *storagev1.CreateAccount
 		for _, d := range defaultMailboxes {
 			mb := &storagev1.Mailbox{
 				Id: newID(), Name: d.name, SpecialUse: d.use, Subscribed: true,
-				UidValidity: rec.NextUidValidity, UidNext: 1, ExpungeLog: &storagev1.ExpungeLog{},
+				UidValidity: rec.NextUidValidity, UidNext: 1, HighestModseq: firstModseq, ExpungeLog: &storagev1.ExpungeLog{},
 			}
 			rec.NextUidValidity++
 			s.saveMailbox(tx, rec.Id, mb)

@@ -19,6 +19,13 @@ const Separator = "/"
 
 // normalizeMailboxName checks a mailbox name and spells INBOX canonically.
 // Names are UTF-8 (IMAP's modified UTF-7 is decoded by the access tier).
+
+// firstModseq is a new mailbox's HIGHESTMODSEQ, before any change: RFC
+// 7162's mod-sequence-value is positive (section 7), so even an empty
+// mailbox must answer a HIGHESTMODSEQ of at least 1, and its first change
+// must then come after it.
+const firstModseq = 1
+
 func normalizeMailboxName(name string) (string, error) {
 	if name == "" || len(name) > 512 || !utf8.ValidString(name) {
 		return "", errInvalid("invalid mailbox name")
@@ -135,7 +142,8 @@ func (s *Server) createMailbox(tx *etcdtx.Tx, account, name string, use storagev
 			}
 			continue
 		}
-		mb := &storagev1.Mailbox{Id: newID(), Name: n, Subscribed: subscribed, UidValidity: rec.NextUidValidity, UidNext: 1, ExpungeLog: &storagev1.ExpungeLog{}}
+		mb := &storagev1.Mailbox{Id: newID(), Name: n, Subscribed: subscribed, UidValidity: rec.NextUidValidity, UidNext: 1,
+			HighestModseq: firstModseq, ExpungeLog: &storagev1.ExpungeLog{}}
 		// A subscription kept for a name without a mailbox (subscriptions.go)
 		// becomes the new mailbox's.
 		if kept, err := s.takeSubscription(tx, account, n); err != nil {
