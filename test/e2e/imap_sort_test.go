@@ -127,6 +127,28 @@ func TestIMAPSort(t *testing.T) {
 		}
 	}
 
+	// RFC 7162 section 3.1.5: with a MODSEQ criterion, the highest modseq
+	// of the messages returned follows (in ESORT, as ESEARCH's MODSEQ).
+	var highest uint64
+	for _, l := range r.expect("FETCH 1:* (MODSEQ)", "OK") {
+		var ms uint64
+		i := strings.Index(l, "MODSEQ (")
+		if i < 0 {
+			t.Fatalf("FETCH MODSEQ: %q", l)
+		}
+		if _, err := fmt.Sscanf(l[i:], "MODSEQ (%d)", &ms); err != nil {
+			t.Fatalf("FETCH MODSEQ: %q", l)
+		}
+		highest = max(highest, ms)
+	}
+	if got, want := r.expectOne("SORT (DATE) UTF-8 MODSEQ 1", "OK"), fmt.Sprintf("* SORT 5 2 3 4 1 (MODSEQ %d)", highest); got != want {
+		t.Errorf("SORT with MODSEQ: %q, want %q", got, want)
+	}
+	got := r.expectOne("SORT RETURN (COUNT) (DATE) UTF-8 MODSEQ 1", "OK")
+	if want := fmt.Sprintf("* ESEARCH (TAG \"t%d\") COUNT 5 MODSEQ %d", r.n, highest); got != want {
+		t.Errorf("ESORT with MODSEQ: %q, want %q", got, want)
+	}
+
 	// Section 5 syntax: errors are BAD; a charset that is not supported is
 	// NO [BADCHARSET] (section 3).
 	for _, cmd := range []string{

@@ -57,8 +57,10 @@ type ThreadNode struct {
 
 // Sorter is implemented by sessions that back SORT and THREAD.
 type Sorter interface {
-	// Sort returns the matching messages' numbers (kind) in sort order.
-	Sort(kind NumKind, keys []SortCriterion, criteria *imap.SearchCriteria) ([]uint32, error)
+	// Sort returns the matching messages' numbers (kind) in sort order,
+	// and with a MODSEQ criterion the highest modseq among them (RFC 7162
+	// section 3.1.5; else 0).
+	Sort(kind NumKind, keys []SortCriterion, criteria *imap.SearchCriteria) ([]uint32, uint64, error)
 	// Thread returns the matching messages' threads, in order.
 	Thread(kind NumKind, alg imap.ThreadAlgorithm, criteria *imap.SearchCriteria) ([]*ThreadNode, error)
 }
@@ -204,14 +206,17 @@ func (c *Conn) sortCmd(tag string, kind NumKind) error {
 	if err != nil {
 		return err
 	}
-	nums, err := s.Sort(kind, args.Keys, args.Criteria)
+	if UsesModSeq(args.Criteria) {
+		c.condstore = true // RFC 7162 3.1: a CONDSTORE enabling command
+	}
+	nums, modSeq, err := s.Sort(kind, args.Keys, args.Criteria)
 	if err != nil {
 		return err
 	}
 	if args.Return != nil {
-		c.enc.ESort(tag, kind == NumKindUID, nums, args.Return)
+		c.enc.ESort(tag, kind == NumKindUID, nums, modSeq, args.Return)
 	} else {
-		c.enc.Sort(nums)
+		c.enc.Sort(nums, modSeq)
 	}
 	return c.ok(tag, "SORT")
 }
@@ -237,11 +242,16 @@ func (c *Conn) threadCmd(tag string, kind NumKind) error {
 	return c.ok(tag, "THREAD")
 }
 
-// Sort writes "* SORT" *(SP nz-number) CRLF.
-func (e *Encoder) Sort(nums []uint32) error {
+// Sort writes "* SORT" *(SP nz-number) [SP "(MODSEQ" SP n ")"] CRLF
+// (RFC 7162 section 3.1.5: the MODSEQ when the criteria had one and
+// something matched).
+func (e *Encoder) Sort(nums []uint32, modSeq uint64) error {
 	e.Atom("* SORT")
 	for _, n := range nums {
 		e.SP().Number(n)
+	}
+	if modSeq != 0 && len(nums) > 0 {
+		e.Atom(" (MODSEQ ").Number64(modSeq).Special(')')
 	}
 	e.CRLF()
 	return e.err
@@ -250,7 +260,7 @@ func (e *Encoder) Sort(nums []uint32) error {
 // ESort writes ESORT's ESEARCH response (RFC 5267 section 3): MIN and MAX
 // are the first and last messages in sort order, ALL lists them in sort
 // order (a range only where the numbers ascend one by one).
-func (e *Encoder) ESort(tag string, uid bool, nums []uint32, ret *imap.SearchOptions) error {
+func (e *Encoder) ESort(tag string, uid bool, nums []uint32, modSeq uint64, ret *imap.SearchOptions) error {
 	e.Atom("* ESEARCH")
 	if tag != "" {
 		e.Atom(" (TAG ").String(tag).Special(')')
@@ -285,6 +295,9 @@ func (e *Encoder) ESort(tag string, uid bool, nums []uint32, ret *imap.SearchOpt
 			}
 			i = j + 1
 		}
+	}
+	if modSeq != 0 && len(nums) > 0 {
+		e.Atom(" MODSEQ ").Number64(modSeq)
 	}
 	e.CRLF()
 	return e.err

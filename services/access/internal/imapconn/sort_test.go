@@ -64,18 +64,25 @@ func encoded(f func(e *Encoder)) string {
 // section 4: a single child continues its parent's list, several are
 // nested lists; a dummy has no number).
 func TestSortThreadResponses(t *testing.T) {
-	if got := encoded(func(e *Encoder) { e.Sort([]uint32{5, 3, 4}) }); got != "* SORT 5 3 4\r\n" {
+	if got := encoded(func(e *Encoder) { e.Sort([]uint32{5, 3, 4}, 0) }); got != "* SORT 5 3 4\r\n" {
 		t.Errorf("SORT: %q", got)
 	}
-	if got := encoded(func(e *Encoder) { e.Sort(nil) }); got != "* SORT\r\n" {
+	if got := encoded(func(e *Encoder) { e.Sort(nil, 9) }); got != "* SORT\r\n" {
 		t.Errorf("empty SORT: %q", got)
 	}
 	ret := &imap.SearchOptions{ReturnMin: true, ReturnMax: true, ReturnCount: true, ReturnAll: true}
-	if got := encoded(func(e *Encoder) { e.ESort("A1", true, []uint32{9, 2, 3, 4, 1, 7, 8}, ret) }); got != "* ESEARCH (TAG \"A1\") UID MIN 9 MAX 8 COUNT 7 ALL 9,2:4,1,7:8\r\n" {
+	if got := encoded(func(e *Encoder) { e.ESort("A1", true, []uint32{9, 2, 3, 4, 1, 7, 8}, 0, ret) }); got != "* ESEARCH (TAG \"A1\") UID MIN 9 MAX 8 COUNT 7 ALL 9,2:4,1,7:8\r\n" {
 		t.Errorf("ESORT: %q", got)
 	}
-	if got := encoded(func(e *Encoder) { e.ESort("A2", false, nil, ret) }); got != "* ESEARCH (TAG \"A2\") COUNT 0\r\n" {
+	if got := encoded(func(e *Encoder) { e.ESort("A2", false, nil, 7, ret) }); got != "* ESEARCH (TAG \"A2\") COUNT 0\r\n" {
 		t.Errorf("empty ESORT: %q", got)
+	}
+	// RFC 7162 section 3.1.5: the highest modseq of the messages returned.
+	if got := encoded(func(e *Encoder) { e.Sort([]uint32{2, 3}, 917162500) }); got != "* SORT 2 3 (MODSEQ 917162500)\r\n" {
+		t.Errorf("SORT with MODSEQ: %q", got)
+	}
+	if got := encoded(func(e *Encoder) { e.ESort("A3", false, []uint32{3, 2}, 12, &imap.SearchOptions{ReturnCount: true}) }); got != "* ESEARCH (TAG \"A3\") COUNT 2 MODSEQ 12\r\n" {
+		t.Errorf("ESORT with MODSEQ: %q", got)
 	}
 	// RFC 5256 section 4's example: (2)(3 6 (4 23)(44 7 96))
 	n := func(num uint32, ch ...*ThreadNode) *ThreadNode { return &ThreadNode{Num: num, Children: ch} }

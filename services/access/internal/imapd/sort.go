@@ -20,17 +20,18 @@ import (
 // maxKeyLen bounds a string sort key kept per message.
 const maxKeyLen = 256
 
-// matching returns the messages that match criteria, in mailbox order.
-func (s *session) matching(criteria *imap.SearchCriteria) ([]target, error) {
+// matching returns the messages that match criteria, in mailbox order,
+// and SEARCH's MODSEQ (RFC 7162 section 3.1.5) for them.
+func (s *session) matching(criteria *imap.SearchCriteria) ([]target, uint64, error) {
 	data, err := s.Search(imapconn.NumKindUID, criteria, &imap.SearchOptions{ReturnAll: true})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	uids, _ := data.All.(imap.UIDSet)
 	if len(uids) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
-	return s.selected.resolve(uids), nil
+	return s.selected.resolve(uids), data.ModSeq, nil
 }
 
 // eachEnvelope calls fn for every target still in the mailbox with its
@@ -76,10 +77,10 @@ type sortRec struct {
 }
 
 // Sort implements imapconn.Sorter (RFC 5256 section 3, RFC 5957).
-func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, criteria *imap.SearchCriteria) ([]uint32, error) {
-	targets, err := s.matching(criteria)
+func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, criteria *imap.SearchCriteria) ([]uint32, uint64, error) {
+	targets, modSeq, err := s.matching(criteria)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	strKeys := 0
 	for _, k := range keys {
@@ -102,7 +103,7 @@ func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, cri
 		recs = append(recs, r)
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	slices.SortFunc(recs, func(a, b sortRec) int { return compareRecs(keys, &a, &b) })
 	out := make([]uint32, len(recs))
@@ -112,7 +113,7 @@ func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, cri
 			out[i] = r.uid
 		}
 	}
-	return out, nil
+	return out, modSeq, nil
 }
 
 // compareRecs orders two messages by keys, then by mailbox order (RFC

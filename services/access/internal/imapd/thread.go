@@ -23,7 +23,7 @@ type threadMsg struct {
 
 // Thread implements imapconn.Sorter (RFC 5256 section 3).
 func (s *session) Thread(kind imapconn.NumKind, alg imap.ThreadAlgorithm, criteria *imap.SearchCriteria) ([]*imapconn.ThreadNode, error) {
-	targets, err := s.matching(criteria)
+	targets, _, err := s.matching(criteria)
 	if err != nil {
 		return nil, err
 	}
