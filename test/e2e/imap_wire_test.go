@@ -3,12 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/test/cluster"
@@ -213,5 +216,55 @@ func TestIMAPQuota(t *testing.T) {
 	r.expect(`SETQUOTA "" (BOGUS 512)`, "BAD")
 	if caps := r.expect("CAPABILITY", "OK"); !contains(caps, "QUOTA=RES-STORAGE") || !contains(caps, "QUOTA=RES-MESSAGE") {
 		t.Fatalf("CAPABILITY: %q", caps)
+	}
+}
+
+// RFC 3516 section 4.2: BINARY[] of a whole message is its header as
+// stored and its body with the message's own transfer encoding undone;
+// BINARY.SIZE[] is that length, and a partial BINARY[]<o.n> answers with
+// its origin. A multipart message has no encoding of its own to undo.
+func TestIMAPBinaryWholeMessage(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("bin@example.test", "bin-secret")
+	payload := []byte("binary\x00payload\r\nwith a NUL and \xff\xfe")
+	header := "From: a@example.test\r\nSubject: b64\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+	single := header + base64.StdEncoding.EncodeToString(payload) + "\r\n"
+	multi := "Subject: mp\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b--\r\n"
+	cl := dialIMAP(t, c.Access[0].IMAPS, nil)
+	login(t, cl, "bin@example.test", "bin-secret")
+	appendMsg(t, cl, "INBOX", []byte(single), nil)
+	appendMsg(t, cl, "INBOX", []byte(multi), nil)
+	if _, err := cl.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := cl.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{
+		BinarySection:     []*imap.FetchItemBinarySection{{Peek: true}},
+		BinarySectionSize: []*imap.FetchItemBinarySectionSize{{}},
+	}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wants := [][]byte{append([]byte(header), payload...), []byte(multi)}
+	for i, m := range msgs {
+		want := wants[i]
+		if len(m.BinarySection) != 1 || !bytes.Equal(m.BinarySection[0].Bytes, want) {
+			t.Errorf("message %d: BINARY[] = %+v, want %q", i+1, m.BinarySection, want)
+		}
+		if len(m.BinarySectionSize) != 1 || m.BinarySectionSize[0].Size != uint32(len(want)) {
+			t.Errorf("message %d: BINARY.SIZE[] = %+v, want %d", i+1, m.BinarySectionSize, len(want))
+		}
+	}
+	// The partial form, over the wire (go-imap's client does not read the
+	// origin RFC 9051 7.5.2 gives BINARY[]<<number>>): octets 3 to 12 of
+	// the decoded message.
+	r := rawDial(t, c.Access[0].IMAPS, true)
+	r.expect("LOGIN bin@example.test bin-secret", "OK")
+	r.expect("EXAMINE INBOX", "OK")
+	fmt.Fprintf(r.conn, "p1 FETCH 1 (BINARY.PEEK[]<3.10>)\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "* 1 FETCH (") || !strings.HasSuffix(l, "BINARY[]<3> ~{10}") && !strings.HasSuffix(l, "BINARY[]<3> {10}") {
+		t.Fatalf("BINARY[]<3.10>: %q", l)
+	}
+	if l := r.line(); !strings.HasPrefix(l, string(wants[0][3:13])+")") {
+		t.Fatalf("BINARY[]<3.10> data: %q, want %q", l, wants[0][3:13])
 	}
 }

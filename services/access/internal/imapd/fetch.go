@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
@@ -175,16 +173,11 @@ func hasFlag(flags []string, f string) bool {
 }
 
 // needsStructure reports whether a FETCH needs the messages' MIME trees:
-// for BODYSTRUCTURE, or to find the bytes of a part.
+// for BODYSTRUCTURE, to find the bytes of a part, or for BINARY (its
+// transfer encoding, a whole message's included).
 func needsStructure(options *imap.FetchOptions) bool {
-	need := options.BodyStructure != nil
+	need := options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	for _, bs := range options.BodySection {
-		need = need || len(bs.Part) > 0
-	}
-	for _, bs := range options.BinarySection {
-		need = need || len(bs.Part) > 0
-	}
-	for _, bs := range options.BinarySectionSize {
 		need = need || len(bs.Part) > 0
 	}
 	return need
@@ -367,18 +360,17 @@ func (s *session) writeItems(rw *imapconn.FetchResponseWriter, t target, m *stor
 	for i, bs := range options.BinarySection {
 		data := src.binaries[i]
 		if len(bs.Part) == 0 {
-			data = imapserver.ExtractBinarySection(bytes.NewReader(full), bs)
-		} else {
-			off, n := partialRange(bs.Partial, uint64(len(data)))
-			data = data[off : off+n]
+			data = binaryWhole(full, m)
 		}
+		off, n := partialRange(bs.Partial, uint64(len(data)))
+		data = data[off : off+n]
 		if err := writeAll(rw.WriteBinarySection(bs, int64(len(data))), data); err != nil {
 			return err
 		}
 	}
 	for i, bs := range options.BinarySectionSize {
 		if len(bs.Part) == 0 {
-			rw.WriteBinarySectionSize(bs, imapserver.ExtractBinarySectionSize(bytes.NewReader(full), bs))
+			rw.WriteBinarySectionSize(bs, uint32(len(binaryWhole(full, m))))
 			continue
 		}
 		rw.WriteBinarySectionSize(bs, uint32(len(src.binaries[len(options.BinarySection)+i])))

@@ -105,6 +105,21 @@ func binaryPart(root *storagev1.BodyPart, part []int) (start, end uint64, encodi
 	return p.BodyOffset, p.BodyOffset + p.Size, p.Encoding, true
 }
 
+// binaryWhole is BINARY[] of a whole message (RFC 3516 section 4.2): the
+// header as stored, then the body with the message's own transfer
+// encoding undone (a multipart body has none to undo; its parts are
+// BINARY[1], BINARY[2], ...).
+func binaryWhole(full []byte, m *storagev1.Message) []byte {
+	hs := min(m.HeaderSize, uint64(len(full)))
+	encoding := ""
+	if m.Structure != nil {
+		encoding = m.Structure.Encoding
+	}
+	body := decodeTransfer(encoding, full[hs:])
+	out := make([]byte, 0, int(hs)+len(body))
+	return append(append(out, full[:hs]...), body...)
+}
+
 // decodeTransfer undoes a content transfer encoding (RFC 3516 BINARY: the
 // octets, no charset conversion). Damaged encodings decode as far as they can.
 func decodeTransfer(encoding string, body []byte) []byte {
