@@ -2,6 +2,7 @@ package stress
 
 import (
 	"bufio"
+	"compress/flate"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -29,6 +30,8 @@ type session struct {
 	conn net.Conn
 	r    *bufio.Reader
 	w    *bufio.Writer
+	zw   *flate.Writer // COMPRESS=DEFLATE is on (RFC 4978)
+	zbuf *bufio.Writer // under zw
 	tagN int
 
 	caps      map[string]bool
@@ -115,6 +118,7 @@ func (s *session) dial() error {
 	s.w = bufio.NewWriter(conn)
 	s.v = nil
 	s.qresync, s.condstore = false, false
+	s.zw = nil
 	conn.SetReadDeadline(time.Now().Add(s.run.cfg.CommandTimeout))
 	l, err := readResponse(s.r)
 	if err != nil {
@@ -124,6 +128,48 @@ func (s *session) dial() error {
 	if !strings.HasPrefix(string(l), "* OK") {
 		return fmt.Errorf("greeting %q", l)
 	}
+	return nil
+}
+
+// flush sends what is buffered; under COMPRESS the deflater is flushed
+// too (RFC 4978 section 4: after every command).
+func (s *session) flush() error {
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	if s.zw != nil {
+		if err := s.zw.Flush(); err != nil {
+			return err
+		}
+		// One write per command: compress/flate writes a flush in pieces,
+		// and a server may act on (and close after) LOGOUT before the last.
+		return s.zbuf.Flush()
+	}
+	return nil
+}
+
+// compress turns COMPRESS=DEFLATE on (RFC 4978): both directions deflated
+// from the byte after the tagged OK.
+func (s *session) compress() error {
+	rep, _, err := s.exec("COMPRESS", "DEFLATE", nil)
+	if err != nil {
+		return err
+	}
+	if rep.status != "OK" {
+		s.fail(KindInconsistent, "COMPRESS DEFLATE: %s", rep)
+		return nil
+	}
+	if s.r.Buffered() > 0 {
+		s.fail(KindInconsistent, "data after COMPRESS's OK before the client's first compressed command")
+	}
+	s.zbuf = bufio.NewWriter(s.conn)
+	zw, err := flate.NewWriter(s.zbuf, flate.BestSpeed)
+	if err != nil {
+		return err
+	}
+	s.zw = zw
+	s.r = bufio.NewReaderSize(flate.NewReader(s.conn), 16<<10)
+	s.w = bufio.NewWriter(zw)
 	return nil
 }
 
@@ -159,7 +205,7 @@ func (s *session) exec(name, args string, literal []byte) (reply, *command, erro
 		s.w.Write(literal)
 		s.w.WriteString("\r\n")
 	}
-	if err := s.w.Flush(); err != nil {
+	if err := s.flush(); err != nil {
 		return reply{}, cmd, s.ioError(err)
 	}
 	var resync error // the view is lost; the command still runs to its end
