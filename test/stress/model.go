@@ -37,9 +37,10 @@ type view struct {
 	// lost: a VANISHED named a UID the view could not place; nothing is
 	// checked until the client selects again.
 	lost bool
-	// unanswered counts the FETCHes and NOOPs since the view last had no
-	// message with an unknown UID.
-	unanswered int
+	// unanswered counts the FETCHes and NOOPs since the view last placed
+	// a message (learned counts those placed; learnedBefore is learned
+	// when the count started).
+	unanswered, learned, learnedBefore int
 }
 
 func newView(mailbox string, readOnly bool) *view {
@@ -154,6 +155,7 @@ func (v *view) learn(n int, uid uint32) error {
 	}
 	v.uids[i] = uid
 	v.maxUID = max(v.maxUID, uid)
+	v.learned++
 	return nil
 }
 

@@ -167,6 +167,10 @@ func (s *session) step(rng *rand.Rand) error {
 		// expunged before the client learned it is left out of the FETCH;
 		// the next NOOP must then announce its EXPUNGE (RFC 9051 7.5.1
 		// allows none during the FETCH).
+		if s.v.learned != s.v.learnedBefore {
+			// The last FETCH placed messages; new arrivals keep coming.
+			s.v.unanswered, s.v.learnedBefore = 0, s.v.learned
+		}
 		s.v.unanswered++
 		switch {
 		case s.v.unanswered > 4:

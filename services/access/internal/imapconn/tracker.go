@@ -92,8 +92,6 @@ func (t *MailboxTracker) NewSession() *SessionTracker {
 		mailbox: t,
 		n:       t.n,
 		total:   t.n,
-		notify:  make(chan struct{}, 1),
-		closed:  make(chan struct{}),
 	}
 	t.sessions[s] = struct{}{}
 	return s
@@ -198,8 +196,6 @@ type flagUpdate struct {
 // DecodeSeqNum, NumMessages and Close are safe from any goroutine.
 type SessionTracker struct {
 	mailbox *MailboxTracker
-	notify  chan struct{} // one token: something was queued
-	closed  chan struct{}
 
 	mu           sync.Mutex
 	n            uint32 // messages in the client's view
@@ -219,10 +215,6 @@ type SessionTracker struct {
 func (s *SessionTracker) live() uint32 { return s.n - uint32(s.dead.len()) }
 
 func (s *SessionTracker) wake() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
 	s.mu.Lock()
 	fn := s.onWake
 	s.mu.Unlock()
@@ -305,7 +297,6 @@ func (s *SessionTracker) Close() {
 		s.isClosed = true
 		s.dead, s.deadModSeq = deadSet{}, 0
 		s.flags, s.mailboxFlags = nil, nil
-		close(s.closed)
 		wake = s.onWake
 	}
 	s.mu.Unlock()
@@ -424,21 +415,30 @@ func (s *SessionTracker) Idle(w UpdateSink, stop <-chan struct{}) error {
 	}
 	s.idling = true
 	s.mu.Unlock()
+	wake := make(chan struct{}, 1)
+	s.SetWake(func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
 	defer func() {
+		s.SetWake(nil)
 		s.mu.Lock()
 		s.idling = false
 		s.mu.Unlock()
 	}()
 	for {
+		if s.Closed() {
+			return ErrSessionClosed
+		}
 		if err := s.Poll(w, true); err != nil {
 			return err
 		}
 		select {
 		case <-stop:
 			return nil
-		case <-s.closed:
-			return ErrSessionClosed
-		case <-s.notify:
+		case <-wake:
 		}
 	}
 }
