@@ -650,7 +650,8 @@ func deliver(c storagev1.DeliveryServiceClient, to []*historyAccount, body []byt
 }
 
 // snapshotter takes storage snapshots of an account's mailboxes: the only
-// place MODSEQs show (the IMAP tier has no CONDSTORE).
+// place this history sees MODSEQs (its IMAP clients do not use CONDSTORE;
+// the stress tool, test/stress, checks MODSEQ over IMAP).
 func (r *historyRun) snapshotter(ctx context.Context, a *historyAccount) {
 	rng := rand.New(rand.NewPCG(r.seed, uint64(4000+a.idx)))
 	for ctx.Err() == nil {
