@@ -43,7 +43,15 @@ func TestIMAPIsolation(t *testing.T) {
 	}
 	m.expect("UID STORE 1 +FLAGS (\\Deleted)", "OK")
 	m.expect("UID EXPUNGE 1", "OK")
-	m.expect("UID COPY 1 INBOX", "NO")
+	// UID 1 is alice's: a UID COPY names nothing of mallory's, which copies
+	// nothing (RFC 9051 6.4.9: UIDs that do not exist are no error; no
+	// COPYUID), and mallory's INBOX stays empty.
+	if _, st := m.do("UID COPY 1 INBOX"); !strings.HasPrefix(st, "OK") || strings.Contains(st, "COPYUID") {
+		t.Fatalf("UID COPY of alice's UID: %q", st)
+	}
+	if got := m.expect("UID SEARCH ALL", "OK"); len(got) != 1 || strings.TrimSpace(got[0]) != "* SEARCH" {
+		t.Fatalf("mallory's INBOX after UID COPY: %q", got)
+	}
 	if got := m.expect("SEARCH TEXT secret", "OK"); contains(got, "SEARCH 1") {
 		t.Fatalf("mallory's search found alice's mail: %q", got)
 	}
