@@ -278,7 +278,7 @@ func (s *session) untagged(l []byte) error {
 	first, after, _ := strings.Cut(rest, " ")
 	if n, err := strconv.Atoi(first); err == nil {
 		kind, data, _ := strings.Cut(after, " ")
-		return s.numbered(n, strings.ToUpper(kind), data, l)
+		return s.numbered(n, strings.ToUpper(kind), data)
 	}
 	switch strings.ToUpper(first) {
 	case "OK", "NO":
@@ -367,7 +367,7 @@ func (s *session) untagged(l []byte) error {
 }
 
 // numbered handles "* n EXISTS|EXPUNGE|RECENT|FETCH".
-func (s *session) numbered(n int, kind, data string, raw []byte) error {
+func (s *session) numbered(n int, kind, data string) error {
 	if s.v != nil && s.v.lost {
 		return nil // numbers no longer placeable until the next SELECT
 	}

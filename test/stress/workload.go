@@ -133,10 +133,7 @@ func (s *session) fetchFlags(set string) error {
 			s.v.mustGo[u] = "left out of FETCH " + set
 		}
 	}
-	if s.v.unknown() > 0 {
-		// A message announced during the FETCH: learn it next time.
-		return nil
-	}
+	// A message announced during the FETCH is learned by the next step.
 	return nil
 }
 
