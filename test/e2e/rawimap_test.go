@@ -64,7 +64,13 @@ func (c *rawIMAP) line() string {
 func (c *rawIMAP) do(cmd string) (untagged []string, status string) {
 	c.t.Helper()
 	c.n++
-	tag := fmt.Sprintf("t%d", c.n)
+	return c.tagged(fmt.Sprintf("t%d", c.n), cmd)
+}
+
+// tagged is do with a tag of the caller's (RFC 5267 correlates search
+// updates by tag, so its tests choose them).
+func (c *rawIMAP) tagged(tag, cmd string) (untagged []string, status string) {
+	c.t.Helper()
 	fmt.Fprintf(c.conn, "%s %s\r\n", tag, cmd)
 	for {
 		l := c.line()
@@ -78,9 +84,16 @@ func (c *rawIMAP) do(cmd string) (untagged []string, status string) {
 // expect runs cmd and checks the tagged status starts with want.
 func (c *rawIMAP) expect(cmd, want string) []string {
 	c.t.Helper()
-	untagged, status := c.do(cmd)
+	c.n++
+	return c.expectTagged(fmt.Sprintf("t%d", c.n), cmd, want)
+}
+
+// expectTagged is expect with a tag of the caller's.
+func (c *rawIMAP) expectTagged(tag, cmd, want string) []string {
+	c.t.Helper()
+	untagged, status := c.tagged(tag, cmd)
 	if !strings.HasPrefix(status, want) {
-		c.t.Fatalf("%s -> %q (untagged %q), want %q…", cmd, status, untagged, want)
+		c.t.Fatalf("%s %s -> %q (untagged %q), want %q…", tag, cmd, status, untagged, want)
 	}
 	return untagged
 }

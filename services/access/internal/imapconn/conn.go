@@ -704,6 +704,11 @@ func (c *Conn) run(tag, name string, uid bool) error {
 		return c.expungeCompleted(tag, name)
 	case "SEARCH":
 		return c.search(tag, kind)
+	case "CANCELUPDATE":
+		if uid {
+			return syntaxErr("unknown command UID CANCELUPDATE")
+		}
+		return c.cancelUpdate(tag)
 	case "SORT":
 		return c.sortCmd(tag, kind)
 	case "THREAD":
@@ -724,7 +729,8 @@ func known(name string) bool {
 	switch name {
 	case "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
 		"NAMESPACE", "STATUS", "APPEND", "IDLE", "UNAUTHENTICATE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH",
-		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA", "SORT", "THREAD", "COMPRESS":
+		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA", "SORT", "THREAD", "COMPRESS",
+		"CANCELUPDATE":
 		return true
 	}
 	return false
@@ -805,6 +811,9 @@ func (c *Conn) capabilities() []imap.Cap {
 	caps = append(caps, condStoreCaps...)
 	if _, ok := c.session.(Sorter); ok {
 		caps = append(caps, sortCaps...)
+	}
+	if _, ok := c.session.(SearchContexts); ok {
+		caps = append(caps, capContextSearch)
 	}
 	caps = append(caps, capCompressDeflate)
 	caps = append(caps, c.extensionCaps()...)
@@ -1287,15 +1296,36 @@ func (c *Conn) search(tag string, kind NumKind) error {
 	if UsesModSeq(args.Criteria) {
 		c.condstore = true // RFC 7162 3.1.8: a CONDSTORE enabling command
 	}
-	data, err := c.session.Search(kind, args.Criteria, args.Options)
+	sc, _ := c.session.(SearchContexts)
+	update := args.Context.Update && sc != nil
+	if update && sc.Tracking(tag) {
+		// RFC 5267 4.3: UPDATE with a tag already in use by a search
+		// that used UPDATE "SHALL result in the server rejecting the
+		// searching command with a BAD response".
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "Tag reuse: a search context has this tag"}
+	}
+	var data *imap.SearchData
+	tracked := false
+	if update {
+		data, tracked, err = sc.SearchUpdating(tag, kind, args.Criteria, args.Options)
+	} else {
+		data, err = c.session.Search(kind, args.Criteria, args.Options)
+	}
 	if err != nil {
 		return err
 	}
+	if update && !tracked {
+		// RFC 5267 4.3.1: the search is answered; only the updates are
+		// refused.
+		c.enc.StatusResponse("*", imap.StatusResponseTypeNo, "NOUPDATE", func() { c.enc.SP().String(tag) },
+			"Search results of these criteria are not kept up to date")
+	}
 	o := args.Options
-	saveOnly := o.ReturnSave && !o.ReturnMin && !o.ReturnMax && !o.ReturnCount && !o.ReturnAll
+	saveOnly := o.ReturnSave && !o.ReturnMin && !o.ReturnMax && !o.ReturnCount && !o.ReturnAll &&
+		!args.Context.Update && args.Context.Partial == nil
 	if args.Extended || c.rev2() {
 		if !saveOnly { // RFC 5182 section 2.4: RETURN (SAVE) alone answers no ESEARCH
-			c.enc.ESearchWithOptions(tag, kind == NumKindUID, data, args.Options)
+			c.enc.ESearchPartial(tag, kind == NumKindUID, data, args.Options, args.Context.Partial)
 		}
 	} else {
 		var nums []uint32

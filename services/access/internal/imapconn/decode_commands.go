@@ -367,7 +367,9 @@ type SearchArgs struct {
 	Options  *imap.SearchOptions
 	// Extended: the client asked with RETURN (an ESEARCH answer).
 	Extended bool
-	Charset  string
+	// Context: RFC 5267's return options (UPDATE, CONTEXT, PARTIAL).
+	Context SearchContextOptions
+	Charset string
 }
 
 // ParseSearch reads [SP "RETURN" SP "(" ... ")"] [SP "CHARSET" SP astring]
@@ -382,14 +384,12 @@ func (d *Decoder) ParseSearch(uid bool) (*SearchArgs, error) {
 		if err := d.SP(); err != nil {
 			return nil, err
 		}
-		o := a.Options
-		err := d.atomOptions("SEARCH return option", map[string]*bool{
-			"MIN": &o.ReturnMin, "MAX": &o.ReturnMax, "ALL": &o.ReturnAll, "COUNT": &o.ReturnCount, "SAVE": &o.ReturnSave})
-		if err != nil {
+		o, ctx := a.Options, &a.Context
+		if err := d.searchReturnOptions(o, ctx); err != nil {
 			return nil, err
 		}
-		if !a.Options.ReturnMin && !a.Options.ReturnMax && !a.Options.ReturnCount && !a.Options.ReturnSave {
-			a.Options.ReturnAll = true // RFC 4731 section 3.1: "RETURN ()" is ALL
+		if !o.ReturnMin && !o.ReturnMax && !o.ReturnCount && !o.ReturnSave && !ctx.Update && !ctx.Context && ctx.Partial == nil {
+			o.ReturnAll = true // RFC 4731 section 3.1: "RETURN ()" is ALL
 		}
 		if err := d.SP(); err != nil {
 			return nil, err

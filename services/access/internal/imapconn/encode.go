@@ -630,6 +630,13 @@ func (e *Encoder) ESearch(tag string, uid bool, data *imap.SearchData) error {
 // (RFC 4731 section 3.1), COUNT is always written when asked for. ret nil
 // behaves as ESearch.
 func (e *Encoder) ESearchWithOptions(tag string, uid bool, data *imap.SearchData, ret *imap.SearchOptions) error {
+	return e.ESearchPartial(tag, uid, data, ret, nil)
+}
+
+// ESearchPartial is ESearchWithOptions with RFC 5267's PARTIAL return data
+// when partial is not nil: "PARTIAL (first:last set)", with NIL for the
+// set when no result is at those positions (section 4.4).
+func (e *Encoder) ESearchPartial(tag string, uid bool, data *imap.SearchData, ret *imap.SearchOptions, partial *PartialRange) error {
 	e.Atom("* ESEARCH")
 	if tag != "" {
 		e.Atom(" (TAG ").String(tag).Special(')')
@@ -653,6 +660,15 @@ func (e *Encoder) ESearchWithOptions(tag string, uid bool, data *imap.SearchData
 		}
 		if wantAll && !numSetEmpty(data.All) {
 			e.Atom(" ALL ").NumSet(data.All)
+		}
+		if partial != nil {
+			e.Atom(" PARTIAL (").Number(partial.First).Special(':').Number(partial.Last).SP()
+			if set, ok := partialOf(data.All, *partial); ok {
+				e.NumSet(set)
+			} else {
+				e.NIL()
+			}
+			e.Special(')')
 		}
 		if data.ModSeq != 0 {
 			e.Atom(" MODSEQ ").Number64(data.ModSeq)

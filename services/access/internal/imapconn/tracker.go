@@ -61,6 +61,23 @@ type UpdateSink interface {
 	WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64) error
 }
 
+// ExpungeNoticer is implemented by sinks that must hear of expunges before
+// the EXPUNGE (or VANISHED) responses are written: RFC 5267 section 4.3.4
+// wants a search context's REMOVEFROM "prior to the expunge notification
+// itself, in order that those sequence numbers remain valid".
+type ExpungeNoticer interface {
+	// BeforeExpunge is called with the messages about to be reported
+	// expunged, numbered as the client still knows them, in order.
+	BeforeExpunge(gone []Expunged) error
+}
+
+// Expunged is a message about to be reported expunged: its sequence number
+// in the client's view and its UID (0 if the feeder did not say).
+type Expunged struct {
+	Seq uint32
+	UID imap.UID
+}
+
 // ErrSessionClosed is returned by Idle when the session tracker is closed
 // while (or before) idling.
 var ErrSessionClosed = errors.New("imapconn: mailbox session tracker closed")
@@ -346,8 +363,14 @@ func (s *SessionTracker) Poll(w UpdateSink, allowExpunge bool) error {
 		}
 	}
 	var expunges, vanished []uint32
+	var gone []Expunged
 	vs, _ := w.(vanishedSink)
+	es, _ := w.(ExpungeNoticer)
 	if allowExpunge && s.dead.len() > 0 {
+		if es != nil {
+			gone = make([]Expunged, 0, s.dead.len())
+			s.dead.each(func(pos, uid uint32) { gone = append(gone, Expunged{Seq: pos, UID: imap.UID(uid)}) })
+		}
 		if vs != nil && vs.Vanished() {
 			vanished = s.dead.uids()
 		} else {
@@ -376,6 +399,11 @@ func (s *SessionTracker) Poll(w UpdateSink, allowExpunge bool) error {
 	}
 	for _, f := range fetches {
 		if err := w.WriteMessageFlags(f.pos, f.uid, f.flags, f.modSeq); err != nil {
+			return err
+		}
+	}
+	if len(gone) > 0 {
+		if err := es.BeforeExpunge(gone); err != nil {
 			return err
 		}
 	}
@@ -575,6 +603,20 @@ func (d *deadSet) slotOf(m uint32) uint32 {
 		}
 	}
 	return m + uint32(before)
+}
+
+// each calls fn with every position and its UID (0 if unknown), in
+// position order.
+func (d *deadSet) each(fn func(pos, uid uint32)) {
+	var walk func(*deadNode)
+	walk = func(n *deadNode) {
+		for n != nil {
+			walk(n.left)
+			fn(n.pos, n.uid)
+			n = n.right
+		}
+	}
+	walk(d.root)
 }
 
 // uids returns the known UIDs of the positions, in position order (which

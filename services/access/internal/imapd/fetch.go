@@ -141,7 +141,7 @@ func (s *session) markSeen(targets []target) error {
 	defer cancel()
 	v := s.selected
 	var resp *storagev1.StoreFlagsResponse
-	err := v.state.ownFlagChange(v.tracker, func() ([]*storagev1.Message, error) {
+	err := v.changeFlags(func() ([]*storagev1.Message, error) {
 		var err error
 		resp, err = s.srv.store.Messages.StoreFlags(ctx, &storagev1.StoreFlagsRequest{AccountId: s.account.Id,
 			MailboxId: v.state.id, Uids: storeclient.UIDSetOf(unseen), Op: storagev1.StoreFlagsRequest_OP_ADD, Flags: []string{string(imap.FlagSeen)}})

@@ -86,6 +86,11 @@ func (s *instrumented) Expunge(w *imapconn.ExpungeWriter, uids *imap.UIDSet) (er
 	return s.session.Expunge(w, uids)
 }
 
+func (s *instrumented) SearchUpdating(tag string, k imapconn.NumKind, c *imap.SearchCriteria, o *imap.SearchOptions) (d *imap.SearchData, tracked bool, err error) {
+	defer func(t time.Time) { s.observe("SEARCH", t, err) }(time.Now())
+	return s.session.SearchUpdating(tag, k, c, o)
+}
+
 func (s *instrumented) Search(k imapconn.NumKind, c *imap.SearchCriteria, o *imap.SearchOptions) (d *imap.SearchData, err error) {
 	defer func(t time.Time) { s.observe("SEARCH", t, err) }(time.Now())
 	return s.session.Search(k, c, o)

@@ -149,7 +149,7 @@ func (s *session) Store(w *imapconn.FetchWriter, numSet imap.NumSet, flags *imap
 		return nil
 	}
 	var resp *storagev1.StoreFlagsResponse
-	err := v.state.ownFlagChange(v.tracker, func() ([]*storagev1.Message, error) {
+	err := v.changeFlags(func() ([]*storagev1.Message, error) {
 		var err error
 		resp, err = s.srv.store.Messages.StoreFlags(ctx, req)
 		return resp.GetMessages(), err

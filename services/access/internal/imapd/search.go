@@ -50,12 +50,18 @@ type candidate struct {
 // RFC 5182 SEARCHRES. Messages are matched a window at a time; only the
 // matches are kept.
 func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	data, _, err := s.search(kind, criteria, options)
+	return data, err
+}
+
+// search is Search that also returns the matches' UIDs.
+func (s *session) search(kind imapconn.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, imap.UIDSet, error) {
 	v := s.selected
 	all := v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
 	s.claimArrivals()
 	s.recentCriteria(criteria) // before the UID sets are made static
 	if err := s.extCriteria(criteria); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Static versions of "$" and "*" in the criteria.
 	s.staticCriteria(criteria)
@@ -72,39 +78,14 @@ func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 		if needs.meta {
 			var err error
 			if meta, err = s.metadata(uidsOf(targets), false, false); err != nil {
-				return nil, mapError(err)
+				return nil, nil, mapError(err)
 			}
 		}
 		for _, t := range targets {
-			c := &candidate{target: t, meta: meta[t.uid]}
-			if needs.meta && c.meta == nil {
-				continue // expunged meanwhile
+			match, err := s.matchTarget(t, meta[t.uid], needs, criteria)
+			if err != nil {
+				return nil, nil, err
 			}
-			var share int64 // of the pod's search memory, while c is in memory
-			if needs.header || needs.body {
-				length := c.meta.HeaderSize
-				if needs.body {
-					length = 0
-					// The raw message, a decoded part and its lower-case copy.
-					var err error
-					if share, err = s.acquireSearchMemory(3 * int64(c.meta.Size)); err != nil {
-						return nil, err
-					}
-				}
-				raw, err := s.readBody(t.uid, 0, length)
-				if gone(err) {
-					s.srv.searchMemory.release(share)
-					continue
-				}
-				if err != nil {
-					s.srv.searchMemory.release(share)
-					return nil, mapError(err)
-				}
-				c.raw = raw
-			}
-			match := matches(c, criteria)
-			c.raw, c.parsed = nil, nil
-			s.srv.searchMemory.release(share)
 			if !match {
 				continue
 			}
@@ -132,7 +113,39 @@ func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 	if options != nil && options.ReturnSave {
 		v.searchRes = uids
 	}
-	return data, nil
+	return data, uids, nil
+}
+
+// matchTarget reports whether message t matches criteria. meta is its
+// metadata when needs.meta (nil: it was expunged meanwhile, which does not
+// match); the header or whole message is read when the criteria need it.
+func (s *session) matchTarget(t target, meta *storagev1.Message, needs searchNeeds, criteria *imap.SearchCriteria) (bool, error) {
+	c := &candidate{target: t, meta: meta}
+	if needs.meta && c.meta == nil {
+		return false, nil // expunged meanwhile
+	}
+	if needs.header || needs.body {
+		length := c.meta.HeaderSize
+		var share int64 // of the pod's search memory, while c is in memory
+		if needs.body {
+			length = 0
+			// The raw message, a decoded part and its lower-case copy.
+			var err error
+			if share, err = s.acquireSearchMemory(3 * int64(c.meta.Size)); err != nil {
+				return false, err
+			}
+		}
+		defer s.srv.searchMemory.release(share)
+		raw, err := s.readBody(t.uid, 0, length)
+		if gone(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, mapError(err)
+		}
+		c.raw = raw
+	}
+	return matches(c, criteria), nil
 }
 
 // acquireSearchMemory waits for n bytes of the pod's search memory, as long

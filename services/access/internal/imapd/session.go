@@ -46,6 +46,10 @@ type view struct {
 	readOnly  bool
 	searchRes imap.UIDSet
 	recent    *recentView // IMAP4rev1 \Recent (recent.go)
+	// contexts: the searches kept up to date (searchcontext.go), and the
+	// messages this session changed the flags of since the last poll.
+	contexts   []*searchContext
+	ownChanged []uint32
 }
 
 // ctx bounds one command's storage calls.
@@ -200,10 +204,28 @@ func (s *session) Poll(w *imapconn.UpdateWriter, allowExpunge bool) error {
 		s.catchUp()
 	}
 	claimed := s.claimArrivals()
-	if err := s.selected.tracker.Poll(w, allowExpunge); err != nil {
+	if err := s.pollTracker(w, allowExpunge); err != nil {
 		return err
 	}
 	return s.reportArrivals(w, claimed)
+}
+
+// pollTracker writes the selected mailbox's pending updates, with the
+// search contexts' updates among them when there are any.
+func (s *session) pollTracker(w *imapconn.UpdateWriter, allowExpunge bool) error {
+	v := s.selected
+	if len(v.contexts) == 0 {
+		v.ownChanged = nil
+		return v.tracker.Poll(w, allowExpunge)
+	}
+	cw := newContextSink(w, s, v)
+	if err := cw.checkOwnChanges(); err != nil {
+		return err
+	}
+	if err := v.tracker.Poll(cw, allowExpunge); err != nil {
+		return err
+	}
+	return cw.flush()
 }
 
 // catchUp waits until this pod's view of the selected mailbox includes every
@@ -237,7 +259,7 @@ func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func
 		if t.Closed() {
 			return imapconn.ErrSessionClosed
 		}
-		return t.Poll(w, true)
+		return s.pollTracker(w, true)
 	}
 	stop = func() error {
 		t.SetWake(nil)
