@@ -67,10 +67,7 @@ const windowSize = 500
 func (s *session) Fetch(w *imapconn.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	s.claimArrivals() // messages announced during IDLE
 	v := s.selected
-	targets := v.resolve(numSet)
-	if options.ChangedSince > 0 {
-		targets = changedSince(targets, options.ChangedSince)
-	}
+	walk := v.walk(numSet)
 	markSeen := false
 	for _, bs := range options.BodySection {
 		markSeen = markSeen || !bs.Peek
@@ -79,14 +76,18 @@ func (s *session) Fetch(w *imapconn.FetchWriter, numSet imap.NumSet, options *im
 	s.fetchExt = w.Ext()
 	needMeta := options.Envelope || options.InternalDate || options.RFC822Size || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 || options.BodyStructure != nil || s.fetchExt.Any()
-	for len(targets) > 0 {
-		n := min(len(targets), windowSize)
-		if err := s.fetchWindow(w, targets[:n], options, needMeta, markSeen); err != nil {
+	for {
+		targets := walk.next(windowSize)
+		if len(targets) == 0 {
+			return nil
+		}
+		if options.ChangedSince > 0 {
+			targets = changedSince(targets, options.ChangedSince)
+		}
+		if err := s.fetchWindow(w, targets, options, needMeta, markSeen); err != nil {
 			return err
 		}
-		targets = targets[n:]
 	}
-	return nil
 }
 
 // fetchWindow answers FETCH for a window of targets.

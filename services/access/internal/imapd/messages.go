@@ -24,15 +24,41 @@ type target struct {
 }
 
 // resolve turns a sequence or UID set (with "*" and SEARCHRES "$") into the
-// messages it names, in mailbox order, as the client sees them.
+// messages it names, in mailbox order, as the client sees them. It holds
+// every target at once: commands over sets of any size (FETCH, SEARCH) walk
+// them a window at a time instead.
 func (v *view) resolve(numSet imap.NumSet) []target {
+	var out []target
+	for w := v.walk(numSet); ; {
+		window := w.next(windowSize)
+		if len(window) == 0 {
+			return out
+		}
+		out = append(out, window...)
+	}
+}
+
+// targetWalk goes through the messages of a set in mailbox (UID) order, a
+// window at a time, so that a command over a large mailbox holds one
+// window's targets, not the mailbox's. Its cursor is a UID: messages
+// expunged meanwhile drop out, and arrivals after the walk began (not in the
+// client's view) never come in.
+type targetWalk struct {
+	v     *view
+	seqs  imap.SeqSet // static: one of seqs and uids is set
+	uids  imap.UIDSet
+	after uint32 // the last UID returned
+}
+
+// walk starts a targetWalk over numSet, with "*" and "$" resolved now.
+func (v *view) walk(numSet imap.NumSet) *targetWalk {
 	if imap.IsSearchRes(numSet) {
 		numSet = v.searchRes
 	}
+	w := &targetWalk{v: v}
 	m := v.state
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []target
 	switch set := numSet.(type) {
 	case imap.SeqSet:
 		// "*" is the client's highest sequence number.
@@ -40,24 +66,38 @@ func (v *view) resolve(numSet imap.NumSet) []target {
 		for i := len(m.entries); i > 0 && maxSeq == 0; i-- {
 			maxSeq = v.tracker.EncodeSeqNum(uint32(i))
 		}
-		set = staticSeqSet(set, maxSeq)
-		for i, e := range m.entries {
-			seq := v.tracker.EncodeSeqNum(uint32(i + 1))
-			if seq != 0 && set.Contains(seq) {
-				out = append(out, target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq})
-			}
-		}
+		w.seqs = staticSeqSet(set, maxSeq)
 	case imap.UIDSet:
 		maxUID := uint32(0)
 		if n := len(m.entries); n > 0 {
 			maxUID = m.entries[n-1].uid
 		}
-		set = staticUIDSet(set, maxUID)
-		for i, e := range m.entries {
-			if set.Contains(imap.UID(e.uid)) {
-				out = append(out, target{seq: v.tracker.EncodeSeqNum(uint32(i + 1)), uid: e.uid, flags: e.flags, modseq: e.modseq})
-			}
+		w.uids = staticUIDSet(set, maxUID)
+	}
+	return w
+}
+
+// next returns up to limit more targets (none: the walk is over).
+func (w *targetWalk) next(limit int) []target {
+	v, m := w.v, w.v.state
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []target
+	for i := sort.Search(len(m.entries), func(i int) bool { return m.entries[i].uid > w.after }); i < len(m.entries) && len(out) < limit; i++ {
+		e := m.entries[i]
+		// seq 0: not in the client's view yet (nor is any after it). A
+		// UID set still names it, as it names the UID an APPENDUID gave.
+		seq := v.tracker.EncodeSeqNum(uint32(i + 1))
+		if w.seqs != nil && seq == 0 {
+			break
 		}
+		if w.seqs != nil && !w.seqs.Contains(seq) || w.uids != nil && !w.uids.Contains(imap.UID(e.uid)) {
+			continue
+		}
+		out = append(out, target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq})
+	}
+	if len(out) > 0 {
+		w.after = out[len(out)-1].uid
 	}
 	return out
 }

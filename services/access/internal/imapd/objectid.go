@@ -95,14 +95,16 @@ func (s *session) extCriteria(c *imap.SearchCriteria) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	all := s.selected.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
-	for len(all) > 0 {
-		n := min(len(all), windowSize)
-		meta, err := s.metadata(uidsOf(all[:n]), false, false)
+	all := s.selected.walk(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
+	for {
+		window := all.next(windowSize)
+		if len(window) == 0 {
+			break
+		}
+		meta, err := s.metadata(uidsOf(window), false, false)
 		if err != nil {
 			return mapError(err)
 		}
-		all = all[n:]
 		for k, set := range keys {
 			for uid, m := range meta {
 				if matchesExt(k, m) {

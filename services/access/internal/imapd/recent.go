@@ -121,12 +121,17 @@ func (s *session) claimArrivals() bool {
 func (s *session) visibleRecent() uint32 {
 	v := s.selected
 	var n uint32
-	for _, t := range v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}) {
-		if v.recent.has(t.uid) {
-			n++
+	for walk := v.walk(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}); ; {
+		window := walk.next(windowSize)
+		if len(window) == 0 {
+			return n
+		}
+		for _, t := range window {
+			if v.recent.has(t.uid) {
+				n++
+			}
 		}
 	}
-	return n
 }
 
 // reportArrivals claims new arrivals and, when it got some, says how many

@@ -57,7 +57,7 @@ func (s *session) Search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 // search is Search that also returns the matches' UIDs.
 func (s *session) search(kind imapconn.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, imap.UIDSet, error) {
 	v := s.selected
-	all := v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
+	all := v.walk(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
 	s.claimArrivals()
 	s.recentCriteria(criteria) // before the UID sets are made static
 	if err := s.extCriteria(criteria); err != nil {
@@ -71,9 +71,11 @@ func (s *session) search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	for len(all) > 0 {
-		targets := all[:min(len(all), windowSize)]
-		all = all[len(targets):]
+	for {
+		targets := all.next(windowSize)
+		if len(targets) == 0 {
+			break
+		}
 		var meta map[uint32]*storagev1.Message
 		if needs.meta {
 			var err error
