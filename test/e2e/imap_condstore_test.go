@@ -436,6 +436,16 @@ func TestIMAPQResyncVanishedInsteadOfExpunge(t *testing.T) {
 	if l := q.line(); l != fmt.Sprintf("t%d OK IDLE completed", q.n) {
 		t.Fatalf("after DONE: %q", l)
 	}
+	// MOVE expunges from the source as EXPUNGE does (RFC 6851 section
+	// 3.3): VANISHED, and the tagged OK carries HIGHESTMODSEQ (3.2.7).
+	u, status = q.do("UID MOVE 1 Trash")
+	if !slices.Equal(linesWith(u, "* VANISHED"), []string{"* VANISHED 1"}) || contains(u, "EXPUNGE") {
+		t.Fatalf("MOVE with QRESYNC on: %q, want * VANISHED 1", u)
+	}
+	st = q.expect("STATUS INBOX (HIGHESTMODSEQ)", "OK")
+	if want := fmt.Sprintf("OK [HIGHESTMODSEQ %d] ", number(t, st, reHighestModSeq)); !strings.HasPrefix(status, want) {
+		t.Fatalf("MOVE answered %q, want %q…", status, want)
+	}
 }
 
 // RFC 7162 3.2.5.1: when the client's modseq is older than what the

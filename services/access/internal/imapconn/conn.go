@@ -1423,10 +1423,10 @@ func (c *Conn) copyOrMove(tag, name string, kind NumKind) error {
 		if err := c.session.Move(&MoveWriter{c: c}, set, dest); err != nil {
 			return err
 		}
-		if err := c.poll(true); err != nil {
-			return err
-		}
-		return c.ok(tag, name)
+		// MOVE expunges from the source as EXPUNGE does (RFC 6851 section
+		// 3.3), and ends as EXPUNGE does: with [HIGHESTMODSEQ] once
+		// CONDSTORE is on (RFC 7162 3.2.7).
+		return c.expungeCompleted(tag, name)
 	}
 	data, err := c.session.Copy(set, dest)
 	if err != nil {
