@@ -208,6 +208,12 @@ func bmbRun(b *testing.B, n int, storageArgs []string) {
 // bmbFill delivers messages 0..n-1 of the mailcorpus through storage gRPC
 // with 32 concurrent senders and returns the octets delivered.
 func bmbFill(b *testing.B, c *cluster.Cluster, rcpt string, n int) int64 {
+	return bmbFillWith(b, c, rcpt, n, nil)
+}
+
+// bmbFillWith is bmbFill with each corpus message passed through edit
+// first (nil: as generated).
+func bmbFillWith(b *testing.B, c *cluster.Cluster, rcpt string, n int, edit func(i int, msg []byte) []byte) int64 {
 	b.Helper()
 	gen := mailcorpus.NewWithOptions(mailcorpus.Options{Seed: 1, MaxSize: 64 << 10})
 	var next, done, octets atomic.Int64
@@ -225,6 +231,9 @@ func bmbFill(b *testing.B, c *cluster.Cluster, rcpt string, n int) int64 {
 					return
 				}
 				msg := gen.Message(i)
+				if edit != nil {
+					msg = edit(i, msg)
+				}
 				if err := deliverOne(c, rcpt, msg); err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("message %d: %w", i, err) })
 					failed.Store(true)

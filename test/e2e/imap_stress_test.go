@@ -129,3 +129,29 @@ func BenchmarkIMAPStress(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIMAPStressBigMailbox runs the stress tool's 10 devices of one
+// user on two access pods against an INBOX of 100 000 corpus messages
+// (MAILFLEET_BENCH_MESSAGES to change; many recipients, MIME, attachments,
+// broken headers), 3 minutes by default (MAILFLEET_STRESS_DURATION). The
+// messages carry the tool's checksum headers, so every body, envelope and
+// structure fetched from the large mailbox is checked as the small runs'
+// are; every SELECT fetches the flags of all of them. It fails on any
+// failure the tool records.
+func BenchmarkIMAPStressBigMailbox(b *testing.B) {
+	n := benchMessages(b, 100000)
+	d := stressDuration(b, 3*time.Minute)
+	seed := stressSeed(b)
+	c := cluster.Start(b, binDir, minioServer, cluster.Options{Access: 2})
+	users := stressUsers(c, fmt.Sprintf("big-%d-", b.N), 1)
+	start := time.Now()
+	bmbFillWith(b, c, users[0].Name, n, func(i int, msg []byte) []byte { return stress.Tagged(fmt.Sprintf("fill-%d", i), msg) })
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s-fill")
+	b.ResetTimer()
+	res := runStress(b, c, users, 10, d, seed)
+	if res.Failed() {
+		b.Errorf("%d inconsistencies, %d hung sessions, %d server faults (see above)",
+			res.Counts[stress.KindInconsistent], res.Counts[stress.KindHung], res.Counts[stress.KindServerBug])
+	}
+	b.ReportMetric(float64(res.Total)/res.Elapsed.Seconds(), "cmds/s")
+}

@@ -766,12 +766,20 @@ func (s *session) opLogout(*rand.Rand) error {
 // unique id and the SHA-256 of the rest, so every FETCH of the body can be
 // checked.
 func (r *runner) message(rng *rand.Rand, client int) ([]byte, string) {
-	base := r.corpus[rng.IntN(len(r.corpus))]
 	id := fmt.Sprintf("c%d-%d", client, r.nextID.Add(1))
+	return Tagged(id, r.corpus[rng.IntN(len(r.corpus))]), id
+}
+
+// Tagged returns base, with CRLF line ends, and the two stress headers in
+// front: id, which must be unique, and the SHA-256 of the rest. A mailbox
+// filled with tagged messages before a run (a large one, say) is checked
+// like the messages the clients append.
+func Tagged(id string, base []byte) []byte {
+	base = toCRLF(base)
 	sum := sha256.Sum256(base)
 	msg := make([]byte, 0, len(base)+128)
 	msg = fmt.Appendf(msg, "X-Stress-Id: %s\r\nX-Stress-Sum: %s\r\n", id, hex.EncodeToString(sum[:]))
-	return append(msg, base...), id
+	return append(msg, base...)
 }
 
 // checkBody checks a fetched message against its own stress headers.

@@ -26,6 +26,7 @@ func FuzzParseCommand(f *testing.F) {
 		"a SELECT INBOX (CONDSTORE)\r\na STATUS x (MESSAGES UIDNEXT)\r\n", "\"\x00{99999999999}\r\n",
 		"a UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 UNSEEN 1:*\r\n",
 		"a THREAD REFERENCES US-ASCII OR FROM {1+}\r\nx SINCE 1-Feb-2024\r\n",
+		"B01 UID SEARCH RETURN (UPDATE CONTEXT COUNT PARTIAL 1:500) UNSEEN\r\nB02 CANCELUPDATE \"B01\" \"x\"\r\n",
 	} {
 		f.Add(seed)
 	}
@@ -89,6 +90,8 @@ func parseOne(d *Decoder) error {
 		_, err = d.ParseStore(uid)
 	case "SEARCH":
 		_, err = d.ParseSearch(uid)
+	case "CANCELUPDATE":
+		_, err = d.ParseCancelUpdate()
 	case "SORT":
 		_, err = d.ParseSort(uid)
 	case "THREAD":
