@@ -47,7 +47,13 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	defer state.mu.Unlock()
 	v := &view{state: state, tracker: state.tracker.NewSession(), name: resp.Mailbox.Name, readOnly: options != nil && options.ReadOnly}
 	v.recent = recent
+	if n := len(state.entries); n > 0 {
+		v.newFetched = state.entries[n-1].uid
+	}
 	s.selected = v
+	if s.notify != nil {
+		s.notify.setSelected(state.id)
+	}
 	firstUnseen := uint32(0)
 	for i, e := range state.entries {
 		if !hasFlag(e.flags, string(imap.FlagSeen)) {
@@ -74,6 +80,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 }
 
 func (s *session) unselect() {
+	if s.notify != nil {
+		s.notify.setSelected("")
+	}
 	if s.selected != nil {
 		s.selected.tracker.Close()
 		s.selected.state.release()

@@ -28,6 +28,9 @@ type session struct {
 	acct        *accountHub
 	appendLimit uint32
 
+	// notify: RFC 5465 NOTIFY in force (notify.go), or nil.
+	notify *notifyState
+
 	// Selected state.
 	selected *view
 	// fetchExt: the extension items of the FETCH in progress (objectid.go).
@@ -46,6 +49,9 @@ type view struct {
 	readOnly  bool
 	searchRes imap.UIDSet
 	recent    *recentView // IMAP4rev1 \Recent (recent.go)
+	// newFetched: the highest UID that NOTIFY's MessageNew fetch-att list
+	// has described, or that was there before (notify.go).
+	newFetched uint32
 }
 
 // ctx bounds one command's storage calls.
@@ -69,6 +75,7 @@ func (s *session) Close() error {
 }
 
 func (s *session) logout() {
+	s.stopNotify()
 	if s.acct != nil {
 		s.srv.releaseAccountSession(s.account.Id)
 		s.acct.release()
@@ -200,7 +207,7 @@ func (s *session) Poll(w *imapconn.UpdateWriter, allowExpunge bool) error {
 		s.catchUp()
 	}
 	claimed := s.claimArrivals()
-	if err := s.selected.tracker.Poll(w, allowExpunge); err != nil {
+	if err := s.selected.tracker.Poll(s.selectedWriter(w), allowExpunge); err != nil {
 		return err
 	}
 	return s.reportArrivals(w, claimed)
@@ -228,21 +235,47 @@ func (s *session) catchUp() {
 const catchUpWait = 2 * time.Second
 
 func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func() error, err error) {
-	if s.selected == nil {
-		nothing := func() error { return nil }
-		return nothing, nothing, nil
+	// Under NOTIFY, IDLE reports what NOTIFY asks for (RFC 5465 section
+	// 4): the other mailboxes' notifications, and nothing of the selected
+	// mailbox for (SELECTED NONE).
+	var t *imapconn.SessionTracker
+	if g := s.selectedGroup(); s.selected != nil && (g == nil || g.Events != 0) {
+		t = s.selected.tracker
 	}
-	t := s.selected.tracker
+	closed := func() bool { return s.selected != nil && s.selected.tracker.Closed() }
 	update = func() error {
-		if t.Closed() {
+		if closed() {
 			return imapconn.ErrSessionClosed
 		}
-		return t.Poll(w, true)
+		if t != nil {
+			if err := t.Poll(s.selectedWriter(w), true); err != nil {
+				return err
+			}
+			if err := s.fetchNew(w); err != nil {
+				return err
+			}
+		}
+		return s.writeNotifications(w)
+	}
+	ns := s.notify
+	// woken: the tracker that wakes IDLE; without updates of the selected
+	// mailbox, only its closing does (a deleted mailbox still ends IDLE).
+	var woken *imapconn.SessionTracker
+	if s.selected != nil {
+		woken = s.selected.tracker
 	}
 	stop = func() error {
-		t.SetWake(nil)
-		if t.Closed() {
+		if woken != nil {
+			woken.SetWake(nil)
+		}
+		if ns != nil {
+			ns.setWake(nil)
+		}
+		if closed() {
 			return imapconn.ErrSessionClosed
+		}
+		if t == nil {
+			return nil
 		}
 		// What arrived while idling is this session's to claim now.
 		return s.reportArrivals(w, s.claimArrivals())
@@ -250,7 +283,12 @@ func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func
 	if err := update(); err != nil {
 		return nil, nil, err
 	}
-	t.SetWake(wake)
+	if woken != nil {
+		woken.SetWake(wake)
+	}
+	if ns != nil {
+		ns.setWake(wake)
+	}
 	return update, stop, nil
 }
 
