@@ -142,7 +142,7 @@ func TestIMAPNotifySyntax(t *testing.T) {
 		"NOTIFY SET",
 		"NOTIFY SET STATUS",
 		"NOTIFY GET",
-		"NOTIFY SET (STATUS) (PERSONAL NONE)",                    // status-indicator = SP "STATUS", no list
+		"NOTIFY SET (STATUS) (PERSONAL NONE)", // status-indicator = SP "STATUS", no list
 		"NOTIFY SET ((INBOX) (MessageNew MessageExpunge))",       // "mailboxes" is required
 		"NOTIFY SET (PERSONAL ())",                               // events = "(" event *(SP event) ")" / "NONE"
 		"NOTIFY SET (PERSONAL MessageNew)",                       // unparenthesised event (erratum 2318)
