@@ -110,11 +110,12 @@ func statusItems(l string) (string, map[string]uint64) {
 	return strings.Trim(m[1], `"`), items
 }
 
-// statusOf answers a STATUS command for mailbox.
+// statusOf answers a STATUS command for mailbox (a notification of
+// another mailbox may come with it).
 func statusOf(t *testing.T, r *rawIMAP, mailbox, items string) map[string]uint64 {
 	t.Helper()
 	for _, l := range r.expect(fmt.Sprintf("STATUS %s (%s)", mailbox, items), "OK") {
-		if name, it := statusItems(l); name != "" {
+		if name, it := statusItems(l); name == mailbox {
 			return it
 		}
 	}
@@ -426,6 +427,15 @@ func TestIMAPNotifyConcurrent(t *testing.T) {
 		ls = append(ls, r)
 	}
 
+	// Listener 0 stays in a command (an APPEND waiting for its literal)
+	// while the others write: its notifications pile up meanwhile, and what
+	// it is told afterwards must be the latest of each mailbox.
+	hold := ls[0]
+	hold.n++
+	holdTag := fmt.Sprintf("t%d ", hold.n)
+	hold.send(holdTag + "APPEND Junk {5}")
+	hold.waitLine("+ ")
+
 	// Writers: one per pod, each appending, flagging and expunging in
 	// every mailbox but INBOX; deliveries to INBOX beside them.
 	var wg sync.WaitGroup
@@ -478,8 +488,22 @@ func TestIMAPNotifyConcurrent(t *testing.T) {
 	if want["INBOX"]["MESSAGES"] != 8 || want["Archive"]["UIDNEXT"] < 2 {
 		t.Fatalf("the writers did not write: %v", want)
 	}
+	last := make([]map[string]map[string]uint64, len(ls))
+	for i := range ls {
+		last[i] = map[string]map[string]uint64{}
+	}
+	track := func(i int, l string) {
+		if name, items := statusItems(l); name != "" {
+			last[i][name] = items
+		}
+	}
+	hold.send("hello")
+	hold.waitFor("APPEND's OK", 15*time.Second, func(l string) bool {
+		track(0, l)
+		return strings.HasPrefix(l, holdTag+"OK")
+	})
 	for i, r := range ls {
-		last := map[string]map[string]uint64{}
+		last := last[i]
 		equal := func() bool {
 			for _, mb := range mailboxes {
 				for k, v := range want[mb] {
@@ -490,12 +514,12 @@ func TestIMAPNotifyConcurrent(t *testing.T) {
 			}
 			return true
 		}
-		r.waitFor(fmt.Sprintf("listener %d's STATUS to match %v", i, want), 20*time.Second, func(l string) bool {
-			if name, items := statusItems(l); name != "" {
-				last[name] = items
-			}
-			return equal()
-		})
+		if !equal() {
+			r.waitFor(fmt.Sprintf("listener %d's STATUS to match %v", i, want), 20*time.Second, func(l string) bool {
+				track(i, l)
+				return equal()
+			})
+		}
 		if i%2 == 1 {
 			r.done()
 		}
