@@ -1,0 +1,114 @@
+package imapd
+
+import (
+	"testing"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
+)
+
+const msgEvents = imapconn.NotifyMessageNew | imapconn.NotifyMessageExpunge
+
+func specOf(groups ...imapconn.NotifyGroup) *imapconn.NotifySpec {
+	return &imapconn.NotifySpec{Groups: groups}
+}
+
+// RFC 5465 section 6: which mailboxes each filter names; the first group
+// that names a mailbox decides.
+func TestNotifyFilters(t *testing.T) {
+	ns := newNotifyState(specOf(
+		imapconn.NotifyGroup{Filter: imapconn.NotifySelected, Events: msgEvents},
+		imapconn.NotifyGroup{Filter: imapconn.NotifyMailboxes, Mailboxes: []string{"Junk"}},
+		imapconn.NotifyGroup{Filter: imapconn.NotifySubtree, Mailboxes: []string{"Work"}, Events: imapconn.NotifyMailboxName},
+		imapconn.NotifyGroup{Filter: imapconn.NotifyInboxes, Events: msgEvents | imapconn.NotifyFlagChange},
+		imapconn.NotifyGroup{Filter: imapconn.NotifySubscribed, Events: imapconn.NotifySubscriptionChange},
+	))
+	for _, tc := range []struct {
+		name       string
+		subscribed bool
+		want       imapconn.NotifyEvent
+	}{
+		{"Junk", true, 0}, // (MAILBOXES Junk NONE) comes first
+		{"Work", false, imapconn.NotifyMailboxName},
+		{"Work/Plans", true, imapconn.NotifyMailboxName},
+		{"Workshop", false, 0}, // not under Work
+		{"INBOX", true, msgEvents | imapconn.NotifyFlagChange},
+		{"Sent", true, imapconn.NotifySubscriptionChange},
+		{"Sent", false, 0},
+	} {
+		if got := ns.eventsFor(tc.name, tc.subscribed); got != tc.want {
+			t.Errorf("%s (subscribed %v): %v, want %v", tc.name, tc.subscribed, got, tc.want)
+		}
+	}
+}
+
+// A mailbox's STATUS is pending once, with the latest record; none for the
+// selected mailbox (RFC 5465 sections 5.2, 5.3).
+func TestNotifyStatusCoalesces(t *testing.T) {
+	ns := newNotifyState(specOf(imapconn.NotifyGroup{Filter: imapconn.NotifyPersonal, Events: msgEvents}))
+	woken := 0
+	ns.setWake(func() { woken++ })
+	if woken != 0 {
+		t.Fatal("woken with nothing pending")
+	}
+	for i, m := range []uint32{1, 2, 3} {
+		rec := &storagev1.Mailbox{Id: "a", Name: "A", Messages: m}
+		if !ns.offer(&mailboxEvent{id: "a", events: imapconn.NotifyMessageNew, record: rec}) {
+			t.Fatalf("offer %d queued nothing", i)
+		}
+	}
+	ns.offer(&mailboxEvent{id: "b", events: imapconn.NotifyFlagChange, record: &storagev1.Mailbox{Id: "b", Name: "B"}}) // no FlagChange asked
+	ns.offer(&mailboxEvent{id: "c", events: imapconn.NotifyMessageExpunge, record: &storagev1.Mailbox{Id: "c", Name: "C"}})
+	ns.setSelected("c")
+	lists, order, statuses, overflow := ns.take()
+	if len(lists) != 0 || overflow || len(order) != 1 || order[0] != "a" || statuses["a"].Messages != 3 {
+		t.Fatalf("pending %v %v %v %v", lists, order, statuses, overflow)
+	}
+	if ns.offer(&mailboxEvent{id: "c", events: imapconn.NotifyMessageNew, record: &storagev1.Mailbox{Id: "c", Name: "C"}}) {
+		t.Fatal("queued a STATUS of the selected mailbox")
+	}
+	if _, order, _, _ := ns.take(); len(order) != 0 {
+		t.Fatalf("pending after take: %v", order)
+	}
+}
+
+// RFC 5465 sections 5.4 and 5.5: LIST for created, renamed (OLDNAME),
+// deleted (\NonExistent) and (un)subscribed mailboxes.
+func TestNotifyMailboxEvents(t *testing.T) {
+	ns := newNotifyState(specOf(imapconn.NotifyGroup{Filter: imapconn.NotifyPersonal, Events: imapconn.NotifyMailboxName | imapconn.NotifySubscriptionChange}))
+	ns.offer(&mailboxEvent{id: "x", created: true, record: &storagev1.Mailbox{Id: "x", Name: "New", Subscribed: true}})
+	ns.offer(&mailboxEvent{id: "x", oldName: "New", before: dirEntry{"New", true}, record: &storagev1.Mailbox{Id: "x", Name: "Newer", Subscribed: true}})
+	ns.offer(&mailboxEvent{id: "x", subChg: true, before: dirEntry{"Newer", true}, record: &storagev1.Mailbox{Id: "x", Name: "Newer"}})
+	ns.offer(&mailboxEvent{id: "x", deleted: true, before: dirEntry{"Newer", false}})
+	// Message events without MessageNew asked: nothing.
+	ns.offer(&mailboxEvent{id: "y", events: imapconn.NotifyMessageNew, record: &storagev1.Mailbox{Id: "y", Name: "Y"}})
+	lists, order, _, _ := ns.take()
+	if len(order) != 0 || len(lists) != 4 {
+		t.Fatalf("lists %v, statuses %v", lists, order)
+	}
+	if l := lists[0]; l.Mailbox != "New" || len(l.Attrs) != 0 || l.OldName != "" {
+		t.Errorf("created: %+v", l)
+	}
+	if l := lists[1]; l.Mailbox != "Newer" || l.OldName != "New" {
+		t.Errorf("renamed: %+v", l)
+	}
+	if l := lists[2]; l.Mailbox != "Newer" || len(l.Attrs) != 0 {
+		t.Errorf("unsubscribed: %+v", l)
+	}
+	if l := lists[3]; l.Mailbox != "Newer" || len(l.Attrs) != 1 || l.Attrs[0] != `\NonExistent` {
+		t.Errorf("deleted: %+v", l)
+	}
+}
+
+// Past notifyMaxPending the session overflows (RFC 5465 section 5.8):
+// nothing is kept, and the overflow is told once.
+func TestNotifyOverflow(t *testing.T) {
+	ns := newNotifyState(specOf(imapconn.NotifyGroup{Filter: imapconn.NotifyPersonal, Events: imapconn.NotifyMailboxName}))
+	for i := 0; i < notifyMaxPending+10; i++ {
+		ns.offer(&mailboxEvent{id: "x", created: true, record: &storagev1.Mailbox{Id: "x", Name: "N"}})
+	}
+	lists, _, _, overflow := ns.take()
+	if !overflow || len(lists) != 0 {
+		t.Fatalf("overflow %v with %d lists", overflow, len(lists))
+	}
+}
