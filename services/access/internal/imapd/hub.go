@@ -60,7 +60,7 @@ type accountHub struct {
 
 	// NOTIFY (notify.go): the sessions that asked for events of mailboxes
 	// they have not selected, and the mailboxes' names and subscriptions
-	// (nil until a session first asks; dirLoading is closed when a load
+	// (nil while no session has NOTIFY; dirLoading is closed when a load
 	// ends, dirBuffered holds the changes seen meanwhile).
 	notifyMu    sync.Mutex
 	notifiers   map[*notifyState]struct{}

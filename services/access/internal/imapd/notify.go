@@ -226,6 +226,9 @@ func (a *accountHub) removeNotifier(ns *notifyState) {
 	a.notifyMu.Lock()
 	defer a.notifyMu.Unlock()
 	delete(a.notifiers, ns)
+	if len(a.notifiers) == 0 && a.dirLoading == nil {
+		a.dir = nil // the next NOTIFY loads it afresh
+	}
 }
 
 // loadDir reads the account's mailboxes into the directory, then applies
@@ -397,24 +400,26 @@ func notifyStatusData(mb *storagev1.Mailbox) *imap.StatusData {
 
 // SetNotify implements imapconn.Notifier.
 func (s *session) SetNotify(w *imapconn.UpdateWriter, spec *imapconn.NotifySpec) error {
-	if old := s.notify; old != nil {
-		s.acct.removeNotifier(old)
-		s.notify = nil
-	}
 	if spec == nil {
+		s.stopNotify()
 		return nil
 	}
 	ns := newNotifyState(spec)
 	if v := s.selected; v != nil {
 		ns.selectedID = v.state.id
-		v.newFetched = v.maxAnnouncedUID()
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	// The new state first: on failure the old one stays in force, and the
+	// account's directory is not dropped and read again in between.
 	if err := s.acct.addNotifier(ctx, ns); err != nil {
 		return mapError(err)
 	}
+	s.stopNotify()
 	s.notify = ns
+	if v := s.selected; v != nil {
+		v.newFetched = v.maxAnnouncedUID()
+	}
 	if !spec.Status {
 		return nil
 	}
