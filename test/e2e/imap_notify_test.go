@@ -531,3 +531,23 @@ func TestIMAPNotifyConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// Under COMPRESS=DEFLATE (RFC 4978) the notifications between commands
+// arrive whole and flushed, and commands still run between them.
+func TestIMAPNotifyCompressed(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	const user = "nf4@example.test"
+	c.CreateAccount(user, "nf4-secret")
+	r := csLogin(t, c, 0, user, "nf4-secret")
+	r.compress()
+	r.expect("SELECT Archive", "OK")
+	r.expect("NOTIFY SET (INBOXES (MessageNew MessageExpunge))", "OK")
+	for i := 1; i <= 3; i++ {
+		notifyDeliver(c, user, fmt.Sprintf("z%d", i))
+		lines := r.waitLine("* STATUS INBOX ")
+		if _, it := statusItems(lines[len(lines)-1]); it["MESSAGES"] != uint64(i) {
+			t.Fatalf("delivery %d: %q", i, lines)
+		}
+		r.expect("NOOP", "OK")
+	}
+}
