@@ -233,7 +233,8 @@ func (a *accountHub) resyncAll(ctx context.Context) {
 		}
 	}
 	// NOTIFY's directory too: renames and subscription changes in the lost
-	// history go untold, but later ones are told right.
+	// history go untold, later ones are told right, and every mailbox's
+	// STATUS is told again.
 	a.notifyMu.Lock()
 	reload := a.dir != nil && a.dirLoading == nil
 	if reload {
@@ -242,10 +243,12 @@ func (a *accountHub) resyncAll(ctx context.Context) {
 	ch := a.dirLoading
 	a.notifyMu.Unlock()
 	if reload {
-		if err := a.loadDir(ctx); err != nil {
+		mailboxes, err := a.loadDir(ctx)
+		close(ch)
+		if err != nil {
 			a.hub.log.Warn("NOTIFY mailbox directory reload failed", "account", a.id, "err", err)
 		}
-		close(ch)
+		a.notifyResync(mailboxes)
 	}
 }
 

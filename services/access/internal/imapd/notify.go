@@ -214,7 +214,7 @@ func (a *accountHub) addNotifier(ctx context.Context, ns *notifyState) error {
 		ch := make(chan struct{})
 		a.dirLoading = ch
 		a.notifyMu.Unlock()
-		err := a.loadDir(ctx)
+		_, err := a.loadDir(ctx)
 		close(ch)
 		if err != nil {
 			return err
@@ -234,14 +234,14 @@ func (a *accountHub) removeNotifier(ns *notifyState) {
 // loadDir reads the account's mailboxes into the directory, then applies
 // the changes the watch brought meanwhile (silently: they happened before
 // any session could ask for them).
-func (a *accountHub) loadDir(ctx context.Context) error {
+func (a *accountHub) loadDir(ctx context.Context) ([]*storagev1.Mailbox, error) {
 	resp, err := a.hub.store.Mailboxes.ListMailboxes(a.storageCtx(ctx), &storagev1.ListMailboxesRequest{AccountId: a.id})
 	a.notifyMu.Lock()
 	defer a.notifyMu.Unlock()
 	buffered := a.dirBuffered
 	a.dirLoading, a.dirBuffered = nil, nil
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dir := make(map[string]dirEntry, len(resp.Mailboxes))
 	for _, mb := range resp.Mailboxes {
@@ -255,7 +255,26 @@ func (a *accountHub) loadDir(ctx context.Context) error {
 		}
 	}
 	a.dir = dir
-	return nil
+	return resp.Mailboxes, nil
+}
+
+// notifyResync tells the NOTIFY sessions the STATUS of every mailbox after
+// the watch lost history (compaction): what changed meanwhile is unknown,
+// the counters are known.
+func (a *accountHub) notifyResync(mailboxes []*storagev1.Mailbox) {
+	a.notifyMu.Lock()
+	defer a.notifyMu.Unlock()
+	for ns := range a.notifiers {
+		woke := false
+		for _, mb := range mailboxes {
+			ev := &mailboxEvent{id: mb.Id, events: imapconn.NotifyMessageNew | imapconn.NotifyMessageExpunge | imapconn.NotifyFlagChange,
+				record: mb, before: dirEntry{mb.Name, mb.Subscribed}}
+			woke = ns.offer(ev) || woke
+		}
+		if woke {
+			ns.callWake()
+		}
+	}
 }
 
 // mailboxEvent is one revision's summary of a mailbox for NOTIFY.

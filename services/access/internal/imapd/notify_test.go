@@ -112,3 +112,21 @@ func TestNotifyOverflow(t *testing.T) {
 		t.Fatalf("overflow %v with %d lists", overflow, len(lists))
 	}
 }
+
+// After the watch lost history, every NOTIFY session is told the STATUS of
+// every mailbox its filters ask STATUS for, the selected one aside.
+func TestNotifyResync(t *testing.T) {
+	ns := newNotifyState(specOf(imapconn.NotifyGroup{Filter: imapconn.NotifyInboxes, Events: msgEvents}))
+	other := newNotifyState(specOf(imapconn.NotifyGroup{Filter: imapconn.NotifyPersonal, Events: imapconn.NotifyMailboxName}))
+	woken := 0
+	ns.setWake(func() { woken++ })
+	a := &accountHub{notifiers: map[*notifyState]struct{}{ns: {}, other: {}}}
+	a.notifyResync([]*storagev1.Mailbox{{Id: "i", Name: "INBOX", Messages: 7}, {Id: "s", Name: "Sent"}})
+	_, order, statuses, _ := ns.take()
+	if woken != 1 || len(order) != 1 || statuses["i"].Messages != 7 {
+		t.Fatalf("woken %d, pending %v %v", woken, order, statuses)
+	}
+	if lists, order, _, _ := other.take(); len(lists)+len(order) != 0 {
+		t.Fatalf("told a session that asked for no STATUS: %v %v", lists, order)
+	}
+}
