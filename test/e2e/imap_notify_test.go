@@ -551,3 +551,28 @@ func TestIMAPNotifyCompressed(t *testing.T) {
 		r.expect("NOOP", "OK")
 	}
 }
+
+// RFC 5465 section 5: "The server SHOULD omit notifying the client if the
+// event is caused by this client." A's own CREATE, (UN)SUBSCRIBE, RENAME,
+// APPEND and DELETE are not told to it; B's CREATE, after them, is.
+func TestIMAPNotifyOwnChanges(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 2})
+	const user = "nf5@example.test"
+	c.CreateAccount(user, "nf5-secret")
+	a := csLogin(t, c, 0, user, "nf5-secret")
+	b := csLogin(t, c, 1, user, "nf5-secret")
+	a.expect("NOTIFY SET (PERSONAL (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))", "OK")
+	var told []string
+	for _, cmd := range []string{"CREATE Own", "UNSUBSCRIBE Own", "SUBSCRIBE Own", "RENAME Own Own2", "", "DELETE Own2"} {
+		if cmd == "" {
+			a.appendMsg("Own2", "own")
+			continue
+		}
+		told = append(told, a.expect(cmd, "OK")...)
+	}
+	b.expect("CREATE Marker", "OK")
+	told = append(told, a.waitFor("B's CREATE", 15*time.Second, func(l string) bool { return l == `* LIST () "/" "Marker"` })...)
+	if contains(told, "Own") {
+		t.Fatalf("own changes told: %q", told)
+	}
+}

@@ -39,9 +39,16 @@ type notifyState struct {
 	selectedID string                        // no STATUS for the selected mailbox (sections 5.2, 5.3)
 	statuses   map[string]*storagev1.Mailbox // by mailbox id, the latest record (nil: read it)
 	order      []string                      // statuses' ids, first queued first
-	lists      []*imap.ListData
+	lists      []pendingList
 	overflow   bool
 	wake       func()
+	own        []ownMark // changes the session made, not to be told (ownchanges.go)
+}
+
+// pendingList is a LIST notification and the change it tells.
+type pendingList struct {
+	kind ownKind
+	data *imap.ListData
 }
 
 func newNotifyState(spec *imapconn.NotifySpec) *notifyState {
@@ -101,6 +108,12 @@ func (ns *notifyState) queueStatus(id string, mb *storagev1.Mailbox) bool {
 	if ns.overflow || id == ns.selectedID {
 		return false
 	}
+	if ns.ownStatusLocked(id, mb) {
+		if _, ok := ns.statuses[id]; ok {
+			ns.statuses[id] = mb // another client's change waits: with the latest counters
+		}
+		return false
+	}
 	if _, ok := ns.statuses[id]; !ok {
 		if len(ns.order)+len(ns.lists) >= notifyMaxPending {
 			ns.overflowLocked()
@@ -112,17 +125,17 @@ func (ns *notifyState) queueStatus(id string, mb *storagev1.Mailbox) bool {
 	return true
 }
 
-func (ns *notifyState) queueList(data *imap.ListData) bool {
+func (ns *notifyState) queueList(kind ownKind, data *imap.ListData) bool {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.overflow {
+	if ns.overflow || ns.ownListLocked(kind, data) {
 		return false
 	}
 	if len(ns.order)+len(ns.lists) >= notifyMaxPending {
 		ns.overflowLocked()
 		return true
 	}
-	ns.lists = append(ns.lists, data)
+	ns.lists = append(ns.lists, pendingList{kind, data})
 	return true
 }
 
@@ -167,7 +180,10 @@ func (ns *notifyState) setSelected(id string) {
 func (ns *notifyState) take() (lists []*imap.ListData, order []string, statuses map[string]*storagev1.Mailbox, overflow bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	lists, order, statuses, overflow = ns.lists, ns.order, ns.statuses, ns.overflow
+	for _, l := range ns.lists {
+		lists = append(lists, l.data)
+	}
+	order, statuses, overflow = ns.order, ns.statuses, ns.overflow
 	ns.lists, ns.order = nil, nil
 	if len(order) > 0 {
 		ns.statuses = map[string]*storagev1.Mailbox{}
@@ -364,14 +380,14 @@ func (a *accountHub) notifyChanges(changes []*storagev1.Change) {
 // queued anything.
 func (ns *notifyState) offer(ev *mailboxEvent) bool {
 	queued := false
-	list := func(data *imap.ListData) {
-		queued = ns.queueList(data) || queued
+	list := func(kind ownKind, data *imap.ListData) {
+		queued = ns.queueList(kind, data) || queued
 	}
 	switch {
 	case ev.deleted:
 		// Section 5.4: a deleted mailbox is listed \NonExistent.
 		if !ev.created && ns.eventsFor(ev.before.name, ev.before.subscribed)&imapconn.NotifyMailboxName != 0 {
-			list(&imap.ListData{Mailbox: ev.before.name, Delim: delim, Attrs: []imap.MailboxAttr{imap.MailboxAttrNonExistent}})
+			list(ownDeleted, &imap.ListData{Mailbox: ev.before.name, Delim: delim, Attrs: []imap.MailboxAttr{imap.MailboxAttrNonExistent}})
 		}
 		return queued
 	case ev.record == nil && ev.before.name == "":
@@ -383,13 +399,13 @@ func (ns *notifyState) offer(ev *mailboxEvent) bool {
 	}
 	events := ns.eventsFor(name, subscribed)
 	if ev.created && events&imapconn.NotifyMailboxName != 0 {
-		list(&imap.ListData{Mailbox: name, Delim: delim})
+		list(ownCreated, &imap.ListData{Mailbox: name, Delim: delim})
 	}
 	if ev.oldName != "" {
 		// Section 5.4: the new name with OLDNAME; for a filter that named
 		// either name.
 		if (events|ns.eventsFor(ev.oldName, ev.before.subscribed))&imapconn.NotifyMailboxName != 0 {
-			list(&imap.ListData{Mailbox: name, Delim: delim, OldName: ev.oldName})
+			list(ownRenamed, &imap.ListData{Mailbox: name, Delim: delim, OldName: ev.oldName})
 		}
 	}
 	if ev.subChg {
@@ -397,11 +413,11 @@ func (ns *notifyState) offer(ev *mailboxEvent) bool {
 		// once not; for SUBSCRIBED, the mailbox was named either before
 		// or after.
 		if (events|ns.eventsFor(name, !subscribed))&imapconn.NotifySubscriptionChange != 0 {
-			data := &imap.ListData{Mailbox: name, Delim: delim}
+			data, kind := &imap.ListData{Mailbox: name, Delim: delim}, ownUnsubscribed
 			if subscribed {
-				data.Attrs = []imap.MailboxAttr{imap.MailboxAttrSubscribed}
+				data.Attrs, kind = []imap.MailboxAttr{imap.MailboxAttrSubscribed}, ownSubscribed
 			}
-			list(data)
+			list(kind, data)
 		}
 	}
 	if ev.events&events != 0 && wantsStatus(events) {

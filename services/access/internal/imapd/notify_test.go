@@ -130,3 +130,56 @@ func TestNotifyResync(t *testing.T) {
 		t.Fatalf("told a session that asked for no STATUS: %v %v", lists, order)
 	}
 }
+
+// RFC 5465 section 5: the session's own changes are not told to it,
+// whether the watch is quicker than the command or slower; a mark lapses.
+func TestNotifyOwnChanges(t *testing.T) {
+	ns := newNotifyState(specOf(imapconn.NotifyGroup{Filter: imapconn.NotifyPersonal,
+		Events: msgEvents | imapconn.NotifyMailboxName | imapconn.NotifySubscriptionChange}))
+	created := func(name string) *mailboxEvent {
+		return &mailboxEvent{id: name, created: true, record: &storagev1.Mailbox{Id: name, Name: name}}
+	}
+	appended := func(id string, modseq uint64) *mailboxEvent {
+		return &mailboxEvent{id: id, events: imapconn.NotifyMessageNew, record: &storagev1.Mailbox{Id: id, Name: id, HighestModseq: modseq}}
+	}
+	// The watch slower than the command.
+	ns.markOwn(ownMark{kind: ownCreated, name: "Mine"})
+	ns.markOwn(ownMark{kind: ownStatus, id: "s", modseq: 5})
+	ns.markOwn(ownMark{kind: ownRenamed, oldName: "Old", name: "New"})
+	if ns.offer(created("Mine")) || ns.offer(appended("s", 5)) {
+		t.Fatal("own change queued")
+	}
+	if ns.offer(&mailboxEvent{id: "o", oldName: "Old", before: dirEntry{"Old", true}, record: &storagev1.Mailbox{Id: "o", Name: "New"}}) ||
+		ns.offer(&mailboxEvent{id: "c", oldName: "Old/Child", before: dirEntry{"Old/Child", true}, record: &storagev1.Mailbox{Id: "c", Name: "New/Child"}}) {
+		t.Fatal("own rename queued")
+	}
+	// The watch quicker than the command.
+	ns.offer(created("Quick"))
+	ns.offer(appended("q", 9))
+	ns.markOwn(ownMark{kind: ownCreated, name: "Quick"})
+	ns.markOwn(ownMark{kind: ownStatus, id: "q", modseq: 9})
+	// Others' changes are told; a mark is used once.
+	if !ns.offer(created("Mine")) || !ns.offer(appended("s", 6)) {
+		t.Fatal("another client's change not queued")
+	}
+	// Another client's change waiting when the own one comes: the STATUS
+	// stays, with the latest counters.
+	ns.offer(appended("w", 7))
+	ns.markOwn(ownMark{kind: ownStatus, id: "w", modseq: 8})
+	ns.offer(appended("w", 8))
+	// A lapsed mark hides nothing.
+	ns.markOwn(ownMark{kind: ownSubscribed, name: "Sub"})
+	ns.mu.Lock()
+	ns.own[len(ns.own)-1].at = ns.own[len(ns.own)-1].at.Add(-2 * ownMarkTTL)
+	ns.mu.Unlock()
+	if !ns.offer(&mailboxEvent{id: "sub", subChg: true, before: dirEntry{"Sub", false}, record: &storagev1.Mailbox{Id: "sub", Name: "Sub", Subscribed: true}}) {
+		t.Fatal("a lapsed mark hid a change")
+	}
+	lists, order, statuses, _ := ns.take()
+	if len(lists) != 2 || lists[0].Mailbox != "Mine" || lists[1].Mailbox != "Sub" {
+		t.Fatalf("lists %+v", lists)
+	}
+	if len(order) != 2 || order[0] != "s" || order[1] != "w" || statuses["w"].HighestModseq != 8 {
+		t.Fatalf("statuses %v %v", order, statuses)
+	}
+}
