@@ -320,7 +320,7 @@ func (a *accountHub) notifyChanges(changes []*storagev1.Change) {
 		return
 	}
 	if a.dir == nil {
-		return // no session of the account ever asked
+		return // no session of the account has NOTIFY
 	}
 	byID := map[string]*mailboxEvent{}
 	var order []*mailboxEvent

@@ -258,8 +258,9 @@ func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func
 		return s.writeNotifications(w)
 	}
 	ns := s.notify
-	// woken: the tracker that wakes IDLE; without updates of the selected
-	// mailbox, only its closing does (a deleted mailbox still ends IDLE).
+	// woken: the selected mailbox's tracker wakes IDLE even under
+	// (SELECTED NONE), whose updates are not written: its closing (the
+	// mailbox deleted) still ends IDLE.
 	var woken *imapconn.SessionTracker
 	if s.selected != nil {
 		woken = s.selected.tracker
