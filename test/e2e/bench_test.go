@@ -6,9 +6,12 @@ package e2e
 //	go test -run '^$' -bench . -benchtime 1x ./test/e2e
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -223,6 +226,47 @@ func BenchmarkIMAPIdleConnectionMemory(b *testing.B) {
 	time.Sleep(2 * time.Second)
 	after := c.Access[0].RSSKiB()
 	b.ReportMetric(float64(after-before)/conns, "KiB-RSS-per-idle-conn")
+	b.ReportMetric(float64(after)/1024, "MiB-RSS-total")
+}
+
+// BenchmarkIMAPNotifyConnectionMemory is BenchmarkIMAPIdleConnectionMemory
+// for sessions that wait between commands under NOTIFY (RFC 5465) instead
+// of in IDLE, with the selected mailbox and every other one watched.
+func BenchmarkIMAPNotifyConnectionMemory(b *testing.B) {
+	c := cluster.Start(b, binDir, minioServer, cluster.Options{Access: 1, AccessArgs: benchArgs})
+	c.CreateAccount("many@example.test", "many-secret")
+	c.Deliver([]string{"many@example.test"}, message(1))
+	before := c.Access[0].RSSKiB()
+	const conns = 1000
+	for i := 0; i < conns; i++ {
+		conn, err := tls.Dial("tcp", c.Access[0].IMAPS, insecureTLS())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		for j, cmd := range []string{"", "a LOGIN many@example.test many-secret", "b SELECT INBOX",
+			"c NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange)) (PERSONAL (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"} {
+			if cmd != "" {
+				fmt.Fprintf(conn, "%s\r\n", cmd)
+			}
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					b.Fatal(err)
+				}
+				if j == 0 || strings.HasPrefix(l, cmd[:2]) {
+					if j > 0 && !strings.HasPrefix(l, cmd[:2]+"OK") {
+						b.Fatalf("%s: %s", cmd, l)
+					}
+					break
+				}
+			}
+		}
+	}
+	time.Sleep(2 * time.Second)
+	after := c.Access[0].RSSKiB()
+	b.ReportMetric(float64(after-before)/conns, "KiB-RSS-per-notify-conn")
 	b.ReportMetric(float64(after)/1024, "MiB-RSS-total")
 }
 

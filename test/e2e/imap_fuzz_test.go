@@ -25,6 +25,7 @@ func FuzzIMAPSession(f *testing.F) {
 		"a APPEND INBOX {3+}\r\nabc\r\nb IDLE\r\nDONE\r\n",
 		"a SELECT INBOX\r\nb FETCH 1 (BODY[1.2.3.MIME]<0.5> BINARY[1])\r\n",
 		"a SEARCH RETURN (SAVE) ALL\r\nb FETCH $ (UID)\r\n", "\x00\xff{99999999}\r\n", "a " + strings.Repeat("(", 200) + "\r\n",
+		"a SELECT INBOX\r\nb NOTIFY SET STATUS (SELECTED (MessageNew (UID ENVELOPE) MessageExpunge FlagChange)) (PERSONAL (MessageNew MessageExpunge MailboxName))\r\nc APPEND Sent {3+}\r\nabc\r\nd CREATE n\r\ne IDLE\r\nDONE\r\nf NOTIFY NONE\r\n",
 	} {
 		f.Add(seed)
 	}

@@ -162,6 +162,9 @@ type Conn struct {
 
 	// compressed: COMPRESS DEFLATE is on (RFC 4978).
 	compressed bool
+	// notifying: NOTIFY SET is in force (RFC 5465); the session may write
+	// between commands.
+	notifying bool
 
 	// in and out are what br and bw read from and write to; first holds
 	// the byte that woke a connection waiting without buffers.
@@ -397,9 +400,9 @@ func (c *Conn) readAndRun() error {
 	}
 	c.nc.SetReadDeadline(time.Now().Add(timeout))
 	// Every response is flushed: wait for the next command without buffers.
-	c.releaseWriter()
-	c.waitForInput()
-	c.acquireWriter()
+	if err := c.waitForCommand(); err != nil {
+		return err
+	}
 	c.dec.Begin()
 	// Skip empty lines some clients send.
 	for c.dec.AtEOL() {
@@ -643,6 +646,8 @@ func (c *Conn) run(tag, name string, uid bool) error {
 		return c.appendCmd(tag)
 	case "IDLE":
 		return c.idle(tag)
+	case "NOTIFY":
+		return c.notify(tag)
 	case "UNAUTHENTICATE":
 		return c.noArgs(tag, name, func() error {
 			if c.state == imap.ConnStateSelected {
@@ -652,6 +657,7 @@ func (c *Conn) run(tag, name string, uid bool) error {
 				return err
 			}
 			c.state = imap.ConnStateNotAuthenticated
+			c.notifying = false // the session dropped it
 			return nil
 		})
 	}
@@ -729,7 +735,7 @@ func known(name string) bool {
 	switch name {
 	case "ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB",
 		"NAMESPACE", "STATUS", "APPEND", "IDLE", "UNAUTHENTICATE", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH",
-		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA", "SORT", "THREAD", "COMPRESS",
+		"STORE", "COPY", "MOVE", "CHECK", "GETQUOTAROOT", "GETQUOTA", "SETQUOTA", "SORT", "THREAD", "COMPRESS", "NOTIFY",
 		"CANCELUPDATE":
 		return true
 	}
@@ -1203,55 +1209,21 @@ func (c *Conn) idle(tag string) error {
 	if err := c.flush(); err != nil {
 		return err
 	}
-	// While the client idles, this goroutine waits for its DONE and holds
-	// no buffer; updates are written by a short-lived goroutine that the
-	// session's wake starts, with a writer buffer of its own for the time
-	// it writes. mu makes them take turns, so one writes at a time.
-	var (
-		mu      sync.Mutex
-		stopped bool
-		idleErr error
-		waking  atomic.Bool
-		update  func() error
-	)
 	w := &UpdateWriter{c: c, flush: true}
-	wake := func() {
-		if waking.Swap(true) {
-			return // a writer is on its way
-		}
-		go func() {
-			mu.Lock()
-			defer mu.Unlock()
-			waking.Store(false)
-			if stopped || idleErr != nil || update == nil {
-				return
-			}
-			c.acquireWriter()
-			err := update()
-			c.releaseWriter()
-			if err != nil {
-				idleErr = err
-				c.nc.SetReadDeadline(time.Now()) // wake the reader
-			}
-		}()
-	}
-	mu.Lock()
-	upd, stop, err := c.session.Idle(w, wake)
-	update = upd
-	if err == nil {
-		c.releaseWriter()
-	}
-	mu.Unlock()
+	p := &pusher{c: c}
+	var stop func() error
+	err := p.begin(func(wake func()) (func() error, error) {
+		update, st, err := c.session.Idle(w, wake)
+		stop = st
+		return update, err
+	})
 	if err != nil {
 		return err
 	}
 	c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
 	c.waitForInput()
 	line, readErr := c.readLine(64)
-	mu.Lock()
-	stopped = true
-	c.acquireWriter()
-	mu.Unlock()
+	idleErr := p.end()
 	stopErr := stop()
 	if c.bye.Load() != nil {
 		return errConnClosed
@@ -1269,6 +1241,95 @@ func (c *Conn) idle(tag string) error {
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Expected DONE to end IDLE"}
 	}
 	return c.ok(tag, "IDLE")
+}
+
+// waitForCommand waits until the client sends something. Under NOTIFY the
+// session writes its notifications meanwhile, as in IDLE (RFC 5465 section
+// 3.1: the client listens "even when no command is in progress").
+func (c *Conn) waitForCommand() error {
+	n, ok := c.session.(Notifier)
+	if !c.notifying || !ok {
+		c.releaseWriter()
+		c.waitForInput()
+		c.acquireWriter()
+		return nil
+	}
+	p := &pusher{c: c}
+	var stop func() error
+	p.begin(func(wake func()) (func() error, error) {
+		update, st := n.Listen(&UpdateWriter{c: c, flush: true}, wake)
+		stop = st
+		return update, nil
+	})
+	if c.compressed {
+		c.br.Peek(1) // the inflater keeps its reader (waitForInput)
+	} else {
+		c.waitForInput()
+	}
+	err := p.end()
+	if serr := stop(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// pusher writes a session's updates while the connection's goroutine waits
+// for the client (IDLE, or between commands under NOTIFY). No goroutine
+// waits meanwhile: the session's wake starts a short-lived writer, with a
+// writer buffer of its own for the time it writes; mu makes writers take
+// turns, so one writes at a time.
+type pusher struct {
+	c       *Conn
+	mu      sync.Mutex
+	stopped bool
+	err     error // a write failed: the connection is broken
+	waking  atomic.Bool
+	update  func() error
+}
+
+// begin runs setup (which writes what is pending and arranges for wake to
+// be called) and hands the writer buffer back until a wake needs one.
+func (p *pusher) begin(setup func(wake func()) (update func() error, err error)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	update, err := setup(p.wake)
+	if err != nil {
+		return err
+	}
+	p.update = update
+	p.c.releaseWriter()
+	return nil
+}
+
+func (p *pusher) wake() {
+	if p.waking.Swap(true) {
+		return // a writer is on its way
+	}
+	go func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.waking.Store(false)
+		if p.stopped || p.err != nil || p.update == nil {
+			return
+		}
+		p.c.acquireWriter()
+		err := p.update()
+		p.c.releaseWriter()
+		if err != nil {
+			p.err = err
+			p.c.nc.SetReadDeadline(time.Now()) // wake the reader
+		}
+	}()
+}
+
+// end stops the writers, gives the connection its writer buffer back and
+// returns a write error, if any.
+func (p *pusher) end() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	p.c.acquireWriter()
+	return p.err
 }
 
 func (c *Conn) search(tag string, kind NumKind) error {

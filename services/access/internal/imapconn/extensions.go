@@ -17,12 +17,15 @@ const (
 	CapPreview     imap.Cap = "PREVIEW"
 )
 
-var extensionCaps = []imap.Cap{CapMultiAppend, CapObjectID, CapSaveDate, CapPreview}
+var extensionCaps = []imap.Cap{CapMultiAppend, CapObjectID, CapSaveDate, CapPreview, CapNotify}
 
 // extensionCaps lists the extensions of this file the server announces.
 func (c *Conn) extensionCaps() []imap.Cap {
 	var out []imap.Cap
 	for _, cp := range extensionCaps {
+		if _, ok := c.session.(Notifier); cp == CapNotify && !ok {
+			continue
+		}
 		if c.srv.opts.Caps.Has(cp) {
 			out = append(out, cp)
 		}

@@ -27,6 +27,7 @@ func FuzzParseCommand(f *testing.F) {
 		"a UID SORT RETURN (MIN ALL) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 UNSEEN 1:*\r\n",
 		"a THREAD REFERENCES US-ASCII OR FROM {1+}\r\nx SINCE 1-Feb-2024\r\n",
 		"B01 UID SEARCH RETURN (UPDATE CONTEXT COUNT PARTIAL 1:500) UNSEEN\r\nB02 CANCELUPDATE \"B01\" \"x\"\r\n",
+		"a NOTIFY SET STATUS (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (FROM)]) MessageExpunge)) (SUBTREE (INBOX {3+}\r\nx/y) (MailboxName))\r\n",
 	} {
 		f.Add(seed)
 	}
@@ -116,6 +117,8 @@ func parseOne(d *Decoder) error {
 		_, _, _, err = d.ParseAuthenticate()
 	case "ENABLE":
 		_, err = d.ParseEnable()
+	case "NOTIFY":
+		_, err = d.ParseNotify()
 	case "ID":
 		_, err = d.ParseID()
 	case "EXPUNGE":

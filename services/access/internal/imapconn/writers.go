@@ -88,6 +88,8 @@ func (w *MoveWriter) WriteExpunge(seqNum uint32) error {
 type UpdateWriter struct {
 	c     *Conn
 	flush bool
+	// noFlags drops unsolicited FETCH FLAGS (NOTIFY without FlagChange).
+	noFlags bool
 }
 
 func (w *UpdateWriter) done() error {
@@ -127,6 +129,9 @@ func (w *UpdateWriter) WriteMailboxFlags(flags []imap.Flag) error {
 
 // WriteMessageFlags reports a message's flags (an unsolicited FETCH).
 func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64) error {
+	if w.noFlags {
+		return nil
+	}
 	rw := w.c.enc.BeginFetch(seqNum)
 	if uid != 0 {
 		rw.WriteUID(uid)

@@ -57,6 +57,16 @@ type accountHub struct {
 	// IMAP session of the account on this pod and kept fresh while the
 	// watch runs.
 	session *storeclient.Session
+
+	// NOTIFY (notify.go): the sessions that asked for events of mailboxes
+	// they have not selected, and the mailboxes' names and subscriptions
+	// (nil while no session has NOTIFY; dirLoading is closed when a load
+	// ends, dirBuffered holds the changes seen meanwhile).
+	notifyMu    sync.Mutex
+	notifiers   map[*notifyState]struct{}
+	dir         map[string]dirEntry
+	dirLoading  chan struct{}
+	dirBuffered []*storagev1.Change
 }
 
 // acquire returns the hub of the account login authenticated, starting its
@@ -67,7 +77,7 @@ func (h *Hub) acquire(ctx context.Context, login *storagev1.AuthenticateResponse
 	a, ok := h.accounts[account]
 	if !ok {
 		a = &accountHub{hub: h, id: account, ready: make(chan struct{}), mailboxes: map[string]*mailboxState{},
-			session: h.store.NewSession(login)}
+			session: h.store.NewSession(login), notifiers: map[*notifyState]struct{}{}}
 		h.accounts[account] = a
 		go a.start()
 	} else {
@@ -187,8 +197,10 @@ func (a *accountHub) run(ctx context.Context, rev int64) {
 	}
 }
 
-// dispatch hands each loaded mailbox the changes of one revision that concern it.
+// dispatch hands each loaded mailbox the changes of one revision that
+// concern it, then tells the NOTIFY sessions.
 func (a *accountHub) dispatch(rev int64, changes []*storagev1.Change) {
+	defer a.notifyChanges(changes)
 	byMailbox := map[string][]*storagev1.Change{}
 	var order []string
 	for _, c := range changes {
@@ -219,6 +231,24 @@ func (a *accountHub) resyncAll(ctx context.Context) {
 		if err := m.resync(ctx); err != nil {
 			a.hub.log.Warn("mailbox resync failed", "account", a.id, "mailbox", m.id, "err", err)
 		}
+	}
+	// NOTIFY's directory too: renames and subscription changes in the lost
+	// history go untold, later ones are told right, and every mailbox's
+	// STATUS is told again.
+	a.notifyMu.Lock()
+	reload := a.dir != nil && a.dirLoading == nil
+	if reload {
+		a.dirLoading = make(chan struct{})
+	}
+	ch := a.dirLoading
+	a.notifyMu.Unlock()
+	if reload {
+		mailboxes, err := a.loadDir(ctx)
+		close(ch)
+		if err != nil {
+			a.hub.log.Warn("NOTIFY mailbox directory reload failed", "account", a.id, "err", err)
+		}
+		a.notifyResync(mailboxes)
 	}
 }
 

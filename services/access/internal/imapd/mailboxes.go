@@ -47,7 +47,13 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	defer state.mu.Unlock()
 	v := &view{state: state, tracker: state.tracker.NewSession(), name: resp.Mailbox.Name, readOnly: options != nil && options.ReadOnly}
 	v.recent = recent
+	if n := len(state.entries); n > 0 {
+		v.newFetched = state.entries[n-1].uid
+	}
 	s.selected = v
+	if s.notify != nil {
+		s.notify.setSelected(state.id)
+	}
 	firstUnseen := uint32(0)
 	for i, e := range state.entries {
 		if !hasFlag(e.flags, string(imap.FlagSeen)) {
@@ -74,6 +80,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 }
 
 func (s *session) unselect() {
+	if s.notify != nil {
+		s.notify.setSelected("")
+	}
 	if s.selected != nil {
 		s.selected.tracker.Close()
 		s.selected.state.release()
@@ -107,7 +116,10 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.srv.store.Mailboxes.CreateMailbox(ctx, &storagev1.CreateMailboxRequest{AccountId: s.account.Id, Name: name, SpecialUse: use, Subscribed: true})
+	resp, err := s.srv.store.Mailboxes.CreateMailbox(ctx, &storagev1.CreateMailboxRequest{AccountId: s.account.Id, Name: name, SpecialUse: use, Subscribed: true})
+	if err == nil {
+		s.markOwn(ownMark{kind: ownCreated, name: resp.Mailbox.GetName()})
+	}
 	return mapError(err)
 }
 
@@ -116,6 +128,9 @@ func (s *session) Delete(name string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	_, err := s.srv.store.Mailboxes.DeleteMailbox(ctx, &storagev1.DeleteMailboxRequest{AccountId: s.account.Id, Name: name})
+	if err == nil {
+		s.markOwn(ownMark{kind: ownDeleted, name: name})
+	}
 	return mapError(err)
 }
 
@@ -123,7 +138,10 @@ func (s *session) Delete(name string) error {
 func (s *session) Rename(name, newName string, options *imap.RenameOptions) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.srv.store.Mailboxes.RenameMailbox(ctx, &storagev1.RenameMailboxRequest{AccountId: s.account.Id, Name: name, NewName: newName})
+	resp, err := s.srv.store.Mailboxes.RenameMailbox(ctx, &storagev1.RenameMailboxRequest{AccountId: s.account.Id, Name: name, NewName: newName})
+	if err == nil {
+		s.markOwn(ownMark{kind: ownRenamed, name: resp.Mailbox.GetName(), oldName: name})
+	}
 	return mapError(err)
 }
 
@@ -135,6 +153,13 @@ func (s *session) setSubscribed(name string, on bool) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	_, err := s.srv.store.Mailboxes.SetSubscribed(ctx, &storagev1.SetSubscribedRequest{AccountId: s.account.Id, Name: name, Subscribed: on})
+	if err == nil {
+		kind := ownUnsubscribed
+		if on {
+			kind = ownSubscribed
+		}
+		s.markOwn(ownMark{kind: kind, name: name})
+	}
 	if !on && storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_MAILBOX_NOT_FOUND {
 		// A name that no longer exists is not subscribed either: the
 		// UNSUBSCRIBE has nothing to do (RFC 9051 6.3.8).

@@ -85,10 +85,12 @@ func (w *targetWalk) next(limit int) []target {
 	var out []target
 	for i := sort.Search(len(m.entries), func(i int) bool { return m.entries[i].uid > w.after }); i < len(m.entries) && len(out) < limit; i++ {
 		e := m.entries[i]
-		// seq 0: not in the client's view yet (nor is any after it). A
-		// UID set still names it, as it names the UID an APPENDUID gave.
+		// seq 0: not in the client's view yet, nor is any after it (they
+		// arrived since the command's poll announced EXISTS). A command
+		// cannot report on a message the client has not been told of
+		// ("* 0 FETCH"); the next poll announces it.
 		seq := v.tracker.EncodeSeqNum(uint32(i + 1))
-		if w.seqs != nil && seq == 0 {
+		if seq == 0 {
 			break
 		}
 		if w.seqs != nil && !w.seqs.Contains(seq) || w.uids != nil && !w.uids.Contains(imap.UID(e.uid)) {

@@ -126,6 +126,8 @@ func (t *appendTx) Commit() (*imapconn.AppendResult, error) {
 	s := t.s
 	if v := s.selected; v != nil && v.state.id == resp.MailboxId {
 		v.state.waitModseq(resp.Modseq, selfWait)
+	} else {
+		s.markOwn(ownMark{kind: ownStatus, id: resp.MailboxId, modseq: resp.Modseq})
 	}
 	res := &imapconn.AppendResult{UIDValidity: resp.UidValidity}
 	for _, uid := range resp.Uids {

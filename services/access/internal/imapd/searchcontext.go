@@ -54,7 +54,7 @@ func (s *session) SearchUpdating(tag string, kind imapconn.NumKind, criteria *im
 	kept := cloneCriteria(criteria) // search resolves criteria in place
 	// The client's view as the search sees it: arrivals it has not been
 	// told of are evaluated when their EXISTS is written.
-	known := v.highestKnownUID()
+	known := v.maxAnnouncedUID()
 	data, uids, err := s.search(kind, criteria, options)
 	if err != nil {
 		return nil, false, err
@@ -156,20 +156,6 @@ func cloneCriteria(c *imap.SearchCriteria) *imap.SearchCriteria {
 		out.Or = append(out.Or, [2]imap.SearchCriteria{*cloneCriteria(&or[0]), *cloneCriteria(&or[1])})
 	}
 	return &out
-}
-
-// highestKnownUID returns the UID of the last message in the client's
-// view (0 if none).
-func (v *view) highestKnownUID() uint32 {
-	m := v.state
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i := len(m.entries); i > 0; i-- {
-		if v.tracker.EncodeSeqNum(uint32(i)) != 0 {
-			return m.entries[i-1].uid
-		}
-	}
-	return 0
 }
 
 // changeFlags runs fn, a flag change of this session's (see

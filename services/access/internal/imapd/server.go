@@ -114,6 +114,7 @@ var capabilities = imap.CapSet{
 	imap.CapLiteralPlus: {}, imap.CapUnselect: {}, imap.CapEnable: {}, imap.CapAppendLimit: {},
 	imap.CapSASLIR: {}, imap.CapChildren: {}, imap.CapUnauthenticate: {},
 	imapconn.CapMultiAppend: {}, imapconn.CapObjectID: {}, imapconn.CapSaveDate: {}, imapconn.CapPreview: {},
+	imapconn.CapNotify: {},
 }
 
 func (s *Server) newSession(conn *imapconn.Conn) (imapconn.Session, error) {

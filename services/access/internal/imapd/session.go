@@ -28,6 +28,9 @@ type session struct {
 	acct        *accountHub
 	appendLimit uint32
 
+	// notify: RFC 5465 NOTIFY in force (notify.go), or nil.
+	notify *notifyState
+
 	// Selected state.
 	selected *view
 	// fetchExt: the extension items of the FETCH in progress (objectid.go).
@@ -50,6 +53,9 @@ type view struct {
 	// messages this session changed the flags of since the last poll.
 	contexts   []*searchContext
 	ownChanged []uint32
+	// newFetched: the highest UID that NOTIFY's MessageNew fetch-att list
+	// has described, or that was there before (notify.go).
+	newFetched uint32
 }
 
 // ctx bounds one command's storage calls.
@@ -73,6 +79,7 @@ func (s *session) Close() error {
 }
 
 func (s *session) logout() {
+	s.stopNotify()
 	if s.acct != nil {
 		s.srv.releaseAccountSession(s.account.Id)
 		s.acct.release()
@@ -214,6 +221,7 @@ func (s *session) Poll(w *imapconn.UpdateWriter, allowExpunge bool) error {
 // search contexts' updates among them when there are any.
 func (s *session) pollTracker(w *imapconn.UpdateWriter, allowExpunge bool) error {
 	v := s.selected
+	w = s.selectedWriter(w)
 	if len(v.contexts) == 0 {
 		v.ownChanged = nil
 		return v.tracker.Poll(w, allowExpunge)
@@ -250,21 +258,48 @@ func (s *session) catchUp() {
 const catchUpWait = 2 * time.Second
 
 func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func() error, err error) {
-	if s.selected == nil {
-		nothing := func() error { return nil }
-		return nothing, nothing, nil
+	// Under NOTIFY, IDLE reports what NOTIFY asks for (RFC 5465 section
+	// 4): the other mailboxes' notifications, and nothing of the selected
+	// mailbox for (SELECTED NONE).
+	var t *imapconn.SessionTracker
+	if g := s.selectedGroup(); s.selected != nil && (g == nil || g.Events != 0) {
+		t = s.selected.tracker
 	}
-	t := s.selected.tracker
+	closed := func() bool { return s.selected != nil && s.selected.tracker.Closed() }
 	update = func() error {
-		if t.Closed() {
+		if closed() {
 			return imapconn.ErrSessionClosed
 		}
-		return s.pollTracker(w, true)
+		if t != nil {
+			if err := s.pollTracker(w, true); err != nil {
+				return err
+			}
+			if err := s.fetchNew(w); err != nil {
+				return err
+			}
+		}
+		return s.writeNotifications(w)
+	}
+	ns := s.notify
+	// woken: the selected mailbox's tracker wakes IDLE even under
+	// (SELECTED NONE), whose updates are not written: its closing (the
+	// mailbox deleted) still ends IDLE.
+	var woken *imapconn.SessionTracker
+	if s.selected != nil {
+		woken = s.selected.tracker
 	}
 	stop = func() error {
-		t.SetWake(nil)
-		if t.Closed() {
+		if woken != nil {
+			woken.SetWake(nil)
+		}
+		if ns != nil {
+			ns.setWake(nil)
+		}
+		if closed() {
 			return imapconn.ErrSessionClosed
+		}
+		if t == nil {
+			return nil
 		}
 		// What arrived while idling is this session's to claim now.
 		return s.reportArrivals(w, s.claimArrivals())
@@ -272,7 +307,12 @@ func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func
 	if err := update(); err != nil {
 		return nil, nil, err
 	}
-	t.SetWake(wake)
+	if woken != nil {
+		woken.SetWake(wake)
+	}
+	if ns != nil {
+		ns.setWake(wake)
+	}
 	return update, stop, nil
 }
 
