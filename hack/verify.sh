@@ -46,5 +46,10 @@ else
   echo "verify: hack/test-netns-mount.sh not run (needs root; CI runs as root)"
 fi
 
+# No compiled executables or files over 1 MiB in git (and the check itself
+# catches both).
+bash hack/check-tracked-files.sh
+bash hack/test-check-tracked-files.sh
+
 bash hack/verify-proto.sh
 echo "verify: ok"
