@@ -4,6 +4,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mailfleet/mailfleet/pkg/flagenv"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
@@ -26,7 +29,7 @@ import (
 
 const usage = `mailctl administers Mailfleet through the storage API.
 
-Usage: mailctl [--storage ADDR] COMMAND ...
+Usage: mailctl [--storage ADDR] [-o text|json] COMMAND ...
 
   domain create DOMAIN | list | delete DOMAIN
   account create ADDRESS [--quota-bytes N] [--quota-messages N]   (password on stdin)
@@ -41,28 +44,44 @@ Usage: mailctl [--storage ADDR] COMMAND ...
   selftest --smtp HOST:PORT --imaps HOST:PORT --domain D            (send through the MX, read over IMAPS)
 
 The storage address comes from --storage or $MAILFLEET_STORAGE (default 127.0.0.1:7070).
+-o json prints listings (domain list, account list, dkim show, queue list, queue show) as JSON.
 `
 
-// clients bundles the storage API clients.
+// clients bundles the storage API clients and how to print.
 type clients struct {
 	accounts storagev1.AccountServiceClient
 	queue    storagev1.QueueServiceClient
+	json     bool // -o json
 }
 
 // Main runs mailctl and returns the exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mailctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() {}    // -h and --help print the usage below, to stdout
 	def := "127.0.0.1:7070" // $MAILFLEET_STORAGE overrides, as for every flag
 	addr := fs.String("storage", def, "storage gRPC address")
+	output := fs.String("o", "text", "output format of listings: text or json")
 	var storageTLS storeclient.TLSFlags
 	storageTLS.Register(fs)
-	if err := flagenv.Parse(fs, "MAILFLEET", args); err != nil {
+	switch err := flagenv.Parse(fs, "MAILFLEET", args); {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "\n%s", usage)
 		return 2
+	}
+	if fs.NArg() == 1 && fs.Arg(0) == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
 	}
 	if fs.NArg() < 1 {
 		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintf(stderr, "mailctl: -o %s: want text or json\n", *output)
 		return 2
 	}
 	creds := insecure.NewCredentials()
@@ -81,7 +100,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer conn.Close()
-	c := &clients{accounts: storagev1.NewAccountServiceClient(conn), queue: storagev1.NewQueueServiceClient(conn)}
+	c := &clients{accounts: storagev1.NewAccountServiceClient(conn), queue: storagev1.NewQueueServiceClient(conn), json: *output == "json"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = c.run(ctx, fs.Args(), stdin, stdout)
@@ -139,6 +158,9 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		if err != nil {
 			return err
 		}
+		if c.json {
+			return printJSON(out, resp.Domains)
+		}
 		for _, d := range resp.Domains {
 			fmt.Fprintln(out, d.Name)
 		}
@@ -178,11 +200,15 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		if err != nil {
 			return err
 		}
+		if c.json {
+			return printJSON(out, resp.Accounts)
+		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ADDRESS\tID\tUSED\tQUOTA\tMESSAGES\tDISABLED\tALIASES")
+		fmt.Fprintln(tw, "ADDRESS\tID\tBYTES\tBYTE QUOTA\tMESSAGES\tMESSAGE QUOTA\tDISABLED\tALIASES")
 		for _, a := range resp.Accounts {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%v\t%s\n", a.Address, a.Id, a.Quota.GetUsedBytes(),
-				limit(a.Quota.GetLimitBytes()), a.Quota.GetUsedMessages(), a.Disabled, strings.Join(a.Aliases, ","))
+			q := a.Quota
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%v\t%s\n", a.Address, a.Id, q.GetUsedBytes(), limit(q.GetLimitBytes()),
+				q.GetUsedMessages(), limit(q.GetLimitMessages()), a.Disabled, strings.Join(a.Aliases, ","))
 		}
 		tw.Flush()
 	case "account delete", "account passwd", "account quota", "account disable", "account enable":
@@ -266,11 +292,17 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		if err != nil {
 			return err
 		}
+		if c.json {
+			return printJSON(out, []*storagev1.DKIMKey{resp.Key})
+		}
 		fmt.Fprintf(out, "%s. IN TXT %s\n", resp.Key.DnsName, quoteTXT(resp.Key.DnsValue))
 	case "queue list":
 		resp, err := c.queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
 		if err != nil {
 			return err
+		}
+		if c.json {
+			return printJSON(out, resp.Items)
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tDELIVERY\tFROM\tRECIPIENTS\tSIZE\tATTEMPTS\tNEXT ATTEMPT\tLEASED")
@@ -288,6 +320,9 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 			return err
 		}
 		it := resp.Item
+		if c.json {
+			return printJSON(out, []*storagev1.QueueItem{it})
+		}
 		fmt.Fprintf(out, "id: %s\nfrom: %s\nsize: %d\ncreated: %s\nnext attempt: %s\nexpires: %s\nattempts: %d\nlast error: %s\nleased: %v\n",
 			it.Id, orNull(it.MailFrom), it.Size, it.CreatedAt.AsTime().Format(time.RFC3339), it.NextAttemptAt.AsTime().Format(time.RFC3339),
 			it.ExpiresAt.AsTime().Format(time.RFC3339), it.Attempts, it.LastError, it.Leased)
@@ -397,4 +432,24 @@ func deliveryKind(it *storagev1.QueueItem) string {
 		return "local"
 	}
 	return "remote"
+}
+
+// printJSON writes items as a JSON array, one object per item with the
+// storage API's field names (protobuf's JSON mapping), for scripts.
+func printJSON[M proto.Message](out io.Writer, items []M) error {
+	opts := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+	parts := make([]json.RawMessage, len(items))
+	for i, m := range items {
+		b, err := opts.Marshal(m)
+		if err != nil {
+			return err
+		}
+		parts[i] = b
+	}
+	b, err := json.MarshalIndent(parts, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "%s\n", b)
+	return err
 }

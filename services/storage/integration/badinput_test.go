@@ -51,7 +51,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	}
 	_, err = r.Accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: "no-at-sign", Password: "x"})
 	expect("bad address", err, codes.InvalidArgument, storagev1.ErrorReason_ERROR_REASON_INVALID_ARGUMENT)
-	_, err = r.Accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: "x@unknown.example", Password: "x"})
+	_, err = r.Accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: "x@unknown.example", Password: "long-enough-secret"})
 	expect("account in a foreign domain", err, codes.NotFound, storagev1.ErrorReason_ERROR_REASON_DOMAIN_NOT_FOUND)
 	_, err = r.Messages.StoreFlags(ctx, &storagev1.StoreFlagsRequest{AccountId: acc.Id, MailboxId: inbox, Op: storagev1.StoreFlagsRequest_OP_ADD,
 		Flags: []string{`\Bogus`}, Uids: &storagev1.UIDSet{Ranges: []*storagev1.UIDRange{{First: 1}}}})

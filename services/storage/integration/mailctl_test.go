@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -59,15 +60,52 @@ func TestMailctlEndToEnd(t *testing.T) {
 	run("", "alias", "add", "sales@corp.test", "ann@corp.test")
 	run("", "account", "quota", "ann@corp.test", "5M", "100")
 	out := run("", "account", "list", "corp.test")
-	if !strings.Contains(out, "ann@corp.test") || !strings.Contains(out, "5242880") || !strings.Contains(out, "sales@corp.test") {
+	if !strings.Contains(out, "ann@corp.test") || !strings.Contains(out, "5242880") || !strings.Contains(out, "sales@corp.test") ||
+		!strings.Contains(out, "MESSAGE QUOTA") || !strings.Contains(out, " 100 ") {
 		t.Fatalf("account list: %q", out)
 	}
 	// Errors are clear and exit non-zero; the password never shows.
 	if out, err := mailctl(t, r, "", "account", "create", "bob@corp.test"); err == nil || !strings.Contains(out, "password") {
 		t.Fatalf("account create without a password: %v %q", err, out)
 	}
-	if out, err := mailctl(t, r, "x\n", "account", "create", "bob@nowhere.test"); err == nil || !strings.Contains(out, "not local") {
+	if out, err := mailctl(t, r, "bobs own secret\n", "account", "create", "bob@nowhere.test"); err == nil || !strings.Contains(out, "not local") {
 		t.Fatalf("account in an unknown domain: %v %q", err, out)
+	}
+	// A minimum length (--min-password-length, 8 by default), for new
+	// accounts and password changes alike.
+	if out, err := mailctl(t, r, "short\n", "account", "create", "bob@corp.test"); err == nil || !strings.Contains(out, "at least 8") {
+		t.Fatalf("a 5-character password: %v %q", err, out)
+	}
+	if out, err := mailctl(t, r, "short\n", "account", "passwd", "ann@corp.test"); err == nil || !strings.Contains(out, "at least 8") {
+		t.Fatalf("a 5-character new password: %v %q", err, out)
+	}
+	// Help is asked for, not an error: usage on stdout, exit 0.
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		cmd := exec.Command(filepath.Join(binDir, "mailctl"), args...)
+		out, err := cmd.Output()
+		if err != nil || !strings.HasPrefix(string(out), "mailctl administers Mailfleet") {
+			t.Fatalf("mailctl %v: %v %q", args, err, out)
+		}
+	}
+	// Listings as JSON for scripts, with both quotas.
+	var accounts []struct {
+		Address string `json:"address"`
+		Quota   struct {
+			LimitBytes    string `json:"limit_bytes"`
+			LimitMessages string `json:"limit_messages"`
+		} `json:"quota"`
+		Aliases []string `json:"aliases"`
+	}
+	if err := json.Unmarshal([]byte(run("", "-o", "json", "account", "list", "corp.test")), &accounts); err != nil {
+		t.Fatalf("account list -o json: %v", err)
+	}
+	if len(accounts) != 1 || accounts[0].Address != "ann@corp.test" || accounts[0].Quota.LimitBytes != "5242880" ||
+		accounts[0].Quota.LimitMessages != "100" || len(accounts[0].Aliases) != 1 {
+		t.Fatalf("account list -o json: %+v", accounts)
+	}
+	var domains []struct{ Name string }
+	if err := json.Unmarshal([]byte(run("", "-o", "json", "domain", "list")), &domains); err != nil || len(domains) != 1 || domains[0].Name != "corp.test" {
+		t.Fatalf("domain list -o json: %+v %v", domains, err)
 	}
 	if out, err := mailctl(t, r, "", "domain", "delete", "corp.test"); err == nil || !strings.Contains(out, "addresses") {
 		t.Fatalf("deleting a domain in use: %v %q", err, out)

@@ -165,7 +165,7 @@ func fillCell(dir string, c corpus, n, clients int) (empty, raw, full cellState,
 	if _, err = accounts.CreateDomain(ctx, &storagev1.CreateDomainRequest{Name: "example.test"}); err != nil {
 		return
 	}
-	acc, err := accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: "user@example.test", Password: "bench"})
+	acc, err := accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: "user@example.test", Password: "bench-secret"})
 	if err != nil {
 		return
 	}

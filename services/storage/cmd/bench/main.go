@@ -136,7 +136,7 @@ func measure(etcd *engines.EtcdCluster, blobs blobstore.Store, driver string, cl
 	type target struct{ account, inbox string }
 	var targets []target
 	for i := 0; i < clients; i++ {
-		acc, err := accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: fmt.Sprintf("u%d@bench.test", i), Password: "bench"})
+		acc, err := accounts.CreateAccount(ctx, &storagev1.CreateAccountRequest{Address: fmt.Sprintf("u%d@bench.test", i), Password: "bench-secret"})
 		if err != nil {
 			return err
 		}

@@ -67,6 +67,7 @@ type Config struct {
 	QueueLifetime      time.Duration
 	BulkStagingTTL     time.Duration
 	ExpungeRecords     int
+	MinPasswordLength  int
 	ExpungeRetention   time.Duration
 	LoginFailures      int
 	LoginFailureWindow time.Duration
@@ -118,6 +119,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.LoginFailures, "login-failures", def.LoginFailures, "failed logins of one username or client address, cluster-wide, that lock it out (0: no cluster-wide limit)")
 	fs.DurationVar(&c.LoginFailureWindow, "login-failure-window", def.LoginFailureWindow, "the window in which failed logins are counted")
 	fs.DurationVar(&c.LoginLockout, "login-lockout", def.LoginLockout, "how long a username or client address stays locked out")
+	fs.IntVar(&c.MinPasswordLength, "min-password-length", service.DefaultConfig().MinPasswordLength, "fewest characters a password set through the API may have (0: any non-empty one)")
 	fs.IntVar(&c.ExpungeRecords, "expunge-records", service.DefaultConfig().ExpungeRecords, "expunge records (IMAP QRESYNC) kept per mailbox; a client resynchronising from before the oldest gets a longer VANISHED answer, never a wrong one")
 	fs.DurationVar(&c.ExpungeRetention, "expunge-retention", service.DefaultConfig().ExpungeRetention, "expunge records (IMAP QRESYNC) older than this are pruned")
 	fs.DurationVar(&c.BulkStagingTTL, "bulk-staging-ttl", service.DefaultConfig().StagingTTL, "a COPY or MOVE too large for one etcd transaction holds its destination mailbox this long past each step; a holder that stopped (crashed) is cleared after it")
@@ -178,6 +180,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		LoginLockout:       cfg.LoginLockout,
 		AuthCacheTTL:       cfg.AuthCacheTTL,
 		SummaryCacheBytes:  cfg.SummaryCacheMB << 20,
+		MinPasswordLength:  cfg.MinPasswordLength,
 	}, log)
 
 	reg := prometheus.NewRegistry()

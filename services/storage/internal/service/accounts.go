@@ -149,9 +149,9 @@ func (s *Server) CreateAccount(ctx context.Context, req *storagev1.CreateAccount
 	if err != nil {
 		return nil, err
 	}
-	hash, err := password.Hash(req.Password)
+	hash, err := s.hashNewPassword(req.Password)
 	if err != nil {
-		return nil, errInvalid("%v", err)
+		return nil, err
 	}
 	now := time.Now()
 	rec := &records.AccountRecord{
@@ -314,9 +314,9 @@ func (s *Server) updateAccount(ctx context.Context, id string, fn func(rec *reco
 }
 
 func (s *Server) SetPassword(ctx context.Context, req *storagev1.SetPasswordRequest) (*storagev1.SetPasswordResponse, error) {
-	hash, err := password.Hash(req.Password)
+	hash, err := s.hashNewPassword(req.Password)
 	if err != nil {
-		return nil, errInvalid("%v", err)
+		return nil, err
 	}
 	if err := s.updateAccount(ctx, req.AccountId, func(rec *records.AccountRecord) error {
 		rec.PasswordHash = hash
@@ -606,4 +606,16 @@ func (s *Server) DeleteAccount(ctx context.Context, req *storagev1.DeleteAccount
 	}
 	s.log.Info("account deleted", "account", id)
 	return &storagev1.DeleteAccountResponse{}, nil
+}
+
+// hashNewPassword checks a password being set (its length) and hashes it.
+func (s *Server) hashNewPassword(pw string) (string, error) {
+	if n := utf8.RuneCountInString(pw); n < s.cfg.MinPasswordLength {
+		return "", errInvalid("the password has %d characters; at least %d are required", n, s.cfg.MinPasswordLength)
+	}
+	hash, err := password.Hash(pw)
+	if err != nil {
+		return "", errInvalid("%v", err)
+	}
+	return hash, nil
 }

@@ -71,6 +71,9 @@ type Config struct {
 	// ExpungeRecords or once they are older than ExpungeRetention.
 	ExpungeRecords   int
 	ExpungeRetention time.Duration
+	// MinPasswordLength is the fewest characters a new password may have
+	// (0: any non-empty password).
+	MinPasswordLength int
 }
 
 // DefaultConfig returns production defaults.
@@ -90,6 +93,8 @@ func DefaultConfig() Config {
 		LoginLockout:       15 * time.Minute,
 		ExpungeRecords:     1000,
 		ExpungeRetention:   30 * 24 * time.Hour,
+		// NIST SP 800-63B's minimum for passwords a user chooses.
+		MinPasswordLength: 8,
 	}
 }
 
