@@ -32,29 +32,7 @@ func TestQuickStart(t *testing.T) {
 		port[name] = p
 		flags = append(flags, fmt.Sprintf("--%s=%d", name, p))
 	}
-	cmd := exec.Command(filepath.Join(binDir, "mailfleet-dev"), flags...)
-	cmd.Env = append(os.Environ(), "MAILFLEET_DEMO_PASSWORD=quick-start-pw")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	// Read the welcome text up to the admin's command.
-	var welcome strings.Builder
-	lines := bufio.NewScanner(out)
-	deadline := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
-	for lines.Scan() {
-		welcome.WriteString(lines.Text() + "\n")
-		if strings.Contains(lines.Text(), "mailctl account list") {
-			break
-		}
-	}
-	deadline.Stop()
-	text := welcome.String()
+	cmd, lines, text := startDev(t, flags, "MAILFLEET_DEMO_PASSWORD=quick-start-pw")
 	if !strings.Contains(text, "demo@example.test") || !strings.Contains(text, "quick-start-pw") {
 		t.Fatalf("welcome text:\n%s", text)
 	}
@@ -90,6 +68,67 @@ func TestQuickStart(t *testing.T) {
 	pki := &devpki.PKI{Dir: filepath.Join(data, "internal-tls")}
 	assertStorageRefusesStrangers(t, storage, pki)
 	// Ctrl-C stops everything cleanly.
+	stopDev(t, cmd, lines)
+
+	// MAILFLEET_DEMO_PASSWORD sets the demo password on every start, and
+	// the printed one works.
+	cmd, lines, text = startDev(t, flags, "MAILFLEET_DEMO_PASSWORD=second-start-pw")
+	if !strings.Contains(text, "second-start-pw") {
+		t.Fatalf("second start's welcome text:\n%s", text)
+	}
+	if got := sh(`curl -sk --user`); !strings.Contains(got, "Subject: hello") {
+		t.Fatalf("curl imaps read with the new password:\n%s", got)
+	}
+	// The admin changes it; the next start (without the variable) does not
+	// print the kept password, which no longer works.
+	text = strings.ReplaceAll(text, "./bin/mailctl", filepath.Join(binDir, "mailctl"))
+	m := regexp.MustCompile(`(?m)^  env \$\(cat (\S+)\) `).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no mailctl command in:\n%s", text)
+	}
+	passwd := exec.Command("bash", "-c", fmt.Sprintf("echo admin-chosen-pw | env $(cat %s) %s account passwd demo@example.test", m[1], filepath.Join(binDir, "mailctl")))
+	if res, err := passwd.CombinedOutput(); err != nil {
+		t.Fatalf("mailctl account passwd: %v\n%s", err, res)
+	}
+	stopDev(t, cmd, lines)
+	cmd, lines, text = startDev(t, flags)
+	if strings.Contains(text, "second-start-pw") || !strings.Contains(text, "changed with mailctl") {
+		t.Fatalf("welcome text after a password change:\n%s", text)
+	}
+	stopDev(t, cmd, lines)
+}
+
+// startDev starts the dev cluster with flags and extra environment, and
+// returns it with its welcome text (up to the admin's command).
+func startDev(t *testing.T, flags []string, env ...string) (*exec.Cmd, *bufio.Scanner, string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "mailfleet-dev"), flags...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var welcome strings.Builder
+	lines := bufio.NewScanner(out)
+	deadline := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	for lines.Scan() {
+		welcome.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "mailctl account list") {
+			break
+		}
+	}
+	deadline.Stop()
+	return cmd, lines, welcome.String()
+}
+
+// stopDev stops the dev cluster with Ctrl-C and checks it ends cleanly.
+func stopDev(t *testing.T, cmd *exec.Cmd, lines *bufio.Scanner) {
+	t.Helper()
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() {

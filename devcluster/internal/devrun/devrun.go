@@ -47,17 +47,27 @@ func Main(args []string) int {
 	bin := fs.String("bin", "bin", "directory of the built binaries")
 	var p ports
 	for _, f := range []struct {
-		ptr  *int
-		name string
-		def  int
+		ptr         *int
+		name        string
+		def         int
+		description string
 	}{
-		{&p.etcdClient, "etcd-port", 2379}, {&p.etcdPeer, "etcd-peer-port", 2380},
-		{&p.storage, "storage-port", 7070}, {&p.storageOps, "storage-ops-port", 7071},
-		{&p.imap, "imap-port", 1430}, {&p.imaps, "imaps-port", 9930}, {&p.pop3, "pop3-port", 1100}, {&p.pop3s, "pop3s-port", 9950},
-		{&p.accessOps, "access-ops-port", 7081}, {&p.inbound, "smtp-port", 2525}, {&p.inboundOps, "inbound-ops-port", 7091},
-		{&p.submission, "submission-port", 5870}, {&p.submissions, "submissions-port", 4650}, {&p.submissionOps, "submission-ops-port", 7101},
+		{&p.etcdClient, "etcd-port", 2379, "embedded etcd's client port"},
+		{&p.etcdPeer, "etcd-peer-port", 2380, "embedded etcd's peer port"},
+		{&p.storage, "storage-port", 7070, "storage tier's gRPC API (mutual TLS; mailctl talks to it)"},
+		{&p.storageOps, "storage-ops-port", 7071, "storage tier's /healthz, /readyz and /metrics"},
+		{&p.imap, "imap-port", 1430, "IMAP with STARTTLS (143 in production)"},
+		{&p.imaps, "imaps-port", 9930, "IMAP over TLS (993 in production)"},
+		{&p.pop3, "pop3-port", 1100, "POP3 with STLS (110 in production)"},
+		{&p.pop3s, "pop3s-port", 9950, "POP3 over TLS (995 in production)"},
+		{&p.accessOps, "access-ops-port", 7081, "access tier's /healthz, /readyz and /metrics"},
+		{&p.inbound, "smtp-port", 2525, "the MX: SMTP from the Internet (25 in production)"},
+		{&p.inboundOps, "inbound-ops-port", 7091, "inbound tier's /healthz, /readyz and /metrics"},
+		{&p.submission, "submission-port", 5870, "submission with STARTTLS (587 in production)"},
+		{&p.submissions, "submissions-port", 4650, "submission over TLS (465 in production)"},
+		{&p.submissionOps, "submission-ops-port", 7101, "submission tier's /healthz, /readyz and /metrics"},
 	} {
-		fs.IntVar(f.ptr, f.name, f.def, "")
+		fs.IntVar(f.ptr, f.name, f.def, f.description)
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -263,8 +273,11 @@ func waitReady(ctx context.Context, url string, c *child) error {
 	return fmt.Errorf("timed out")
 }
 
-// ensureDemo creates example.test and demo@example.test once; the password
-// is MAILFLEET_DEMO_PASSWORD or generated, and kept in data/demo-password.
+// ensureDemo creates example.test and demo@example.test once, and returns
+// the password to show. MAILFLEET_DEMO_PASSWORD, when set, is the demo
+// password from this start on; otherwise the one kept in
+// data/demo-password (generated the first time). A password changed since
+// (mailctl account passwd) is not shown: "" then.
 func ensureDemo(ctx context.Context, storage, data string, pki *devpki.PKI) (string, error) {
 	tlsCfg, err := pki.ClientTLS("admin")
 	if err != nil {
@@ -279,12 +292,16 @@ func ensureDemo(ctx context.Context, storage, data string, pki *devpki.PKI) (str
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	pwFile := filepath.Join(data, "demo-password")
-	if b, err := os.ReadFile(pwFile); err == nil {
+	password := os.Getenv("MAILFLEET_DEMO_PASSWORD")
+	if b, err := os.ReadFile(pwFile); err == nil && password == "" {
 		if _, err := accounts.GetAccount(ctx, &storagev1.GetAccountRequest{Address: "demo@example.test"}); err == nil {
-			return strings.TrimSpace(string(b)), nil
+			kept := strings.TrimSpace(string(b))
+			if _, err := accounts.Authenticate(ctx, &storagev1.AuthenticateRequest{Username: "demo@example.test", Password: kept}); err != nil {
+				return "", nil // changed with mailctl: not ours to show (or to reset)
+			}
+			return kept, nil
 		}
 	}
-	password := os.Getenv("MAILFLEET_DEMO_PASSWORD")
 	if password == "" {
 		b := make([]byte, 12)
 		rand.Read(b)
@@ -314,6 +331,12 @@ func writeMailctlEnv(data string, pki *devpki.PKI, storage string) (string, erro
 }
 
 func printWelcome(p ports, data, password, mailctlEnv string) {
+	shown := password
+	if password == "" {
+		// The console never prints a password that does not work.
+		password = "PASSWORD"
+		shown = "changed with mailctl since it was generated (MAILFLEET_DEMO_PASSWORD=... make run sets one)"
+	}
 	outbound := "held in the queue (set MAILFLEET_SMARTHOST=host:port to relay)"
 	if relay := os.Getenv("MAILFLEET_SMARTHOST"); relay != "" {
 		outbound = "relayed to " + relay
@@ -345,7 +368,7 @@ normal password, user demo@example.test.
 Admin (mailctl with the admin certificate of %s/internal-tls):
   env $(cat %s) ./bin/mailctl account list
 `, data, addr(p.imap), addr(p.imaps), addr(p.pop3), addr(p.pop3s), addr(p.inbound), addr(p.submission), addr(p.submissions),
-		addr(p.storage), addr(p.etcdClient), outbound, data, password,
+		addr(p.storage), addr(p.etcdClient), outbound, data, shown,
 		addr(p.inbound), addr(p.inbound), password, addr(p.imaps), p.pop3s, password,
 		p.imaps, p.imap, p.submissions, p.submission, data, mailctlEnv)
 }
