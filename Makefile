@@ -46,8 +46,11 @@ fuzz-short: ## a short run of every fuzz target (a long one: FUZZTIME=10m make f
 	go test -run '^$$' -fuzz FuzzEnvelope -fuzztime $${FUZZTIME:-50000x} ./pkg/envelope
 	go test -run '^$$' -fuzz FuzzParseCommand -fuzztime $${FUZZTIME:-150000x} ./services/access/internal/imapconn
 
-test-short: ## the fast loop: unit tests only
-	go test -short -count=1 $(GO_PACKAGES)
+# Packages whose tests start etcd, MinIO or whole clusters: not in test-short.
+ENGINE_PACKAGES := test/e2e|services/storage/integration|services/storage/internal/(blobstore|etcdtx)
+
+test-short: ## the fast loop: unit tests only (no engine, no cluster)
+	go test -short -count=1 $$(go list $(GO_PACKAGES) | grep -v -E '/($(ENGINE_PACKAGES))$$')
 
 bench: engines ## benchmarks: storage appends (etcd + MinIO / fs), then the access tier on a real cluster
 	go run ./services/storage/cmd/bench
