@@ -326,3 +326,36 @@ func (r *Resolver) exchangeOne(ctx context.Context, q *dns.Msg, server, network 
 func notFound(name, server string) error {
 	return &net.DNSError{Err: "no such host", Name: name, Server: server, IsNotFound: true}
 }
+
+// LookupIP returns the addresses of host for network "ip4" (A), "ip6"
+// (AAAA) or "ip" (both), as net.Resolver.LookupIP does.
+func (r *Resolver) LookupIP(ctx context.Context, network, host string) ([]net.IP, error) {
+	var qtype uint16
+	switch network {
+	case "ip4":
+		qtype = dns.TypeA
+	case "ip6":
+		qtype = dns.TypeAAAA
+	default:
+		addrs, err := r.LookupIPAddr(ctx, host)
+		var out []net.IP
+		for _, a := range addrs {
+			out = append(out, a.IP)
+		}
+		return out, err
+	}
+	rrs, err := r.lookup(ctx, host, qtype)
+	if err != nil {
+		return nil, err
+	}
+	var out []net.IP
+	for _, rr := range rrs {
+		switch rr := rr.(type) {
+		case *dns.A:
+			out = append(out, rr.A)
+		case *dns.AAAA:
+			out = append(out, rr.AAAA)
+		}
+	}
+	return out, nil
+}
