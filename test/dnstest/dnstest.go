@@ -17,6 +17,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	records map[string][]dns.RR
+	drop    []string // name suffixes whose queries get no answer
+	queries int
 	udp     *dns.Server
 	tcp     *dns.Server
 }
@@ -96,6 +98,30 @@ func (s *Server) A(name, ip string) {
 	s.add(&dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: addr})
 }
 
+// Drop makes the server read and never answer queries for names under
+// suffix ("" or "." for every name): a resolver that drops packets.
+func (s *Server) Drop(suffix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drop = append(s.drop, strings.ToLower(dns.Fqdn(suffix)))
+}
+
+// Queries returns how many queries the server has read.
+func (s *Server) Queries() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queries
+}
+
+func (s *Server) dropped(name string) bool {
+	for _, suffix := range s.drop {
+		if suffix == "." || dns.IsSubDomain(suffix, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	resp := new(dns.Msg)
@@ -103,7 +129,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	resp.Authoritative = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.queries++
 	for _, q := range req.Question {
+		if s.dropped(strings.ToLower(q.Name)) {
+			return
+		}
 		rrs, known := s.records[strings.ToLower(q.Name)]
 		if !known {
 			resp.Rcode = dns.RcodeNameError
