@@ -53,6 +53,7 @@ type Config struct {
 	DMARCPolicy     string
 	SpoolDir        string
 	ProxyProtocol   bool
+	Pprof           bool
 	ShutdownTimeout time.Duration
 }
 
@@ -83,6 +84,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.DMARCPolicy, "dmarc-policy", "reject", "what to do when DMARC fails with p=reject: reject or tag")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "where messages over 1 MiB wait during DATA (default: the temp dir)")
 	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol v1/v2 header on every connection (behind a load balancer)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the ops port")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long transactions may finish after SIGTERM")
 	return c
 }
@@ -172,6 +174,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {
 		return err
+	}
+	if cfg.Pprof {
+		ops.EnablePprof()
 	}
 	ln, err := net.Listen("tcp", cfg.SMTPListen)
 	if err != nil {
