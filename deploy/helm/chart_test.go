@@ -300,6 +300,42 @@ func TestRenderedArgumentsParse(t *testing.T) {
 	}
 }
 
+// The MX gets the per-address connection limit (50 by default, as
+// Postfix's smtpd_client_connection_count_limit) and the DNSBL zones.
+func TestInboundLimitsAndDNSBL(t *testing.T) {
+	want := map[string][]string{
+		"": {"--max-conns-per-ip=50", "--dnsbl=", "--dnsbl-temperror=skip"},
+		"inbound.maxConnectionsPerIP=7,inbound.dnsblZones={zen.example,bl.example},inbound.dnsblTempError=tempfail": {
+			"--max-conns-per-ip=7", "--dnsbl=zen.example,bl.example", "--dnsbl-temperror=tempfail"},
+	}
+	for set, flags := range want {
+		args := []string{}
+		if set != "" {
+			args = []string{"--set", set}
+		}
+		found := false
+		for _, o := range render(t, args...) {
+			if o["kind"] != "Deployment" || !strings.HasSuffix(get(o, "metadata", "name").(string), "-inbound") {
+				continue
+			}
+			spec, _ := podSpec(o)
+			var argv []string
+			for _, a := range get(get(spec, "containers").([]any)[0], "args").([]any) {
+				argv = append(argv, a.(string))
+			}
+			for _, f := range flags {
+				if !slices.Contains(argv, f) {
+					t.Errorf("--set %s: inbound args %v lack %s", set, argv, f)
+				}
+			}
+			found = true
+		}
+		if !found {
+			t.Fatalf("--set %s: no inbound Deployment", set)
+		}
+	}
+}
+
 // The schema refuses wrong types and unknown keys; the validate helper
 // refuses impossible combinations; each says what is wrong.
 func TestBadValuesAreRefusedClearly(t *testing.T) {
@@ -321,6 +357,8 @@ func TestBadValuesAreRefusedClearly(t *testing.T) {
 		{[]string{"-f", "mailfleet/ci/internal-mtls-values.yaml", "--set", "internalTLS.existingSecrets.queue="}, "set internalTLS.existingSecrets.queue ("},
 		{[]string{"--set", "internalTLS.helm.renewDaysBefore=365"}, "renewDaysBefore must be below internalTLS.helm.certDays"},
 		{[]string{"--set", "access.terminationGracePeriodSeconds=12"}, "at least shutdownDelaySeconds + 10"},
+		{[]string{"--set", "inbound.dnsblTempError=maybe"}, "/inbound/dnsblTempError': value must be one of"},
+		{[]string{"--set", "inbound.dnsblZones[0]=bad zone"}, "/inbound/dnsblZones/0'"},
 	}
 	for _, c := range cases {
 		out, err := run(t, append([]string{"template", "mf", "mailfleet"}, c.args...)...)

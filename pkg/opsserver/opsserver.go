@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,7 @@ func Drain() { draining.Store(true) }
 type Server struct {
 	http *http.Server
 	ln   net.Listener
+	mux  *http.ServeMux
 }
 
 // Listen binds addr and prepares the handlers; ready is called for /readyz.
@@ -52,7 +54,16 @@ func Listen(addr string, reg *prometheus.Registry, ready func(context.Context) e
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return &Server{ln: ln, http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+	return &Server{ln: ln, mux: mux, http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}, nil
+}
+
+// EnablePprof serves Go's profiles under /debug/pprof/ (off by default:
+// the ops port is cluster-internal, but profiles show much).
+func (s *Server) EnablePprof() {
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // Addr is the bound address.

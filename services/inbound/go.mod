@@ -9,6 +9,7 @@ require (
 	github.com/emersion/go-smtp v0.25.1
 	github.com/mailfleet/mailfleet/pkg v0.0.0
 	github.com/mailfleet/mailfleet/proto v0.0.0
+	github.com/miekg/dns v1.1.73
 	github.com/pires/go-proxyproto v0.15.0
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/net v0.62.0

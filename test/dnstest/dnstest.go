@@ -17,6 +17,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	records map[string][]dns.RR
+	drop    []string // name suffixes whose queries get no answer
+	soa     []*dns.SOA
+	queries int
 	udp     *dns.Server
 	tcp     *dns.Server
 }
@@ -96,6 +99,40 @@ func (s *Server) A(name, ip string) {
 	s.add(&dns.AAAA{Hdr: hdr(name, dns.TypeAAAA), AAAA: addr})
 }
 
+// SOA makes the server authoritative for zone: NXDOMAIN and no-data
+// answers for names under it carry its SOA, whose MINIMUM (and TTL) is how
+// long resolvers may cache them (RFC 2308 5).
+func (s *Server) SOA(zone string, minimum uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.soa = append(s.soa, &dns.SOA{Hdr: dns.RR_Header{Name: dns.Fqdn(zone), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: minimum},
+		Ns: "ns." + dns.Fqdn(zone), Mbox: "hostmaster." + dns.Fqdn(zone), Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: minimum})
+}
+
+// Drop makes the server read and never answer queries for names under
+// suffix ("" or "." for every name): a resolver that drops packets.
+func (s *Server) Drop(suffix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drop = append(s.drop, strings.ToLower(dns.Fqdn(suffix)))
+}
+
+// Queries returns how many queries the server has read.
+func (s *Server) Queries() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queries
+}
+
+func (s *Server) dropped(name string) bool {
+	for _, suffix := range s.drop {
+		if suffix == "." || dns.IsSubDomain(suffix, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	resp := new(dns.Msg)
@@ -103,7 +140,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	resp.Authoritative = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.queries++
 	for _, q := range req.Question {
+		if s.dropped(strings.ToLower(q.Name)) {
+			return
+		}
 		rrs, known := s.records[strings.ToLower(q.Name)]
 		if !known {
 			resp.Rcode = dns.RcodeNameError
@@ -112,6 +153,14 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		for _, rr := range rrs {
 			if rr.Header().Rrtype == q.Qtype {
 				resp.Answer = append(resp.Answer, rr)
+			}
+		}
+	}
+	if len(resp.Answer) == 0 && len(req.Question) == 1 {
+		for _, soa := range s.soa {
+			if dns.IsSubDomain(soa.Hdr.Name, strings.ToLower(req.Question[0].Name)) {
+				resp.Ns = append(resp.Ns, soa)
+				break
 			}
 		}
 	}

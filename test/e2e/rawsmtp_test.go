@@ -18,7 +18,18 @@ type rawSMTPConn struct {
 
 func rawSMTP(t *testing.T, addr string) *rawSMTPConn {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	return rawSMTPFrom(t, "", addr)
+}
+
+// rawSMTPFrom is rawSMTP from a given loopback source address (127.0.0.0/8
+// is all local; "" = any), so that one test can be several clients.
+func rawSMTPFrom(t *testing.T, source, addr string) *rawSMTPConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if source != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(source)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

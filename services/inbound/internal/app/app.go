@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -38,6 +39,9 @@ type Config struct {
 	TLSKey          string
 	DevTLSDir       string
 	DNSServer       string
+	DNSBL           string
+	DNSBLTempError  string
+	MaxLineLength   int
 	MaxMessageSize  int64
 	MaxHeaderSize   int
 	CommandTimeout  time.Duration
@@ -49,6 +53,7 @@ type Config struct {
 	DMARCPolicy     string
 	SpoolDir        string
 	ProxyProtocol   bool
+	Pprof           bool
 	ShutdownTimeout time.Duration
 }
 
@@ -64,18 +69,22 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for STARTTLS, reloaded when it changes")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file (PEM)")
 	fs.StringVar(&c.DevTLSDir, "dev-tls-dir", "", "development only: generate a self-signed certificate here if --tls-cert is not set")
-	fs.StringVar(&c.DNSServer, "dns-server", "", "DNS server host:port for SPF/DKIM/DMARC (empty = the system's)")
+	fs.StringVar(&c.DNSServer, "dns-server", "", "DNS server host:port for SPF/DKIM/DMARC and DNSBLs (empty = the nameservers of /etc/resolv.conf); answers are cached for their TTL")
+	fs.StringVar(&c.DNSBL, "dnsbl", "", "comma-separated DNSBL zones (as Postfix's reject_rbl_client): a listed client gets 554 5.7.1 at RCPT")
+	fs.StringVar(&c.DNSBLTempError, "dnsbl-temperror", "skip", "when a DNSBL zone cannot be asked: skip (accept) or tempfail (451 4.4.3)")
+	fs.IntVar(&c.MaxLineLength, "max-line-length", 64<<10, "longest line accepted (DATA and commands), in bytes without CRLF; longer lines get 500 5.5.2")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 50<<20, "largest message accepted, in bytes (SIZE)")
 	fs.DurationVar(&c.CommandTimeout, "command-timeout", 5*time.Minute, "wait for each command line and DATA read (RFC 5321 4.5.3.2 asks for at least 5 minutes); a line still incomplete then is not run and the connection ends")
 	fs.IntVar(&c.MaxHeaderSize, "max-header-size", spool.DefaultMaxHeaderBytes, "largest header section accepted, in bytes (as Postfix's header_size_limit); at most 1000 fields either way")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 100, "recipients per message")
-	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 20, "concurrent connections per client address")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 50, "concurrent connections per client address (Postfix's smtpd_client_connection_count_limit)")
 	fs.IntVar(&c.MaxConns, "max-conns", 2000, "concurrent connections in total; beyond it 421 4.3.2 (0: no bound)")
 	fs.IntVar(&c.ConnRatePerIP, "conn-rate-per-ip", 0, "new connections per client address and minute (0: no limit)")
 	fs.IntVar(&c.MsgRatePerIP, "message-rate-per-ip", 0, "messages (MAIL commands) per client address and minute (0: no limit)")
 	fs.StringVar(&c.DMARCPolicy, "dmarc-policy", "reject", "what to do when DMARC fails with p=reject: reject or tag")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "where messages over 1 MiB wait during DATA (default: the temp dir)")
 	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol v1/v2 header on every connection (behind a load balancer)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the ops port")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long transactions may finish after SIGTERM")
 	return c
 }
@@ -113,6 +122,15 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.DMARCPolicy != "reject" && cfg.DMARCPolicy != "tag" {
 		return fmt.Errorf("--dmarc-policy must be reject or tag, not %q", cfg.DMARCPolicy)
 	}
+	if cfg.DNSBLTempError != "skip" && cfg.DNSBLTempError != "tempfail" {
+		return fmt.Errorf("--dnsbl-temperror must be skip or tempfail, not %q", cfg.DNSBLTempError)
+	}
+	var zones []string
+	for _, z := range strings.Split(cfg.DNSBL, ",") {
+		if z = strings.TrimSpace(z); z != "" {
+			zones = append(zones, z)
+		}
+	}
 	tlsCfg, err := tlsreload.FromFlags(cfg.TLSCert, cfg.TLSKey, cfg.DevTLSDir, log)
 	if err != nil {
 		return fmt.Errorf("TLS: %w", err)
@@ -131,7 +149,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	defer store.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	server := mx.New(store, &authcheck.Checker{Resolver: dnsresolver.New(cfg.DNSServer), AuthServID: cfg.Hostname}, mx.Config{
+	resolver := dnsresolver.New(cfg.DNSServer)
+	reg.MustRegister(resolver.Collectors()...)
+	server := mx.New(store, &authcheck.Checker{Resolver: resolver, AuthServID: cfg.Hostname}, mx.Config{
 		Hostname:         cfg.Hostname,
 		MaxMessageSize:   cfg.MaxMessageSize,
 		MaxHeaderSize:    cfg.MaxHeaderSize,
@@ -139,6 +159,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxRecipients:    cfg.MaxRecipients,
 		MaxConnsPerIP:    cfg.MaxConnsPerIP,
 		MaxConns:         cfg.MaxConns,
+		MaxLineLength:    cfg.MaxLineLength,
+		DNSBLZones:       zones,
+		DNSBLTempFail:    cfg.DNSBLTempError == "tempfail",
+		Resolver:         resolver,
 		ConnRatePerIP:    cfg.ConnRatePerIP,
 		MessageRatePerIP: cfg.MsgRatePerIP,
 		DMARCReject:      cfg.DMARCPolicy == "reject",
@@ -150,6 +174,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {
 		return err
+	}
+	if cfg.Pprof {
+		ops.EnablePprof()
 	}
 	ln, err := net.Listen("tcp", cfg.SMTPListen)
 	if err != nil {

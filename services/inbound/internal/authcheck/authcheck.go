@@ -42,6 +42,17 @@ type Result struct {
 	Header string
 }
 
+// TempError reports whether a DNS failure left the verdict open: SPF
+// temperror, or DMARC that could not be evaluated (its record, or a DKIM
+// key it needed, did not come). The MX answers 451 4.4.3 then: RFC 7208
+// 8.6 ("If the message is rejected during the SMTP transaction for this
+// reason, the software SHOULD use an SMTP reply code of 451 and, if
+// supported, the 4.4.3 enhanced status code"); RFC 7489 6.6.3 leaves DNS
+// errors on the policy record to the receiver.
+func (r *Result) TempError() bool {
+	return r.SPF == spf.TempError || r.DMARC == authres.ResultTempError
+}
+
 // Reject reports whether the sender's DMARC policy asks to refuse this message.
 func (r *Result) Reject() bool {
 	return r.DMARC == authres.ResultFail && r.Policy == dmarc.PolicyReject
@@ -56,16 +67,22 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 		res.SPFDomain = helo
 	}
 	res.SPF, _ = spf.CheckHostWithSender(ip, helo, mailFrom, spf.WithResolver(c.Resolver), spf.WithContext(ctx))
+	if res.SPF == spf.TempError {
+		// The message gets a 451: no point in waiting on more lookups.
+		return res
+	}
 
-	// DKIM signatures.
-	verifications, err := dkim.VerifyWithOptions(msg(), &dkim.VerifyOptions{LookupTXT: c.Resolver.TXT, MaxVerifications: 5})
+	// DKIM signatures; the library's hook takes no context, the lookups
+	// still end with the transaction's.
+	lookupTXT := func(name string) ([]string, error) { return c.Resolver.LookupTXT(ctx, name) }
+	verifications, err := dkim.VerifyWithOptions(msg(), &dkim.VerifyOptions{LookupTXT: lookupTXT, MaxVerifications: 5})
 	if err == nil {
 		res.DKIM = verifications
 	}
 
 	// DMARC on the From: domain.
 	res.FromDomain = fromDomain(msg())
-	res.DMARC, res.Policy = c.dmarc(res)
+	res.DMARC, res.Policy = c.dmarc(lookupTXT, res)
 
 	results := []authres.Result{&authres.SPFResult{Value: authres.ResultValue(res.SPF), From: mailFrom, Helo: helo}}
 	if mailFrom == "" {
@@ -94,16 +111,16 @@ func (c *Checker) Check(ctx context.Context, ip net.IP, helo, mailFrom string, m
 
 // dmarc evaluates the From: domain's policy against the aligned SPF and DKIM
 // results (RFC 7489 4.2 and 6.6).
-func (c *Checker) dmarc(res *Result) (authres.ResultValue, dmarc.Policy) {
+func (c *Checker) dmarc(lookupTXT func(string) ([]string, error), res *Result) (authres.ResultValue, dmarc.Policy) {
 	if res.FromDomain == "" {
 		return authres.ResultNone, ""
 	}
 	org, _ := publicsuffix.EffectiveTLDPlusOne(res.FromDomain)
-	rec, err := dmarc.LookupWithOptions(res.FromDomain, &dmarc.LookupOptions{LookupTXT: c.Resolver.TXT})
+	rec, err := dmarc.LookupWithOptions(res.FromDomain, &dmarc.LookupOptions{LookupTXT: lookupTXT})
 	policy := dmarc.Policy("")
 	if err == dmarc.ErrNoPolicy && org != "" && org != res.FromDomain {
 		// The organizational domain's record, with its subdomain policy.
-		rec, err = dmarc.LookupWithOptions(org, &dmarc.LookupOptions{LookupTXT: c.Resolver.TXT})
+		rec, err = dmarc.LookupWithOptions(org, &dmarc.LookupOptions{LookupTXT: lookupTXT})
 		if err == nil && rec.SubdomainPolicy != "" {
 			policy = rec.SubdomainPolicy
 		}
@@ -122,10 +139,17 @@ func (c *Checker) dmarc(res *Result) (authres.ResultValue, dmarc.Policy) {
 	if res.SPF == spf.Pass && aligned(res.SPFDomain, res.FromDomain, rec.SPFAlignment) {
 		return authres.ResultPass, policy
 	}
+	tempFailed := false
 	for _, v := range res.DKIM {
 		if v.Err == nil && aligned(v.Domain, res.FromDomain, rec.DKIMAlignment) {
 			return authres.ResultPass, policy
 		}
+		tempFailed = tempFailed || dkim.IsTempFail(v.Err) && aligned(v.Domain, res.FromDomain, rec.DKIMAlignment)
+	}
+	if tempFailed {
+		// An aligned signature whose key did not come might have passed:
+		// not a failure to act on (RFC 6376 6.1.2: TEMPFAIL).
+		return authres.ResultTempError, policy
 	}
 	return authres.ResultFail, policy
 }

@@ -52,8 +52,23 @@ type Config struct {
 	SpoolDir       string
 	StorageTimeout time.Duration
 	TLS            *tls.Config
-	MaxConnsPerIP  int
-	MaxConns       int // in total (0: no bound)
+	// MaxConnsPerIP bounds concurrent connections per client address
+	// (default 50, as Postfix's smtpd_client_connection_count_limit).
+	MaxConnsPerIP int
+	MaxConns      int // in total (0: no bound)
+	// MaxLineLength bounds a line in bytes, CRLF excluded (default 64 KiB).
+	// go-smtp has one limit for command and DATA lines.
+	MaxLineLength int
+	// DNSBLZones are checked for the client address at the first RCPT,
+	// as Postfix's reject_rbl_client; DNSBLTempFail answers 451 when a
+	// zone cannot be asked (otherwise the check is skipped).
+	DNSBLZones    []string
+	DNSBLTempFail bool
+	// Resolver serves the DNSBL lookups (the cached one of the process).
+	Resolver IPResolver
+	// AuthTimeout bounds the SPF, DKIM and DMARC lookups of one message
+	// (default 20 s, RFC 7208 4.6.4's floor for SPF).
+	AuthTimeout time.Duration
 	// CommandTimeout bounds the wait for each command line and each DATA
 	// read (RFC 5321 4.5.3.2: at least 5 minutes; the default).
 	CommandTimeout time.Duration
@@ -107,7 +122,13 @@ func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Ser
 		cfg.StorageTimeout = time.Minute
 	}
 	if cfg.MaxConnsPerIP == 0 {
-		cfg.MaxConnsPerIP = 20
+		cfg.MaxConnsPerIP = 50
+	}
+	if cfg.MaxLineLength <= 0 {
+		cfg.MaxLineLength = 64 << 10
+	}
+	if cfg.AuthTimeout <= 0 {
+		cfg.AuthTimeout = 20 * time.Second
 	}
 	s := &Server{cfg: cfg, store: store, checker: checker, connLimit: connlimit.New(cfg.MaxConnsPerIP),
 		connRate: ratelimit.New(cfg.ConnRatePerIP), msgRate: ratelimit.New(cfg.MessageRatePerIP)}
@@ -116,7 +137,10 @@ func New(store *storeclient.Client, checker *authcheck.Checker, cfg Config) *Ser
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
 	srv.MaxRecipients = cfg.MaxRecipients
-	srv.MaxLineLength = 2000 // RFC 5321 4.5.3.1.6 doubled, as the library suggests
+	// RFC 5321 4.5.3.1.6 allows 1000, but real mail (HTML on one line,
+	// unwrapped base64) has longer lines; they are stored unchanged. +2:
+	// go-smtp counts the CRLF too.
+	srv.MaxLineLength = cfg.MaxLineLength + 2
 	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = 5 * time.Minute
 	srv.EnableSMTPUTF8 = true

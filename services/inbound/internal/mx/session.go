@@ -32,10 +32,14 @@ type session struct {
 	id   uint64
 	log  *slog.Logger
 
-	commands   int
-	from       string
-	size       int64
-	recipients []string
+	commands int
+	// dnsblChecked is set once the client address was looked up in the
+	// DNSBL zones; dnsblZone is the zone that lists it.
+	dnsblChecked bool
+	dnsblZone    string
+	from         string
+	size         int64
+	recipients   []string
 }
 
 // reply builds an SMTP error; go-smtp recognises *smtp.SMTPError by type, so
@@ -102,6 +106,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if len(s.recipients) >= s.srv.cfg.MaxRecipients {
 		return s.reject("too-many-recipients", reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients"))
 	}
+	if err := s.checkDNSBL(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
 	defer cancel()
 	resp, err := s.srv.store.Accounts.ResolveRecipient(ctx, &storagev1.ResolveRecipientRequest{Address: to})
@@ -164,10 +171,15 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Info("reading DATA failed", "err", err)
 		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
 	}
+	authCtx, authCancel := context.WithTimeout(context.Background(), s.srv.cfg.AuthTimeout)
+	auth := s.srv.checker.Check(authCtx, s.ip, s.conn.Hostname(), s.from, sp.Reader)
+	authCancel()
+	s.log.Info("authentication", "spf", auth.SPF, "dmarc", auth.DMARC, "from_domain", auth.FromDomain)
+	if auth.TempError() {
+		return s.reject("dns-temperror", reply(451, smtp.EnhancedCode{4, 4, 3}, "Temporary DNS failure checking the sender (SPF/DKIM/DMARC), try again later"))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.StorageTimeout)
 	defer cancel()
-	auth := s.srv.checker.Check(ctx, s.ip, s.conn.Hostname(), s.from, sp.Reader)
-	s.log.Info("authentication", "spf", auth.SPF, "dmarc", auth.DMARC, "from_domain", auth.FromDomain)
 	if auth.Reject() && s.srv.cfg.DMARCReject {
 		return s.reject("dmarc", reply(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected by the sender domain's DMARC policy"))
 	}
@@ -206,13 +218,13 @@ func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
 			s.srv.cfg.Observer.Accepted(delivered, int64(resp.Size))
 		}
 		s.log.Info("accepted", "id", id, "recipients", delivered, "queued", queued, "local_queue_id", resp.LocalQueueId, "size", resp.Size)
-		return nil
+		return accepted(id, delivered, queued)
 	}
 	if delivered > 0 {
 		// Cannot happen while storage queues what it cannot deliver (see
 		// deliver); the message is durable for the others, so it is accepted.
 		s.log.Error("message accepted but not stored for every recipient", "id", id, "delivered", delivered, "queued", queued, "recipients", len(resp.Results))
-		return nil
+		return accepted(id, delivered, queued)
 	}
 	switch firstFailure {
 	case storagev1.RecipientResult_STATUS_OVER_QUOTA:
@@ -221,6 +233,57 @@ func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
 		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))
 	}
 	return s.reject("unknown-user", reply(550, smtp.EnhancedCode{5, 1, 1}, "No such user here"))
+}
+
+// accepted is the 250 after DATA, saying what happened (go-smtp's default
+// says "queued" whatever did): the message is in the mailboxes, or some
+// copies wait in the queue for a mailbox with room.
+func accepted(id string, delivered, queued int) *smtp.SMTPError {
+	var msg string
+	switch {
+	case queued == 0:
+		msg = fmt.Sprintf("Delivered to %d %s as %s", delivered, plural(delivered, "mailbox", "mailboxes"), id)
+	case delivered == 0:
+		msg = fmt.Sprintf("Queued for %d %s as %s", queued, plural(queued, "recipient", "recipients"), id)
+	default:
+		msg = fmt.Sprintf("Delivered to %d %s, queued for %d as %s", delivered, plural(delivered, "mailbox", "mailboxes"), queued, id)
+	}
+	return reply(250, smtp.EnhancedCode{2, 0, 0}, msg)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// checkDNSBL refuses every RCPT of a client listed in a DNSBL zone with 554
+// 5.7.1 naming the zone (RFC 5782 2.1; at RCPT, as Postfix's
+// smtpd_delay_reject, so that clients log the reason). A zone that cannot
+// be asked is skipped, or answered 451 4.4.3 with DNSBLTempFail and asked
+// again at the next RCPT. A verdict holds for the session.
+func (s *session) checkDNSBL() error {
+	if len(s.srv.cfg.DNSBLZones) == 0 {
+		return nil
+	}
+	if !s.dnsblChecked {
+		ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.AuthTimeout)
+		zone, err := dnsblListing(ctx, s.srv.cfg.Resolver, s.srv.cfg.DNSBLZones, s.ip)
+		cancel()
+		if zone == "" && err != nil {
+			s.log.Warn("DNSBL lookup failed", "err", err, "tempfail", s.srv.cfg.DNSBLTempFail)
+			if s.srv.cfg.DNSBLTempFail {
+				return s.reject("dnsbl-temperror", reply(451, smtp.EnhancedCode{4, 4, 3}, "Temporary DNS failure checking your address, try again later"))
+			}
+		}
+		s.dnsblChecked, s.dnsblZone = true, zone
+	}
+	if s.dnsblZone != "" {
+		return s.reject("dnsbl", reply(554, smtp.EnhancedCode{5, 7, 1},
+			fmt.Sprintf("Service unavailable; client host [%s] blocked using %s", s.ip, s.dnsblZone)))
+	}
+	return nil
 }
 
 // deliver streams the message to the storage tier for every recipient.

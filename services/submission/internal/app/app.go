@@ -261,7 +261,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	runCtx, stopRunner := context.WithCancel(context.Background())
 	var runnerDone sync.WaitGroup
 	if cfg.Deliver {
-		runner := queue.New(queueStore, dnsresolver.New(cfg.DNSServer), queue.Config{
+		resolver := dnsresolver.New(cfg.DNSServer)
+		reg.MustRegister(resolver.Collectors()...)
+		runner := queue.New(queueStore, resolver, queue.Config{
 			Hostname: cfg.Hostname, Workers: cfg.QueueWorkers, LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.QueuePoll,
 			RemotePort: cfg.RemotePort, Routes: routes, Schedule: schedule, Observer: m, Logger: log,
 		})

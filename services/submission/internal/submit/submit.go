@@ -96,6 +96,9 @@ func New(store *storeclient.Client, cfg Config) *Server {
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageSize
 	srv.MaxRecipients = cfg.MaxRecipients
+	// Lines up to 64 KiB (and CRLF, which go-smtp counts) are taken and
+	// kept unchanged, as on the MX: mail clients send HTML on one line.
+	srv.MaxLineLength = 64<<10 + 2
 	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = 5 * time.Minute
 	srv.EnableSMTPUTF8 = true
