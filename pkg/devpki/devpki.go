@@ -134,6 +134,21 @@ func (p *PKI) Issue(name, commonName string, usage x509.ExtKeyUsage) (cert, key 
 	return cert, key, nil
 }
 
+// IssueServer writes a server certificate for hosts (names or addresses)
+// signed by the CA, as name.crt and name.key (tests use it for the servers
+// they stand up: remote MX hosts, MTA-STS policy hosts).
+func (p *PKI) IssueServer(name string, hosts ...string) (cert, key string, err error) {
+	ca, caKey, err := p.loadOrMakeCA()
+	if err != nil {
+		return "", "", err
+	}
+	if err := p.writeLeaf(ca, caKey, name, hosts[0], hosts, x509.ExtKeyUsageServerAuth); err != nil {
+		return "", "", err
+	}
+	cert, key = p.Cert(name)
+	return cert, key, nil
+}
+
 func (p *PKI) loadOrMakeCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	certFile, keyFile := p.Cert("ca")
 	if ca, key, err := loadPair(certFile, keyFile); err == nil && time.Until(ca.NotAfter) > renewAfter {

@@ -3,6 +3,7 @@
 package fakemx
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
@@ -31,6 +32,8 @@ type Server struct {
 	DataReplies []*smtp.SMTPError
 	// RcptReply, when set, refuses every RCPT with it.
 	RcptReply *smtp.SMTPError
+	// RcptReplies refuses RCPT of the addresses it names.
+	RcptReplies map[string]*smtp.SMTPError
 	// StallConnections makes the first n connections hang after connecting.
 	StallConnections int
 	conns            int
@@ -41,7 +44,14 @@ type Server struct {
 
 // Start serves on a random loopback port.
 func Start() (*Server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return StartOn("127.0.0.1:0", nil)
+}
+
+// StartOn serves on addr (another loopback address, say, on the port of
+// another fake MX: the runner dials every MX on one port), offering
+// STARTTLS with tlsConfig when it is set.
+func StartOn(addr string, tlsConfig *tls.Config) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +59,7 @@ func Start() (*Server, error) {
 	s.srv = smtp.NewServer(s)
 	s.srv.Domain = "mx.remote.example"
 	s.srv.AllowInsecureAuth = true
+	s.srv.TLSConfig = tlsConfig
 	s.ln = &stallListener{Listener: ln, s: s}
 	go s.srv.Serve(s.ln)
 	return s, nil
@@ -127,6 +138,9 @@ func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	defer x.s.mu.Unlock()
 	if x.s.RcptReply != nil {
 		return x.s.RcptReply
+	}
+	if reply := x.s.RcptReplies[to]; reply != nil {
+		return reply
 	}
 	x.to = append(x.to, to)
 	return nil

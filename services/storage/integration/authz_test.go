@@ -76,6 +76,8 @@ var expectedPolicy = map[string]map[string]string{
 	"/mailfleet.storage.v1.QueueService/RecordAttempt":      {"admin": "any", "queue": "any"},
 	"/mailfleet.storage.v1.QueueService/Complete":           {"admin": "any", "queue": "any"},
 	"/mailfleet.storage.v1.QueueService/Bounce":             {"admin": "any", "queue": "any"},
+	"/mailfleet.storage.v1.QueueService/Release":            {"admin": "any", "queue": "any"},
+	"/mailfleet.storage.v1.QueueService/DeliverQueued":      {"admin": "any", "queue": "any"},
 	"/mailfleet.storage.v1.QueueService/ListQueue":          {"admin": "any", "queue": "any"},
 	"/mailfleet.storage.v1.QueueService/GetQueueItem":       {"admin": "any"},
 	"/mailfleet.storage.v1.QueueService/RetryQueueItem":     {"admin": "any"},

@@ -212,7 +212,10 @@ type QueueItem struct {
 	Leased bool `protobuf:"varint,11,opt,name=leased,proto3" json:"leased,omitempty"`
 	// The recipients are local: runners deliver through the storage tier
 	// (a mailbox was full at delivery time), not over SMTP.
-	Local         bool `protobuf:"varint,12,opt,name=local,proto3" json:"local,omitempty"`
+	Local bool `protobuf:"varint,12,opt,name=local,proto3" json:"local,omitempty"`
+	// The sender was told that delivery is delayed (RFC 3464 Action:
+	// delayed); it never is twice.
+	DelayNotified bool `protobuf:"varint,13,opt,name=delay_notified,json=delayNotified,proto3" json:"delay_notified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +330,13 @@ func (x *QueueItem) GetLeased() bool {
 func (x *QueueItem) GetLocal() bool {
 	if x != nil {
 		return x.Local
+	}
+	return false
+}
+
+func (x *QueueItem) GetDelayNotified() bool {
+	if x != nil {
+		return x.DelayNotified
 	}
 	return false
 }
@@ -806,6 +816,8 @@ type RecordAttemptRequest struct {
 	Outcomes      []*RecipientOutcome    `protobuf:"bytes,3,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// The runner sent the delay DSN for this item: remember it.
+	DelayNotified bool `protobuf:"varint,6,opt,name=delay_notified,json=delayNotified,proto3" json:"delay_notified,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -873,6 +885,13 @@ func (x *RecordAttemptRequest) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *RecordAttemptRequest) GetDelayNotified() bool {
+	if x != nil {
+		return x.DelayNotified
+	}
+	return false
 }
 
 type RecordAttemptResponse struct {
@@ -1121,6 +1140,200 @@ func (x *BounceResponse) GetRemoved() bool {
 	return false
 }
 
+type ReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReleaseRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ReleaseRequest) GetLeaseId() int64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+func (x *ReleaseRequest) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+type ReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseResponse) Reset() {
+	*x = ReleaseResponse{}
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseResponse) ProtoMessage() {}
+
+func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{18}
+}
+
+type DeliverQueuedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	LeaseId       int64                  `protobuf:"varint,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverQueuedRequest) Reset() {
+	*x = DeliverQueuedRequest{}
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverQueuedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverQueuedRequest) ProtoMessage() {}
+
+func (x *DeliverQueuedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverQueuedRequest.ProtoReflect.Descriptor instead.
+func (*DeliverQueuedRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeliverQueuedRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeliverQueuedRequest) GetLeaseId() int64 {
+	if x != nil {
+		return x.LeaseId
+	}
+	return 0
+}
+
+type DeliverQueuedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per pending recipient, in the item's order, with the reply text an
+	// MX would have given (452 4.2.2 mailbox full, 550 5.1.1 no such user...).
+	Outcomes      []*RecipientOutcome `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverQueuedResponse) Reset() {
+	*x = DeliverQueuedResponse{}
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverQueuedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverQueuedResponse) ProtoMessage() {}
+
+func (x *DeliverQueuedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverQueuedResponse.ProtoReflect.Descriptor instead.
+func (*DeliverQueuedResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeliverQueuedResponse) GetOutcomes() []*RecipientOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
 type ListQueueRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1129,7 +1342,7 @@ type ListQueueRequest struct {
 
 func (x *ListQueueRequest) Reset() {
 	*x = ListQueueRequest{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[17]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1354,7 @@ func (x *ListQueueRequest) String() string {
 func (*ListQueueRequest) ProtoMessage() {}
 
 func (x *ListQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[17]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1367,7 @@ func (x *ListQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueRequest.ProtoReflect.Descriptor instead.
 func (*ListQueueRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{17}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{21}
 }
 
 type ListQueueResponse struct {
@@ -1166,7 +1379,7 @@ type ListQueueResponse struct {
 
 func (x *ListQueueResponse) Reset() {
 	*x = ListQueueResponse{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[18]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1391,7 @@ func (x *ListQueueResponse) String() string {
 func (*ListQueueResponse) ProtoMessage() {}
 
 func (x *ListQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[18]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1404,7 @@ func (x *ListQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQueueResponse.ProtoReflect.Descriptor instead.
 func (*ListQueueResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{18}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListQueueResponse) GetItems() []*QueueItem {
@@ -1210,7 +1423,7 @@ type GetQueueItemRequest struct {
 
 func (x *GetQueueItemRequest) Reset() {
 	*x = GetQueueItemRequest{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[19]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1435,7 @@ func (x *GetQueueItemRequest) String() string {
 func (*GetQueueItemRequest) ProtoMessage() {}
 
 func (x *GetQueueItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[19]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1448,7 @@ func (x *GetQueueItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueItemRequest.ProtoReflect.Descriptor instead.
 func (*GetQueueItemRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{19}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetQueueItemRequest) GetId() string {
@@ -1254,7 +1467,7 @@ type GetQueueItemResponse struct {
 
 func (x *GetQueueItemResponse) Reset() {
 	*x = GetQueueItemResponse{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[20]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1479,7 @@ func (x *GetQueueItemResponse) String() string {
 func (*GetQueueItemResponse) ProtoMessage() {}
 
 func (x *GetQueueItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[20]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1492,7 @@ func (x *GetQueueItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueItemResponse.ProtoReflect.Descriptor instead.
 func (*GetQueueItemResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{20}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetQueueItemResponse) GetItem() *QueueItem {
@@ -1298,7 +1511,7 @@ type RetryQueueItemRequest struct {
 
 func (x *RetryQueueItemRequest) Reset() {
 	*x = RetryQueueItemRequest{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[21]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1523,7 @@ func (x *RetryQueueItemRequest) String() string {
 func (*RetryQueueItemRequest) ProtoMessage() {}
 
 func (x *RetryQueueItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[21]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1536,7 @@ func (x *RetryQueueItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryQueueItemRequest.ProtoReflect.Descriptor instead.
 func (*RetryQueueItemRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{21}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RetryQueueItemRequest) GetId() string {
@@ -1341,7 +1554,7 @@ type RetryQueueItemResponse struct {
 
 func (x *RetryQueueItemResponse) Reset() {
 	*x = RetryQueueItemResponse{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[22]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1566,7 @@ func (x *RetryQueueItemResponse) String() string {
 func (*RetryQueueItemResponse) ProtoMessage() {}
 
 func (x *RetryQueueItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[22]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1579,7 @@ func (x *RetryQueueItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryQueueItemResponse.ProtoReflect.Descriptor instead.
 func (*RetryQueueItemResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{22}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{26}
 }
 
 type DeleteQueueItemRequest struct {
@@ -1378,7 +1591,7 @@ type DeleteQueueItemRequest struct {
 
 func (x *DeleteQueueItemRequest) Reset() {
 	*x = DeleteQueueItemRequest{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[23]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1603,7 @@ func (x *DeleteQueueItemRequest) String() string {
 func (*DeleteQueueItemRequest) ProtoMessage() {}
 
 func (x *DeleteQueueItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[23]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1616,7 @@ func (x *DeleteQueueItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueItemRequest.ProtoReflect.Descriptor instead.
 func (*DeleteQueueItemRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{23}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteQueueItemRequest) GetId() string {
@@ -1421,7 +1634,7 @@ type DeleteQueueItemResponse struct {
 
 func (x *DeleteQueueItemResponse) Reset() {
 	*x = DeleteQueueItemResponse{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[24]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1646,7 @@ func (x *DeleteQueueItemResponse) String() string {
 func (*DeleteQueueItemResponse) ProtoMessage() {}
 
 func (x *DeleteQueueItemResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[24]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1659,7 @@ func (x *DeleteQueueItemResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteQueueItemResponse.ProtoReflect.Descriptor instead.
 func (*DeleteQueueItemResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{24}
+	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{28}
 }
 
 type EnqueueRequest_Metadata struct {
@@ -1463,7 +1676,7 @@ type EnqueueRequest_Metadata struct {
 
 func (x *EnqueueRequest_Metadata) Reset() {
 	*x = EnqueueRequest_Metadata{}
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[25]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1688,7 @@ func (x *EnqueueRequest_Metadata) String() string {
 func (*EnqueueRequest_Metadata) ProtoMessage() {}
 
 func (x *EnqueueRequest_Metadata) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[25]
+	mi := &file_mailfleet_storage_v1_queue_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1754,7 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
 	"\x0fSTATE_DELIVERED\x10\x02\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x03\x12\x11\n" +
-	"\rSTATE_BOUNCED\x10\x04\"\xd4\x03\n" +
+	"\rSTATE_BOUNCED\x10\x04\"\xfb\x03\n" +
 	"\tQueueItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1561,7 +1774,8 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"last_error\x18\n" +
 	" \x01(\tR\tlastError\x12\x16\n" +
 	"\x06leased\x18\v \x01(\bR\x06leased\x12\x14\n" +
-	"\x05local\x18\f \x01(\bR\x05local\"\xdf\x02\n" +
+	"\x05local\x18\f \x01(\bR\x05local\x12%\n" +
+	"\x0edelay_notified\x18\r \x01(\bR\rdelayNotified\"\xdf\x02\n" +
 	"\x0eEnqueueRequest\x12K\n" +
 	"\bmetadata\x18\x01 \x01(\v2-.mailfleet.storage.v1.EnqueueRequest.MetadataH\x00R\bmetadata\x127\n" +
 	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xbe\x01\n" +
@@ -1602,13 +1816,14 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_DELIVERED\x10\x01\x12\x14\n" +
 	"\x10OUTCOME_DEFERRED\x10\x02\x12\x12\n" +
-	"\x0eOUTCOME_FAILED\x10\x03\"\xdf\x01\n" +
+	"\x0eOUTCOME_FAILED\x10\x03\"\x86\x02\n" +
 	"\x14RecordAttemptRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12B\n" +
 	"\boutcomes\x18\x03 \x03(\v2&.mailfleet.storage.v1.RecipientOutcomeR\boutcomes\x12B\n" +
 	"\x0fnext_attempt_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"f\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12%\n" +
+	"\x0edelay_notified\x18\x06 \x01(\bR\rdelayNotified\"f\n" +
 	"\x15RecordAttemptResponse\x123\n" +
 	"\x04item\x18\x01 \x01(\v2\x1f.mailfleet.storage.v1.QueueItemR\x04item\x12\x18\n" +
 	"\aremoved\x18\x02 \x01(\bR\aremoved\"<\n" +
@@ -1623,7 +1838,17 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"recipients\x18\x03 \x03(\tR\n" +
 	"recipients\"*\n" +
 	"\x0eBounceResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\bR\aremoved\"\x12\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved\"\x7f\n" +
+	"\x0eReleaseRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12B\n" +
+	"\x0fnext_attempt_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"\x11\n" +
+	"\x0fReleaseResponse\"A\n" +
+	"\x14DeliverQueuedRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\x03R\aleaseId\"[\n" +
+	"\x15DeliverQueuedResponse\x12B\n" +
+	"\boutcomes\x18\x01 \x03(\v2&.mailfleet.storage.v1.RecipientOutcomeR\boutcomes\"\x12\n" +
 	"\x10ListQueueRequest\"J\n" +
 	"\x11ListQueueResponse\x125\n" +
 	"\x05items\x18\x01 \x03(\v2\x1f.mailfleet.storage.v1.QueueItemR\x05items\"%\n" +
@@ -1636,7 +1861,8 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"\x16RetryQueueItemResponse\"(\n" +
 	"\x16DeleteQueueItemRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
-	"\x17DeleteQueueItemResponse2\xc0\b\n" +
+	"\x17DeleteQueueItemResponse2\x82\n" +
+	"\n" +
 	"\fQueueService\x12X\n" +
 	"\aEnqueue\x12$.mailfleet.storage.v1.EnqueueRequest\x1a%.mailfleet.storage.v1.EnqueueResponse(\x01\x12P\n" +
 	"\x05Lease\x12\".mailfleet.storage.v1.LeaseRequest\x1a#.mailfleet.storage.v1.LeaseResponse\x12_\n" +
@@ -1645,7 +1871,9 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"\fGetQueueBody\x12).mailfleet.storage.v1.GetQueueBodyRequest\x1a*.mailfleet.storage.v1.GetQueueBodyResponse0\x01\x12h\n" +
 	"\rRecordAttempt\x12*.mailfleet.storage.v1.RecordAttemptRequest\x1a+.mailfleet.storage.v1.RecordAttemptResponse\x12Y\n" +
 	"\bComplete\x12%.mailfleet.storage.v1.CompleteRequest\x1a&.mailfleet.storage.v1.CompleteResponse\x12S\n" +
-	"\x06Bounce\x12#.mailfleet.storage.v1.BounceRequest\x1a$.mailfleet.storage.v1.BounceResponse\x12\\\n" +
+	"\x06Bounce\x12#.mailfleet.storage.v1.BounceRequest\x1a$.mailfleet.storage.v1.BounceResponse\x12V\n" +
+	"\aRelease\x12$.mailfleet.storage.v1.ReleaseRequest\x1a%.mailfleet.storage.v1.ReleaseResponse\x12h\n" +
+	"\rDeliverQueued\x12*.mailfleet.storage.v1.DeliverQueuedRequest\x1a+.mailfleet.storage.v1.DeliverQueuedResponse\x12\\\n" +
 	"\tListQueue\x12&.mailfleet.storage.v1.ListQueueRequest\x1a'.mailfleet.storage.v1.ListQueueResponse\x12e\n" +
 	"\fGetQueueItem\x12).mailfleet.storage.v1.GetQueueItemRequest\x1a*.mailfleet.storage.v1.GetQueueItemResponse\x12k\n" +
 	"\x0eRetryQueueItem\x12+.mailfleet.storage.v1.RetryQueueItemRequest\x1a,.mailfleet.storage.v1.RetryQueueItemResponse\x12n\n" +
@@ -1664,7 +1892,7 @@ func file_mailfleet_storage_v1_queue_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_queue_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_mailfleet_storage_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_mailfleet_storage_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_mailfleet_storage_v1_queue_proto_goTypes = []any{
 	(QueueRecipient_State)(0),       // 0: mailfleet.storage.v1.QueueRecipient.State
 	(RecipientOutcome_Outcome)(0),   // 1: mailfleet.storage.v1.RecipientOutcome.Outcome
@@ -1685,63 +1913,73 @@ var file_mailfleet_storage_v1_queue_proto_goTypes = []any{
 	(*CompleteResponse)(nil),        // 16: mailfleet.storage.v1.CompleteResponse
 	(*BounceRequest)(nil),           // 17: mailfleet.storage.v1.BounceRequest
 	(*BounceResponse)(nil),          // 18: mailfleet.storage.v1.BounceResponse
-	(*ListQueueRequest)(nil),        // 19: mailfleet.storage.v1.ListQueueRequest
-	(*ListQueueResponse)(nil),       // 20: mailfleet.storage.v1.ListQueueResponse
-	(*GetQueueItemRequest)(nil),     // 21: mailfleet.storage.v1.GetQueueItemRequest
-	(*GetQueueItemResponse)(nil),    // 22: mailfleet.storage.v1.GetQueueItemResponse
-	(*RetryQueueItemRequest)(nil),   // 23: mailfleet.storage.v1.RetryQueueItemRequest
-	(*RetryQueueItemResponse)(nil),  // 24: mailfleet.storage.v1.RetryQueueItemResponse
-	(*DeleteQueueItemRequest)(nil),  // 25: mailfleet.storage.v1.DeleteQueueItemRequest
-	(*DeleteQueueItemResponse)(nil), // 26: mailfleet.storage.v1.DeleteQueueItemResponse
-	(*EnqueueRequest_Metadata)(nil), // 27: mailfleet.storage.v1.EnqueueRequest.Metadata
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
-	(*BodyChunk)(nil),               // 29: mailfleet.storage.v1.BodyChunk
+	(*ReleaseRequest)(nil),          // 19: mailfleet.storage.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),         // 20: mailfleet.storage.v1.ReleaseResponse
+	(*DeliverQueuedRequest)(nil),    // 21: mailfleet.storage.v1.DeliverQueuedRequest
+	(*DeliverQueuedResponse)(nil),   // 22: mailfleet.storage.v1.DeliverQueuedResponse
+	(*ListQueueRequest)(nil),        // 23: mailfleet.storage.v1.ListQueueRequest
+	(*ListQueueResponse)(nil),       // 24: mailfleet.storage.v1.ListQueueResponse
+	(*GetQueueItemRequest)(nil),     // 25: mailfleet.storage.v1.GetQueueItemRequest
+	(*GetQueueItemResponse)(nil),    // 26: mailfleet.storage.v1.GetQueueItemResponse
+	(*RetryQueueItemRequest)(nil),   // 27: mailfleet.storage.v1.RetryQueueItemRequest
+	(*RetryQueueItemResponse)(nil),  // 28: mailfleet.storage.v1.RetryQueueItemResponse
+	(*DeleteQueueItemRequest)(nil),  // 29: mailfleet.storage.v1.DeleteQueueItemRequest
+	(*DeleteQueueItemResponse)(nil), // 30: mailfleet.storage.v1.DeleteQueueItemResponse
+	(*EnqueueRequest_Metadata)(nil), // 31: mailfleet.storage.v1.EnqueueRequest.Metadata
+	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
+	(*BodyChunk)(nil),               // 33: mailfleet.storage.v1.BodyChunk
 }
 var file_mailfleet_storage_v1_queue_proto_depIdxs = []int32{
 	0,  // 0: mailfleet.storage.v1.QueueRecipient.state:type_name -> mailfleet.storage.v1.QueueRecipient.State
 	2,  // 1: mailfleet.storage.v1.QueueItem.recipients:type_name -> mailfleet.storage.v1.QueueRecipient
-	28, // 2: mailfleet.storage.v1.QueueItem.created_at:type_name -> google.protobuf.Timestamp
-	28, // 3: mailfleet.storage.v1.QueueItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	28, // 4: mailfleet.storage.v1.QueueItem.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 5: mailfleet.storage.v1.EnqueueRequest.metadata:type_name -> mailfleet.storage.v1.EnqueueRequest.Metadata
-	29, // 6: mailfleet.storage.v1.EnqueueRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	32, // 2: mailfleet.storage.v1.QueueItem.created_at:type_name -> google.protobuf.Timestamp
+	32, // 3: mailfleet.storage.v1.QueueItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	32, // 4: mailfleet.storage.v1.QueueItem.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 5: mailfleet.storage.v1.EnqueueRequest.metadata:type_name -> mailfleet.storage.v1.EnqueueRequest.Metadata
+	33, // 6: mailfleet.storage.v1.EnqueueRequest.chunk:type_name -> mailfleet.storage.v1.BodyChunk
 	3,  // 7: mailfleet.storage.v1.EnqueueResponse.item:type_name -> mailfleet.storage.v1.QueueItem
 	3,  // 8: mailfleet.storage.v1.LeaseResponse.items:type_name -> mailfleet.storage.v1.QueueItem
-	29, // 9: mailfleet.storage.v1.GetQueueBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
+	33, // 9: mailfleet.storage.v1.GetQueueBodyResponse.chunk:type_name -> mailfleet.storage.v1.BodyChunk
 	1,  // 10: mailfleet.storage.v1.RecipientOutcome.outcome:type_name -> mailfleet.storage.v1.RecipientOutcome.Outcome
 	12, // 11: mailfleet.storage.v1.RecordAttemptRequest.outcomes:type_name -> mailfleet.storage.v1.RecipientOutcome
-	28, // 12: mailfleet.storage.v1.RecordAttemptRequest.next_attempt_at:type_name -> google.protobuf.Timestamp
+	32, // 12: mailfleet.storage.v1.RecordAttemptRequest.next_attempt_at:type_name -> google.protobuf.Timestamp
 	3,  // 13: mailfleet.storage.v1.RecordAttemptResponse.item:type_name -> mailfleet.storage.v1.QueueItem
-	3,  // 14: mailfleet.storage.v1.ListQueueResponse.items:type_name -> mailfleet.storage.v1.QueueItem
-	3,  // 15: mailfleet.storage.v1.GetQueueItemResponse.item:type_name -> mailfleet.storage.v1.QueueItem
-	28, // 16: mailfleet.storage.v1.EnqueueRequest.Metadata.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 17: mailfleet.storage.v1.QueueService.Enqueue:input_type -> mailfleet.storage.v1.EnqueueRequest
-	6,  // 18: mailfleet.storage.v1.QueueService.Lease:input_type -> mailfleet.storage.v1.LeaseRequest
-	8,  // 19: mailfleet.storage.v1.QueueService.RenewLease:input_type -> mailfleet.storage.v1.RenewLeaseRequest
-	10, // 20: mailfleet.storage.v1.QueueService.GetQueueBody:input_type -> mailfleet.storage.v1.GetQueueBodyRequest
-	13, // 21: mailfleet.storage.v1.QueueService.RecordAttempt:input_type -> mailfleet.storage.v1.RecordAttemptRequest
-	15, // 22: mailfleet.storage.v1.QueueService.Complete:input_type -> mailfleet.storage.v1.CompleteRequest
-	17, // 23: mailfleet.storage.v1.QueueService.Bounce:input_type -> mailfleet.storage.v1.BounceRequest
-	19, // 24: mailfleet.storage.v1.QueueService.ListQueue:input_type -> mailfleet.storage.v1.ListQueueRequest
-	21, // 25: mailfleet.storage.v1.QueueService.GetQueueItem:input_type -> mailfleet.storage.v1.GetQueueItemRequest
-	23, // 26: mailfleet.storage.v1.QueueService.RetryQueueItem:input_type -> mailfleet.storage.v1.RetryQueueItemRequest
-	25, // 27: mailfleet.storage.v1.QueueService.DeleteQueueItem:input_type -> mailfleet.storage.v1.DeleteQueueItemRequest
-	5,  // 28: mailfleet.storage.v1.QueueService.Enqueue:output_type -> mailfleet.storage.v1.EnqueueResponse
-	7,  // 29: mailfleet.storage.v1.QueueService.Lease:output_type -> mailfleet.storage.v1.LeaseResponse
-	9,  // 30: mailfleet.storage.v1.QueueService.RenewLease:output_type -> mailfleet.storage.v1.RenewLeaseResponse
-	11, // 31: mailfleet.storage.v1.QueueService.GetQueueBody:output_type -> mailfleet.storage.v1.GetQueueBodyResponse
-	14, // 32: mailfleet.storage.v1.QueueService.RecordAttempt:output_type -> mailfleet.storage.v1.RecordAttemptResponse
-	16, // 33: mailfleet.storage.v1.QueueService.Complete:output_type -> mailfleet.storage.v1.CompleteResponse
-	18, // 34: mailfleet.storage.v1.QueueService.Bounce:output_type -> mailfleet.storage.v1.BounceResponse
-	20, // 35: mailfleet.storage.v1.QueueService.ListQueue:output_type -> mailfleet.storage.v1.ListQueueResponse
-	22, // 36: mailfleet.storage.v1.QueueService.GetQueueItem:output_type -> mailfleet.storage.v1.GetQueueItemResponse
-	24, // 37: mailfleet.storage.v1.QueueService.RetryQueueItem:output_type -> mailfleet.storage.v1.RetryQueueItemResponse
-	26, // 38: mailfleet.storage.v1.QueueService.DeleteQueueItem:output_type -> mailfleet.storage.v1.DeleteQueueItemResponse
-	28, // [28:39] is the sub-list for method output_type
-	17, // [17:28] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	32, // 14: mailfleet.storage.v1.ReleaseRequest.next_attempt_at:type_name -> google.protobuf.Timestamp
+	12, // 15: mailfleet.storage.v1.DeliverQueuedResponse.outcomes:type_name -> mailfleet.storage.v1.RecipientOutcome
+	3,  // 16: mailfleet.storage.v1.ListQueueResponse.items:type_name -> mailfleet.storage.v1.QueueItem
+	3,  // 17: mailfleet.storage.v1.GetQueueItemResponse.item:type_name -> mailfleet.storage.v1.QueueItem
+	32, // 18: mailfleet.storage.v1.EnqueueRequest.Metadata.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 19: mailfleet.storage.v1.QueueService.Enqueue:input_type -> mailfleet.storage.v1.EnqueueRequest
+	6,  // 20: mailfleet.storage.v1.QueueService.Lease:input_type -> mailfleet.storage.v1.LeaseRequest
+	8,  // 21: mailfleet.storage.v1.QueueService.RenewLease:input_type -> mailfleet.storage.v1.RenewLeaseRequest
+	10, // 22: mailfleet.storage.v1.QueueService.GetQueueBody:input_type -> mailfleet.storage.v1.GetQueueBodyRequest
+	13, // 23: mailfleet.storage.v1.QueueService.RecordAttempt:input_type -> mailfleet.storage.v1.RecordAttemptRequest
+	15, // 24: mailfleet.storage.v1.QueueService.Complete:input_type -> mailfleet.storage.v1.CompleteRequest
+	17, // 25: mailfleet.storage.v1.QueueService.Bounce:input_type -> mailfleet.storage.v1.BounceRequest
+	19, // 26: mailfleet.storage.v1.QueueService.Release:input_type -> mailfleet.storage.v1.ReleaseRequest
+	21, // 27: mailfleet.storage.v1.QueueService.DeliverQueued:input_type -> mailfleet.storage.v1.DeliverQueuedRequest
+	23, // 28: mailfleet.storage.v1.QueueService.ListQueue:input_type -> mailfleet.storage.v1.ListQueueRequest
+	25, // 29: mailfleet.storage.v1.QueueService.GetQueueItem:input_type -> mailfleet.storage.v1.GetQueueItemRequest
+	27, // 30: mailfleet.storage.v1.QueueService.RetryQueueItem:input_type -> mailfleet.storage.v1.RetryQueueItemRequest
+	29, // 31: mailfleet.storage.v1.QueueService.DeleteQueueItem:input_type -> mailfleet.storage.v1.DeleteQueueItemRequest
+	5,  // 32: mailfleet.storage.v1.QueueService.Enqueue:output_type -> mailfleet.storage.v1.EnqueueResponse
+	7,  // 33: mailfleet.storage.v1.QueueService.Lease:output_type -> mailfleet.storage.v1.LeaseResponse
+	9,  // 34: mailfleet.storage.v1.QueueService.RenewLease:output_type -> mailfleet.storage.v1.RenewLeaseResponse
+	11, // 35: mailfleet.storage.v1.QueueService.GetQueueBody:output_type -> mailfleet.storage.v1.GetQueueBodyResponse
+	14, // 36: mailfleet.storage.v1.QueueService.RecordAttempt:output_type -> mailfleet.storage.v1.RecordAttemptResponse
+	16, // 37: mailfleet.storage.v1.QueueService.Complete:output_type -> mailfleet.storage.v1.CompleteResponse
+	18, // 38: mailfleet.storage.v1.QueueService.Bounce:output_type -> mailfleet.storage.v1.BounceResponse
+	20, // 39: mailfleet.storage.v1.QueueService.Release:output_type -> mailfleet.storage.v1.ReleaseResponse
+	22, // 40: mailfleet.storage.v1.QueueService.DeliverQueued:output_type -> mailfleet.storage.v1.DeliverQueuedResponse
+	24, // 41: mailfleet.storage.v1.QueueService.ListQueue:output_type -> mailfleet.storage.v1.ListQueueResponse
+	26, // 42: mailfleet.storage.v1.QueueService.GetQueueItem:output_type -> mailfleet.storage.v1.GetQueueItemResponse
+	28, // 43: mailfleet.storage.v1.QueueService.RetryQueueItem:output_type -> mailfleet.storage.v1.RetryQueueItemResponse
+	30, // 44: mailfleet.storage.v1.QueueService.DeleteQueueItem:output_type -> mailfleet.storage.v1.DeleteQueueItemResponse
+	32, // [32:45] is the sub-list for method output_type
+	19, // [19:32] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_queue_proto_init() }
@@ -1760,7 +1998,7 @@ func file_mailfleet_storage_v1_queue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_queue_proto_rawDesc), len(file_mailfleet_storage_v1_queue_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,8 @@ const (
 	QueueService_RecordAttempt_FullMethodName   = "/mailfleet.storage.v1.QueueService/RecordAttempt"
 	QueueService_Complete_FullMethodName        = "/mailfleet.storage.v1.QueueService/Complete"
 	QueueService_Bounce_FullMethodName          = "/mailfleet.storage.v1.QueueService/Bounce"
+	QueueService_Release_FullMethodName         = "/mailfleet.storage.v1.QueueService/Release"
+	QueueService_DeliverQueued_FullMethodName   = "/mailfleet.storage.v1.QueueService/DeliverQueued"
 	QueueService_ListQueue_FullMethodName       = "/mailfleet.storage.v1.QueueService/ListQueue"
 	QueueService_GetQueueItem_FullMethodName    = "/mailfleet.storage.v1.QueueService/GetQueueItem"
 	QueueService_RetryQueueItem_FullMethodName  = "/mailfleet.storage.v1.QueueService/RetryQueueItem"
@@ -59,6 +61,14 @@ type QueueServiceClient interface {
 	// Bounce marks recipients as bounced (the DSN has been sent); the item is
 	// removed once no recipient is pending.
 	Bounce(ctx context.Context, in *BounceRequest, opts ...grpc.CallOption) (*BounceResponse, error)
+	// Release gives a leased item back untried (the runner had no capacity
+	// for its destination): due again at next_attempt_at, no attempt counted.
+	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
+	// DeliverQueued delivers a leased local item's body, as stored, into the
+	// INBOX of each pending recipient that has room (no copy of the body is
+	// made); the recipients delivered are marked so in the same transaction.
+	// The caller records the attempt as usual afterwards.
+	DeliverQueued(ctx context.Context, in *DeliverQueuedRequest, opts ...grpc.CallOption) (*DeliverQueuedResponse, error)
 	// ListQueue lists queued items (admin).
 	ListQueue(ctx context.Context, in *ListQueueRequest, opts ...grpc.CallOption) (*ListQueueResponse, error)
 	// GetQueueItem returns one item (admin).
@@ -159,6 +169,26 @@ func (c *queueServiceClient) Bounce(ctx context.Context, in *BounceRequest, opts
 	return out, nil
 }
 
+func (c *queueServiceClient) Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseResponse)
+	err := c.cc.Invoke(ctx, QueueService_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *queueServiceClient) DeliverQueued(ctx context.Context, in *DeliverQueuedRequest, opts ...grpc.CallOption) (*DeliverQueuedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverQueuedResponse)
+	err := c.cc.Invoke(ctx, QueueService_DeliverQueued_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *queueServiceClient) ListQueue(ctx context.Context, in *ListQueueRequest, opts ...grpc.CallOption) (*ListQueueResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListQueueResponse)
@@ -226,6 +256,14 @@ type QueueServiceServer interface {
 	// Bounce marks recipients as bounced (the DSN has been sent); the item is
 	// removed once no recipient is pending.
 	Bounce(context.Context, *BounceRequest) (*BounceResponse, error)
+	// Release gives a leased item back untried (the runner had no capacity
+	// for its destination): due again at next_attempt_at, no attempt counted.
+	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
+	// DeliverQueued delivers a leased local item's body, as stored, into the
+	// INBOX of each pending recipient that has room (no copy of the body is
+	// made); the recipients delivered are marked so in the same transaction.
+	// The caller records the attempt as usual afterwards.
+	DeliverQueued(context.Context, *DeliverQueuedRequest) (*DeliverQueuedResponse, error)
 	// ListQueue lists queued items (admin).
 	ListQueue(context.Context, *ListQueueRequest) (*ListQueueResponse, error)
 	// GetQueueItem returns one item (admin).
@@ -264,6 +302,12 @@ func (UnimplementedQueueServiceServer) Complete(context.Context, *CompleteReques
 }
 func (UnimplementedQueueServiceServer) Bounce(context.Context, *BounceRequest) (*BounceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Bounce not implemented")
+}
+func (UnimplementedQueueServiceServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedQueueServiceServer) DeliverQueued(context.Context, *DeliverQueuedRequest) (*DeliverQueuedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverQueued not implemented")
 }
 func (UnimplementedQueueServiceServer) ListQueue(context.Context, *ListQueueRequest) (*ListQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListQueue not implemented")
@@ -406,6 +450,42 @@ func _QueueService_Bounce_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueueService_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).Release(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _QueueService_DeliverQueued_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverQueuedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).DeliverQueued(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_DeliverQueued_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).DeliverQueued(ctx, req.(*DeliverQueuedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _QueueService_ListQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListQueueRequest)
 	if err := dec(in); err != nil {
@@ -504,6 +584,14 @@ var QueueService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Bounce",
 			Handler:    _QueueService_Bounce_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _QueueService_Release_Handler,
+		},
+		{
+			MethodName: "DeliverQueued",
+			Handler:    _QueueService_DeliverQueued_Handler,
 		},
 		{
 			MethodName: "ListQueue",

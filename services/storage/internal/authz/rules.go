@@ -96,6 +96,8 @@ var rules = map[string]rule{
 	"/mailfleet.storage.v1.QueueService/RecordAttempt": queueWork,
 	"/mailfleet.storage.v1.QueueService/Complete":      queueWork,
 	"/mailfleet.storage.v1.QueueService/Bounce":        queueWork,
+	"/mailfleet.storage.v1.QueueService/Release":       queueWork,
+	"/mailfleet.storage.v1.QueueService/DeliverQueued": queueWork,
 	// The runner's queue-depth metric lists the queue.
 	"/mailfleet.storage.v1.QueueService/ListQueue":       queueWork,
 	"/mailfleet.storage.v1.QueueService/GetQueueItem":    adminOnly,

@@ -346,9 +346,14 @@ func (x *GCMarker) GetUnreferencedAt() *timestamppb.Timestamp {
 
 // QueueRecord is stored at <prefix>queue/items/<id>.
 type QueueRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Item          *v1.QueueItem          `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
-	BodyKey       string                 `protobuf:"bytes,2,opt,name=body_key,json=bodyKey,proto3" json:"body_key,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Item    *v1.QueueItem          `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
+	BodyKey string                 `protobuf:"bytes,2,opt,name=body_key,json=bodyKey,proto3" json:"body_key,omitempty"`
+	// The body's header section and its size with bare LFs counted as CRLF,
+	// so that a local redelivery indexes the stored body without reading it
+	// (0 on records written before: the body is measured then).
+	HeaderSize    uint64 `protobuf:"varint,3,opt,name=header_size,json=headerSize,proto3" json:"header_size,omitempty"`
+	CrlfSize      uint64 `protobuf:"varint,4,opt,name=crlf_size,json=crlfSize,proto3" json:"crlf_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +400,20 @@ func (x *QueueRecord) GetBodyKey() string {
 		return x.BodyKey
 	}
 	return ""
+}
+
+func (x *QueueRecord) GetHeaderSize() uint64 {
+	if x != nil {
+		return x.HeaderSize
+	}
+	return 0
+}
+
+func (x *QueueRecord) GetCrlfSize() uint64 {
+	if x != nil {
+		return x.CrlfSize
+	}
+	return 0
 }
 
 // LoginFailures is stored at <prefix>loginfail/<kind>/<name> (kind "user" or
@@ -845,10 +864,13 @@ const file_records_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"O\n" +
 	"\bGCMarker\x12C\n" +
-	"\x0funreferenced_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0eunreferencedAt\"]\n" +
+	"\x0funreferenced_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x0eunreferencedAt\"\x9b\x01\n" +
 	"\vQueueRecord\x123\n" +
 	"\x04item\x18\x01 \x01(\v2\x1f.mailfleet.storage.v1.QueueItemR\x04item\x12\x19\n" +
-	"\bbody_key\x18\x02 \x01(\tR\abodyKey\"\x9c\x01\n" +
+	"\bbody_key\x18\x02 \x01(\tR\abodyKey\x12\x1f\n" +
+	"\vheader_size\x18\x03 \x01(\x04R\n" +
+	"headerSize\x12\x1b\n" +
+	"\tcrlf_size\x18\x04 \x01(\x04R\bcrlfSize\"\x9c\x01\n" +
 	"\rLoginFailures\x12\x1a\n" +
 	"\bfailures\x18\x01 \x01(\rR\bfailures\x120\n" +
 	"\x05first\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05first\x12=\n" +

@@ -146,7 +146,7 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			}
 			n := added
 			if withQueue {
-				outbound.BodyKey = up.key
+				outbound.BodyKey, outbound.HeaderSize, outbound.CrlfSize = up.key, up.headerSize, up.crlfSize
 				outbound.Item.Size = up.size
 				s.stageQueueRecord(tx, outbound)
 				n++
@@ -238,7 +238,7 @@ func (s *Server) newLocalQueueRecord(mailFrom string, rs []*storagev1.RecipientR
 	}
 	rec.Item.Local = true
 	rec.Item.Size = up.size
-	rec.BodyKey = up.key
+	rec.BodyKey, rec.HeaderSize, rec.CrlfSize = up.key, up.headerSize, up.crlfSize
 	return rec
 }
 

@@ -18,12 +18,14 @@ import (
 	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
-// The queue: an item record, a due-index key (queue/due/<time>/<id>) that
-// exists while the item waits, and, while a runner works on it, a lease key
-// attached to an etcd lease. A runner that dies stops renewing its lease; etcd
-// deletes the lease key, and the item (still in the due index) is handed out
-// again. Completing an item deletes all three keys in one transaction, so a
-// completed item is never handed out again.
+// The queue: an item record, a due-index key (queue/due/<time>/<id>), and,
+// while a runner works on it, a lease key attached to an etcd lease. The due
+// key says when the item is next to be looked at: its next attempt while it
+// waits, the end of its lease while it is leased (Lease moves it). A runner
+// that dies stops renewing its lease; etcd deletes the lease key, and the item
+// is handed out again when its due time comes. Completing an item deletes all
+// three keys in one transaction, so a completed item is never handed out
+// again.
 
 const defaultLeaseTTL = 5 * time.Minute
 
@@ -97,7 +99,7 @@ func (s *Server) Enqueue(stream storagev1.QueueService_EnqueueServer) error {
 	if err != nil {
 		return err
 	}
-	rec.BodyKey, rec.Item.Size = up.key, up.size
+	rec.BodyKey, rec.Item.Size, rec.HeaderSize, rec.CrlfSize = up.key, up.size, up.headerSize, up.crlfSize
 	_, err = etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
 		if err := s.newBodyRef(tx, up, 1); err != nil {
 			return err
@@ -116,6 +118,16 @@ func (s *Server) Enqueue(stream storagev1.QueueService_EnqueueServer) error {
 	return stream.SendAndClose(&storagev1.EnqueueResponse{Item: rec.Item})
 }
 
+// leaseScanLimit bounds the due keys one Lease call looks at.
+const leaseScanLimit = 1000
+
+// Lease hands out due items. Leasing an item moves its due key to the time
+// its lease would expire: the scan of the due range never walks over items
+// other runners are working on, however many, and an item whose runner
+// died (its lease key gone with the etcd lease) is due again then. A due
+// key found with its lease still held (renewed past that time, or a DSN
+// owed) moves on to the end of the holder's lease, so each such item costs
+// a scan step once per lease period.
 func (s *Server) Lease(ctx context.Context, req *storagev1.LeaseRequest) (*storagev1.LeaseResponse, error) {
 	maxItems := int(req.MaxItems)
 	if maxItems <= 0 || maxItems > 100 {
@@ -126,55 +138,101 @@ func (s *Server) Lease(ctx context.Context, req *storagev1.LeaseRequest) (*stora
 		ttl = defaultLeaseTTL
 	}
 	now := time.Now()
-	due, err := s.etcd.Get(ctx, s.keys.QueueDueAll(),
-		clientv3.WithRange(s.keys.QueueDue(now.UnixMilli()+1, "")), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(maxItems*5)))
-	if err != nil {
+	end := s.keys.QueueDue(now.UnixMilli()+1, "")
+	start := s.keys.QueueDueAll()
+	out := &storagev1.LeaseResponse{}
+	var lease *clientv3.LeaseGrantResponse
+	abort := func(err error) (*storagev1.LeaseResponse, error) {
+		if lease != nil {
+			s.etcd.Revoke(context.WithoutCancel(ctx), lease.ID)
+		}
 		return nil, toStatus(err)
 	}
-	if len(due.Kvs) == 0 {
-		return &storagev1.LeaseResponse{}, nil
-	}
-	lease, err := s.etcd.Grant(ctx, int64(ttl/time.Second))
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	out := &storagev1.LeaseResponse{LeaseId: int64(lease.ID)}
-	for _, kv := range due.Kvs {
-		if len(out.Items) == maxItems {
+	for scanned := 0; len(out.Items) < maxItems && scanned < leaseScanLimit; {
+		due, err := s.etcd.Get(ctx, start, clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(2*maxItems)))
+		if err != nil {
+			return abort(err)
+		}
+		for _, kv := range due.Kvs {
+			if len(out.Items) == maxItems {
+				break
+			}
+			scanned++
+			if lease == nil {
+				if lease, err = s.etcd.Grant(ctx, int64(ttl/time.Second)); err != nil {
+					return abort(err)
+				}
+			}
+			item, err := s.leaseOne(ctx, string(kv.Key), lease.ID, now.Add(ttl))
+			if err != nil {
+				return abort(err)
+			}
+			if item != nil {
+				out.Items = append(out.Items, item)
+			}
+		}
+		if !due.More || len(due.Kvs) == 0 {
 			break
 		}
-		id := string(kv.Key[strings.LastIndexByte(string(kv.Key), '/')+1:])
-		var item *storagev1.QueueItem
-		_, err := etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
-			item = nil
-			if _, held, err := tx.Get(s.keys.QueueLease(id)); err != nil || held {
-				return err
-			}
-			if _, stillDue, err := tx.Get(string(kv.Key)); err != nil || !stillDue {
-				return err
-			}
-			rec := &records.QueueRecord{}
-			if ok, err := getRecord(tx, s.keys.QueueItem(id), rec); err != nil || !ok {
-				return err
-			}
-			tx.Put(s.keys.QueueLease(id), []byte(strconv.FormatInt(int64(lease.ID), 10)), clientv3.WithLease(lease.ID))
-			item = rec.Item
-			item.Leased = true
-			return nil
-		})
-		if err != nil {
-			s.etcd.Revoke(context.WithoutCancel(ctx), lease.ID)
-			return nil, toStatus(err)
-		}
-		if item != nil {
-			out.Items = append(out.Items, item)
-		}
+		start = string(due.Kvs[len(due.Kvs)-1].Key) + "\x00"
 	}
 	if len(out.Items) == 0 {
-		s.etcd.Revoke(ctx, lease.ID)
+		if lease != nil {
+			s.etcd.Revoke(ctx, lease.ID)
+		}
 		return &storagev1.LeaseResponse{}, nil
 	}
+	out.LeaseId = int64(lease.ID)
 	return out, nil
+}
+
+// leaseOne leases the item of a due key unless another runner holds it,
+// and moves its due key to until (leased by us) or to the end of the
+// holder's lease. It returns the item leased, or nil.
+func (s *Server) leaseOne(ctx context.Context, dueKey string, lease clientv3.LeaseID, until time.Time) (*storagev1.QueueItem, error) {
+	id := dueKey[strings.LastIndexByte(dueKey, '/')+1:]
+	var item *storagev1.QueueItem
+	_, err := etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
+		item = nil
+		if _, stillDue, err := tx.Get(dueKey); err != nil || !stillDue {
+			return err // another runner took it meanwhile
+		}
+		rec := &records.QueueRecord{}
+		if ok, err := getRecord(tx, s.keys.QueueItem(id), rec); err != nil {
+			return err
+		} else if !ok {
+			tx.Delete(dueKey) // dangling: nothing to deliver
+			return nil
+		}
+		holder, held, err := tx.Get(s.keys.QueueLease(id))
+		if err != nil {
+			return err
+		}
+		next := until
+		if held {
+			// Look again when the holder's lease would run out.
+			next = time.Now().Add(time.Second)
+			if h, err := strconv.ParseInt(string(holder), 10, 64); err == nil {
+				if ttl, err := s.etcd.TimeToLive(ctx, clientv3.LeaseID(h)); err == nil && ttl.TTL > 0 {
+					next = next.Add(time.Duration(ttl.TTL) * time.Second)
+				}
+			}
+		}
+		tx.Delete(dueKey)
+		rec.Item.NextAttemptAt = timestamppb.New(next)
+		rec.Item.Leased = false
+		tx.Put(s.dueKey(rec.Item), nil)
+		tx.Put(s.keys.QueueItem(id), marshal(rec))
+		if !held {
+			tx.Put(s.keys.QueueLease(id), []byte(strconv.FormatInt(int64(lease), 10)), clientv3.WithLease(lease))
+			item = rec.Item
+		}
+		return nil
+	})
+	if item != nil {
+		item.Leased = true
+	}
+	return item, err
 }
 
 func (s *Server) RenewLease(ctx context.Context, req *storagev1.RenewLeaseRequest) (*storagev1.RenewLeaseResponse, error) {
@@ -281,6 +339,7 @@ func (s *Server) RecordAttempt(ctx context.Context, req *storagev1.RecordAttempt
 		}
 		rec.Item.Attempts++
 		rec.Item.LastError = req.Error
+		rec.Item.DelayNotified = rec.Item.DelayNotified || req.DelayNotified
 		next := timeOr(req.NextAttemptAt, time.Now().Add(5*time.Minute))
 		removed, err := s.settle(tx, rec, oldDue, next)
 		out.Item, out.Removed = rec.Item, removed
@@ -317,6 +376,22 @@ func (s *Server) Bounce(ctx context.Context, req *storagev1.BounceRequest) (*sto
 		return nil, err
 	}
 	return out, nil
+}
+
+func (s *Server) Release(ctx context.Context, req *storagev1.ReleaseRequest) (*storagev1.ReleaseResponse, error) {
+	err := s.withLeasedItem(ctx, req.Id, req.LeaseId, func(tx *etcdtx.Tx, rec *records.QueueRecord) error {
+		tx.Delete(s.dueKey(rec.Item))
+		rec.Item.NextAttemptAt = timestamppb.New(timeOr(req.NextAttemptAt, time.Now()))
+		rec.Item.Leased = false
+		tx.Put(s.dueKey(rec.Item), nil)
+		tx.Put(s.keys.QueueItem(rec.Item.Id), marshal(rec))
+		tx.Delete(s.keys.QueueLease(rec.Item.Id))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &storagev1.ReleaseResponse{}, nil
 }
 
 func (s *Server) Complete(ctx context.Context, req *storagev1.CompleteRequest) (*storagev1.CompleteResponse, error) {

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,6 +57,11 @@ type Config struct {
 	RemotePort        int
 	RetrySchedule     string
 	QueueWorkers      int
+	DestConcurrency   int
+	DelayWarning      time.Duration
+	MTASTS            bool
+	MTASTSPort        int
+	OutboundCA        string
 	LeaseTTL          time.Duration
 	QueuePoll         time.Duration
 	QueueLifetime     time.Duration
@@ -93,7 +99,12 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&c.Routes, "routes", "", `static next hops: "example.com=mx.example.net:25,*=smarthost:587" (* = every other domain)`)
 	fs.IntVar(&c.RemotePort, "remote-port", 25, "SMTP port of remote servers found through MX records")
 	fs.StringVar(&c.RetrySchedule, "retry-schedule", "1m,5m,15m,30m,1h,2h,4h", "back-off between delivery attempts; the last repeats")
-	fs.IntVar(&c.QueueWorkers, "queue-workers", 8, "queue items delivered at once by this pod")
+	fs.IntVar(&c.QueueWorkers, "queue-workers", 32, "deliveries this pod makes at once")
+	fs.IntVar(&c.DestConcurrency, "queue-destination-concurrency", 8, "deliveries to one destination (recipient domain) this pod makes at once")
+	fs.DurationVar(&c.DelayWarning, "delay-warning", 4*time.Hour, "tell the sender once that a message is still undelivered after this long (RFC 3464 Action: delayed; 0: never)")
+	fs.BoolVar(&c.MTASTS, "mta-sts", true, "apply the recipient domains' MTA-STS policies (RFC 8461)")
+	fs.IntVar(&c.MTASTSPort, "mta-sts-port", 443, "HTTPS port of MTA-STS policy hosts (tests only)")
+	fs.StringVar(&c.OutboundCA, "outbound-ca", "", "PEM file of the CAs that verify MTA-STS policy hosts and MX hosts under a policy (empty: the system's roots)")
 	fs.DurationVar(&c.LeaseTTL, "queue-lease-ttl", 5*time.Minute, "how long a dead pod's queue items stay leased")
 	fs.DurationVar(&c.QueueLifetime, "queue-lifetime", 5*24*time.Hour, "how long remote delivery is retried before the sender gets a DSN")
 	fs.DurationVar(&c.QueuePoll, "queue-poll", time.Second, "pause between queue scans when nothing is due")
@@ -137,37 +148,76 @@ func parseSchedule(s string) ([]time.Duration, error) {
 }
 
 type metrics struct {
-	sessions, messages, bytes, bounces prometheus.Counter
-	rejections, attempts               *prometheus.CounterVec
+	sessions, messages, bytes, bounces, delayed prometheus.Counter
+	rejections, attempts, destAttempts          *prometheus.CounterVec
+	destBounces, mtaSTS                         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		sessions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_sessions_total", Help: "Submission sessions."}),
-		messages:   prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_messages_total", Help: "Messages accepted."}),
-		bytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_bytes_total", Help: "Bytes accepted."}),
-		bounces:    prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_queue_bounces_total", Help: "DSNs sent for failed recipients."}),
-		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_submission_rejections_total", Help: "Refusals by reason."}, []string{"reason"}),
-		attempts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_queue_attempts_total", Help: "Per-recipient delivery attempts by result."}, []string{"result"}),
+		sessions:     prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_sessions_total", Help: "Submission sessions."}),
+		messages:     prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_messages_total", Help: "Messages accepted."}),
+		bytes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_submission_bytes_total", Help: "Bytes accepted."}),
+		bounces:      prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_queue_bounces_total", Help: "Recipients a DSN was sent for."}),
+		delayed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "mailfleet_queue_delay_notifications_total", Help: "Delay DSNs sent (RFC 3464 Action: delayed)."}),
+		rejections:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_submission_rejections_total", Help: "Refusals by reason."}, []string{"reason"}),
+		attempts:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_queue_attempts_total", Help: "Per-recipient delivery attempts by result."}, []string{"result"}),
+		destAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_queue_destination_attempts_total", Help: "Per-recipient delivery attempts by destination (recipient domain) and result: delivered, deferred, failed."}, []string{"destination", "result"}),
+		destBounces:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_queue_destination_bounces_total", Help: "Recipients a DSN was sent for, by destination."}, []string{"destination"}),
+		mtaSTS:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_queue_mta_sts_failures_total", Help: "MX hosts that did not satisfy an MTA-STS policy, by mode and reason (mx_mismatch, starttls, certificate)."}, []string{"mode", "reason"}),
 	}
-	reg.MustRegister(m.sessions, m.messages, m.bytes, m.bounces, m.rejections, m.attempts)
+	reg.MustRegister(m.sessions, m.messages, m.bytes, m.bounces, m.delayed, m.rejections, m.attempts, m.destAttempts, m.destBounces, m.mtaSTS)
 	return m
 }
 
 func (m *metrics) Session()                            { m.sessions.Inc() }
 func (m *metrics) Accepted(local, remote int, b int64) { m.messages.Inc(); m.bytes.Add(float64(b)) }
 func (m *metrics) Rejected(reason string)              { m.rejections.WithLabelValues(reason).Inc() }
-func (m *metrics) Attempt(result string)               { m.attempts.WithLabelValues(result).Inc() }
-func (m *metrics) Bounced()                            { m.bounces.Inc() }
-
-// queueGauges reports queue depth and the oldest item's age at scrape time.
-type queueGauges struct {
-	store      *storeclient.Client
-	depth, age *prometheus.Desc
+func (m *metrics) Delayed()                            { m.delayed.Inc() }
+func (m *metrics) MTASTS(mode, reason string)          { m.mtaSTS.WithLabelValues(mode, reason).Inc() }
+func (m *metrics) Attempt(dest, result string) {
+	m.attempts.WithLabelValues(result).Inc()
+	m.destAttempts.WithLabelValues(dest, result).Inc()
+}
+func (m *metrics) Bounced(dest string) {
+	m.bounces.Inc()
+	m.destBounces.WithLabelValues(dest).Inc()
 }
 
-func (g *queueGauges) Describe(ch chan<- *prometheus.Desc) { ch <- g.depth; ch <- g.age }
+// queueGauges reports at scrape time the queue depth, the oldest item's
+// age and the recipients pending per destination (the whole queue), and
+// what this pod's runner holds per destination.
+type queueGauges struct {
+	store              *storeclient.Client
+	runner             *queue.Runner // nil with --deliver=false
+	depth, age, queued *prometheus.Desc
+	waiting, inFlight  *prometheus.Desc
+}
+
+func newQueueGauges(store *storeclient.Client, runner *queue.Runner) *queueGauges {
+	dest := []string{"destination"}
+	return &queueGauges{store: store, runner: runner,
+		depth:    prometheus.NewDesc("mailfleet_queue_depth", "Items in the outbound queue.", nil, nil),
+		age:      prometheus.NewDesc("mailfleet_queue_oldest_age_seconds", "Age of the oldest queued item.", nil, nil),
+		queued:   prometheus.NewDesc("mailfleet_queue_destination_queued", "Recipients pending in the whole queue, by destination (recipient domain; local mailboxes are \"(local)\").", dest, nil),
+		waiting:  prometheus.NewDesc("mailfleet_queue_destination_waiting", "Deliveries this pod holds leased, waiting for a worker, by destination.", dest, nil),
+		inFlight: prometheus.NewDesc("mailfleet_queue_destination_in_flight", "Deliveries this pod is making, by destination.", dest, nil),
+	}
+}
+
+func (g *queueGauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{g.depth, g.age, g.queued, g.waiting, g.inFlight} {
+		ch <- d
+	}
+}
+
 func (g *queueGauges) Collect(ch chan<- prometheus.Metric) {
+	if g.runner != nil {
+		for dest, st := range g.runner.Destinations() {
+			ch <- prometheus.MustNewConstMetric(g.waiting, prometheus.GaugeValue, float64(st.Waiting), dest)
+			ch <- prometheus.MustNewConstMetric(g.inFlight, prometheus.GaugeValue, float64(st.InFlight), dest)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := g.store.Queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
@@ -175,11 +225,25 @@ func (g *queueGauges) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	oldest := 0.0
+	queued := map[string]int{}
 	for _, it := range resp.Items {
 		oldest = max(oldest, time.Since(it.CreatedAt.AsTime()).Seconds())
+		for _, rc := range it.Recipients {
+			if rc.State != storagev1.QueueRecipient_STATE_PENDING {
+				continue
+			}
+			dest := "(local)"
+			if !it.Local {
+				dest = strings.ToLower(rc.Address[strings.LastIndexByte(rc.Address, '@')+1:])
+			}
+			queued[dest]++
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(g.depth, prometheus.GaugeValue, float64(len(resp.Items)))
 	ch <- prometheus.MustNewConstMetric(g.age, prometheus.GaugeValue, oldest)
+	for dest, n := range queued {
+		ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(n), dest)
+	}
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -223,9 +287,29 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
-	reg.MustRegister(&queueGauges{store: queueStore,
-		depth: prometheus.NewDesc("mailfleet_queue_depth", "Items in the outbound queue.", nil, nil),
-		age:   prometheus.NewDesc("mailfleet_queue_oldest_age_seconds", "Age of the oldest queued item.", nil, nil)})
+	var roots *x509.CertPool
+	if cfg.OutboundCA != "" {
+		pem, err := os.ReadFile(cfg.OutboundCA)
+		if err != nil {
+			return fmt.Errorf("--outbound-ca: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--outbound-ca %s: no certificate", cfg.OutboundCA)
+		}
+	}
+	var runner *queue.Runner
+	if cfg.Deliver {
+		resolver := dnsresolver.New(cfg.DNSServer)
+		reg.MustRegister(resolver.Collectors()...)
+		runner = queue.New(queueStore, resolver, queue.Config{
+			Hostname: cfg.Hostname, Workers: cfg.QueueWorkers, DestinationConcurrency: cfg.DestConcurrency,
+			LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.QueuePoll, RemotePort: cfg.RemotePort, Routes: routes, Schedule: schedule,
+			DelayWarning: cfg.DelayWarning, MTASTS: cfg.MTASTS, PolicyPort: cfg.MTASTSPort, RootCAs: roots,
+			Observer: m, Logger: log,
+		})
+	}
+	reg.MustRegister(newQueueGauges(queueStore, runner))
 
 	server := submit.New(store, submit.Config{
 		Hostname: cfg.Hostname, MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
@@ -260,16 +344,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	runCtx, stopRunner := context.WithCancel(context.Background())
 	var runnerDone sync.WaitGroup
-	if cfg.Deliver {
-		resolver := dnsresolver.New(cfg.DNSServer)
-		reg.MustRegister(resolver.Collectors()...)
-		runner := queue.New(queueStore, resolver, queue.Config{
-			Hostname: cfg.Hostname, Workers: cfg.QueueWorkers, LeaseTTL: cfg.LeaseTTL, PollInterval: cfg.QueuePoll,
-			RemotePort: cfg.RemotePort, Routes: routes, Schedule: schedule, Observer: m, Logger: log,
-		})
+	if runner != nil {
 		runnerDone.Add(1)
 		go func() { defer runnerDone.Done(); runner.Run(runCtx) }()
-		log.Info("queue runner started", "workers", cfg.QueueWorkers, "routes", len(routes))
+		log.Info("queue runner started", "workers", cfg.QueueWorkers, "destination_concurrency", cfg.DestConcurrency, "routes", len(routes), "mta_sts", cfg.MTASTS)
 	} else {
 		log.Warn("--deliver=false: mail for other domains stays in the queue")
 	}

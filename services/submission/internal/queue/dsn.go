@@ -33,11 +33,21 @@ func statusOf(result string) string {
 	return "5.0.0"
 }
 
+// delayStatusOf is the RFC 3463 status of a recipient still being retried:
+// the transient code of the last reply, or 4.0.0.
+func delayStatusOf(result string) string {
+	if m := enhancedRE.FindString(result); strings.HasPrefix(m, "4") {
+		return m
+	}
+	return "4.0.0"
+}
+
 // sendDSN delivers a delivery status notification (RFC 3464, in a
-// multipart/report, RFC 6522) for the failed recipients to the sender: into
-// the INBOX of a local sender, through the queue to a remote one. A null
-// sender gets none (a DSN never bounces).
-func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed []*storagev1.QueueRecipient) error {
+// multipart/report, RFC 6522) to the sender: for failed recipients, or, when
+// delayed, for recipients still being retried (Action: delayed, RFC 3464
+// 2.3.3). It goes into the INBOX of a local sender, through the queue to a
+// remote one. A null sender gets none (a DSN never bounces).
+func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, rcpts []*storagev1.QueueRecipient, delayed bool) error {
 	if item.MailFrom == "" {
 		return nil
 	}
@@ -50,10 +60,17 @@ func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed 
 	b := make([]byte, 6)
 	rand.Read(b)
 	now := time.Now()
+	subject, intro := "Undelivered Mail Returned to Sender", "Your message could not be delivered to these recipients:"
+	if delayed {
+		subject = "Delayed Mail (still being retried)"
+		intro = fmt.Sprintf("Your message has not been delivered yet to these recipients after %s.\r\n"+
+			"This is only a warning: the mail system keeps trying until %s, and you need not send it again.",
+			now.Sub(item.CreatedAt.AsTime()).Round(time.Minute), item.ExpiresAt.AsTime().Format(time.RFC1123Z))
+	}
 	var msg bytes.Buffer
 	fmt.Fprintf(&msg, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", r.cfg.Hostname)
 	fmt.Fprintf(&msg, "To: <%s>\r\n", item.MailFrom)
-	fmt.Fprintf(&msg, "Subject: Undelivered Mail Returned to Sender\r\n")
+	fmt.Fprintf(&msg, "Subject: %s\r\n", subject)
 	fmt.Fprintf(&msg, "Date: %s\r\n", now.Format(time.RFC1123Z))
 	fmt.Fprintf(&msg, "Message-ID: <%s.dsn@%s>\r\n", hex.EncodeToString(b), r.cfg.Hostname)
 	fmt.Fprintf(&msg, "Auto-Submitted: auto-replied\r\n")
@@ -62,8 +79,8 @@ func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed 
 
 	// 1: for people.
 	part, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/plain; charset=utf-8"}})
-	fmt.Fprintf(part, "This is the mail system at %s.\r\n\r\nYour message could not be delivered to these recipients:\r\n\r\n", r.cfg.Hostname)
-	for _, f := range failed {
+	fmt.Fprintf(part, "This is the mail system at %s.\r\n\r\n%s\r\n\r\n", r.cfg.Hostname, intro)
+	for _, f := range rcpts {
 		fmt.Fprintf(part, "<%s>: %s\r\n", f.Address, f.LastResult)
 	}
 	// 2: for programs (RFC 3464 2).
@@ -71,12 +88,20 @@ func (r *Runner) sendDSN(ctx context.Context, item *storagev1.QueueItem, failed 
 	fmt.Fprintf(part, "Reporting-MTA: dns; %s\r\n", r.cfg.Hostname)
 	fmt.Fprintf(part, "X-Mailfleet-Queue-ID: %s\r\n", item.Id)
 	fmt.Fprintf(part, "Arrival-Date: %s\r\n", item.CreatedAt.AsTime().Format(time.RFC1123Z))
-	for _, f := range failed {
-		fmt.Fprintf(part, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n", f.Address, statusOf(f.LastResult))
+	for _, f := range rcpts {
+		if delayed {
+			fmt.Fprintf(part, "\r\nFinal-Recipient: rfc822; %s\r\nAction: delayed\r\nStatus: %s\r\n", f.Address, delayStatusOf(f.LastResult))
+		} else {
+			fmt.Fprintf(part, "\r\nFinal-Recipient: rfc822; %s\r\nAction: failed\r\nStatus: %s\r\n", f.Address, statusOf(f.LastResult))
+		}
 		if strings.HasPrefix(f.LastResult, "5") || strings.HasPrefix(f.LastResult, "4") {
 			fmt.Fprintf(part, "Diagnostic-Code: smtp; %s\r\n", f.LastResult)
 		}
 		fmt.Fprintf(part, "Last-Attempt-Date: %s\r\n", now.Format(time.RFC1123Z))
+		if delayed && item.ExpiresAt != nil {
+			// RFC 3464 2.3.8.
+			fmt.Fprintf(part, "Will-Retry-Until: %s\r\n", item.ExpiresAt.AsTime().Format(time.RFC1123Z))
+		}
 	}
 	// 3: the original headers (RFC 6522 text/rfc822-headers).
 	part, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"text/rfc822-headers"}})
