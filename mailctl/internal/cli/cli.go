@@ -37,8 +37,8 @@ Usage: mailctl [--storage ADDR] [-o text|json] COMMAND ...
   account quota ADDRESS BYTES [MESSAGES]                            (0 = unlimited)
   account disable ADDRESS | enable ADDRESS
   alias add ALIAS ADDRESS | remove ALIAS                            (ALIAS "@domain" = catch-all)
-  dkim generate DOMAIN [--selector S] [--algorithm rsa|ed25519]   (prints the DNS TXT record)
-  dkim show DOMAIN
+  dkim generate DOMAIN [--selector S] [--algorithm rsa|ed25519] [--rotate]   (prints the DNS TXT record)
+  dkim show DOMAIN | remove DOMAIN SELECTOR                      (remove: a retired key only)
   queue list | show ID | retry ID | delete ID
   bootstrap --domain D [--domain D2] [--admin ADDRESS]             (password from $MAILFLEET_ADMIN_PASSWORD)
   selftest --smtp HOST:PORT --imaps HOST:PORT --domain D            (send through the MX, read over IMAPS)
@@ -176,7 +176,7 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		fs := flag.NewFlagSet("account create", flag.ContinueOnError)
 		qb := fs.Uint64("quota-bytes", 0, "byte quota (0 = unlimited)")
 		qm := fs.Uint64("quota-messages", 0, "message quota (0 = unlimited)")
-		if err := fs.Parse(reorder(rest)); err != nil {
+		if err := fs.Parse(reorder(fs, rest)); err != nil {
 			return usageError(err.Error())
 		}
 		if err := want(fs.Args(), 1, "ADDRESS"); err != nil {
@@ -271,31 +271,53 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		fmt.Fprintf(out, "alias %s removed\n", rest[0])
 	case "dkim generate":
 		fs := flag.NewFlagSet("dkim generate", flag.ContinueOnError)
-		selector := fs.String("selector", "mf", "DKIM selector")
+		selector := fs.String("selector", "", `DKIM selector (default "mf", or "mf" and the date when rotating)`)
 		algo := fs.String("algorithm", "rsa", "rsa or ed25519")
-		if err := fs.Parse(reorder(rest)); err != nil {
+		rotate := fs.Bool("rotate", false, "replace the domain's signing key; the old one is kept (retired) until dkim remove")
+		if err := fs.Parse(reorder(fs, rest)); err != nil {
 			return usageError(err.Error())
 		}
 		if err := want(fs.Args(), 1, "DOMAIN"); err != nil {
 			return err
 		}
-		resp, err := c.accounts.GenerateDKIMKey(ctx, &storagev1.GenerateDKIMKeyRequest{Domain: fs.Arg(0), Selector: *selector, Algorithm: *algo})
+		if *selector == "" && *rotate {
+			*selector = "mf" + time.Now().UTC().Format("20060102")
+		}
+		resp, err := c.accounts.GenerateDKIMKey(ctx, &storagev1.GenerateDKIMKeyRequest{Domain: fs.Arg(0), Selector: *selector, Algorithm: *algo, Rotate: *rotate})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "DKIM key for %s created. Publish this DNS record:\n%s. IN TXT %s\n", resp.Key.Domain, resp.Key.DnsName, quoteTXT(resp.Key.DnsValue))
+		fmt.Fprintf(out, "DKIM key for %s created; it signs from now on. Publish this DNS record:\n%s. IN TXT %s\n", resp.Key.Domain, resp.Key.DnsName, quoteTXT(resp.Key.DnsValue))
+		if r := resp.Retired; r != nil {
+			fmt.Fprintf(out, "The key of selector %s is retired: keep %s published until mail it signed has been delivered (a few days), then run\n  mailctl dkim remove %s %s\n",
+				r.Selector, r.DnsName, r.Domain, r.Selector)
+		}
 	case "dkim show":
 		if err := want(rest, 1, "DOMAIN"); err != nil {
 			return err
 		}
-		resp, err := c.accounts.GetDKIMKey(ctx, &storagev1.GetDKIMKeyRequest{Domain: rest[0]})
+		resp, err := c.accounts.ListDKIMKeys(ctx, &storagev1.ListDKIMKeysRequest{Domain: rest[0]})
 		if err != nil {
 			return err
 		}
 		if c.json {
-			return printJSON(out, []*storagev1.DKIMKey{resp.Key})
+			return printJSON(out, resp.Keys)
 		}
-		fmt.Fprintf(out, "%s. IN TXT %s\n", resp.Key.DnsName, quoteTXT(resp.Key.DnsValue))
+		for _, k := range resp.Keys {
+			state := "signing"
+			if k.Retired {
+				state = "retired"
+			}
+			fmt.Fprintf(out, "; selector %s (%s, %s)\n%s. IN TXT %s\n", k.Selector, state, k.Algorithm, k.DnsName, quoteTXT(k.DnsValue))
+		}
+	case "dkim remove":
+		if err := want(rest, 2, "DOMAIN SELECTOR"); err != nil {
+			return err
+		}
+		if _, err := c.accounts.RemoveDKIMKey(ctx, &storagev1.RemoveDKIMKeyRequest{Domain: rest[0], Selector: rest[1]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "retired DKIM key %s of %s removed; its DNS record can go\n", rest[1], rest[0])
 	case "queue list":
 		resp, err := c.queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
 		if err != nil {
@@ -354,12 +376,18 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 
 // reorder puts flags before positional arguments so that both
 // "account create --quota-bytes 1 a@b" and "account create a@b --quota-bytes 1" work.
-func reorder(args []string) []string {
+// A flag of fs takes the next argument as its value unless it is boolean.
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		if strings.HasPrefix(args[i], "-") {
 			flags = append(flags, args[i])
-			if !strings.Contains(args[i], "=") && i+1 < len(args) {
+			isBool := false
+			if f := fs.Lookup(strings.TrimLeft(args[i], "-")); f != nil {
+				b, ok := f.Value.(interface{ IsBoolFlag() bool })
+				isBool = ok && b.IsBoolFlag()
+			}
+			if !isBool && !strings.Contains(args[i], "=") && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}

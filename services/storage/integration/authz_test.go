@@ -51,6 +51,8 @@ var expectedPolicy = map[string]map[string]string{
 	"/mailfleet.storage.v1.AccountService/UnlockAccount":    {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.AccountService/GenerateDKIMKey":  {"admin": "any"},
 	"/mailfleet.storage.v1.AccountService/GetDKIMKey":       {"admin": "any", "submission": "session"},
+	"/mailfleet.storage.v1.AccountService/ListDKIMKeys":     {"admin": "any"},
+	"/mailfleet.storage.v1.AccountService/RemoveDKIMKey":    {"admin": "any"},
 	"/mailfleet.storage.v1.MailboxService/ListMailboxes":    {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MailboxService/GetMailbox":       {"admin": "any", "access": "session"},
 	"/mailfleet.storage.v1.MailboxService/CreateMailbox":    {"admin": "any", "access": "session"},

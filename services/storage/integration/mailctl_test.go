@@ -110,6 +110,50 @@ func TestMailctlEndToEnd(t *testing.T) {
 	if out, err := mailctl(t, r, "", "domain", "delete", "corp.test"); err == nil || !strings.Contains(out, "addresses") {
 		t.Fatalf("deleting a domain in use: %v %q", err, out)
 	}
+	// DKIM: a second generate does not replace the key; --rotate does, under
+	// a new selector, and keeps the old key (retired) until it is removed.
+	if out := run("", "dkim", "generate", "corp.test", "--algorithm", "ed25519"); !strings.Contains(out, "mf._domainkey.corp.test. IN TXT") {
+		t.Fatalf("dkim generate: %q", out)
+	}
+	signing := func() string {
+		t.Helper()
+		k, err := r.Accounts.GetDKIMKey(ctx, &storagev1.GetDKIMKeyRequest{Domain: "corp.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Key.Selector + " " + k.Key.DnsValue
+	}
+	first := signing()
+	if out, err := mailctl(t, r, "", "dkim", "generate", "corp.test"); err == nil || !strings.Contains(out, "rotate") || signing() != first {
+		t.Fatalf("dkim generate over an existing key: %v %q", err, out)
+	}
+	if out, err := mailctl(t, r, "", "dkim", "generate", "corp.test", "--rotate", "--selector", "mf"); err == nil || !strings.Contains(out, "new selector") {
+		t.Fatalf("dkim rotate to the same selector: %v %q", err, out)
+	}
+	if out := run("", "dkim", "generate", "corp.test", "--rotate", "--selector", "mf2", "--algorithm", "ed25519"); !strings.Contains(out, "mf2._domainkey.corp.test. IN TXT") ||
+		!strings.Contains(out, "mailctl dkim remove corp.test mf") {
+		t.Fatalf("dkim rotate: %q", out)
+	}
+	if got := signing(); !strings.HasPrefix(got, "mf2 ") {
+		t.Fatalf("after rotating, the signing key is %q", got)
+	}
+	var keys []struct {
+		Selector string
+		Retired  bool
+		DNSValue string `json:"dns_value"`
+	}
+	if err := json.Unmarshal([]byte(run("", "-o", "json", "dkim", "show", "corp.test")), &keys); err != nil || len(keys) != 2 ||
+		keys[0].Selector != "mf2" || keys[0].Retired || keys[1].Selector != "mf" || !keys[1].Retired || "mf "+keys[1].DNSValue != first {
+		t.Fatalf("dkim show -o json after rotating: %+v %v", keys, err)
+	}
+	if out, err := mailctl(t, r, "", "dkim", "remove", "corp.test", "mf2"); err == nil || !strings.Contains(out, "never removed") {
+		t.Fatalf("dkim remove of the signing key: %v %q", err, out)
+	}
+	run("", "dkim", "remove", "corp.test", "mf")
+	if out := run("", "dkim", "show", "corp.test"); strings.Contains(out, "retired") || !strings.Contains(out, "mf2 (signing") {
+		t.Fatalf("dkim show after removing the retired key: %q", out)
+	}
+
 	run("", "account", "delete", "ann@corp.test")
 	if err := auth("second secret"); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("deleted account can log in: %v", err)

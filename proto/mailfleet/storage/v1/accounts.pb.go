@@ -2006,8 +2006,10 @@ type DKIMKey struct {
 	// PKCS#8 private key, PEM. Only GetDKIMKey returns it.
 	PrivateKeyPem string `protobuf:"bytes,4,opt,name=private_key_pem,json=privateKeyPem,proto3" json:"private_key_pem,omitempty"`
 	// The TXT record to publish at <selector>._domainkey.<domain>.
-	DnsName       string `protobuf:"bytes,5,opt,name=dns_name,json=dnsName,proto3" json:"dns_name,omitempty"`
-	DnsValue      string `protobuf:"bytes,6,opt,name=dns_value,json=dnsValue,proto3" json:"dns_value,omitempty"`
+	DnsName  string `protobuf:"bytes,5,opt,name=dns_name,json=dnsName,proto3" json:"dns_name,omitempty"`
+	DnsValue string `protobuf:"bytes,6,opt,name=dns_value,json=dnsValue,proto3" json:"dns_value,omitempty"`
+	// A key rotated out: it no longer signs (ListDKIMKeys).
+	Retired       bool `protobuf:"varint,7,opt,name=retired,proto3" json:"retired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2084,13 +2086,22 @@ func (x *DKIMKey) GetDnsValue() string {
 	return ""
 }
 
+func (x *DKIMKey) GetRetired() bool {
+	if x != nil {
+		return x.Retired
+	}
+	return false
+}
+
 type GenerateDKIMKeyRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
 	// Default "mf".
 	Selector string `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
 	// "rsa" (default: what every verifier supports) or "ed25519".
-	Algorithm     string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	Algorithm string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	// Replace the domain's signing key; the selector must be a new one.
+	Rotate        bool `protobuf:"varint,4,opt,name=rotate,proto3" json:"rotate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2146,9 +2157,18 @@ func (x *GenerateDKIMKeyRequest) GetAlgorithm() string {
 	return ""
 }
 
+func (x *GenerateDKIMKeyRequest) GetRotate() bool {
+	if x != nil {
+		return x.Rotate
+	}
+	return false
+}
+
 type GenerateDKIMKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *DKIMKey               `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   *DKIMKey               `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// When rotating: the key that signed until now, kept as retired.
+	Retired       *DKIMKey `protobuf:"bytes,2,opt,name=retired,proto3" json:"retired,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2190,6 +2210,190 @@ func (x *GenerateDKIMKeyResponse) GetKey() *DKIMKey {
 	return nil
 }
 
+func (x *GenerateDKIMKeyResponse) GetRetired() *DKIMKey {
+	if x != nil {
+		return x.Retired
+	}
+	return nil
+}
+
+type ListDKIMKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDKIMKeysRequest) Reset() {
+	*x = ListDKIMKeysRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDKIMKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDKIMKeysRequest) ProtoMessage() {}
+
+func (x *ListDKIMKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDKIMKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListDKIMKeysRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListDKIMKeysRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+type ListDKIMKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signing key first (retired = false), then the retired ones.
+	Keys          []*DKIMKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDKIMKeysResponse) Reset() {
+	*x = ListDKIMKeysResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDKIMKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDKIMKeysResponse) ProtoMessage() {}
+
+func (x *ListDKIMKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDKIMKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListDKIMKeysResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListDKIMKeysResponse) GetKeys() []*DKIMKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RemoveDKIMKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Selector      string                 `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveDKIMKeyRequest) Reset() {
+	*x = RemoveDKIMKeyRequest{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveDKIMKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveDKIMKeyRequest) ProtoMessage() {}
+
+func (x *RemoveDKIMKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveDKIMKeyRequest.ProtoReflect.Descriptor instead.
+func (*RemoveDKIMKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RemoveDKIMKeyRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *RemoveDKIMKeyRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+type RemoveDKIMKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveDKIMKeyResponse) Reset() {
+	*x = RemoveDKIMKeyResponse{}
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveDKIMKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveDKIMKeyResponse) ProtoMessage() {}
+
+func (x *RemoveDKIMKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveDKIMKeyResponse.ProtoReflect.Descriptor instead.
+func (*RemoveDKIMKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{45}
+}
+
 type GetDKIMKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -2199,7 +2403,7 @@ type GetDKIMKeyRequest struct {
 
 func (x *GetDKIMKeyRequest) Reset() {
 	*x = GetDKIMKeyRequest{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[42]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2415,7 @@ func (x *GetDKIMKeyRequest) String() string {
 func (*GetDKIMKeyRequest) ProtoMessage() {}
 
 func (x *GetDKIMKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[42]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2428,7 @@ func (x *GetDKIMKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDKIMKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetDKIMKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{42}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetDKIMKeyRequest) GetDomain() string {
@@ -2243,7 +2447,7 @@ type GetDKIMKeyResponse struct {
 
 func (x *GetDKIMKeyResponse) Reset() {
 	*x = GetDKIMKeyResponse{}
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[43]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2459,7 @@ func (x *GetDKIMKeyResponse) String() string {
 func (*GetDKIMKeyResponse) ProtoMessage() {}
 
 func (x *GetDKIMKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[43]
+	mi := &file_mailfleet_storage_v1_accounts_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2472,7 @@ func (x *GetDKIMKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDKIMKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetDKIMKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{43}
+	return file_mailfleet_storage_v1_accounts_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetDKIMKeyResponse) GetKey() *DKIMKey {
@@ -2407,24 +2611,35 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
 	"\alock_id\x18\x03 \x01(\x03R\x06lockId\"\x17\n" +
-	"\x15UnlockAccountResponse\"\xbb\x01\n" +
+	"\x15UnlockAccountResponse\"\xd5\x01\n" +
 	"\aDKIMKey\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12\x1c\n" +
 	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12&\n" +
 	"\x0fprivate_key_pem\x18\x04 \x01(\tR\rprivateKeyPem\x12\x19\n" +
 	"\bdns_name\x18\x05 \x01(\tR\adnsName\x12\x1b\n" +
-	"\tdns_value\x18\x06 \x01(\tR\bdnsValue\"j\n" +
+	"\tdns_value\x18\x06 \x01(\tR\bdnsValue\x12\x18\n" +
+	"\aretired\x18\a \x01(\bR\aretired\"\x82\x01\n" +
 	"\x16GenerateDKIMKeyRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1a\n" +
 	"\bselector\x18\x02 \x01(\tR\bselector\x12\x1c\n" +
-	"\talgorithm\x18\x03 \x01(\tR\talgorithm\"J\n" +
+	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12\x16\n" +
+	"\x06rotate\x18\x04 \x01(\bR\x06rotate\"\x83\x01\n" +
 	"\x17GenerateDKIMKeyResponse\x12/\n" +
-	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key\"+\n" +
+	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key\x127\n" +
+	"\aretired\x18\x02 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\aretired\"-\n" +
+	"\x13ListDKIMKeysRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\"I\n" +
+	"\x14ListDKIMKeysResponse\x121\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x04keys\"J\n" +
+	"\x14RemoveDKIMKeyRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1a\n" +
+	"\bselector\x18\x02 \x01(\tR\bselector\"\x17\n" +
+	"\x15RemoveDKIMKeyResponse\"+\n" +
 	"\x11GetDKIMKeyRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\"E\n" +
 	"\x12GetDKIMKeyResponse\x12/\n" +
-	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key2\x99\x10\n" +
+	"\x03key\x18\x01 \x01(\v2\x1d.mailfleet.storage.v1.DKIMKeyR\x03key2\xea\x11\n" +
 	"\x0eAccountService\x12e\n" +
 	"\fCreateDomain\x12).mailfleet.storage.v1.CreateDomainRequest\x1a*.mailfleet.storage.v1.CreateDomainResponse\x12e\n" +
 	"\fDeleteDomain\x12).mailfleet.storage.v1.DeleteDomainRequest\x1a*.mailfleet.storage.v1.DeleteDomainResponse\x12b\n" +
@@ -2447,7 +2662,9 @@ const file_mailfleet_storage_v1_accounts_proto_rawDesc = "" +
 	"\rUnlockAccount\x12*.mailfleet.storage.v1.UnlockAccountRequest\x1a+.mailfleet.storage.v1.UnlockAccountResponse\x12n\n" +
 	"\x0fGenerateDKIMKey\x12,.mailfleet.storage.v1.GenerateDKIMKeyRequest\x1a-.mailfleet.storage.v1.GenerateDKIMKeyResponse\x12_\n" +
 	"\n" +
-	"GetDKIMKey\x12'.mailfleet.storage.v1.GetDKIMKeyRequest\x1a(.mailfleet.storage.v1.GetDKIMKeyResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
+	"GetDKIMKey\x12'.mailfleet.storage.v1.GetDKIMKeyRequest\x1a(.mailfleet.storage.v1.GetDKIMKeyResponse\x12e\n" +
+	"\fListDKIMKeys\x12).mailfleet.storage.v1.ListDKIMKeysRequest\x1a*.mailfleet.storage.v1.ListDKIMKeysResponse\x12h\n" +
+	"\rRemoveDKIMKey\x12*.mailfleet.storage.v1.RemoveDKIMKeyRequest\x1a+.mailfleet.storage.v1.RemoveDKIMKeyResponseBEZCgithub.com/mailfleet/mailfleet/proto/mailfleet/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_mailfleet_storage_v1_accounts_proto_rawDescOnce sync.Once
@@ -2462,7 +2679,7 @@ func file_mailfleet_storage_v1_accounts_proto_rawDescGZIP() []byte {
 }
 
 var file_mailfleet_storage_v1_accounts_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_mailfleet_storage_v1_accounts_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(ResolveRecipientResponse_Result)(0), // 0: mailfleet.storage.v1.ResolveRecipientResponse.Result
 	(*Account)(nil),                      // 1: mailfleet.storage.v1.Account
@@ -2507,14 +2724,18 @@ var file_mailfleet_storage_v1_accounts_proto_goTypes = []any{
 	(*DKIMKey)(nil),                      // 40: mailfleet.storage.v1.DKIMKey
 	(*GenerateDKIMKeyRequest)(nil),       // 41: mailfleet.storage.v1.GenerateDKIMKeyRequest
 	(*GenerateDKIMKeyResponse)(nil),      // 42: mailfleet.storage.v1.GenerateDKIMKeyResponse
-	(*GetDKIMKeyRequest)(nil),            // 43: mailfleet.storage.v1.GetDKIMKeyRequest
-	(*GetDKIMKeyResponse)(nil),           // 44: mailfleet.storage.v1.GetDKIMKeyResponse
-	(*timestamppb.Timestamp)(nil),        // 45: google.protobuf.Timestamp
+	(*ListDKIMKeysRequest)(nil),          // 43: mailfleet.storage.v1.ListDKIMKeysRequest
+	(*ListDKIMKeysResponse)(nil),         // 44: mailfleet.storage.v1.ListDKIMKeysResponse
+	(*RemoveDKIMKeyRequest)(nil),         // 45: mailfleet.storage.v1.RemoveDKIMKeyRequest
+	(*RemoveDKIMKeyResponse)(nil),        // 46: mailfleet.storage.v1.RemoveDKIMKeyResponse
+	(*GetDKIMKeyRequest)(nil),            // 47: mailfleet.storage.v1.GetDKIMKeyRequest
+	(*GetDKIMKeyResponse)(nil),           // 48: mailfleet.storage.v1.GetDKIMKeyResponse
+	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
 }
 var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	2,  // 0: mailfleet.storage.v1.Account.quota:type_name -> mailfleet.storage.v1.Quota
-	45, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	45, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
+	49, // 1: mailfleet.storage.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	49, // 2: mailfleet.storage.v1.Domain.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: mailfleet.storage.v1.CreateDomainResponse.domain:type_name -> mailfleet.storage.v1.Domain
 	3,  // 4: mailfleet.storage.v1.ListDomainsResponse.domains:type_name -> mailfleet.storage.v1.Domain
 	1,  // 5: mailfleet.storage.v1.CreateAccountResponse.account:type_name -> mailfleet.storage.v1.Account
@@ -2522,57 +2743,63 @@ var file_mailfleet_storage_v1_accounts_proto_depIdxs = []int32{
 	1,  // 7: mailfleet.storage.v1.ListAccountsResponse.accounts:type_name -> mailfleet.storage.v1.Account
 	2,  // 8: mailfleet.storage.v1.SetQuotaResponse.quota:type_name -> mailfleet.storage.v1.Quota
 	1,  // 9: mailfleet.storage.v1.AuthenticateResponse.account:type_name -> mailfleet.storage.v1.Account
-	45, // 10: mailfleet.storage.v1.AuthenticateResponse.session_expires_at:type_name -> google.protobuf.Timestamp
-	45, // 11: mailfleet.storage.v1.RefreshSessionResponse.session_expires_at:type_name -> google.protobuf.Timestamp
+	49, // 10: mailfleet.storage.v1.AuthenticateResponse.session_expires_at:type_name -> google.protobuf.Timestamp
+	49, // 11: mailfleet.storage.v1.RefreshSessionResponse.session_expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 12: mailfleet.storage.v1.ResolveRecipientResponse.result:type_name -> mailfleet.storage.v1.ResolveRecipientResponse.Result
 	1,  // 13: mailfleet.storage.v1.ResolveRecipientResponse.account:type_name -> mailfleet.storage.v1.Account
 	40, // 14: mailfleet.storage.v1.GenerateDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
-	40, // 15: mailfleet.storage.v1.GetDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
-	4,  // 16: mailfleet.storage.v1.AccountService.CreateDomain:input_type -> mailfleet.storage.v1.CreateDomainRequest
-	6,  // 17: mailfleet.storage.v1.AccountService.DeleteDomain:input_type -> mailfleet.storage.v1.DeleteDomainRequest
-	8,  // 18: mailfleet.storage.v1.AccountService.ListDomains:input_type -> mailfleet.storage.v1.ListDomainsRequest
-	10, // 19: mailfleet.storage.v1.AccountService.CreateAccount:input_type -> mailfleet.storage.v1.CreateAccountRequest
-	12, // 20: mailfleet.storage.v1.AccountService.DeleteAccount:input_type -> mailfleet.storage.v1.DeleteAccountRequest
-	14, // 21: mailfleet.storage.v1.AccountService.GetAccount:input_type -> mailfleet.storage.v1.GetAccountRequest
-	16, // 22: mailfleet.storage.v1.AccountService.ListAccounts:input_type -> mailfleet.storage.v1.ListAccountsRequest
-	18, // 23: mailfleet.storage.v1.AccountService.SetPassword:input_type -> mailfleet.storage.v1.SetPasswordRequest
-	20, // 24: mailfleet.storage.v1.AccountService.SetQuota:input_type -> mailfleet.storage.v1.SetQuotaRequest
-	22, // 25: mailfleet.storage.v1.AccountService.SetDisabled:input_type -> mailfleet.storage.v1.SetDisabledRequest
-	24, // 26: mailfleet.storage.v1.AccountService.AddAlias:input_type -> mailfleet.storage.v1.AddAliasRequest
-	26, // 27: mailfleet.storage.v1.AccountService.RemoveAlias:input_type -> mailfleet.storage.v1.RemoveAliasRequest
-	28, // 28: mailfleet.storage.v1.AccountService.Authenticate:input_type -> mailfleet.storage.v1.AuthenticateRequest
-	30, // 29: mailfleet.storage.v1.AccountService.RefreshSession:input_type -> mailfleet.storage.v1.RefreshSessionRequest
-	32, // 30: mailfleet.storage.v1.AccountService.ResolveRecipient:input_type -> mailfleet.storage.v1.ResolveRecipientRequest
-	34, // 31: mailfleet.storage.v1.AccountService.LockAccount:input_type -> mailfleet.storage.v1.LockAccountRequest
-	36, // 32: mailfleet.storage.v1.AccountService.RenewAccountLock:input_type -> mailfleet.storage.v1.RenewAccountLockRequest
-	38, // 33: mailfleet.storage.v1.AccountService.UnlockAccount:input_type -> mailfleet.storage.v1.UnlockAccountRequest
-	41, // 34: mailfleet.storage.v1.AccountService.GenerateDKIMKey:input_type -> mailfleet.storage.v1.GenerateDKIMKeyRequest
-	43, // 35: mailfleet.storage.v1.AccountService.GetDKIMKey:input_type -> mailfleet.storage.v1.GetDKIMKeyRequest
-	5,  // 36: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
-	7,  // 37: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
-	9,  // 38: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
-	11, // 39: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
-	13, // 40: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
-	15, // 41: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
-	17, // 42: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
-	19, // 43: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
-	21, // 44: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
-	23, // 45: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
-	25, // 46: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
-	27, // 47: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
-	29, // 48: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
-	31, // 49: mailfleet.storage.v1.AccountService.RefreshSession:output_type -> mailfleet.storage.v1.RefreshSessionResponse
-	33, // 50: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
-	35, // 51: mailfleet.storage.v1.AccountService.LockAccount:output_type -> mailfleet.storage.v1.LockAccountResponse
-	37, // 52: mailfleet.storage.v1.AccountService.RenewAccountLock:output_type -> mailfleet.storage.v1.RenewAccountLockResponse
-	39, // 53: mailfleet.storage.v1.AccountService.UnlockAccount:output_type -> mailfleet.storage.v1.UnlockAccountResponse
-	42, // 54: mailfleet.storage.v1.AccountService.GenerateDKIMKey:output_type -> mailfleet.storage.v1.GenerateDKIMKeyResponse
-	44, // 55: mailfleet.storage.v1.AccountService.GetDKIMKey:output_type -> mailfleet.storage.v1.GetDKIMKeyResponse
-	36, // [36:56] is the sub-list for method output_type
-	16, // [16:36] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	40, // 15: mailfleet.storage.v1.GenerateDKIMKeyResponse.retired:type_name -> mailfleet.storage.v1.DKIMKey
+	40, // 16: mailfleet.storage.v1.ListDKIMKeysResponse.keys:type_name -> mailfleet.storage.v1.DKIMKey
+	40, // 17: mailfleet.storage.v1.GetDKIMKeyResponse.key:type_name -> mailfleet.storage.v1.DKIMKey
+	4,  // 18: mailfleet.storage.v1.AccountService.CreateDomain:input_type -> mailfleet.storage.v1.CreateDomainRequest
+	6,  // 19: mailfleet.storage.v1.AccountService.DeleteDomain:input_type -> mailfleet.storage.v1.DeleteDomainRequest
+	8,  // 20: mailfleet.storage.v1.AccountService.ListDomains:input_type -> mailfleet.storage.v1.ListDomainsRequest
+	10, // 21: mailfleet.storage.v1.AccountService.CreateAccount:input_type -> mailfleet.storage.v1.CreateAccountRequest
+	12, // 22: mailfleet.storage.v1.AccountService.DeleteAccount:input_type -> mailfleet.storage.v1.DeleteAccountRequest
+	14, // 23: mailfleet.storage.v1.AccountService.GetAccount:input_type -> mailfleet.storage.v1.GetAccountRequest
+	16, // 24: mailfleet.storage.v1.AccountService.ListAccounts:input_type -> mailfleet.storage.v1.ListAccountsRequest
+	18, // 25: mailfleet.storage.v1.AccountService.SetPassword:input_type -> mailfleet.storage.v1.SetPasswordRequest
+	20, // 26: mailfleet.storage.v1.AccountService.SetQuota:input_type -> mailfleet.storage.v1.SetQuotaRequest
+	22, // 27: mailfleet.storage.v1.AccountService.SetDisabled:input_type -> mailfleet.storage.v1.SetDisabledRequest
+	24, // 28: mailfleet.storage.v1.AccountService.AddAlias:input_type -> mailfleet.storage.v1.AddAliasRequest
+	26, // 29: mailfleet.storage.v1.AccountService.RemoveAlias:input_type -> mailfleet.storage.v1.RemoveAliasRequest
+	28, // 30: mailfleet.storage.v1.AccountService.Authenticate:input_type -> mailfleet.storage.v1.AuthenticateRequest
+	30, // 31: mailfleet.storage.v1.AccountService.RefreshSession:input_type -> mailfleet.storage.v1.RefreshSessionRequest
+	32, // 32: mailfleet.storage.v1.AccountService.ResolveRecipient:input_type -> mailfleet.storage.v1.ResolveRecipientRequest
+	34, // 33: mailfleet.storage.v1.AccountService.LockAccount:input_type -> mailfleet.storage.v1.LockAccountRequest
+	36, // 34: mailfleet.storage.v1.AccountService.RenewAccountLock:input_type -> mailfleet.storage.v1.RenewAccountLockRequest
+	38, // 35: mailfleet.storage.v1.AccountService.UnlockAccount:input_type -> mailfleet.storage.v1.UnlockAccountRequest
+	41, // 36: mailfleet.storage.v1.AccountService.GenerateDKIMKey:input_type -> mailfleet.storage.v1.GenerateDKIMKeyRequest
+	47, // 37: mailfleet.storage.v1.AccountService.GetDKIMKey:input_type -> mailfleet.storage.v1.GetDKIMKeyRequest
+	43, // 38: mailfleet.storage.v1.AccountService.ListDKIMKeys:input_type -> mailfleet.storage.v1.ListDKIMKeysRequest
+	45, // 39: mailfleet.storage.v1.AccountService.RemoveDKIMKey:input_type -> mailfleet.storage.v1.RemoveDKIMKeyRequest
+	5,  // 40: mailfleet.storage.v1.AccountService.CreateDomain:output_type -> mailfleet.storage.v1.CreateDomainResponse
+	7,  // 41: mailfleet.storage.v1.AccountService.DeleteDomain:output_type -> mailfleet.storage.v1.DeleteDomainResponse
+	9,  // 42: mailfleet.storage.v1.AccountService.ListDomains:output_type -> mailfleet.storage.v1.ListDomainsResponse
+	11, // 43: mailfleet.storage.v1.AccountService.CreateAccount:output_type -> mailfleet.storage.v1.CreateAccountResponse
+	13, // 44: mailfleet.storage.v1.AccountService.DeleteAccount:output_type -> mailfleet.storage.v1.DeleteAccountResponse
+	15, // 45: mailfleet.storage.v1.AccountService.GetAccount:output_type -> mailfleet.storage.v1.GetAccountResponse
+	17, // 46: mailfleet.storage.v1.AccountService.ListAccounts:output_type -> mailfleet.storage.v1.ListAccountsResponse
+	19, // 47: mailfleet.storage.v1.AccountService.SetPassword:output_type -> mailfleet.storage.v1.SetPasswordResponse
+	21, // 48: mailfleet.storage.v1.AccountService.SetQuota:output_type -> mailfleet.storage.v1.SetQuotaResponse
+	23, // 49: mailfleet.storage.v1.AccountService.SetDisabled:output_type -> mailfleet.storage.v1.SetDisabledResponse
+	25, // 50: mailfleet.storage.v1.AccountService.AddAlias:output_type -> mailfleet.storage.v1.AddAliasResponse
+	27, // 51: mailfleet.storage.v1.AccountService.RemoveAlias:output_type -> mailfleet.storage.v1.RemoveAliasResponse
+	29, // 52: mailfleet.storage.v1.AccountService.Authenticate:output_type -> mailfleet.storage.v1.AuthenticateResponse
+	31, // 53: mailfleet.storage.v1.AccountService.RefreshSession:output_type -> mailfleet.storage.v1.RefreshSessionResponse
+	33, // 54: mailfleet.storage.v1.AccountService.ResolveRecipient:output_type -> mailfleet.storage.v1.ResolveRecipientResponse
+	35, // 55: mailfleet.storage.v1.AccountService.LockAccount:output_type -> mailfleet.storage.v1.LockAccountResponse
+	37, // 56: mailfleet.storage.v1.AccountService.RenewAccountLock:output_type -> mailfleet.storage.v1.RenewAccountLockResponse
+	39, // 57: mailfleet.storage.v1.AccountService.UnlockAccount:output_type -> mailfleet.storage.v1.UnlockAccountResponse
+	42, // 58: mailfleet.storage.v1.AccountService.GenerateDKIMKey:output_type -> mailfleet.storage.v1.GenerateDKIMKeyResponse
+	48, // 59: mailfleet.storage.v1.AccountService.GetDKIMKey:output_type -> mailfleet.storage.v1.GetDKIMKeyResponse
+	44, // 60: mailfleet.storage.v1.AccountService.ListDKIMKeys:output_type -> mailfleet.storage.v1.ListDKIMKeysResponse
+	46, // 61: mailfleet.storage.v1.AccountService.RemoveDKIMKey:output_type -> mailfleet.storage.v1.RemoveDKIMKeyResponse
+	40, // [40:62] is the sub-list for method output_type
+	18, // [18:40] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_mailfleet_storage_v1_accounts_proto_init() }
@@ -2586,7 +2813,7 @@ func file_mailfleet_storage_v1_accounts_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailfleet_storage_v1_accounts_proto_rawDesc), len(file_mailfleet_storage_v1_accounts_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

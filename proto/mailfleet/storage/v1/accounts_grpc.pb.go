@@ -39,6 +39,8 @@ const (
 	AccountService_UnlockAccount_FullMethodName    = "/mailfleet.storage.v1.AccountService/UnlockAccount"
 	AccountService_GenerateDKIMKey_FullMethodName  = "/mailfleet.storage.v1.AccountService/GenerateDKIMKey"
 	AccountService_GetDKIMKey_FullMethodName       = "/mailfleet.storage.v1.AccountService/GetDKIMKey"
+	AccountService_ListDKIMKeys_FullMethodName     = "/mailfleet.storage.v1.AccountService/ListDKIMKeys"
+	AccountService_RemoveDKIMKey_FullMethodName    = "/mailfleet.storage.v1.AccountService/RemoveDKIMKey"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -97,12 +99,20 @@ type AccountServiceClient interface {
 	RenewAccountLock(ctx context.Context, in *RenewAccountLockRequest, opts ...grpc.CallOption) (*RenewAccountLockResponse, error)
 	// UnlockAccount releases a lock (no error if it had expired already).
 	UnlockAccount(ctx context.Context, in *UnlockAccountRequest, opts ...grpc.CallOption) (*UnlockAccountResponse, error)
-	// GenerateDKIMKey creates (or replaces) a domain's DKIM signing key and
-	// returns the DNS TXT record to publish.
+	// GenerateDKIMKey creates a domain's DKIM signing key and returns the DNS
+	// TXT record to publish. A domain that has a key keeps it
+	// (ADDRESS_EXISTS) unless the request rotates: the new key, under a new
+	// selector, signs from then on, and the old one is kept (retired) so its
+	// record can stay published until mail signed with it has been checked.
 	GenerateDKIMKey(ctx context.Context, in *GenerateDKIMKeyRequest, opts ...grpc.CallOption) (*GenerateDKIMKeyResponse, error)
 	// GetDKIMKey returns a domain's signing key (for the submission tier, which
 	// signs outgoing mail); NotFound if the domain has none.
 	GetDKIMKey(ctx context.Context, in *GetDKIMKeyRequest, opts ...grpc.CallOption) (*GetDKIMKeyResponse, error)
+	// ListDKIMKeys returns a domain's keys without their private parts: the
+	// signing key first, then the retired ones.
+	ListDKIMKeys(ctx context.Context, in *ListDKIMKeysRequest, opts ...grpc.CallOption) (*ListDKIMKeysResponse, error)
+	// RemoveDKIMKey removes a retired key (never the signing key).
+	RemoveDKIMKey(ctx context.Context, in *RemoveDKIMKeyRequest, opts ...grpc.CallOption) (*RemoveDKIMKeyResponse, error)
 }
 
 type accountServiceClient struct {
@@ -313,6 +323,26 @@ func (c *accountServiceClient) GetDKIMKey(ctx context.Context, in *GetDKIMKeyReq
 	return out, nil
 }
 
+func (c *accountServiceClient) ListDKIMKeys(ctx context.Context, in *ListDKIMKeysRequest, opts ...grpc.CallOption) (*ListDKIMKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDKIMKeysResponse)
+	err := c.cc.Invoke(ctx, AccountService_ListDKIMKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) RemoveDKIMKey(ctx context.Context, in *RemoveDKIMKeyRequest, opts ...grpc.CallOption) (*RemoveDKIMKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveDKIMKeyResponse)
+	err := c.cc.Invoke(ctx, AccountService_RemoveDKIMKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -369,12 +399,20 @@ type AccountServiceServer interface {
 	RenewAccountLock(context.Context, *RenewAccountLockRequest) (*RenewAccountLockResponse, error)
 	// UnlockAccount releases a lock (no error if it had expired already).
 	UnlockAccount(context.Context, *UnlockAccountRequest) (*UnlockAccountResponse, error)
-	// GenerateDKIMKey creates (or replaces) a domain's DKIM signing key and
-	// returns the DNS TXT record to publish.
+	// GenerateDKIMKey creates a domain's DKIM signing key and returns the DNS
+	// TXT record to publish. A domain that has a key keeps it
+	// (ADDRESS_EXISTS) unless the request rotates: the new key, under a new
+	// selector, signs from then on, and the old one is kept (retired) so its
+	// record can stay published until mail signed with it has been checked.
 	GenerateDKIMKey(context.Context, *GenerateDKIMKeyRequest) (*GenerateDKIMKeyResponse, error)
 	// GetDKIMKey returns a domain's signing key (for the submission tier, which
 	// signs outgoing mail); NotFound if the domain has none.
 	GetDKIMKey(context.Context, *GetDKIMKeyRequest) (*GetDKIMKeyResponse, error)
+	// ListDKIMKeys returns a domain's keys without their private parts: the
+	// signing key first, then the retired ones.
+	ListDKIMKeys(context.Context, *ListDKIMKeysRequest) (*ListDKIMKeysResponse, error)
+	// RemoveDKIMKey removes a retired key (never the signing key).
+	RemoveDKIMKey(context.Context, *RemoveDKIMKeyRequest) (*RemoveDKIMKeyResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -444,6 +482,12 @@ func (UnimplementedAccountServiceServer) GenerateDKIMKey(context.Context, *Gener
 }
 func (UnimplementedAccountServiceServer) GetDKIMKey(context.Context, *GetDKIMKeyRequest) (*GetDKIMKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDKIMKey not implemented")
+}
+func (UnimplementedAccountServiceServer) ListDKIMKeys(context.Context, *ListDKIMKeysRequest) (*ListDKIMKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDKIMKeys not implemented")
+}
+func (UnimplementedAccountServiceServer) RemoveDKIMKey(context.Context, *RemoveDKIMKeyRequest) (*RemoveDKIMKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveDKIMKey not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -826,6 +870,42 @@ func _AccountService_GetDKIMKey_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_ListDKIMKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDKIMKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).ListDKIMKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_ListDKIMKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).ListDKIMKeys(ctx, req.(*ListDKIMKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_RemoveDKIMKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveDKIMKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).RemoveDKIMKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_RemoveDKIMKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).RemoveDKIMKey(ctx, req.(*RemoveDKIMKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -912,6 +992,14 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDKIMKey",
 			Handler:    _AccountService_GetDKIMKey_Handler,
+		},
+		{
+			MethodName: "ListDKIMKeys",
+			Handler:    _AccountService_ListDKIMKeys_Handler,
+		},
+		{
+			MethodName: "RemoveDKIMKey",
+			Handler:    _AccountService_RemoveDKIMKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -61,7 +61,9 @@ var rules = map[string]rule{
 	"/mailfleet.storage.v1.AccountService/RenewAccountLock": userMail,
 	"/mailfleet.storage.v1.AccountService/UnlockAccount":    userMail,
 	// Submission signs with the key of a domain the user has an address in.
-	"/mailfleet.storage.v1.AccountService/GetDKIMKey": {Admin: allow, Submission: ownDomain},
+	"/mailfleet.storage.v1.AccountService/GetDKIMKey":    {Admin: allow, Submission: ownDomain},
+	"/mailfleet.storage.v1.AccountService/ListDKIMKeys":  adminOnly,
+	"/mailfleet.storage.v1.AccountService/RemoveDKIMKey": adminOnly,
 
 	"/mailfleet.storage.v1.MailboxService/ListMailboxes": userMail,
 	"/mailfleet.storage.v1.MailboxService/GetMailbox":    userMail,

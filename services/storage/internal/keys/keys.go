@@ -7,7 +7,8 @@
 // each) without a rewrite.
 //
 //	domains/<domain>                         Domain
-//	dkim/<domain>                            DKIMKey (private key included)
+//	dkim/<domain>                            DKIMKey (private key included): the signing key
+//	dkim-retired/<domain>/<selector>         DKIMKey rotated out, kept until removed
 //	addresses/<domain>/<local part>          AddressRecord ("@" as local part =
 //	                                         the domain's catch-all)
 //	accounts/<id>/account                    AccountRecord (password hash)
@@ -71,6 +72,12 @@ type Layout struct {
 func (l Layout) Domain(name string) string { return l.Prefix + "domains/" + name }
 func (l Layout) Domains() string           { return l.Prefix + "domains/" }
 func (l Layout) DKIM(domain string) string { return l.Prefix + "dkim/" + domain }
+
+// RetiredDKIM is a domain's key rotated out under selector; "" gives the
+// prefix of all of the domain's retired keys.
+func (l Layout) RetiredDKIM(domain, selector string) string {
+	return l.Prefix + "dkim-retired/" + domain + "/" + selector
+}
 
 // Address is the directory key of local@domain; local "@" is the catch-all.
 func (l Layout) Address(domain, local string) string {

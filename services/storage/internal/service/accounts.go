@@ -112,7 +112,8 @@ func (s *Server) DeleteDomain(ctx context.Context, req *storagev1.DeleteDomainRe
 	resp, err := s.etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(domainKey), ">", 0),
 			clientv3.Compare(clientv3.CreateRevision(addrs), "=", 0).WithPrefix()).
-		Then(clientv3.OpDelete(domainKey)).
+		Then(clientv3.OpDelete(domainKey), clientv3.OpDelete(s.keys.DKIM(name)),
+			clientv3.OpDelete(s.keys.RetiredDKIM(name, ""), clientv3.WithPrefix())).
 		Else(clientv3.OpGet(domainKey, clientv3.WithCountOnly()), clientv3.OpGet(addrs, clientv3.WithPrefix(), clientv3.WithCountOnly())).
 		Commit()
 	if err != nil {

@@ -11,9 +11,11 @@ import (
 	"encoding/pem"
 	"regexp"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
 )
 
 var selectorRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -73,13 +75,99 @@ func (s *Server) GenerateDKIMKey(ctx context.Context, req *storagev1.GenerateDKI
 		DnsName:       selector + "._domainkey." + domain,
 		DnsValue:      "v=DKIM1; k=" + keyType + "; p=" + base64.StdEncoding.EncodeToString(pubDER),
 	}
-	if _, err := s.etcd.Put(ctx, s.keys.DKIM(domain), string(marshal(key))); err != nil {
+	// One transaction: a domain's signing key is only ever replaced on
+	// purpose (rotate), and then the one it replaces is kept.
+	var retired *storagev1.DKIMKey
+	_, err = etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
+		retired = nil
+		raw, ok, err := tx.Get(s.keys.DKIM(domain))
+		if err != nil {
+			return err
+		}
+		if ok {
+			old := &storagev1.DKIMKey{}
+			if err := proto.Unmarshal(raw, old); err != nil {
+				return err
+			}
+			switch {
+			case !req.Rotate:
+				return fail(reasonAddressExists, "%s already has a DKIM key (selector %s); rotate to replace it", domain, old.Selector)
+			case old.Selector == selector:
+				return errInvalid("rotating needs a new selector (%s is the current one)", selector)
+			}
+			old.Retired = true
+			tx.Put(s.keys.RetiredDKIM(domain, old.Selector), marshal(old))
+			retired = old
+		}
+		if _, taken, err := tx.Get(s.keys.RetiredDKIM(domain, selector)); err != nil {
+			return err
+		} else if taken {
+			return errInvalid("selector %s was used by a retired key of %s; choose another", selector, domain)
+		}
+		tx.Put(s.keys.DKIM(domain), marshal(key))
+		return nil
+	})
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.log.Info("DKIM key generated", "domain", domain, "selector", selector, "algorithm", algo)
+	s.log.Info("DKIM key generated", "domain", domain, "selector", selector, "algorithm", algo, "rotated", retired != nil)
+	resp := &storagev1.GenerateDKIMKeyResponse{Key: publicKey(key)}
+	if retired != nil {
+		resp.Retired = publicKey(retired)
+	}
+	return resp, nil
+}
+
+// publicKey is key without its private part.
+func publicKey(key *storagev1.DKIMKey) *storagev1.DKIMKey {
 	public := proto.Clone(key).(*storagev1.DKIMKey)
 	public.PrivateKeyPem = ""
-	return &storagev1.GenerateDKIMKeyResponse{Key: public}, nil
+	return public
+}
+
+// ListDKIMKeys returns a domain's keys, the signing one first, none with
+// its private part.
+func (s *Server) ListDKIMKeys(ctx context.Context, req *storagev1.ListDKIMKeysRequest) (*storagev1.ListDKIMKeysResponse, error) {
+	domain, err := normalizeDomain(req.Domain)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.etcd.Txn(ctx).Then(clientv3.OpGet(s.keys.DKIM(domain)),
+		clientv3.OpGet(s.keys.RetiredDKIM(domain, ""), clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &storagev1.ListDKIMKeysResponse{}
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			key := &storagev1.DKIMKey{}
+			if err := proto.Unmarshal(kv.Value, key); err != nil {
+				return nil, toStatus(err)
+			}
+			out.Keys = append(out.Keys, publicKey(key))
+		}
+	}
+	if len(out.Keys) == 0 {
+		return nil, fail(reasonDomainNotFound, "no DKIM key for %s", domain)
+	}
+	return out, nil
+}
+
+// RemoveDKIMKey removes a retired key: its DNS record may go too.
+func (s *Server) RemoveDKIMKey(ctx context.Context, req *storagev1.RemoveDKIMKeyRequest) (*storagev1.RemoveDKIMKeyResponse, error) {
+	domain, err := normalizeDomain(req.Domain)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.etcd.Delete(ctx, s.keys.RetiredDKIM(domain, req.Selector))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if resp.Deleted == 0 {
+		return nil, fail(reasonDomainNotFound, "%s has no retired DKIM key with selector %q (the signing key is never removed: rotate first)", domain, req.Selector)
+	}
+	s.log.Info("retired DKIM key removed", "domain", domain, "selector", req.Selector)
+	return &storagev1.RemoveDKIMKeyResponse{}, nil
 }
 
 func (s *Server) GetDKIMKey(ctx context.Context, req *storagev1.GetDKIMKeyRequest) (*storagev1.GetDKIMKeyResponse, error) {
