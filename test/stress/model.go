@@ -15,9 +15,14 @@ type view struct {
 	mailbox  string
 	readOnly bool
 
-	uids    []uint32 // index = sequence number - 1
-	modseqs map[uint32]uint64
-	gone    map[uint32]bool // expunged in this view: UIDs never come back
+	uids    []uint32        // index = sequence number - 1
+	present map[uint32]bool // the UIDs learned and not expunged (uids' non-zero entries)
+	// lastKnown is at least the index of the last learned entry of uids
+	// (-1: none), so that checking a FETCH of 1:* against the messages
+	// after it is O(1), not O(mailbox).
+	lastKnown int
+	modseqs   map[uint32]uint64
+	gone      map[uint32]bool // expunged in this view: UIDs never come back
 
 	// uidNext is SELECT's UIDNEXT: every message there before the select
 	// has a lower UID, every later one a higher.
@@ -44,7 +49,8 @@ type view struct {
 }
 
 func newView(mailbox string, readOnly bool) *view {
-	return &view{mailbox: mailbox, readOnly: readOnly, modseqs: map[uint32]uint64{}, gone: map[uint32]bool{}, mustGo: map[uint32]string{}, unconfirmed: map[uint32]string{}}
+	return &view{mailbox: mailbox, readOnly: readOnly, present: map[uint32]bool{}, lastKnown: -1, modseqs: map[uint32]uint64{},
+		gone: map[uint32]bool{}, mustGo: map[uint32]string{}, unconfirmed: map[uint32]string{}}
 }
 
 func (v *view) count() int { return len(v.uids) }
@@ -73,14 +79,23 @@ func (v *view) expunge(n int) error {
 }
 
 func (v *view) forget(i int) {
-	if u := v.uids[i]; u != 0 {
-		v.gone[u] = true
-		delete(v.modseqs, u)
-		delete(v.mustGo, u)
-	}
+	v.drop(v.uids[i])
 	v.uids = slices.Delete(v.uids, i, i+1)
 	if i < v.selected {
 		v.selected--
+	}
+	if i <= v.lastKnown {
+		v.lastKnown--
+	}
+}
+
+// drop records that uid (0: an unlearned message) is expunged.
+func (v *view) drop(u uint32) {
+	if u != 0 {
+		v.gone[u] = true
+		delete(v.present, u)
+		delete(v.modseqs, u)
+		delete(v.mustGo, u)
 	}
 }
 
@@ -88,10 +103,27 @@ func (v *view) forget(i int) {
 // named UID the client knows is removed; one it never learned may be among
 // the unknown ones.
 func (v *view) vanished(uids []uint32) error {
+	// The known ones go in one pass (a VANISHED may name thousands).
+	named := make(map[uint32]bool, len(uids))
 	for _, u := range uids {
-		if i := v.seqOf(u); i >= 0 {
-			v.forget(i)
+		named[u] = v.present[u]
+	}
+	kept, selected := v.uids[:0], v.selected
+	for i, u := range v.uids {
+		if u != 0 && named[u] {
+			v.drop(u)
+			if i < v.selected {
+				selected--
+			}
 			continue
+		}
+		kept = append(kept, u)
+	}
+	v.lastKnown -= len(v.uids) - len(kept)
+	v.uids, v.selected = kept, selected
+	for _, u := range uids {
+		if named[u] {
+			continue // placed and removed above
 		}
 		if v.gone[u] {
 			return fmt.Errorf("%s: VANISHED names UID %d a second time", v.mailbox, u)
@@ -139,7 +171,7 @@ func (v *view) learn(n int, uid uint32) error {
 			break
 		}
 	}
-	for j := i + 1; j < len(v.uids); j++ {
+	for j := i + 1; j <= v.lastKnown && j < len(v.uids); j++ {
 		if v.uids[j] != 0 {
 			if v.uids[j] <= uid {
 				return fmt.Errorf("%s: UID %d at sequence number %d is not below UID %d at %d", v.mailbox, uid, n, v.uids[j], j+1)
@@ -154,6 +186,8 @@ func (v *view) learn(n int, uid uint32) error {
 		return fmt.Errorf("%s: UID %d arrived after SELECT but is below its UIDNEXT %d", v.mailbox, uid, v.uidNext)
 	}
 	v.uids[i] = uid
+	v.present[uid] = true
+	v.lastKnown = max(v.lastKnown, i)
 	v.maxUID = max(v.maxUID, uid)
 	v.learned++
 	return nil
@@ -172,14 +206,8 @@ func (v *view) modseq(uid uint32, ms uint64) error {
 	return nil
 }
 
-func (v *view) seqOf(uid uint32) int {
-	for i, u := range v.uids {
-		if u == uid {
-			return i
-		}
-	}
-	return -1
-}
+// has reports whether uid is in the view (learned, not expunged).
+func (v *view) has(uid uint32) bool { return v.present[uid] }
 
 // knownUIDs returns the UIDs the view has learned, ascending.
 func (v *view) knownUIDs() []uint32 {

@@ -282,7 +282,7 @@ func (s *session) opFetchBody(rng *rand.Rand) error {
 		}
 	}
 	for _, u := range uids {
-		if !got[u] && s.v.seqOf(u) >= 0 {
+		if !got[u] && s.v.has(u) {
 			s.v.mustGo[u] = "left out of UID FETCH BODY[]"
 		}
 	}
@@ -385,7 +385,7 @@ func (s *session) opStore(rng *rand.Rand) error {
 			s.setOwnKeyword(mailbox, u, kwState{set: add})
 			continue
 		}
-		if !silent && s.v.seqOf(u) >= 0 {
+		if !silent && s.v.has(u) {
 			s.v.unconfirmed[u] = "UID STORE answered without its " + sign + s.keyword
 		} else {
 			s.v.unconfirmed[u] = ""
@@ -479,7 +479,7 @@ func (s *session) opExpunge(rng *rand.Rand) error {
 		return nil
 	}
 	for _, u := range uids {
-		if s.v.seqOf(u) >= 0 {
+		if s.v.has(u) {
 			s.v.mustGo[u] = "expunged by this session"
 		}
 	}
@@ -524,7 +524,7 @@ func (s *session) copyOrMove(rng *rand.Rand, name string) error {
 	if code == "" {
 		// Nothing copied: every source message was expunged meanwhile.
 		for _, u := range uids {
-			if s.v.seqOf(u) >= 0 {
+			if s.v.has(u) {
 				s.v.mustGo[u] = name + " copied nothing"
 			}
 		}
@@ -561,12 +561,12 @@ func (s *session) copyOrMove(rng *rand.Rand, name string) error {
 				s.fail(KindInconsistent, "%v", err)
 			}
 		}
-		if name == "UID MOVE" && s.v.seqOf(u) >= 0 {
+		if name == "UID MOVE" && s.v.has(u) {
 			s.fail(KindInconsistent, "%s: UID %d moved (COPYUID) but not expunged before the tagged OK (RFC 6851 3.3)", src, u)
 		}
 	}
 	for _, u := range uids {
-		if !slices.Contains(from, u) && s.v.seqOf(u) >= 0 {
+		if !slices.Contains(from, u) && s.v.has(u) {
 			s.v.mustGo[u] = name + " left it out"
 		}
 	}
@@ -624,9 +624,10 @@ func (s *session) opSearch(rng *rand.Rand) error {
 // client expects in it that is missing must have been expunged meanwhile.
 func (s *session) checkSearchUIDs(found []uint32, expected func(uint32) bool, what string) {
 	in := map[uint32]bool{}
+	unknown := s.v.unknown()
 	for _, u := range found {
 		in[u] = true
-		if s.v.seqOf(u) < 0 && s.v.unknown() == 0 {
+		if !s.v.has(u) && unknown == 0 {
 			s.fail(KindInconsistent, "%s: %s found UID %d, which the client was never told of", s.v.mailbox, what, u)
 		}
 	}
@@ -653,7 +654,7 @@ func (s *session) opNoop(*rand.Rand) error {
 	mine := s.ownKw[s.v.mailbox]
 	for u, why := range s.v.unconfirmed {
 		delete(s.v.unconfirmed, u)
-		if s.v.seqOf(u) < 0 {
+		if !s.v.has(u) {
 			continue
 		}
 		if why != "" {
@@ -668,7 +669,7 @@ func (s *session) opNoop(*rand.Rand) error {
 
 func (s *session) checkMustGo(after string) {
 	for u, why := range s.v.mustGo {
-		if s.v.seqOf(u) >= 0 {
+		if s.v.has(u) {
 			s.fail(KindInconsistent, "%s: UID %d (%s) still not announced as expunged after %s", s.v.mailbox, u, why, after)
 		}
 		delete(s.v.mustGo, u)
