@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
+	"encoding/base64"
 	"os/exec"
 	"strings"
 	"testing"
@@ -154,5 +157,41 @@ func TestSubmissionClusterWideLoginLockout(t *testing.T) {
 	err := submit(c.Submission[0].Submission, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"amy@example.test"}, msg)
 	if !strings.HasPrefix(smtpReply(err), "454") {
 		t.Fatalf("right password during the lockout: %v, want 454 4.7.0", err)
+	}
+}
+
+// The reply to the end of DATA says what happened (issue: go-smtp's
+// default "OK: queued" was said for mail already in a local mailbox). RFC
+// 5321 4.2: the text after the code is free, so it tells the user which
+// copies are in local mailboxes and which wait in the outbound queue.
+func TestSubmissionDataReplySaysWhatHappened(t *testing.T) {
+	c, _, _ := startSubmission(t, 1)
+	c.CreateAccount("amy@example.test", "amy-secret-pw")
+	c.CreateAccount("bo@example.test", "bo-secret-pw")
+	conn, err := tls.Dial("tcp", c.Submission[0].Submissions, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s := &rawSMTPConn{t: t, conn: conn, r: bufio.NewReader(conn)}
+	if l := s.reply(); !strings.HasPrefix(l, "220") {
+		t.Fatalf("greeting %q", l)
+	}
+	s.cmd("EHLO laptop.example", "250")
+	s.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00amy@example.test\x00amy-secret-pw")), "235")
+	for _, tc := range []struct {
+		rcpts []string
+		want  string
+	}{
+		{[]string{"bo@example.test"}, "250 2.0.0 Delivered to 1 local mailbox as "},
+		{[]string{"bo@example.test", "amy@example.test", "zed@remote.example"}, "250 2.0.0 Delivered to 2 local mailboxes, queued for 1 recipient as "},
+		{[]string{"zed@remote.example", "ann@remote.example"}, "250 2.0.0 Queued for 2 recipients as "},
+	} {
+		s.cmd("MAIL FROM:<amy@example.test>", "250")
+		for _, r := range tc.rcpts {
+			s.cmd("RCPT TO:<"+r+">", "250")
+		}
+		s.cmd("DATA", "354")
+		s.cmd("From: amy@example.test\r\nSubject: reply\r\n\r\nhi\r\n.", tc.want)
 	}
 }

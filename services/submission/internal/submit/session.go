@@ -236,12 +236,13 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Warn("storing the message failed", "id", id, "err", err)
 		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))
 	}
-	delivered := 0
+	delivered, queued := 0, len(s.remote)
 	for _, r := range resp.Results {
 		switch r.Status {
 		case storagev1.RecipientResult_STATUS_DELIVERED:
 			delivered++
 		case storagev1.RecipientResult_STATUS_QUEUED:
+			queued++
 			s.log.Info("local mailbox full: queued for a later delivery", "id", id, "recipient", r.Recipient, "queue_id", resp.LocalQueueId)
 		default:
 			s.log.Error("local recipient not delivered", "id", id, "recipient", r.Recipient, "status", r.Status.String())
@@ -254,7 +255,29 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.cfg.Observer.Accepted(delivered, len(s.remote), int64(resp.Size))
 	}
 	s.log.Info("accepted", "id", id, "local", delivered, "remote", len(s.remote), "queue_id", resp.QueueId, "size", resp.Size)
-	return nil
+	return accepted(id, delivered, queued)
+}
+
+// accepted is the 250 after DATA, saying what happened (go-smtp's default
+// says "queued" whatever did): copies put in local mailboxes, and copies in
+// the outbound queue (remote recipients, or a local mailbox without room).
+func accepted(id string, delivered, queued int) *smtp.SMTPError {
+	var parts []string
+	if delivered > 0 {
+		parts = append(parts, fmt.Sprintf("delivered to %d local %s", delivered, plural(delivered, "mailbox", "mailboxes")))
+	}
+	if queued > 0 {
+		parts = append(parts, fmt.Sprintf("queued for %d %s", queued, plural(queued, "recipient", "recipients")))
+	}
+	msg := strings.Join(parts, ", ")
+	return reply(250, smtp.EnhancedCode{2, 0, 0}, strings.ToUpper(msg[:1])+msg[1:]+" as "+id)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // store hands the message to the storage tier: local recipients delivered
