@@ -58,27 +58,34 @@ func readHeader(msg io.Reader) ([]field, io.Reader, error) {
 	}
 }
 
-// Rewrite returns msg with the filter's header changes made and size moved
-// by what they added or took away; msg itself when there are none. msg must
-// be the message given to Data.
+// Rewrite returns msg with the filter's header changes made and its body
+// replaced if the filter sent one, and size moved by what they added or
+// took away; msg itself when there are none. msg must be the message given
+// to Data.
 func (v Verdict) Rewrite(msg io.Reader, size int64) (io.Reader, int64, error) {
-	if len(v.changes) == 0 {
+	if len(v.changes) == 0 && !v.replaced {
 		return msg, size, nil
 	}
 	fields, body, err := readHeader(msg)
 	if err != nil {
 		return nil, 0, err
 	}
-	var before, after strings.Builder
+	before := 2 // the empty line
 	for _, f := range fields {
-		before.WriteString(f.raw)
+		before += len(f.raw)
 	}
+	var header strings.Builder
 	for _, f := range applyChanges(fields, v.changes) {
-		after.WriteString(f.raw)
+		header.WriteString(f.raw)
 	}
-	after.WriteString("\r\n")
-	before.WriteString("\r\n")
-	return io.MultiReader(strings.NewReader(after.String()), body), size + int64(after.Len()-before.Len()), nil
+	header.WriteString("\r\n")
+	size += int64(header.Len() - before)
+	if v.replaced {
+		// Lines end in CRLF in the store, whatever the filter sent.
+		newBody := strings.ReplaceAll(strings.ReplaceAll(string(v.body), "\r\n", "\n"), "\n", "\r\n")
+		return strings.NewReader(header.String() + newBody), int64(header.Len() + len(newBody)), nil
+	}
+	return io.MultiReader(strings.NewReader(header.String()), body), size, nil
 }
 
 // applyChanges carries out SMFIR_ADDHEADER (append), SMFIR_INSHEADER

@@ -40,6 +40,9 @@ type Config struct {
 	FailOpen bool
 	// Hostname is this MTA's name (the "j" macro).
 	Hostname string
+	// MaxBodySize bounds a body the filter sends to replace the message's
+	// (0: 50 MiB).
+	MaxBodySize int
 	// Count is told each action taken (the metric's label), when not nil.
 	Count  func(action string)
 	Logger *slog.Logger
@@ -71,6 +74,9 @@ func New(cfg Config) (*Filter, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = 50 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -78,10 +84,12 @@ func New(cfg Config) (*Filter, error) {
 		gomilter.WithDialer(&net.Dialer{Timeout: cfg.Timeout}),
 		gomilter.WithReadTimeout(cfg.Timeout),
 		gomilter.WithWriteTimeout(cfg.Timeout),
-		// Only what the MX carries out: header changes and quarantine.
-		// Recipient, sender and body changes are not offered, so a filter
-		// knows it cannot make them (libmilter's smfi_register flags).
-		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptQuarantine),
+		// What the MX carries out, which is what rspamd asks for: the
+		// library refuses a filter that asks for more than is offered.
+		// Added recipients are not delivered (see Data), and the envelope
+		// sender is not changed (SMFIF_CHGFROM is not offered).
+		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptQuarantine|
+			gomilter.OptChangeBody|gomilter.OptAddRcpt|gomilter.OptRemoveRcpt),
 		// Header values are sent without the space after the colon
 		// (SMFIP_HDR_LEADSPC not offered), and only accepted recipients
 		// are sent (SMFIP_RCPT_REJ not offered): the MX refuses the others
@@ -229,8 +237,15 @@ type Verdict struct {
 	Reply  *Reply // Reject, TempFail
 	// Reason is the filter's quarantine reason.
 	Reason string
+	// Removed are the recipients the filter took off the message
+	// (smfi_delrcpt), without angle brackets.
+	Removed []string
 	// changes are the header changes, for Rewrite.
 	changes []gomilter.ModifyAction
+	// body replaces the message body when replaced is set
+	// (smfi_replacebody, in chunks).
+	body     []byte
+	replaced bool
 }
 
 // Data sends the message (SMFIC_DATA, each header field, SMFIC_EOH, the
@@ -261,7 +276,8 @@ func (t *Transaction) Data(queueID string, msg io.Reader) Verdict {
 	}
 	t.count(map[Action]string{Accept: CountAccept, Reject: CountReject, TempFail: CountTempFail,
 		Discard: CountDiscard, Quarantine: CountQuarantine}[v.Action])
-	t.log.Info("content filter", "action", v.Action.String(), "header_changes", len(v.changes), "reason", v.Reason)
+	t.log.Info("content filter", "action", v.Action.String(), "header_changes", len(v.changes),
+		"body_replaced", v.replaced, "recipients_removed", len(v.Removed), "reason", v.Reason)
 	return v
 }
 
@@ -298,10 +314,18 @@ func (t *Transaction) data(msg io.Reader) (Verdict, error) {
 			}
 		case gomilter.ActionAddHeader, gomilter.ActionChangeHeader, gomilter.ActionInsertHeader:
 			v.changes = append(v.changes, c)
+		case gomilter.ActionReplaceBody:
+			if len(v.body)+len(c.Body) > t.f.cfg.MaxBodySize {
+				return Verdict{}, fmt.Errorf("the filter's new body exceeds %d bytes", t.f.cfg.MaxBodySize)
+			}
+			v.body, v.replaced = append(v.body, c.Body...), true
+		case gomilter.ActionDelRcpt:
+			v.Removed = append(v.Removed, gomilter.RemoveAngle(c.Rcpt))
 		default:
-			// Not offered: a filter that asks anyway is ignored rather
-			// than obeyed halfway.
-			t.log.Warn("content filter asked for a change the MX does not offer", "change", c.String())
+			// An added recipient (offered because rspamd will not talk
+			// to an MTA that does not offer it): the MX delivers only
+			// to recipients it accepted at RCPT, so it is not added.
+			t.log.Warn("content filter change not carried out", "change", c.String())
 		}
 	}
 	return v, nil

@@ -106,7 +106,8 @@ func startFake(t *testing.T, f fake) (string, *record) {
 	rec := &record{}
 	srv := gomilter.NewServer(
 		gomilter.WithMilter(func() gomilter.Milter { m := f; m.rec = rec; return &m }),
-		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptQuarantine),
+		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptQuarantine|
+			gomilter.OptChangeBody|gomilter.OptAddRcpt|gomilter.OptRemoveRcpt),
 	)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -212,6 +213,34 @@ func TestAcceptWithHeaderChanges(t *testing.T) {
 	}
 	if counts.get(CountAccept) != 1 {
 		t.Errorf("counts %v, want one accept", counts.n)
+	}
+}
+
+// smfi_replacebody replaces the body (stored with CRLF line ends whatever
+// the filter sent) and smfi_delrcpt takes a recipient off; smfi_addrcpt is
+// not carried out (the MX delivers only to recipients it accepted).
+func TestBodyAndRecipientChanges(t *testing.T) {
+	addr, _ := startFake(t, fake{eom: func(m gomilter.Modifier) (*gomilter.Response, error) {
+		m.ReplaceBody(strings.NewReader("new\nbody\r\n"))
+		m.DeleteRecipient("c@example.test")
+		m.AddRecipient("x@elsewhere.example", "")
+		return gomilter.RespAccept, nil
+	}})
+	f, _ := newFilter(t, addr, false)
+	tx := begin(t, f, "b@example.test", "c@example.test")
+	defer tx.Close()
+	v := tx.Data("Q", strings.NewReader(message))
+	if v.Action != Accept || !reflect.DeepEqual(v.Removed, []string{"c@example.test"}) {
+		t.Fatalf("verdict %+v, want accept without c@example.test", v)
+	}
+	out, size, err := v.Rewrite(strings.NewReader(message), int64(len(message)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(out)
+	header, _, _ := strings.Cut(message, "\r\n\r\n")
+	if want := header + "\r\n\r\nnew\r\nbody\r\n"; string(got) != want || size != int64(len(want)) {
+		t.Fatalf("rewritten (%d bytes):\n%q\nwant (%d bytes)\n%q", size, got, len(want), want)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
+	"strings"
 
 	"github.com/emersion/go-smtp"
 
@@ -80,6 +82,15 @@ func (s *session) filterData(id string, message func() (io.Reader, error), size 
 	}
 	if err != nil {
 		return nil, 0, false, readFailed
+	}
+	// Recipients the filter took off (smfi_delrcpt) get nothing; with none
+	// left, nothing is stored, as Postfix does.
+	for _, r := range v.Removed {
+		s.recipients = slices.DeleteFunc(s.recipients, func(to string) bool { return strings.EqualFold(to, r) })
+	}
+	if len(s.recipients) == 0 {
+		s.log.Info("the content filter removed every recipient", "id", id)
+		return nil, 0, false, errDiscarded
 	}
 	return msg, size, v.Action == milter.Quarantine, nil
 }
