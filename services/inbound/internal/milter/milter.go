@@ -350,9 +350,8 @@ func (a Action) String() string {
 	return [...]string{"accept", "reject", "tempfail", "discard", "quarantine"}[a]
 }
 
-// Close ends the transaction: the filter is told to forget the message
-// (SMFIC_ABORT, when it is not over) and the connection closes
-// (SMFIC_QUIT).
+// Close ends the transaction: the filter is told SMFIC_QUIT (libmilter
+// then aborts a message not yet at its end) and the connection closes.
 func (t *Transaction) Close() {
 	if t == nil || t.s == nil {
 		return
