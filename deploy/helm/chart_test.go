@@ -149,7 +149,10 @@ func TestPodsAreHardened(t *testing.T) {
 				if get(sc, "readOnlyRootFilesystem") != true || get(sc, "allowPrivilegeEscalation") != false || len(caps) != 1 || caps[0] != "ALL" {
 					t.Errorf("%s %s: container security context %v", kind, name, sc)
 				}
-				if kind == "Deployment" && (get(c, "readinessProbe", "httpGet", "path") != "/readyz" || get(c, "livenessProbe") == nil) {
+				// Mailfleet's own answer /readyz; others (rspamd) their own path.
+				image, _ := get(c, "image").(string)
+				ours := strings.HasPrefix(image, "mailfleet/")
+				if kind == "Deployment" && (ours && get(c, "readinessProbe", "httpGet", "path") != "/readyz" || get(c, "readinessProbe") == nil || get(c, "livenessProbe") == nil) {
 					t.Errorf("%s %s: probes missing", kind, name)
 				}
 			}
@@ -359,6 +362,7 @@ func TestBadValuesAreRefusedClearly(t *testing.T) {
 		{[]string{"--set", "access.terminationGracePeriodSeconds=12"}, "at least shutdownDelaySeconds + 10"},
 		{[]string{"--set", "inbound.dnsblTempError=maybe"}, "/inbound/dnsblTempError': value must be one of"},
 		{[]string{"--set", "inbound.dnsblZones[0]=bad zone"}, "/inbound/dnsblZones/0'"},
+		{[]string{"--set", "inbound.milter.defaultAction=drop"}, "/inbound/milter/defaultAction': value must be one of"},
 	}
 	for _, c := range cases {
 		out, err := run(t, append([]string{"template", "mf", "mailfleet"}, c.args...)...)

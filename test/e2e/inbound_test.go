@@ -38,9 +38,15 @@ func startMX(t *testing.T, inboundArgs ...string) (*cluster.Cluster, *dnstest.Se
 // inboxBodies returns the stored bytes of every message in an account's INBOX.
 func inboxBodies(t *testing.T, c *cluster.Cluster, account string) ([][]byte, []*storagev1.Message) {
 	t.Helper()
+	return mailboxBodies(t, c, account, "INBOX")
+}
+
+// mailboxBodies returns the stored bytes of every message in one mailbox.
+func mailboxBodies(t *testing.T, c *cluster.Cluster, account, name string) ([][]byte, []*storagev1.Message) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mb, err := c.Mailbox.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: account, Name: "INBOX"})
+	mb, err := c.Mailbox.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: account, Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,3 +136,39 @@ func TestResolveRecipient(t *testing.T) {
 		t.Fatalf("deleting a domain with accounts: %v", err)
 	}
 }
+
+// A delivery marked junk (a content filter quarantined it) lands in the
+// account's Junk mailbox; an account whose Junk mailbox is gone gets it in
+// INBOX rather than losing it.
+func TestDeliveryToJunk(t *testing.T) {
+	c := newCluster(t, options{driver: "fs"})
+	r := c.replicas[0]
+	ctx := ctxT(t)
+	kept := setupAccount(t, r, "kept@example.test", 0, 0)
+	gone := setupAccount(t, r, "gone@example.test", 0, 0)
+	if _, err := r.Mailbox.DeleteMailbox(ctx, &storagev1.DeleteMailboxRequest{AccountId: gone.Id, Name: "Junk"}); err != nil {
+		t.Fatal(err)
+	}
+	body := message(1, 2000)
+	resp, err := deliverWith(ctx, r, &storagev1.DeliverRequest_Metadata{Recipients: []string{"kept@example.test", "gone@example.test"}, Junk: true}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range resp.Results {
+		if res.Status != storagev1.RecipientResult_STATUS_DELIVERED {
+			t.Fatalf("%s: %v", res.Recipient, res.Status)
+		}
+	}
+	for _, want := range []struct {
+		account *storagev1.Account
+		mailbox string
+	}{{kept, "Junk"}, {gone, "INBOX"}} {
+		id := mailboxID(t, r, want.account.Id, want.mailbox)
+		if _, msgs := listAll(t, r, want.account.Id, id); len(msgs) != 1 {
+			t.Fatalf("%s's %s holds %d messages, want the delivered one", want.account.Id, want.mailbox, len(msgs))
+		}
+	}
+	if _, msgs := listAll(t, r, kept.Id, mailboxID(t, r, kept.Id, "INBOX")); len(msgs) != 0 {
+		t.Fatalf("a junk delivery reached INBOX too (%d messages)", len(msgs))
+	}
+}

@@ -290,3 +290,17 @@ include "mailfleet.internalVolume" (list . "inbound" "internal-tls") */}}
           items: [{key: ca.crt, path: ca.crt}]
 {{- end }}
 {{- end -}}
+
+{{/* The MX's content filter: inbound.milter.address, else the bundled
+rspamd's proxy worker, else none (no flags). */}}
+{{- define "mailfleet.milterArgs" -}}
+{{- $addr := .Values.inbound.milter.address -}}
+{{- if and (not $addr) .Values.rspamd.enabled -}}
+{{- $addr = printf "%s-rspamd:11332" (include "mailfleet.fullname" .) -}}
+{{- end -}}
+{{- if $addr }}
+- {{ printf "--milter=%s" $addr | quote }}
+- {{ printf "--milter-timeout=%s" .Values.inbound.milter.timeout | quote }}
+- {{ printf "--milter-default-action=%s" .Values.inbound.milter.defaultAction | quote }}
+{{- end }}
+{{- end -}}

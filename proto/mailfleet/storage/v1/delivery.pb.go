@@ -353,8 +353,14 @@ type DeliverRequest_Metadata struct {
 	// that 250. mail_from is the envelope sender the DSN goes to.
 	QueueFailedRecipients bool   `protobuf:"varint,5,opt,name=queue_failed_recipients,json=queueFailedRecipients,proto3" json:"queue_failed_recipients,omitempty"`
 	MailFrom              string `protobuf:"bytes,6,opt,name=mail_from,json=mailFrom,proto3" json:"mail_from,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Deliver into each account's mailbox named Junk (made with every
+	// account, SPECIAL-USE \Junk) instead of INBOX: a content filter
+	// quarantined the message. An account without a Junk mailbox gets it
+	// in INBOX. Recipients queued (queue_failed_recipients) get it in
+	// INBOX when the queue delivers it.
+	Junk          bool `protobuf:"varint,7,opt,name=junk,proto3" json:"junk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeliverRequest_Metadata) Reset() {
@@ -429,14 +435,21 @@ func (x *DeliverRequest_Metadata) GetMailFrom() string {
 	return ""
 }
 
+func (x *DeliverRequest_Metadata) GetJunk() bool {
+	if x != nil {
+		return x.Junk
+	}
+	return false
+}
+
 var File_mailfleet_storage_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_mailfleet_storage_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	"#mailfleet/storage/v1/delivery.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\x1a mailfleet/storage/v1/types.proto\"\xc9\x03\n" +
+	"#mailfleet/storage/v1/delivery.proto\x12\x14mailfleet.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a mailfleet/storage/v1/queue.proto\x1a mailfleet/storage/v1/types.proto\"\xdd\x03\n" +
 	"\x0eDeliverRequest\x12K\n" +
 	"\bmetadata\x18\x01 \x01(\v2-.mailfleet.storage.v1.DeliverRequest.MetadataH\x00R\bmetadata\x127\n" +
-	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xa8\x02\n" +
+	"\x05chunk\x18\x02 \x01(\v2\x1f.mailfleet.storage.v1.BodyChunkH\x00R\x05chunk\x1a\xbc\x02\n" +
 	"\bMetadata\x12\x1e\n" +
 	"\n" +
 	"recipients\x18\x01 \x03(\tR\n" +
@@ -445,7 +458,8 @@ const file_mailfleet_storage_v1_delivery_proto_rawDesc = "" +
 	"\tsize_hint\x18\x03 \x01(\x04R\bsizeHint\x12I\n" +
 	"\boutbound\x18\x04 \x01(\v2-.mailfleet.storage.v1.EnqueueRequest.MetadataR\boutbound\x126\n" +
 	"\x17queue_failed_recipients\x18\x05 \x01(\bR\x15queueFailedRecipients\x12\x1b\n" +
-	"\tmail_from\x18\x06 \x01(\tR\bmailFromB\x06\n" +
+	"\tmail_from\x18\x06 \x01(\tR\bmailFrom\x12\x12\n" +
+	"\x04junk\x18\a \x01(\bR\x04junkB\x06\n" +
 	"\x04part\"\xa7\x01\n" +
 	"\x0fDeliverResponse\x12?\n" +
 	"\aresults\x18\x01 \x03(\v2%.mailfleet.storage.v1.RecipientResultR\aresults\x12\x19\n" +

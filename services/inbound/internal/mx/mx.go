@@ -31,6 +31,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
+	"github.com/mailfleet/mailfleet/services/inbound/internal/milter"
 )
 
 // Config tunes the MX.
@@ -77,7 +78,9 @@ type Config struct {
 	ConnRatePerIP    int
 	MessageRatePerIP int
 	Observer         Observer
-	Logger           *slog.Logger
+	// Filter is the content filter (milter); nil: none.
+	Filter *milter.Filter
+	Logger *slog.Logger
 }
 
 // Observer is told what happens, for metrics.

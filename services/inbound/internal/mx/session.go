@@ -19,6 +19,7 @@ import (
 	"github.com/mailfleet/mailfleet/pkg/spool"
 	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/inbound/internal/milter"
 )
 
 var sprintf = fmt.Sprintf
@@ -40,6 +41,7 @@ type session struct {
 	from         string
 	size         int64
 	recipients   []string
+	filter       *milter.Transaction // the content filter's, nil without one
 }
 
 // reply builds an SMTP error; go-smtp recognises *smtp.SMTPError by type, so
@@ -69,9 +71,10 @@ func (s *session) count() error {
 
 func (s *session) Reset() {
 	s.from, s.size, s.recipients = "", 0, nil
+	s.endFilter()
 }
 
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error { s.endFilter(); return nil }
 
 // RFC 5321 4.1.1.2 MAIL.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -92,7 +95,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.size = opts.Size
 	}
-	return nil
+	return s.startFilter()
 }
 
 // RFC 5321 4.1.1.3 RCPT: only local recipients, checked now.
@@ -135,6 +138,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		if q.LimitBytes > 0 && uint64(s.size) > q.LimitBytes {
 			return s.reject("over-quota", reply(552, smtp.EnhancedCode{5, 2, 2}, "Message larger than the mailbox quota"))
 		}
+	}
+	if err := s.filterRcpt(to); err != nil {
+		return err
 	}
 	s.recipients = append(s.recipients, to)
 	return nil
@@ -185,11 +191,18 @@ func (s *session) Data(r io.Reader) error {
 	}
 	id := newID()
 	prefix := s.receivedHeader(id) + auth.Header + "\r\n"
-	msg, err := stripForgedAuthResults(sp.Reader(), s.srv.cfg.Hostname)
-	if err != nil {
-		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
+	message := func() (io.Reader, error) {
+		msg, err := stripForgedAuthResults(sp.Reader(), s.srv.cfg.Hostname)
+		return io.MultiReader(strings.NewReader(prefix), msg), err
 	}
-	resp, err := s.deliver(ctx, io.MultiReader(strings.NewReader(prefix), msg), int64(len(prefix))+sp.Size())
+	msg, size, junk, err := s.filterData(id, message, int64(len(prefix))+sp.Size())
+	if err == errDiscarded {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	resp, err := s.deliver(ctx, msg, size, junk)
 	if err != nil {
 		s.log.Warn("storing the message failed", "id", id, "err", err)
 		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))
@@ -287,12 +300,12 @@ func (s *session) checkDNSBL() error {
 }
 
 // deliver streams the message to the storage tier for every recipient.
-func (s *session) deliver(ctx context.Context, msg io.Reader, size int64) (*storagev1.DeliverResponse, error) {
+func (s *session) deliver(ctx context.Context, msg io.Reader, size int64, junk bool) (*storagev1.DeliverResponse, error) {
 	// Once anyone gets the message, a recipient that cannot take it now (a
 	// mailbox that filled since RCPT, an account deleted since) is queued:
 	// delivered when there is room, else the sender gets a DSN.
 	return s.srv.store.Deliver(ctx, &storagev1.DeliverRequest_Metadata{Recipients: s.recipients, SizeHint: uint64(size),
-		QueueFailedRecipients: true, MailFrom: s.from}, msg)
+		QueueFailedRecipients: true, MailFrom: s.from, Junk: junk}, msg)
 }
 
 // receivedHeader is the RFC 5321 4.4 trace field, with the RFC 3848

@@ -119,7 +119,7 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			for _, account := range batch {
 				rs := byAccount[account]
 				sp := tx.Savepoint()
-				uid, mbID, err := s.deliverOne(tx, account, up, internalDate)
+				uid, mbID, err := s.deliverOne(tx, account, meta.Junk, up, internalDate)
 				status, detail := storagev1.RecipientResult_STATUS_DELIVERED, ""
 				switch storagev1.ReasonOf(err) {
 				case storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED:
@@ -242,13 +242,26 @@ func (s *Server) newLocalQueueRecord(mailFrom string, rs []*storagev1.RecipientR
 	return rec
 }
 
-// deliverOne stages the delivery of a body to one account's INBOX.
-func (s *Server) deliverOne(tx *etcdtx.Tx, account string, up *upload, internalDate *timestamppb.Timestamp) (uint32, string, error) {
+// deliverOne stages the delivery of a body to one account's INBOX, or to its
+// Junk mailbox when junk is set (a content filter quarantined the message)
+// and the account has one: every account is made with one, but users may
+// delete or rename it.
+func (s *Server) deliverOne(tx *etcdtx.Tx, account string, junk bool, up *upload, internalDate *timestamppb.Timestamp) (uint32, string, error) {
 	q, err := s.loadQuota(tx, account)
 	if err != nil {
 		return 0, "", err
 	}
-	id, err := s.mailboxIDByName(tx, account, "INBOX")
+	mailbox := "INBOX"
+	if junk {
+		_, ok, err := tx.Get(s.keys.Name(account, "Junk"))
+		if err != nil {
+			return 0, "", err
+		}
+		if ok {
+			mailbox = "Junk"
+		}
+	}
+	id, err := s.mailboxIDByName(tx, account, mailbox)
 	if err != nil {
 		return 0, "", err
 	}

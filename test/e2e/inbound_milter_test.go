@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/textproto"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/mailfleet/mailfleet/test/cluster"
+	"github.com/mailfleet/mailfleet/test/dnstest"
+	"github.com/mailfleet/mailfleet/test/rspamdtest"
+)
+
+// startRspamdMX starts a real rspamd (its proxy worker in milter mode, on
+// loopback, asking only the test's DNS server) and a cluster whose MX
+// filters through it.
+func startRspamdMX(t *testing.T, o rspamdtest.Options, inboundArgs ...string) (*cluster.Cluster, *rspamdtest.Server) {
+	t.Helper()
+	dns, err := dnstest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dns.Close)
+	dns.TXT("example.org", "v=spf1 ip4:127.0.0.1 -all")
+	o.DNS = dns.Addr
+	rs, err := rspamdtest.Start(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			log := rs.Log()
+			t.Logf("--- rspamd log (end) ---\n%s", log[max(0, len(log)-6000):])
+		}
+		rs.Stop()
+	})
+	args := append([]string{"--milter", rs.Addr, "--milter-timeout", "10s"}, inboundArgs...)
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Inbound: 1, DNS: dns.Addr, InboundArgs: args})
+	return c, rs
+}
+
+func milterMessage(subject, body string) []byte {
+	return []byte("From: Sender <s@example.org>\r\nTo: ann@example.test\r\nSubject: " + subject +
+		"\r\nMessage-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@example.org>\r\nDate: Mon, 30 Nov 2026 08:00:00 +0000\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + body)
+}
+
+// metricsOf returns the MX's /metrics page.
+func metricsOf(t *testing.T, in *cluster.Inbound) string {
+	t.Helper()
+	resp, err := http.Get("http://" + in.Ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// smtpCode returns the reply code and text of a refused SMTP step.
+func smtpCode(t *testing.T, err error) (int, string) {
+	t.Helper()
+	var tpErr *textproto.Error
+	if !errors.As(err, &tpErr) {
+		t.Fatalf("want an SMTP refusal, got %v", err)
+	}
+	return tpErr.Code, tpErr.Msg
+}
+
+// A clean message reaches INBOX with the fields rspamd asked for
+// (SMFIR_ADDHEADER: X-Spamd-Result, X-Rspamd-Queue-Id carrying the MX's
+// queue id, the "i" macro, and so on) at the end of its header. GTUBE gets
+// rspamd's reject action, which its milter sends as SMFIR_REPLYCODE
+// "554 5.7.1 <reason>": the MX answers DATA with that code and text, and
+// stores nothing.
+func TestRspamdCleanAndGTUBE(t *testing.T) {
+	c, _ := startRspamdMX(t, rspamdtest.Options{})
+	ann := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	clean := milterMessage("clean", "Hello Ann,\r\nthe minutes of Monday's meeting are attached.\r\n")
+	if err := sendSMTP(c.Inbound[0].SMTP, "s@example.org", []string{"ann@example.test"}, clean); err != nil {
+		t.Fatalf("clean message refused: %v", err)
+	}
+	bodies, _ := inboxBodies(t, c, ann.Id)
+	if len(bodies) != 1 {
+		t.Fatalf("INBOX holds %d messages, want the clean one", len(bodies))
+	}
+	stored := string(bodies[0])
+	header, body, _ := strings.Cut(stored, "\r\n\r\n")
+	if origHeader, origBody, _ := strings.Cut(string(clean), "\r\n\r\n"); body != origBody || !strings.Contains(header+"\r\n", origHeader+"\r\n") {
+		t.Fatalf("the stored message lost the original:\n%s", stored)
+	}
+	id := regexp.MustCompile(`with ESMTP id ([0-9a-f]+)`).FindStringSubmatch(header)
+	if id == nil {
+		t.Fatalf("no Received id in\n%s", header)
+	}
+	for _, want := range []string{"\r\nX-Spamd-Result: default: False", "\r\nX-Rspamd-Queue-Id: " + id[1] + "\r\n", "\r\nX-Spam-Status: No"} {
+		if !strings.Contains(header+"\r\n", want) {
+			t.Errorf("stored header lacks %q:\n%s", want, header)
+		}
+	}
+	if !strings.HasPrefix(header, "Received: ") {
+		t.Errorf("the MX's Received field is no longer first:\n%s", header)
+	}
+
+	spam := milterMessage("gtube", "Buy now!\r\n"+rspamdtest.GTUBE+"\r\n")
+	err := sendSMTP(c.Inbound[0].SMTP, "s@example.org", []string{"ann@example.test"}, spam)
+	code, msg := smtpCode(t, err)
+	if code != 554 || !strings.HasPrefix(msg, "5.7.1 ") || !strings.Contains(msg, "Gtube") {
+		t.Fatalf("GTUBE answered %d %q, want rspamd's 554 5.7.1 with its reason", code, msg)
+	}
+	if bodies, _ := inboxBodies(t, c, ann.Id); len(bodies) != 1 {
+		t.Fatalf("INBOX holds %d messages after the rejection, want 1", len(bodies))
+	}
+	metrics := metricsOf(t, c.Inbound[0])
+	for _, want := range []string{`mailfleet_inbound_milter_actions_total{action="accept"} 1`, `mailfleet_inbound_milter_actions_total{action="reject"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// With quarantine_on_reject, rspamd's milter answers GTUBE with
+// SMFIR_QUARANTINE (smfi_quarantine: "quarantine the message using the given
+// reason") and accepts: the MX says 250 and the message lands in the
+// recipient's Junk mailbox, not INBOX.
+func TestRspamdQuarantineToJunk(t *testing.T) {
+	c, _ := startRspamdMX(t, rspamdtest.Options{QuarantineOnReject: true})
+	ann := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	spam := milterMessage("gtube", "Buy now!\r\n"+rspamdtest.GTUBE+"\r\n")
+	if err := sendSMTP(c.Inbound[0].SMTP, "s@example.org", []string{"ann@example.test"}, spam); err != nil {
+		t.Fatalf("quarantined message refused: %v", err)
+	}
+	junk, _ := mailboxBodies(t, c, ann.Id, "Junk")
+	if len(junk) != 1 || !bytes.Contains(junk[0], []byte(rspamdtest.GTUBE)) {
+		t.Fatalf("Junk holds %d messages, want the GTUBE one", len(junk))
+	}
+	if inbox, _ := inboxBodies(t, c, ann.Id); len(inbox) != 0 {
+		t.Fatalf("INBOX holds %d messages, want none", len(inbox))
+	}
+	if metrics := metricsOf(t, c.Inbound[0]); !strings.Contains(metrics, `mailfleet_inbound_milter_actions_total{action="quarantine"} 1`) {
+		t.Errorf("metrics lack the quarantine")
+	}
+}
+
+// rspamd stopped, fail-open (--milter-default-action accept, Postfix's
+// milter_default_action = accept): mail is delivered unfiltered, and the
+// MX counts it.
+func TestRspamdDownFailOpen(t *testing.T) {
+	c, rs := startRspamdMX(t, rspamdtest.Options{}, "--milter-default-action", "accept")
+	ann := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	rs.Stop()
+	msg := milterMessage("while down", "Hello while the filter is down.\r\n")
+	if err := sendSMTP(c.Inbound[0].SMTP, "s@example.org", []string{"ann@example.test"}, msg); err != nil {
+		t.Fatalf("fail-open refused the message: %v", err)
+	}
+	bodies, _ := inboxBodies(t, c, ann.Id)
+	if len(bodies) != 1 || !bytes.HasSuffix(bodies[0], msg) || bytes.Contains(bodies[0], []byte("X-Spamd-Result")) {
+		t.Fatalf("INBOX holds %d messages, want the message unfiltered", len(bodies))
+	}
+	if metrics := metricsOf(t, c.Inbound[0]); !strings.Contains(metrics, `mailfleet_inbound_milter_actions_total{action="fail-open"} 1`) {
+		t.Errorf("metrics lack the fail-open")
+	}
+}
+
+// rspamd stopped, fail-closed (the default, Postfix's milter_default_action
+// = tempfail): MAIL gets 451 4.7.1 and the sender keeps the message for a
+// later try (RFC 5321 4.2.5: 4yz, the action may succeed if repeated).
+func TestRspamdDownFailClosed(t *testing.T) {
+	c, rs := startRspamdMX(t, rspamdtest.Options{})
+	ann := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	rs.Stop()
+	err := sendSMTP(c.Inbound[0].SMTP, "s@example.org", []string{"ann@example.test"}, milterMessage("while down", "Hello.\r\n"))
+	if code, msg := smtpCode(t, err); code != 451 || !strings.HasPrefix(msg, "4.7.1 ") {
+		t.Fatalf("fail-closed answered %d %q, want 451 4.7.1", code, msg)
+	}
+	if bodies, _ := inboxBodies(t, c, ann.Id); len(bodies) != 0 {
+		t.Fatalf("INBOX holds %d messages, want none", len(bodies))
+	}
+	if metrics := metricsOf(t, c.Inbound[0]); !strings.Contains(metrics, `mailfleet_inbound_milter_actions_total{action="fail-closed"} 1`) {
+		t.Errorf("metrics lack the fail-closed")
+	}
+}
