@@ -68,7 +68,7 @@ func (s *Server) DeliverQueued(ctx context.Context, req *storagev1.DeliverQueued
 		group := byAccount[account]
 		err := s.withLeasedItem(ctx, req.Id, req.LeaseId, func(tx *etcdtx.Tx, cur *records.QueueRecord) error {
 			sp := tx.Savepoint()
-			_, _, err := s.deliverOne(tx, account, up, now)
+			_, _, err := s.deliverOne(tx, account, false, up, now) // queue records carry no junk flag yet: a quarantined copy queued for a full mailbox lands in INBOX
 			switch storagev1.ReasonOf(err) {
 			case storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED:
 				if err != nil {
