@@ -122,11 +122,17 @@ func (src *IMAPSource) dial() (*imapclient.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--imap %s: %w", src.Addr, err)
 	}
-	opts := &imapclient.Options{TLSConfig: &tls.Config{ServerName: host, InsecureSkipVerify: src.InsecureSkipVerify}}
-	if src.StartTLS {
-		return imapclient.DialStartTLS(src.Addr, opts)
+	cfg := &tls.Config{ServerName: host, InsecureSkipVerify: src.InsecureSkipVerify, NextProtos: []string{"imap"}}
+	conn, err := dialIMAP(src.Addr, cfg, src.StartTLS)
+	if err != nil {
+		return nil, err
 	}
-	return imapclient.DialTLS(src.Addr, opts)
+	c := imapclient.New(conn, &imapclient.Options{})
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // Import copies every selectable folder into the account behind s.
@@ -147,10 +153,10 @@ func (src *IMAPSource) Import(ctx context.Context, s *Store, progress Progress) 
 	}
 	caps := c.Caps()
 	listOpts := &imap.ListOptions{}
-	if caps.Has(imap.CapIMAP4rev2) || caps.Has(imap.CapListExtended) {
+	if caps.Has(imap.CapListExtended) {
 		listOpts.ReturnSubscribed = true
 	}
-	if caps.Has(imap.CapIMAP4rev2) || caps.Has(imap.CapSpecialUse) {
+	if caps.Has(imap.CapSpecialUse) {
 		listOpts.ReturnSpecialUse = true
 	}
 	list, err := c.List("", "*", listOpts).Collect()
