@@ -410,4 +410,62 @@ func TestMailctlImportIMAP(t *testing.T) {
 		t.Fatalf("third run:\n%s", out)
 	}
 	compareSnapshots(t, "IMAP import, run again", snapshotAccount(t, c, dst.Id), want)
+
+	// kill -9 right after INBOX is done, with the next folder's batch
+	// probably in flight (appended or not, its state not yet written):
+	// the next run finds out which from the destination.
+	dst2 := c.CreateAccount("imapdest2@corp.test", "imap-dest-pw")
+	state2 := filepath.Join(t.TempDir(), "import2.state")
+	args2 := []string{"import", "imapdest2@corp.test", "--imap", c.Access[0].IMAPS, "--imap-user", "imapsource@corp.test",
+		"--insecure-skip-verify", "--state", state2}
+	cmd = mailctlCommand(c, c.Storage[0].Addr, args2...)
+	cmd.Stdin = strings.NewReader("imap-source-pw\n")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var acc []byte
+	for !strings.Contains(string(acc), "INBOX: 90/90\n") {
+		n, err := stderr.Read(buf)
+		acc = append(acc, buf[:n]...)
+		if err != nil {
+			t.Fatalf("import ended before INBOX was done: %v\n%s", err, acc)
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Stat(state2); err != nil {
+		t.Fatalf("no state file after the killed run: %v\n%s", err, acc)
+	}
+	runMailctl(t, c, "imap-source-pw\n", args2...)
+	compareSnapshots(t, "IMAP import resumed after kill -9", snapshotAccount(t, c, dst2.Id), want)
+
+	// A crash exactly between an append and the state update (INBOX's
+	// batch is in the destination, the state still says pending): the
+	// next run must see it there and not append it again.
+	dst3 := c.CreateAccount("imapdest3@corp.test", "imap-dest-pw")
+	state3 := filepath.Join(t.TempDir(), "import3.state")
+	args3 := []string{"import", "imapdest3@corp.test", "--imap", c.Access[0].IMAPS, "--imap-user", "imapsource@corp.test",
+		"--insecure-skip-verify", "--state", state3}
+	cmd = mailctlCommand(c, c.Storage[0].Addr, args3...)
+	cmd.Env = append(cmd.Env, "MAILFLEET_TEST_IMPORT_CRASH_AFTER_APPEND=1")
+	cmd.Stdin = strings.NewReader("imap-source-pw\n")
+	if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 3 {
+		t.Fatalf("crashing run: %v\n%s", err, out)
+	}
+	if st, _ := os.ReadFile(state3); !strings.Contains(string(st), `"pending"`) {
+		t.Fatalf("state after the crash has no pending batch:\n%s", st)
+	}
+	if n := len(snapshotAccount(t, c, dst3.Id).Folders["INBOX"]); n != 90 {
+		t.Fatalf("after the crash INBOX has %d messages, want the 90 of the batch", n)
+	}
+	out = runMailctl(t, c, "imap-source-pw\n", args3...)
+	if !strings.Contains(out, fmt.Sprintf("%d messages imported", total-90)) {
+		t.Fatalf("run after the crash (want %d):\n%s", total-90, out)
+	}
+	compareSnapshots(t, "IMAP import resumed after a crash between append and state", snapshotAccount(t, c, dst3.Id), want)
 }

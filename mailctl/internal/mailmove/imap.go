@@ -328,6 +328,9 @@ func (src *IMAPSource) importFolder(ctx context.Context, c *imapclient.Client, s
 			if _, err := s.Append(ctx, mb.Id, msgs); err != nil {
 				return imported, err
 			}
+			if os.Getenv("MAILFLEET_TEST_IMPORT_CRASH_AFTER_APPEND") != "" {
+				os.Exit(3) // tests: a crash between the append and the state update
+			}
 		}
 		fst.LastUID, fst.Pending = last, nil
 		if err := src.save(st); err != nil {
