@@ -377,9 +377,12 @@ func TestMailctlImportIMAP(t *testing.T) {
 	for _, msgs := range want.Folders {
 		total += len(msgs)
 	}
-	state := filepath.Join(t.TempDir(), "import.state")
-	args := []string{"import", "imapdest@corp.test", "--imap", c.Access[0].IMAPS, "--imap-user", "imapsource@corp.test",
-		"--insecure-skip-verify", "--state", state}
+	// importArgs imports the source into dest, resumable with a new state file.
+	importArgs := func(dest string) []string {
+		return []string{"import", dest, "--imap", c.Access[0].IMAPS, "--imap-user", "imapsource@corp.test",
+			"--insecure-skip-verify", "--state", filepath.Join(t.TempDir(), "import.state")}
+	}
+	args := importArgs("imapdest@corp.test")
 	// Without --insecure-skip-verify the self-signed certificate is refused.
 	cmd := mailctlCommand(c, c.Storage[0].Addr, args[:len(args)-3]...)
 	cmd.Stdin = strings.NewReader("imap-source-pw\n")
@@ -415,9 +418,8 @@ func TestMailctlImportIMAP(t *testing.T) {
 	// probably in flight (appended or not, its state not yet written):
 	// the next run finds out which from the destination.
 	dst2 := c.CreateAccount("imapdest2@corp.test", "imap-dest-pw")
-	state2 := filepath.Join(t.TempDir(), "import2.state")
-	args2 := []string{"import", "imapdest2@corp.test", "--imap", c.Access[0].IMAPS, "--imap-user", "imapsource@corp.test",
-		"--insecure-skip-verify", "--state", state2}
+	args2 := importArgs("imapdest2@corp.test")
+	state2 := args2[len(args2)-1]
 	cmd = mailctlCommand(c, c.Storage[0].Addr, args2...)
 	cmd.Stdin = strings.NewReader("imap-source-pw\n")
 	stderr, err := cmd.StderrPipe()
@@ -448,9 +450,8 @@ func TestMailctlImportIMAP(t *testing.T) {
 	// batch is in the destination, the state still says pending): the
 	// next run must see it there and not append it again.
 	dst3 := c.CreateAccount("imapdest3@corp.test", "imap-dest-pw")
-	state3 := filepath.Join(t.TempDir(), "import3.state")
-	args3 := []string{"import", "imapdest3@corp.test", "--imap", c.Access[0].IMAPS, "--imap-user", "imapsource@corp.test",
-		"--insecure-skip-verify", "--state", state3}
+	args3 := importArgs("imapdest3@corp.test")
+	state3 := args3[len(args3)-1]
 	cmd = mailctlCommand(c, c.Storage[0].Addr, args3...)
 	cmd.Env = append(cmd.Env, "MAILFLEET_TEST_IMPORT_CRASH_AFTER_APPEND=1")
 	cmd.Stdin = strings.NewReader("imap-source-pw\n")
@@ -468,4 +469,13 @@ func TestMailctlImportIMAP(t *testing.T) {
 		t.Fatalf("run after the crash (want %d):\n%s", total-90, out)
 	}
 	compareSnapshots(t, "IMAP import resumed after a crash between append and state", snapshotAccount(t, c, dst3.Id), want)
+
+	// STARTTLS on the plain port, without a state file.
+	dst4 := c.CreateAccount("imapdest4@corp.test", "imap-dest-pw")
+	out = runMailctl(t, c, "imap-source-pw\n", "import", "imapdest4@corp.test", "--imap", c.Access[0].IMAP, "--starttls",
+		"--imap-user", "imapsource@corp.test", "--insecure-skip-verify", "--limit", "20")
+	if got := snapshotAccount(t, c, dst4.Id).Folders["INBOX"]; !strings.Contains(out, "20 messages imported") || len(got) != 20 ||
+		!bytes.Equal(got[19].Body, want.Folders["INBOX"][19].Body) {
+		t.Fatalf("STARTTLS import: %d messages\n%s", len(got), out)
+	}
 }
