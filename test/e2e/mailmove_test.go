@@ -343,9 +343,27 @@ func TestMailctlExportImportRoundTrip(t *testing.T) {
 				t.Fatalf("exported file %s: mtime %v, size %d", filepath.Base(n), st.ModTime(), st.Size())
 			}
 		}
-		runMailctl(t, c, "", "import", "frommaildir@corp.test", "--maildir", dir)
+		// Imported with a state file by a run that crashes right after
+		// its first append (INBOX), then resumed: nothing twice.
+		state := filepath.Join(t.TempDir(), "maildir.state")
+		cmd := mailctlCommand(c, c.Storage[0].Addr, "import", "frommaildir@corp.test", "--maildir", dir, "--state", state)
+		cmd.Env = append(cmd.Env, "MAILFLEET_TEST_IMPORT_CRASH_AFTER_APPEND=1")
+		if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 3 {
+			t.Fatalf("crashing run: %v\n%s", err, out)
+		}
+		if n := len(snapshotAccount(t, c, dst.Id).Folders["INBOX"]); n != len(want.Folders["INBOX"]) {
+			t.Fatalf("after the crash INBOX has %d messages, want %d", n, len(want.Folders["INBOX"]))
+		}
+		out = runMailctl(t, c, "", "import", "frommaildir@corp.test", "--maildir", dir, "--state", state)
+		if !strings.Contains(out, "INBOX: 60/60") {
+			t.Fatalf("resumed import:\n%s", out)
+		}
 		got := snapshotAccount(t, c, dst.Id)
 		compareSnapshots(t, "maildir round trip", got, want)
+		if out := runMailctl(t, c, "", "import", "frommaildir@corp.test", "--maildir", dir, "--state", state); !strings.Contains(out, "0 messages imported") {
+			t.Fatalf("import run again with its state:\n%s", out)
+		}
+		compareSnapshots(t, "maildir round trip, imported again", snapshotAccount(t, c, dst.Id), want)
 	})
 	t.Run("mbox", func(t *testing.T) {
 		dst := c.CreateAccount("frommbox@corp.test", "roundtrip-secret")

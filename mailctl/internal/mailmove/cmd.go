@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // Usage lines of the commands, for mailctl's usage text.
-const Usage = `  import ADDRESS --maildir DIR                                      (Dovecot Maildir++ tree)
+const Usage = `  import ADDRESS --maildir DIR [--state FILE]                       (Dovecot Maildir++ tree; resumable with --state)
   import ADDRESS --mbox FILE [--folder NAME]                        (mboxrd/mboxo; default INBOX)
   import ADDRESS --imap HOST:PORT --imap-user U [--state FILE]      (password on stdin; TLS, or --starttls;
          [--insecure-skip-verify] [--limit N]                        resumable with --state)
@@ -44,7 +45,7 @@ func Run(ctx context.Context, conn grpc.ClientConnInterface, args []string, pass
 	imapUser := fs.String("imap-user", "", "IMAP user name")
 	starttls := fs.Bool("starttls", false, "IMAP: plain connection upgraded with STARTTLS instead of TLS")
 	insecureSkip := fs.Bool("insecure-skip-verify", false, "IMAP: INSECURE, accept any server certificate (self-signed test servers)")
-	state := fs.String("state", "", "IMAP: state file that makes the import resumable")
+	state := fs.String("state", "", "IMAP and Maildir: state file that makes the import resumable")
 	limit := fs.Int("limit", 0, "IMAP: stop after this many messages (0 = all); run again to go on")
 	rest := args[1:]
 	var address string
@@ -93,7 +94,8 @@ func Run(ctx context.Context, conn grpc.ClientConnInterface, args []string, pass
 	case *maildir != "":
 		var folders []Folder
 		if folders, err = ReadMaildir(*maildir); err == nil {
-			n, err = s.ImportFolders(ctx, folders, progress)
+			abs, _ := filepath.Abs(*maildir)
+			n, err = s.ImportFolders(ctx, folders, "maildir:"+abs, *state, progress)
 		}
 	case *mbox != "":
 		var f *os.File

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -83,39 +82,8 @@ func (src *IMAPSource) loadState() (*importState, error) {
 	return &saved, nil
 }
 
-// save writes the state durably (a new file renamed over the old one).
-func (src *IMAPSource) save(st *importState) error {
-	if src.StatePath == "" {
-		return nil
-	}
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := src.StatePath + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, src.StatePath); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(src.StatePath)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
+// save writes the state durably.
+func (src *IMAPSource) save(st *importState) error { return writeState(src.StatePath, st) }
 
 func (src *IMAPSource) dial() (*imapclient.Client, error) {
 	host, _, err := net.SplitHostPort(src.Addr)
@@ -328,9 +296,7 @@ func (src *IMAPSource) importFolder(ctx context.Context, c *imapclient.Client, s
 			if _, err := s.Append(ctx, mb.Id, msgs); err != nil {
 				return imported, err
 			}
-			if os.Getenv("MAILFLEET_TEST_IMPORT_CRASH_AFTER_APPEND") != "" {
-				os.Exit(3) // tests: a crash between the append and the state update
-			}
+			crashHook()
 		}
 		fst.LastUID, fst.Pending = last, nil
 		if err := src.save(st); err != nil {
@@ -344,31 +310,15 @@ func (src *IMAPSource) importFolder(ctx context.Context, c *imapclient.Client, s
 }
 
 // resolvePending finds out whether the batch in flight when the last run
-// stopped was appended: it was if the destination holds, from the UIDNEXT
-// it had then, consecutive UIDs with the batch's sizes.
+// stopped was appended.
 func (s *Store) resolvePending(ctx context.Context, fst *folderState) error {
 	p := fst.Pending
-	var got []*storagev1.Message
-	err := s.EachMessage(ctx, p.MailboxID, max(p.UIDNext, 1)-1, func(m *storagev1.Message) error {
-		got = append(got, m)
-		return nil
-	})
+	found, err := s.findBatch(ctx, p.MailboxID, p.UIDNext, p.Sizes)
 	if err != nil {
 		return err
 	}
-	for i := 0; i+len(p.Sizes) <= len(got); i++ {
-		match := true
-		for j, size := range p.Sizes {
-			m := got[i+j]
-			if m.Size != uint64(size) || (j > 0 && m.Uid != got[i+j-1].Uid+1) {
-				match = false
-				break
-			}
-		}
-		if match {
-			fst.LastUID = p.LastUID
-			break
-		}
+	if found {
+		fst.LastUID = p.LastUID
 	}
 	fst.Pending = nil
 	return nil

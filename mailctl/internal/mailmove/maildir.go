@@ -194,7 +194,7 @@ func readMaildirFolder(dir string) ([]Message, error) {
 				date = t
 			}
 			all = append(all, entry{base: base, uid: order[base], msg: Message{
-				Flags: flags, Date: date.Truncate(time.Second), Size: st.Size(), Source: path,
+				Flags: flags, Date: date.Truncate(time.Second), Size: st.Size(), Source: path, Key: base,
 				Open: func() (io.ReadCloser, error) { return os.Open(path) },
 			}})
 		}

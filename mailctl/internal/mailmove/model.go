@@ -23,6 +23,9 @@ type Message struct {
 	Open func() (io.ReadCloser, error)
 	// Source names it in errors (a file name, an mbox offset, a UID).
 	Source string
+	// Key identifies it in its source folder across runs, for --state
+	// (Maildir: the file name without its flags); "" when there is none.
+	Key string
 }
 
 // bytesMessage is a Message whose body is in memory.

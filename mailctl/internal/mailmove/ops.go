@@ -2,6 +2,8 @@ package mailmove
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,22 +18,84 @@ type Progress func(folder string, done, total int)
 
 // ImportFolders appends every folder's messages in batches, creating the
 // folders as needed and subscribing those the source had subscribed.
-func (s *Store) ImportFolders(ctx context.Context, folders []Folder, progress Progress) (int, error) {
+// With a state file (statePath not ""), messages with a Key already
+// imported by an earlier run are skipped, and a batch that was in flight
+// when that run stopped is looked for in the destination first.
+func (s *Store) ImportFolders(ctx context.Context, folders []Folder, source, statePath string, progress Progress) (int, error) {
+	st := &keyState{Source: source, Folders: map[string]*keyFolder{}}
+	if statePath != "" {
+		if b, err := os.ReadFile(statePath); err == nil {
+			if err := json.Unmarshal(b, st); err != nil {
+				return 0, fmt.Errorf("state file %s: %w", statePath, err)
+			}
+			if st.Source != source {
+				return 0, fmt.Errorf("state file %s belongs to an import from %s, not %s", statePath, st.Source, source)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return 0, err
+		}
+	}
 	total := 0
 	for _, f := range folders {
 		mb, err := s.EnsureMailbox(ctx, f.Name, f.Subscribed, storagev1.SpecialUse_SPECIAL_USE_NONE)
 		if err != nil {
 			return total, err
 		}
-		done := 0
+		fs := st.Folders[f.Name]
+		if fs == nil {
+			fs = &keyFolder{Done: map[string]bool{}}
+			st.Folders[f.Name] = fs
+		}
+		if p := fs.Pending; p != nil {
+			found, err := s.findBatch(ctx, p.MailboxID, p.UIDNext, p.Sizes)
+			if err != nil {
+				return total, err
+			}
+			for _, k := range p.Keys {
+				if found {
+					fs.Done[k] = true
+				}
+			}
+			fs.Pending = nil
+			if err := writeState(statePath, st); err != nil {
+				return total, err
+			}
+		}
+		done, appended := 0, 0
 		b := s.NewBatcher(mb.Id)
+		if statePath != "" {
+			b.Before = func(msgs []Message) error {
+				cur, err := s.Mailboxes.GetMailbox(ctx, &storagev1.GetMailboxRequest{AccountId: s.AccountID, MailboxId: mb.Id})
+				if err != nil {
+					return err
+				}
+				p := &keyPending{MailboxID: mb.Id, UIDNext: cur.Mailbox.UidNext}
+				for _, m := range msgs {
+					p.Keys = append(p.Keys, m.Key)
+					p.Sizes = append(p.Sizes, m.Size)
+				}
+				fs.Pending = p
+				return writeState(statePath, st)
+			}
+		}
 		b.Done = func(msgs []Message, _ *storagev1.AppendMessagesResponse) error {
+			for _, m := range msgs {
+				if m.Key != "" {
+					fs.Done[m.Key] = true
+				}
+			}
+			fs.Pending = nil
 			done += len(msgs)
+			appended += len(msgs)
 			total += len(msgs)
 			progress(f.Name, done, len(f.Messages))
-			return nil
+			return writeState(statePath, st)
 		}
 		for _, m := range f.Messages {
+			if m.Key != "" && fs.Done[m.Key] {
+				done++
+				continue
+			}
 			if err := b.Add(ctx, m); err != nil {
 				return total, fmt.Errorf("%s: %w", f.Name, err)
 			}
@@ -39,8 +103,8 @@ func (s *Store) ImportFolders(ctx context.Context, folders []Folder, progress Pr
 		if err := b.Flush(ctx); err != nil {
 			return total, fmt.Errorf("%s: %w", f.Name, err)
 		}
-		if len(f.Messages) == 0 {
-			progress(f.Name, 0, 0)
+		if appended == 0 { // nothing (more) to import: say so
+			progress(f.Name, done, len(f.Messages))
 		}
 	}
 	return total, nil

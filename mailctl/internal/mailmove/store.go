@@ -152,6 +152,8 @@ type Batcher struct {
 	mailboxID string
 	pending   []Message
 	bytes     int64
+	// Before is called before each batch is appended (nil: nothing).
+	Before func(msgs []Message) error
 	// Done is called after each committed batch with its messages.
 	Done func(msgs []Message, resp *storagev1.AppendMessagesResponse) error
 }
@@ -178,10 +180,16 @@ func (b *Batcher) Flush(ctx context.Context) error {
 	if len(b.pending) == 0 {
 		return nil
 	}
+	if b.Before != nil {
+		if err := b.Before(b.pending); err != nil {
+			return err
+		}
+	}
 	resp, err := b.s.Append(ctx, b.mailboxID, b.pending)
 	if err != nil {
 		return err
 	}
+	crashHook()
 	msgs := b.pending
 	b.pending, b.bytes = nil, 0
 	return b.Done(msgs, resp)
