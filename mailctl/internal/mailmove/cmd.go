@@ -20,7 +20,7 @@ const Usage = `  import ADDRESS --maildir DIR [--state FILE]                    
   import ADDRESS --mbox FILE [--folder NAME]                        (mboxrd/mboxo; default INBOX)
   import ADDRESS --imap HOST:PORT --imap-user U [--state FILE]      (password on stdin; TLS, or --starttls;
          [--insecure-skip-verify] [--limit N]                        resumable with --state)
-  export ADDRESS --maildir DIR | --mbox DIR                         (DIR must not exist yet for --maildir)
+  export ADDRESS --maildir DIR | --mbox DIR                         (never overwrites: a Maildir or mbox file there is refused)
 `
 
 // UsageError is a mistake in the command line.
