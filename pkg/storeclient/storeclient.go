@@ -172,8 +172,14 @@ func (c *Client) Close() error { return c.conn.Close() }
 
 // BodyReader streams a message body (or a range of it).
 func (c *Client) BodyReader(ctx context.Context, account, mailboxID string, uid uint32, offset, length uint64) (io.ReadCloser, error) {
+	return MessageBodyReader(ctx, c.Messages, account, mailboxID, uid, offset, length)
+}
+
+// MessageBodyReader streams a message body (or a range of it) through any
+// MessageService client (mailctl has its own connection).
+func MessageBodyReader(ctx context.Context, messages storagev1.MessageServiceClient, account, mailboxID string, uid uint32, offset, length uint64) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := c.Messages.GetMessageBody(ctx, &storagev1.GetMessageBodyRequest{
+	stream, err := messages.GetMessageBody(ctx, &storagev1.GetMessageBodyRequest{
 		AccountId: account, MailboxId: mailboxID, Uid: uid, Offset: offset, Length: length})
 	if err != nil {
 		cancel()

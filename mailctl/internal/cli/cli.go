@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mailfleet/mailfleet/mailctl/internal/mailmove"
 	"github.com/mailfleet/mailfleet/pkg/flagenv"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
@@ -42,7 +43,7 @@ Usage: mailctl [--storage ADDR] [-o text|json] COMMAND ...
   queue list | show ID | retry ID | delete ID
   bootstrap --domain D [--domain D2] [--admin ADDRESS]             (password from $MAILFLEET_ADMIN_PASSWORD)
   selftest --smtp HOST:PORT --imaps HOST:PORT --domain D            (send through the MX, read over IMAPS)
-
+` + mailmove.Usage + `
 The storage address comes from --storage or $MAILFLEET_STORAGE (default 127.0.0.1:7070).
 -o json prints listings (domain list, account list, dkim show, queue list, queue show) as JSON.
 `
@@ -52,6 +53,8 @@ type clients struct {
 	accounts storagev1.AccountServiceClient
 	queue    storagev1.QueueServiceClient
 	json     bool // -o json
+	conn     *grpc.ClientConn
+	stderr   io.Writer
 }
 
 // Main runs mailctl and returns the exit code.
@@ -100,7 +103,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer conn.Close()
-	c := &clients{accounts: storagev1.NewAccountServiceClient(conn), queue: storagev1.NewQueueServiceClient(conn), json: *output == "json"}
+	c := &clients{accounts: storagev1.NewAccountServiceClient(conn), queue: storagev1.NewQueueServiceClient(conn), json: *output == "json", conn: conn, stderr: stderr}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = c.run(ctx, fs.Args(), stdin, stdout)
@@ -138,6 +141,13 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		return c.bootstrap(ctx, args[1:], out)
 	case "selftest":
 		return c.selftest(ctx, args[1:], out)
+	case "import", "export": // no deadline: as long as the mailbox takes
+		password := func() (string, error) { return readPassword(stdin) }
+		err := mailmove.Run(context.WithoutCancel(ctx), c.conn, args, password, out, c.stderr)
+		if errors.As(err, new(mailmove.UsageError)) {
+			return usageError(err.Error())
+		}
+		return err
 	}
 	if len(args) < 2 {
 		return usageError("missing command")
