@@ -223,7 +223,9 @@ func (m *mailboxState) applyLocked(rev int64, changes []*storagev1.Change) {
 			// mailbox's own update comes in.
 			m.uidNext = max(m.uidNext, c.Uid+1)
 		case storagev1.Change_KIND_FLAGS_CHANGED:
-			if i := m.index(c.Uid); i >= 0 {
+			// A change older than what the state has (a resync's listing
+			// was newer) is not applied: modseqs only grow.
+			if i := m.index(c.Uid); i >= 0 && (c.Modseq == 0 || c.Modseq >= m.entries[i].modseq) {
 				m.noteKeywordsLocked(c.Flags)
 				m.entries[i].flags, m.entries[i].modseq = c.Flags, c.Modseq
 				key := ownChange{c.Uid, c.Modseq}
@@ -283,31 +285,47 @@ func (m *mailboxState) resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.applyListing(mb, fresh, rev)
+	return nil
+}
+
+// applyListing brings the state up to a listing of the mailbox taken at
+// revision rev (resync).
+func (m *mailboxState) applyListing(mb *storagev1.Mailbox, fresh []entry, rev int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.loaded {
-		return nil // its load is still running and will see the present
+		return // its load is still running and will see the present
 	}
+	// The listing is a snapshot: while it was read (seconds, for a large
+	// mailbox), the watch may have applied newer changes. Nothing here may
+	// take the state back: a message's modseq only grows, and a message
+	// missing from the listing was expunged only if it was there when the
+	// listing was taken (its UID below the listing's UIDNEXT); one that
+	// arrived since is not in it yet.
 	freshIdx := map[uint32]int{}
 	for i, e := range fresh {
 		freshIdx[e.uid] = i
 	}
 	// Expunges, from the end so that sequence numbers stay right.
 	for i := len(m.entries) - 1; i >= 0; i-- {
-		if _, ok := freshIdx[m.entries[i].uid]; !ok {
-			uid := m.entries[i].uid
+		uid := m.entries[i].uid
+		if _, ok := freshIdx[uid]; !ok && uid < mb.UidNext {
 			m.entries = append(m.entries[:i], m.entries[i+1:]...)
 			// Expunged at some modseq above what the view had.
 			m.tracker.QueueExpungeAt(uint32(i+1), imap.UID(uid), m.modseq+1)
 		}
 	}
 	for i := range m.entries {
-		fe := fresh[freshIdx[m.entries[i].uid]]
-		f := fe.flags
-		if !sameStrings(f, m.entries[i].flags) {
-			m.noteKeywordsLocked(f)
-			m.entries[i].flags = f
-			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(f), fe.modseq, nil)
+		k, ok := freshIdx[m.entries[i].uid]
+		if !ok || fresh[k].modseq <= m.entries[i].modseq {
+			continue // arrived since the listing, or the state is as new
+		}
+		fe := fresh[k]
+		if !sameStrings(fe.flags, m.entries[i].flags) {
+			m.noteKeywordsLocked(fe.flags)
+			m.entries[i].flags = fe.flags
+			m.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.entries[i].uid), toIMAPFlags(fe.flags), fe.modseq, nil)
 		}
 		m.entries[i].modseq = fe.modseq
 	}
@@ -320,11 +338,10 @@ func (m *mailboxState) resync(ctx context.Context) error {
 			m.appendLocked(e)
 		}
 	}
-	m.loadRev = rev
-	m.uidNext, m.modseq = mb.UidNext, max(m.modseq, mb.HighestModseq)
+	m.loadRev = max(m.loadRev, rev)
+	m.uidNext, m.modseq = max(m.uidNext, mb.UidNext), max(m.modseq, mb.HighestModseq)
 	close(m.notify)
 	m.notify = make(chan struct{})
-	return nil
 }
 
 // waitModseq waits until the state reflects modseq (a change this session
