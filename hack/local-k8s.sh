@@ -374,7 +374,16 @@ healthzBindAddress: 127.0.0.1:10256
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
   cat >"${W}/Corefile" <<EOF
-# cluster.local only: no forward plugin, so every other name is refused.
+# cluster.local only: no forward plugin. Every other name does not exist
+# (NXDOMAIN, as the Internet's names are for a machine without a route out):
+# a REFUSED would be a DNS failure, and the MX rightly defers mail whose
+# sender it cannot check (RFC 7208 8.6, 451 4.4.3).
+.:53 {
+    bind ${NODE_IP}
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
 cluster.local:53 in-addr.arpa:53 {
     bind ${NODE_IP}
     errors
