@@ -118,7 +118,7 @@ func (v *view) changedKnown(known imap.UIDSet, since uint64) []target {
 			continue
 		}
 		if seq := v.tracker.EncodeSeqNum(uint32(i + 1)); seq != 0 {
-			out = append(out, target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq})
+			out = append(out, e.target(seq))
 		}
 	}
 	return out

@@ -23,6 +23,11 @@ type target struct {
 	modseq uint64
 }
 
+// target is the message of entry e at sequence number seq of the client's view.
+func (e entry) target(seq uint32) target {
+	return target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq}
+}
+
 // resolve turns a sequence or UID set (with "*" and SEARCHRES "$") into the
 // messages it names, in mailbox order, as the client sees them. It holds
 // every target at once: commands over sets of any size (FETCH, SEARCH) walk
@@ -96,7 +101,7 @@ func (w *targetWalk) next(limit int) []target {
 		if w.seqs != nil && !w.seqs.Contains(seq) || w.uids != nil && !w.uids.Contains(imap.UID(e.uid)) {
 			continue
 		}
-		out = append(out, target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq})
+		out = append(out, e.target(seq))
 	}
 	if len(out) > 0 {
 		w.after = out[len(out)-1].uid

@@ -349,7 +349,7 @@ func (v *view) current(uid uint32) (target, bool) {
 		return target{}, false
 	}
 	e := m.entries[i]
-	return target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq}, true
+	return e.target(seq), true
 }
 
 // arrivedSince returns the messages of the client's view with a UID above
@@ -369,7 +369,7 @@ func (v *view) arrivedSince(known uint32) []target {
 			break // not announced yet: a later EXISTS brings it
 		}
 		e := m.entries[i]
-		out = append(out, target{seq: seq, uid: e.uid, flags: e.flags, modseq: e.modseq})
+		out = append(out, e.target(seq))
 	}
 	return out
 }
