@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -47,9 +48,19 @@ func Hash(password string) (string, error) {
 // username costs the same time as a wrong password.
 var dummyHash, _ = Hash("mailfleet-dummy-password")
 
+// checks counts hash computations, and verifyHook runs in each: for tests.
+var (
+	checks     atomic.Int64
+	verifyHook func()
+)
+
 // Verify reports whether password matches hash. An empty hash (unknown user)
 // still spends the time of a real check.
 func Verify(hash, password string) bool {
+	checks.Add(1)
+	if verifyHook != nil {
+		verifyHook()
+	}
 	if hash == "" {
 		verifyArgon2(dummyHash, password)
 		return false

@@ -492,19 +492,26 @@ func (s *Server) loginAddress(ctx context.Context, username string) (*records.Ad
 // which fails after as long as a wrong password takes).
 func (s *Server) authenticate(ctx context.Context, addr *records.AddressRecord, pass string) (*storagev1.AuthenticateResponse, error) {
 	denied := fail(reasonAuthFailed, "authentication failed")
-	if addr == nil {
-		password.Verify("", pass) // same time as a wrong password
+	var rec *records.AccountRecord
+	var q *storagev1.Quota
+	if addr != nil {
+		var err error
+		if rec, q, err = s.getAccount(ctx, addr.AccountId); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	if rec == nil {
+		// An unknown account takes as long as a wrong password.
+		if _, err := s.authCache.Verify(ctx, "", "", pass); err != nil {
+			return nil, toStatus(err)
+		}
 		return nil, denied
 	}
-	rec, q, err := s.getAccount(ctx, addr.AccountId)
+	ok, err := s.authCache.Verify(ctx, rec.Id, rec.PasswordHash, pass)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if rec == nil {
-		password.Verify("", pass)
-		return nil, denied
-	}
-	if !s.authCache.Verify(rec.Id, rec.PasswordHash, pass) || rec.Disabled {
+	if !ok || rec.Disabled {
 		return nil, denied
 	}
 	return &storagev1.AuthenticateResponse{Account: accountView(rec, q)}, nil
