@@ -43,9 +43,12 @@ Usage: mailctl [--storage ADDR] [-o text|json] COMMAND ...
   queue list | show ID | retry ID | delete ID
   bootstrap --domain D [--domain D2] [--admin ADDRESS]             (password from $MAILFLEET_ADMIN_PASSWORD)
   selftest --smtp HOST:PORT --imaps HOST:PORT --domain D            (send through the MX, read over IMAPS)
+  fsck [--repair]          check the whole cell: bodies, reference counts, orphans, counters (exit 1 if not clean)
+  backup DIR               a consistent copy of the cell (etcd keys at one revision, then their bodies) while mail flows
+  restore DIR              load a backup into an empty cell (then run fsck)
 ` + mailmove.Usage + `
 The storage address comes from --storage or $MAILFLEET_STORAGE (default 127.0.0.1:7070).
--o json prints listings (domain list, account list, dkim show, queue list, queue show) as JSON.
+-o json prints listings (domain list, account list, dkim show, queue list, queue show) and fsck's findings as JSON.
 `
 
 // clients bundles the storage API clients and how to print.
@@ -141,6 +144,12 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		return c.bootstrap(ctx, args[1:], out)
 	case "selftest":
 		return c.selftest(ctx, args[1:], out)
+	case "fsck": // no deadline: as long as the cell takes
+		return c.fsck(context.WithoutCancel(ctx), args[1:], out)
+	case "backup":
+		return c.backup(context.WithoutCancel(ctx), args[1:], out)
+	case "restore":
+		return c.restore(context.WithoutCancel(ctx), args[1:], out)
 	case "import", "export": // no deadline: as long as the mailbox takes
 		password := func() (string, error) { return readPassword(stdin) }
 		err := mailmove.Run(context.WithoutCancel(ctx), c.conn, args, password, out, c.stderr)

@@ -212,6 +212,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	storagev1.RegisterDeliveryServiceServer(grpcServer, svc)
 	storagev1.RegisterWatchServiceServer(grpcServer, svc)
 	storagev1.RegisterQueueServiceServer(grpcServer, svc)
+	storagev1.RegisterMaintenanceServiceServer(grpcServer, svc)
 	// The standard health service: the tiers' readiness probes call it.
 	healthpb.RegisterHealthServer(grpcServer, health.NewServer())
 

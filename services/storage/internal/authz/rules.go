@@ -106,6 +106,11 @@ var rules = map[string]rule{
 	"/mailfleet.storage.v1.QueueService/RetryQueueItem":  adminOnly,
 	"/mailfleet.storage.v1.QueueService/DeleteQueueItem": adminOnly,
 
+	// Consistency check, backup and restore: whole-cell operations.
+	"/mailfleet.storage.v1.MaintenanceService/Check":   adminOnly,
+	"/mailfleet.storage.v1.MaintenanceService/Backup":  adminOnly,
+	"/mailfleet.storage.v1.MaintenanceService/Restore": adminOnly,
+
 	// Health checks answer every authenticated tier (readiness probes).
 	"/grpc.health.v1.Health/Check": everyTier,
 	"/grpc.health.v1.Health/Watch": everyTier,

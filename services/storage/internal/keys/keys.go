@@ -54,6 +54,8 @@
 //	loginfail/ip/<client address>            LoginFailures (on an etcd lease)
 //	migrations/<name>                        "done": a finished migration of the layout
 //	secrets/session-key                      the key that signs session tokens (authz)
+//	holds/<id>                               "" on a backup's or restore's etcd lease:
+//	                                         the sweeper deletes no body meanwhile
 //
 // Next to each body, the body store keeps summaries/<body key>: the body's
 // Summary (envelope and MIME tree), written once at upload.
@@ -186,6 +188,10 @@ func (l Layout) Migration(name string) string { return l.Prefix + "migrations/" 
 func (l Layout) SessionKey() string { return l.Prefix + "secrets/session-key" }
 
 func (l Layout) SweeperLock() string { return l.Prefix + "locks/sweeper" }
+
+// Holds are the backups and restores in progress; Hold is one of them.
+func (l Layout) Holds() string         { return l.Prefix + "holds/" }
+func (l Layout) Hold(id string) string { return l.Prefix + "holds/" + id }
 
 // DefragElection is the election (etcd adds "/<lease id>") that picks the
 // one replica of the cell that defragments etcd.

@@ -106,6 +106,7 @@ type Server struct {
 	storagev1.UnimplementedDeliveryServiceServer
 	storagev1.UnimplementedWatchServiceServer
 	storagev1.UnimplementedQueueServiceServer
+	storagev1.UnimplementedMaintenanceServiceServer
 
 	etcd      *clientv3.Client
 	keys      keys.Layout

@@ -73,6 +73,16 @@ func (s *Server) Sweep(ctx context.Context, scanOrphans bool) (SweepStats, error
 	}
 	defer lock.Unlock(context.WithoutCancel(ctx))
 
+	// A backup or restore in progress needs every body it has not copied
+	// yet: no body is deleted until it is done (backup.go).
+	held, err := s.sweeperHeld(ctx)
+	if err != nil {
+		return stats, err
+	}
+	if held {
+		s.log.Info("sweeper waits: a backup or restore is in progress")
+		return stats, nil
+	}
 	cutoff := time.Now().Add(-s.cfg.SweepGrace)
 	if stats.Unreferenced, err = s.sweepFreed(ctx, lock, cutoff); err != nil {
 		return stats, err
