@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -73,4 +74,30 @@ func BenchmarkMailctlImportMaildir(b *testing.B) {
 	b.ReportMetric(float64(total)/(1<<20)/secs, "MB/s")
 	b.Logf("imported %d messages (%d MB) in %.1f s: %.0f messages/s, %.1f MB/s",
 		n, total>>20, secs, float64(n)/secs, float64(total)/(1<<20)/secs)
+
+	// Then the cell holding that account is backed up, restored into a new
+	// empty cell, and checked there (the README's procedure).
+	b.StopTimer()
+	dir := filepath.Join(b.TempDir(), "backup")
+	backup := timed(b, mailctlCommand(c, c.Storage[0].Addr, "backup", dir))
+	dst := cluster.Start(b, binDir, minioServer, cluster.Options{})
+	restore := timed(b, mailctlCommand(dst, dst.Storage[0].Addr, "restore", dir))
+	fsck := timed(b, mailctlCommand(dst, dst.Storage[0].Addr, "fsck"))
+	b.ReportMetric(backup.Seconds(), "backup-s")
+	b.ReportMetric(restore.Seconds(), "restore-s")
+	b.ReportMetric(fsck.Seconds(), "fsck-s")
+	b.Logf("cell of %d messages (%d MB): backup %.1f s, restore into an empty cell %.1f s, fsck %.1f s",
+		n*b.N, total*int64(b.N)>>20, backup.Seconds(), restore.Seconds(), fsck.Seconds())
+}
+
+// timed runs cmd, failing b if it fails, and returns how long it took.
+func timed(b *testing.B, cmd *exec.Cmd) time.Duration {
+	b.Helper()
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+	}
+	b.Logf("%s", strings.TrimSpace(string(out)))
+	return time.Since(t0)
 }
