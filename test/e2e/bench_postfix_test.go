@@ -25,8 +25,8 @@ import (
 // mailbox, SPF and DMARC looked up on a loopback DNS server. It prints
 // accepted msg/s (every 250 received, smtp-source's wall time) and stored
 // msg/s (until every message is visible in the mailbox through the storage
-// API). MAILFLEET_BENCH_PPROF=FILE also writes a CPU profile of the inbound
-// process over the run. hack/bench-postfix-dovecot.sh measures the same run
+// API). MAILFLEET_BENCH_PPROF=FILE also writes CPU profiles of the inbound
+// process (FILE) and the storage process (FILE.storage) over the run. hack/bench-postfix-dovecot.sh measures the same run
 // against Postfix delivering to Dovecot over LMTP.
 func BenchmarkInboundSMTPSource(b *testing.B) {
 	out, err := exec.Command(filepath.Join("..", "..", "hack", "install-postfix-tools.sh")).Output()
@@ -48,13 +48,16 @@ func BenchmarkInboundSMTPSource(b *testing.B) {
 	defer dns.Close()
 	dns.TXT("example.org", "v=spf1 ip4:127.0.0.1 -all")
 	dns.SOA("example.org", 300) // so that "no DMARC record" is cached, as on the Internet
-	c := cluster.Start(b, binDir, minioServer, cluster.Options{Inbound: 1, DNS: dns.Addr, InboundArgs: []string{"--pprof"}})
+	c := cluster.Start(b, binDir, minioServer, cluster.Options{Inbound: 1, DNS: dns.Addr,
+		InboundArgs: []string{"--pprof"}, StorageArgs: []string{"--pprof"}})
 	acc := c.CreateAccount("sink@example.test", "sink-secret-pw")
 
 	var profile chan error
 	if path := os.Getenv("MAILFLEET_BENCH_PPROF"); path != "" {
-		profile = make(chan error, 1)
+		profile = make(chan error, 2)
+		storageOps := strings.TrimSuffix(strings.TrimPrefix(c.Storage[0].ReadyURL, "http://"), "/readyz")
 		go func() { profile <- fetchProfile(c.Inbound[0].Ops, path, 15) }()
+		go func() { profile <- fetchProfile(storageOps, path+".storage", 15) }()
 	}
 	start := time.Now()
 	cmd := exec.Command(smtpSource, "-s", "20", "-l", "10240", "-m", strconv.Itoa(messages),
@@ -69,8 +72,10 @@ func BenchmarkInboundSMTPSource(b *testing.B) {
 	fmt.Printf("smtp-source -s 20 -l 10240 -m %d against the MX: accepted %.0f msg/s, stored %.0f msg/s\n",
 		messages, float64(messages)/accepted.Seconds(), float64(messages)/stored.Seconds())
 	if profile != nil {
-		if err := <-profile; err != nil {
-			b.Error(err)
+		for range 2 {
+			if err := <-profile; err != nil {
+				b.Error(err)
+			}
 		}
 	}
 }

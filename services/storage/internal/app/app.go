@@ -88,6 +88,7 @@ type Config struct {
 	EtcdDefragInterval time.Duration
 	EtcdDefragMinFree  int64
 	EtcdDefragPause    time.Duration
+	Pprof              bool
 }
 
 // Flags registers every setting on fs.
@@ -95,6 +96,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{}
 	fs.StringVar(&c.GRPCListen, "grpc-listen", ":7070", "address of the storage.v1 gRPC API")
 	fs.StringVar(&c.OpsListen, "ops-listen", ":7071", "address of /healthz, /readyz and /metrics")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the ops port")
 	fs.StringVar(&c.EtcdEndpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", keys.DefaultPrefix, "prefix of every etcd key")
 	fs.StringVar(&c.EtcdUsername, "etcd-username", "", "etcd user (optional)")
@@ -224,6 +226,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if cfg.Pprof {
+		ops.EnablePprof()
 	}
 	log.Info("storage serving", "grpc", ln.Addr().String(), "ops", ops.Addr(), "blob_driver", cfg.BlobDriver, "etcd_prefix", cfg.EtcdPrefix)
 
