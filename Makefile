@@ -46,11 +46,14 @@ fuzz-short: ## a short run of every fuzz target (a long one: FUZZTIME=10m make f
 	go test -run '^$$' -fuzz FuzzEnvelope -fuzztime $${FUZZTIME:-50000x} ./pkg/envelope
 	go test -run '^$$' -fuzz FuzzParseCommand -fuzztime $${FUZZTIME:-150000x} ./services/access/internal/imapconn
 
-# Packages whose tests start etcd, MinIO or whole clusters: not in test-short.
+# Packages whose tests start etcd, MinIO or whole clusters, and the chart
+# and image checks (they render the chart with helm for every case and build
+# static binaries): not in test-short; `make test` runs them all.
 ENGINE_PACKAGES := test/e2e|services/storage/integration|services/storage/internal/(blobstore|etcdtx)
+CHECK_PACKAGES := deploy/helm|deploy/images
 
-test-short: ## the fast loop: unit tests only (no engine, no cluster)
-	go test -short -count=1 $$(go list $(GO_PACKAGES) | grep -v -E '/($(ENGINE_PACKAGES))$$')
+test-short: ## the fast loop: unit tests only (no engine, no cluster, no chart rendering)
+	go test -short -count=1 $$(go list $(GO_PACKAGES) | grep -v -E '/($(ENGINE_PACKAGES)|$(CHECK_PACKAGES))$$')
 
 bench: engines ## benchmarks: storage appends (etcd + MinIO / fs), then the access tier on a real cluster
 	go run ./services/storage/cmd/bench
