@@ -69,6 +69,15 @@ func TestQuickStart(t *testing.T) {
 	assertStorageRefusesStrangers(t, storage, pki)
 	// Ctrl-C stops everything cleanly.
 	stopDev(t, cmd, lines)
+	// The embedded etcd logged only what matters: not every request of the
+	// run above as a slow one.
+	etcdLog, err := os.ReadFile(filepath.Join(data, "logs", "etcd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(etcdLog), `"request stats"`); n > 5 {
+		t.Fatalf("etcd logged %d requests as slow:\n%.2000s", n, etcdLog)
+	}
 
 	// MAILFLEET_DEMO_PASSWORD sets the demo password on every start, and
 	// the printed one works.

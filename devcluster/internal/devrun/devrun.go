@@ -187,6 +187,9 @@ func startEtcd(dir, logPath string, p ports) (*embed.Etcd, error) {
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
 	cfg.LogLevel = zapcore.WarnLevel.String()
+	// embed.NewConfig leaves this at 0, unlike etcd's own flags (300 ms):
+	// every request would then be logged as a slow one ("request stats").
+	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	cfg.LogOutputs = []string{logPath}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
