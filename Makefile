@@ -10,7 +10,7 @@ GO_PACKAGES := $(foreach m,$(MODULES),./$(m)/...)
 .PHONY: help images build test test-short fuzz-short bench verify run engines fmt e2e-k8s
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build every binary into ./bin
 	@mkdir -p bin

@@ -32,6 +32,15 @@ for svc in access inbound submission; do
   fi
 done
 
+# `make help` lists every target: each has a "## " description its regex sees.
+listed=$(make --no-print-directory help | awk '{print $1}' | sort)
+targets=$(grep -oE '^[a-z0-9-]+:' Makefile | tr -d ':' | sort)
+if [[ "${listed}" != "${targets}" ]]; then
+  echo "make help does not list every Makefile target:" >&2
+  diff <(echo "${targets}") <(echo "${listed}") >&2 || true
+  exit 1
+fi
+
 # Shell scripts: syntax and shellcheck.
 for f in hack/*.sh .ci/run; do
   bash -n "${f}"
