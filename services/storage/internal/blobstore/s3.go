@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -45,6 +46,10 @@ type S3 struct {
 // path, which allocates a whole part per upload.
 const singlePutMax = 1 << 20
 
+// putBuffers hold a body of up to singlePutMax bytes (and one more, to see
+// whether it ends there) while it is sent as one PUT.
+var putBuffers = sync.Pool{New: func() any { b := make([]byte, singlePutMax+1); return &b }}
+
 // NewS3 connects to the object store; it does not check the bucket (Ping does).
 func NewS3(cfg S3Config) (*S3, error) {
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
@@ -72,7 +77,11 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	if err := ValidKey(key); err != nil {
 		return 0, err
 	}
-	head := make([]byte, singlePutMax+1)
+	// Most bodies are far smaller than singlePutMax: a pooled buffer saves
+	// allocating (and clearing) a megabyte per message.
+	buf := putBuffers.Get().(*[]byte)
+	defer putBuffers.Put(buf)
+	head := *buf
 	n, err := io.ReadFull(r, head)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:

@@ -241,12 +241,12 @@ func (s *Server) fetchObject(ctx context.Context, o *fetchedObject) {
 		o.err = err
 		return
 	}
-	buf := make([]byte, backupSmall+1)
-	n, err := io.ReadFull(r, buf)
+	var buf bytes.Buffer // grows to the object's size: most are small
+	n, err := io.CopyN(&buf, r, backupSmall+1)
 	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
+	case err == io.EOF:
 		r.Close()
-		o.data, o.size = buf[:n], int64(n)
+		o.data, o.size = buf.Bytes(), n
 	case err != nil:
 		r.Close()
 		o.err = err
@@ -257,7 +257,7 @@ func (s *Server) fetchObject(ctx context.Context, o *fetchedObject) {
 			o.err = err
 			return
 		}
-		o.data, o.rest, o.size = buf[:n], r, info.Size
+		o.data, o.rest, o.size = buf.Bytes(), r, info.Size
 	}
 }
 

@@ -93,15 +93,29 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 			}
 		}
 	}()
-	n, err := s.blobs.Put(ctx, key, pr)
-	pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
-	<-done
+	// The summary is stored while the body's last (or only) PUT is still
+	// on its way: both must be durable before the upload counts as done,
+	// but neither has to wait for the other. A summary stored for a body
+	// that then fails goes with it (discardBody).
+	var n int64
+	var err error
+	stored := make(chan struct{})
+	go func() {
+		defer close(stored)
+		n, err = s.blobs.Put(ctx, key, pr)
+		pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
+	}()
 	<-summarized
-	if err == nil && sumErr != nil {
-		err = fmt.Errorf("summarize body: %w", sumErr)
+	summaryErr := sumErr
+	if summaryErr == nil {
+		summaryErr = s.putSummary(ctx, key, sum)
+	} else {
+		summaryErr = fmt.Errorf("summarize body: %w", summaryErr)
 	}
+	<-stored
+	<-done
 	if err == nil {
-		err = s.putSummary(ctx, key, sum)
+		err = summaryErr
 	}
 	if err != nil {
 		s.discardBody(key) // a partial object, if the driver left one
