@@ -3,6 +3,7 @@ module github.com/mailfleet/mailfleet/pkg
 go 1.26.0
 
 require (
+	github.com/d--j/go-milter v0.10.1
 	github.com/emersion/go-message v0.18.2
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.25.0

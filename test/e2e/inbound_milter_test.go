@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,15 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/test/cluster"
 	"github.com/mailfleet/mailfleet/test/dnstest"
 	"github.com/mailfleet/mailfleet/test/rspamdtest"
 )
 
-// startRspamdMX starts a real rspamd (its proxy worker in milter mode, on
-// loopback, asking only the test's DNS server) and a cluster whose MX
-// filters through it.
-func startRspamdMX(t *testing.T, o rspamdtest.Options, inboundArgs ...string) (*cluster.Cluster, *rspamdtest.Server) {
+// startRspamd starts a real rspamd (its proxy worker in milter mode, on
+// loopback, asking only the test's DNS server, which it returns too).
+func startRspamd(t *testing.T, o rspamdtest.Options) (*rspamdtest.Server, *dnstest.Server) {
 	t.Helper()
 	dns, err := dnstest.Start()
 	if err != nil {
@@ -38,6 +39,13 @@ func startRspamdMX(t *testing.T, o rspamdtest.Options, inboundArgs ...string) (*
 		}
 		rs.Stop()
 	})
+	return rs, dns
+}
+
+// startRspamdMX starts rspamd and a cluster whose MX filters through it.
+func startRspamdMX(t *testing.T, o rspamdtest.Options, inboundArgs ...string) (*cluster.Cluster, *rspamdtest.Server) {
+	t.Helper()
+	rs, dns := startRspamd(t, o)
 	args := append([]string{"--milter", rs.Addr, "--milter-timeout", "10s"}, inboundArgs...)
 	c := cluster.Start(t, binDir, minioServer, cluster.Options{Inbound: 1, DNS: dns.Addr, InboundArgs: args})
 	return c, rs
@@ -182,5 +190,60 @@ func TestRspamdDownFailClosed(t *testing.T) {
 	}
 	if metrics := metricsOf(t, c.Inbound[0]); !strings.Contains(metrics, `mailfleet_inbound_milter_actions_total{action="fail-closed"} 1`) {
 		t.Errorf("metrics lack the fail-closed")
+	}
+}
+
+// The content filter on submission (--milter on the submission tier, as
+// Postfix's smtpd_milters on its submission service): rspamd is told the
+// user's login ({auth_authen}) and a clean message is delivered with
+// rspamd's fields added; GTUBE from the user's own
+// client is refused with rspamd's reply and nothing is stored or queued.
+func TestRspamdOnSubmission(t *testing.T) {
+	rs, dns := startRspamd(t, rspamdtest.Options{})
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Submission: 1, DNS: dns.Addr,
+		SubmissionArgs: []string{"--milter", rs.Addr, "--milter-timeout", "10s"}})
+	c.CreateAccount("amy@example.test", "amy-secret-pw")
+	bob := c.CreateAccount("bob@example.test", "bob-secret-pw")
+	msg := func(subject, body string) []byte {
+		return []byte("From: Amy <amy@example.test>\r\nTo: bob@example.test\r\nSubject: " + subject +
+			"\r\nMessage-ID: <" + subject + "@example.test>\r\nDate: Mon, 30 Nov 2026 08:00:00 +0000\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + body)
+	}
+	addr := c.Submission[0].Submission
+	if err := submit(addr, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"bob@example.test"},
+		msg("minutes", "Hi Bob,\r\nthe minutes are below.\r\n")); err != nil {
+		t.Fatalf("clean message refused: %v", err)
+	}
+	bodies, _ := inboxBodies(t, c, bob.Id)
+	if len(bodies) != 1 {
+		t.Fatalf("Bob's INBOX holds %d messages, want the clean one", len(bodies))
+	}
+	header, body, _ := strings.Cut(string(bodies[0]), "\r\n\r\n")
+	if body != "Hi Bob,\r\nthe minutes are below.\r\n" || !strings.Contains(header, "\r\nX-Spamd-Result: default: False") {
+		t.Fatalf("stored message lacks rspamd's fields or lost its body:\n%s", bodies[0])
+	}
+	if !strings.Contains(header, "Received: from ") || !strings.Contains(header, "with ESMTPSA id ") {
+		t.Fatalf("no submission Received field:\n%s", header)
+	}
+	// rspamd saw an authenticated sender: its task log names the user.
+	if !strings.Contains(rs.Log(), "user: amy@example.test,") {
+		t.Errorf("rspamd did not see the authenticated user (its task log has no \"user: amy@example.test\")")
+	}
+
+	err := submit(addr, "amy@example.test", "amy-secret-pw", "amy@example.test", []string{"bob@example.test", "carl@remote.example"},
+		msg("gtube", "Buy now!\r\n"+rspamdtest.GTUBE+"\r\n"))
+	code, text := smtpCode(t, err)
+	if code != 554 || !strings.HasPrefix(text, "5.7.1 ") || !strings.Contains(text, "Gtube") {
+		t.Fatalf("GTUBE answered %d %q, want rspamd's 554 5.7.1 with its reason", code, text)
+	}
+	if bodies, _ := inboxBodies(t, c, bob.Id); len(bodies) != 1 {
+		t.Fatalf("Bob's INBOX holds %d messages after the refusal, want 1", len(bodies))
+	}
+	list, err := c.Queue().ListQueue(context.Background(), &storagev1.ListQueueRequest{})
+	if err != nil || len(list.Items) != 0 {
+		t.Fatalf("queue after the refusal: %v %v; want empty", list.GetItems(), err)
+	}
+	if m := metricsOf(t, &cluster.Inbound{Ops: c.Submission[0].Ops}); !strings.Contains(m, `mailfleet_submission_milter_actions_total{action="reject"} 1`) {
+		t.Errorf("submission metrics lack the reject count")
 	}
 }

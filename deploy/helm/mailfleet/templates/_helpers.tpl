@@ -294,13 +294,15 @@ include "mailfleet.internalVolume" (list . "inbound" "internal-tls") */}}
 {{/* The MX's content filter: inbound.milter.address, else the bundled
 rspamd's proxy worker, else none (no flags). */}}
 {{- define "mailfleet.milterArgs" -}}
-{{- $addr := .Values.inbound.milter.address -}}
-{{- if and (not $addr) .Values.rspamd.enabled -}}
-{{- $addr = printf "%s-rspamd:11332" (include "mailfleet.fullname" .) -}}
+{{- $root := index . 0 -}}
+{{- $tier := index . 1 -}}
+{{- $addr := $root.Values.inbound.milter.address -}}
+{{- if and (not $addr) $root.Values.rspamd.enabled -}}
+{{- $addr = printf "%s-rspamd:11332" (include "mailfleet.fullname" $root) -}}
 {{- end -}}
-{{- if $addr }}
+{{- if and $addr (or (eq $tier "inbound") $root.Values.submission.milter.enabled) }}
 - {{ printf "--milter=%s" $addr | quote }}
-- {{ printf "--milter-timeout=%s" .Values.inbound.milter.timeout | quote }}
-- {{ printf "--milter-default-action=%s" .Values.inbound.milter.defaultAction | quote }}
+- {{ printf "--milter-timeout=%s" $root.Values.inbound.milter.timeout | quote }}
+- {{ printf "--milter-default-action=%s" $root.Values.inbound.milter.defaultAction | quote }}
 {{- end }}
 {{- end -}}

@@ -19,13 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mailfleet/mailfleet/pkg/dnsresolver"
+	"github.com/mailfleet/mailfleet/pkg/milter"
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
 	"github.com/mailfleet/mailfleet/pkg/spool"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/tlsreload"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
-	"github.com/mailfleet/mailfleet/services/inbound/internal/milter"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/mx"
 )
 
@@ -56,16 +56,7 @@ type Config struct {
 	ProxyProtocol   bool
 	Pprof           bool
 	ShutdownTimeout time.Duration
-	Milter          MilterFlags
-}
-
-// MilterFlags configure the content filter.
-type MilterFlags struct {
-	Address string
-	Timeout time.Duration
-	// DefaultAction is what happens to mail when the filter is down or
-	// slow: accept or tempfail (Postfix's milter_default_action).
-	DefaultAction string
+	Milter          milter.Flags
 }
 
 // Flags registers every setting on fs.
@@ -97,9 +88,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", false, "expect a PROXY protocol v1/v2 header on every connection (behind a load balancer)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the ops port")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long transactions may finish after SIGTERM")
-	fs.StringVar(&c.Milter.Address, "milter", "", "content filter (rspamd's proxy worker in milter mode, or any milter): host:port, inet:host:port or unix:/path (empty: no filtering)")
-	fs.DurationVar(&c.Milter.Timeout, "milter-timeout", 30*time.Second, "bound on connecting to the filter and on each of its answers")
-	fs.StringVar(&c.Milter.DefaultAction, "milter-default-action", "tempfail", "when the filter is down, slow or broken: tempfail (451 4.7.1, the sender retries) or accept (unfiltered, logged and counted)")
+	c.Milter.Register(fs)
 	return c
 }
 
@@ -163,7 +152,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	defer store.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	filter, err := newFilter(cfg, reg, log)
+	filter, err := cfg.Milter.New("inbound", cfg.Hostname, reg, log)
 	if err != nil {
 		return err
 	}
@@ -225,23 +214,4 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	ops.Shutdown(shutdownCtx)
 	log.Info("stopped")
 	return nil
-}
-
-// newFilter builds the content filter from the flags: nil without
-// --milter. Its actions are counted in mailfleet_inbound_milter_actions_total.
-func newFilter(cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*milter.Filter, error) {
-	if cfg.Milter.Address == "" {
-		return nil, nil
-	}
-	if cfg.Milter.DefaultAction != "accept" && cfg.Milter.DefaultAction != "tempfail" {
-		return nil, fmt.Errorf("--milter-default-action must be accept or tempfail, not %q", cfg.Milter.DefaultAction)
-	}
-	actions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_inbound_milter_actions_total",
-		Help: "What the content filter made of messages and recipients: accept, reject, tempfail, discard, quarantine; fail-open and fail-closed when it was down, slow or broken."},
-		[]string{"action"})
-	reg.MustRegister(actions)
-	log.Info("content filter", "milter", cfg.Milter.Address, "timeout", cfg.Milter.Timeout, "default_action", cfg.Milter.DefaultAction)
-	return milter.New(milter.Config{Address: cfg.Milter.Address, Timeout: cfg.Milter.Timeout,
-		FailOpen: cfg.Milter.DefaultAction == "accept", Hostname: cfg.Hostname,
-		Count: func(action string) { actions.WithLabelValues(action).Inc() }, Logger: log})
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/mailfleet/mailfleet/services/inbound/internal/milter"
+	"github.com/mailfleet/mailfleet/pkg/milter"
 )
 
 // The content filter's part of a session (see package milter): one filter

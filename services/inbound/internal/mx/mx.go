@@ -26,12 +26,12 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
+	"github.com/mailfleet/mailfleet/pkg/milter"
 	"github.com/mailfleet/mailfleet/pkg/ratelimit"
 	"github.com/mailfleet/mailfleet/pkg/spool"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	"github.com/mailfleet/mailfleet/services/inbound/internal/authcheck"
-	"github.com/mailfleet/mailfleet/services/inbound/internal/milter"
 )
 
 // Config tunes the MX.

@@ -16,10 +16,10 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailfleet/mailfleet/pkg/milter"
 	"github.com/mailfleet/mailfleet/pkg/spool"
 	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
-	"github.com/mailfleet/mailfleet/services/inbound/internal/milter"
 )
 
 var sprintf = fmt.Sprintf

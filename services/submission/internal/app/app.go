@@ -21,6 +21,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/dnsresolver"
+	"github.com/mailfleet/mailfleet/pkg/milter"
 	"github.com/mailfleet/mailfleet/pkg/opsserver"
 	"github.com/mailfleet/mailfleet/pkg/servicemain"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
@@ -33,6 +34,7 @@ import (
 // Config is everything the submission binary can be told.
 type Config struct {
 	StorageTLS        storeclient.TLSFlags
+	Milter            milter.Flags
 	QueueCert         string
 	QueueKey          string
 	SubmissionListen  string
@@ -95,6 +97,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.DurationVar(&c.LoginLockout, "login-lockout", 15*time.Minute, "how long a lockout lasts")
 	fs.DurationVar(&c.LoginDelay, "login-failure-delay", time.Second, "delay after a failed login (doubling per failure, up to 8x)")
 	fs.StringVar(&c.SpoolDir, "spool-dir", "", "where messages over 1 MiB wait during DATA (default: the temp dir)")
+	c.Milter.Register(fs)
 	fs.BoolVar(&c.Deliver, "deliver", true, "run the outbound queue runner (false: mail for other domains stays queued)")
 	fs.StringVar(&c.Routes, "routes", "", `static next hops: "example.com=mx.example.net:25,*=smarthost:587" (* = every other domain)`)
 	fs.IntVar(&c.RemotePort, "remote-port", 25, "SMTP port of remote servers found through MX records")
@@ -311,12 +314,16 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	reg.MustRegister(newQueueGauges(queueStore, runner))
 
+	filter, err := cfg.Milter.New("submission", cfg.Hostname, reg, log)
+	if err != nil {
+		return err
+	}
 	server := submit.New(store, submit.Config{
 		Hostname: cfg.Hostname, MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
 		TLS: tlsCfg, AllowInsecureAuth: cfg.InsecureAuth, MaxConnsPerIP: cfg.MaxConnsPerIP, MaxConns: cfg.MaxConns,
 		Limiter:       authlimit.New(cfg.LoginFailures, 5*time.Minute, cfg.LoginLockout, cfg.LoginDelay),
 		QueueLifetime: cfg.QueueLifetime, SpoolDir: cfg.SpoolDir, CommandTimeout: cfg.CommandTimeout,
-		Observer: m, Logger: log,
+		Filter: filter, Observer: m, Logger: log,
 	})
 	ops, err := opsserver.Listen(cfg.OpsListen, reg, store.Ready, log)
 	if err != nil {

@@ -224,14 +224,29 @@ func (s *session) Data(r io.Reader) error {
 	ctx, cancel := context.WithTimeout(storeclient.WithSession(context.Background(), s.storage), s.srv.cfg.StorageTimeout)
 	defer cancel()
 	fromDomain := froms[0][strings.LastIndexByte(froms[0], '@')+1:]
-	signature, err := s.srv.dkim.sign(ctx, strings.ToLower(fromDomain), sp.Reader())
+	id := newID()
+	received := s.receivedHeader(id)
+	// The message as it goes on: our Received: field, then what the client
+	// sent, as the content filter (if any) left it.
+	message, err := s.filterMessage(id, func() io.Reader { return io.MultiReader(strings.NewReader(received), sp.Reader()) },
+		int64(len(received))+sp.Size())
+	if err != nil {
+		return err // a refusal, or errDiscarded (250)
+	}
+	msg, _, err := message()
+	if err != nil {
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
+	}
+	signature, err := s.srv.dkim.sign(ctx, strings.ToLower(fromDomain), msg)
 	if err != nil {
 		s.log.Warn("DKIM signing failed", "domain", fromDomain, "err", err)
 		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure, try again later")
 	}
-	id := newID()
-	prefix := s.receivedHeader(id) + signature
-	resp, err := s.store(ctx, io.MultiReader(strings.NewReader(prefix), sp.Reader()), int64(len(prefix))+sp.Size())
+	msg, size, err := message()
+	if err != nil {
+		return reply(451, smtp.EnhancedCode{4, 3, 0}, "Error reading message, try again later")
+	}
+	resp, err := s.store(ctx, io.MultiReader(strings.NewReader(signature), msg), int64(len(signature))+size)
 	if err != nil {
 		s.log.Warn("storing the message failed", "id", id, "err", err)
 		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))

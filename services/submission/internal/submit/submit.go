@@ -24,6 +24,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/pkg/authlimit"
 	"github.com/mailfleet/mailfleet/pkg/connlimit"
+	"github.com/mailfleet/mailfleet/pkg/milter"
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	"github.com/mailfleet/mailfleet/pkg/timeoutconn"
 	"github.com/mailfleet/mailfleet/pkg/tlsaccept"
@@ -47,8 +48,10 @@ type Config struct {
 	SpoolDir          string
 	// QueueLifetime is how long remote delivery is retried before a DSN.
 	QueueLifetime time.Duration
-	Observer      Observer
-	Logger        *slog.Logger
+	// Filter is the content filter (nil: none).
+	Filter   *milter.Filter
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // Observer is told what happens, for metrics.

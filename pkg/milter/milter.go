@@ -1,5 +1,6 @@
-// Package milter runs the mail the MX receives past an external content
-// filter (rspamd, or any other milter) over Sendmail's milter protocol
+// Package milter runs the mail the MX receives (and, optionally, what the
+// submission tier's users send) past an external content filter (rspamd, or
+// any other milter) over Sendmail's milter protocol
 // (version 6, as Postfix speaks it) with github.com/d--j/go-milter, and
 // turns the filter's answers into SMTP replies and changes to the message.
 //
@@ -40,6 +41,9 @@ type Config struct {
 	FailOpen bool
 	// Hostname is this MTA's name (the "j" macro).
 	Hostname string
+	// DaemonName is the "{daemon_name}" macro: which tier asks
+	// (default "mailfleet-inbound").
+	DaemonName string
 	// MaxBodySize bounds a body the filter sends to replace the message's
 	// (0: 50 MiB).
 	MaxBodySize int
@@ -128,6 +132,9 @@ type Client struct {
 	Helo string
 	// TLSVersion is "TLSv1.3" and the like under STARTTLS, else "".
 	TLSVersion string
+	// AuthUser is the SMTP AUTH login (submission), "" for none: filters
+	// such as rspamd treat authenticated mail as outbound.
+	AuthUser string
 }
 
 // Reply is an SMTP reply the filter asks for.
@@ -163,7 +170,14 @@ func (f *Filter) Start(c Client, from string, log *slog.Logger) (*Transaction, *
 	}
 	t := &Transaction{f: f, macros: gomilter.NewMacroBag(), log: log}
 	t.macros.Set(gomilter.MacroMTAFQDN, f.cfg.Hostname)
-	t.macros.Set(gomilter.MacroDaemonName, "mailfleet-inbound")
+	daemon := f.cfg.DaemonName
+	if daemon == "" {
+		daemon = "mailfleet-inbound"
+	}
+	t.macros.Set(gomilter.MacroDaemonName, daemon)
+	if c.AuthUser != "" {
+		t.macros.Set(gomilter.MacroAuthAuthen, c.AuthUser)
+	}
 	t.macros.Set(gomilter.MacroMailAddr, from)
 	if c.TLSVersion != "" {
 		t.macros.Set(gomilter.MacroTlsVersion, c.TLSVersion)
