@@ -400,7 +400,7 @@ func (c *checker) checkOrphans(ctx context.Context) error {
 		candidates = append(candidates, key)
 	}
 	for len(candidates) > 0 {
-		batch := candidates[:min(len(candidates), etcdtx.MaxOps/3)]
+		batch := candidates[:min(len(candidates), (etcdtx.MaxOps-1)/3)] // and the holds
 		candidates = candidates[len(batch):]
 		var ops []clientv3.Op
 		for _, key := range batch {
@@ -408,10 +408,11 @@ func (c *checker) checkOrphans(ctx context.Context) error {
 				clientv3.OpGet(c.s.keys.Upload(key), clientv3.WithCountOnly()),
 				clientv3.OpGet(c.s.keys.GCMarker(key), clientv3.WithCountOnly()))
 		}
-		resp, err := c.s.etcd.Txn(ctx).Then(ops...).Commit()
+		resp, err := c.s.etcd.Txn(ctx).Then(append(ops, c.s.opHolds())...).Commit()
 		if err != nil {
 			return err
 		}
+		held := heldIn(resp) // a backup may still copy it: report, do not delete
 		for i, key := range batch {
 			var refs int64
 			for j := range 3 {
@@ -420,14 +421,14 @@ func (c *checker) checkOrphans(ctx context.Context) error {
 			if refs > 0 {
 				continue
 			}
-			if gone, err := c.s.blobsGone(ctx, key); err != nil {
+			if gone, err := c.s.bodyGone(ctx, key); err != nil {
 				return err
 			} else if gone {
 				continue // the sweeper removed it since the listing
 			}
 			f := &storagev1.Finding{Kind: storagev1.Finding_KIND_ORPHAN, Key: key,
 				Detail: "a stored body (or its summary) that nothing references or schedules for removal"}
-			if c.repair {
+			if c.repair && !held {
 				if err := c.s.deleteBlobs(ctx, key); err != nil {
 					return err
 				}
@@ -441,15 +442,14 @@ func (c *checker) checkOrphans(ctx context.Context) error {
 	return nil
 }
 
-// blobsGone reports whether neither the body nor the summary of key is
-// stored any more.
-func (s *Server) blobsGone(ctx context.Context, key string) (bool, error) {
-	for _, k := range []string{key, summaryKey(key)} {
-		if _, err := s.blobs.Stat(ctx, k); err == nil {
-			return false, nil
-		} else if !errors.Is(err, blobstore.ErrNotFound) {
-			return false, err
-		}
+// bodyGone reports whether the body of key is no longer stored. A summary
+// left alone (its body deleted by the sweeper a moment ago, or before a
+// crash) is no finding: the orphan scan removes it.
+func (s *Server) bodyGone(ctx context.Context, key string) (bool, error) {
+	if _, err := s.blobs.Stat(ctx, key); err == nil {
+		return false, nil
+	} else if !errors.Is(err, blobstore.ErrNotFound) {
+		return false, err
 	}
 	return true, nil
 }

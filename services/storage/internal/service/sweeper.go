@@ -41,6 +41,10 @@ func (s *Server) RunSweeper(ctx context.Context, interval, orphanEvery time.Dura
 		}
 		scan := time.Since(lastOrphanScan) >= orphanEvery
 		stats, err := s.Sweep(ctx, scan)
+		if errors.Is(err, errHeld) {
+			s.log.Info("sweeper waits: a backup or restore is in progress")
+			continue
+		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("sweep failed", "err", err)
 			continue
@@ -57,6 +61,7 @@ func (s *Server) RunSweeper(ctx context.Context, interval, orphanEvery time.Dura
 // Sweep runs one pass if no other replica is sweeping: it deletes bodies
 // unreferenced for longer than the grace period and, with scanOrphans, bodies
 // in the store that nothing references and that are older than the grace.
+// While a backup or restore holds the sweeper it deletes nothing (errHeld).
 func (s *Server) Sweep(ctx context.Context, scanOrphans bool) (SweepStats, error) {
 	var stats SweepStats
 	session, err := concurrency.NewSession(s.etcd, concurrency.WithTTL(30), concurrency.WithContext(ctx))
@@ -80,8 +85,7 @@ func (s *Server) Sweep(ctx context.Context, scanOrphans bool) (SweepStats, error
 		return stats, err
 	}
 	if held {
-		s.log.Info("sweeper waits: a backup or restore is in progress")
-		return stats, nil
+		return stats, errHeld
 	}
 	cutoff := time.Now().Add(-s.cfg.SweepGrace)
 	if stats.Unreferenced, err = s.sweepFreed(ctx, lock, cutoff); err != nil {
@@ -168,20 +172,31 @@ func (s *Server) sweepLegacyMarkers(ctx context.Context, lock *concurrency.Mutex
 }
 
 // deleteUnreferenced deletes the blobs of bodyKeys that have neither a
-// reference record nor an upload intent now.
+// reference record nor an upload intent now, unless a backup holds the
+// sweeper.
+//
+// The hold is read in the same transaction as the records: a sweep that
+// started before a backup's hold existed cannot delete a body that the
+// backup's revision references. If no hold exists at the revision S the
+// transaction read, a body without a record at S was referenced by no
+// revision after S (a missing record never comes back), and every backup's
+// revision is after S.
 func (s *Server) deleteUnreferenced(ctx context.Context, bodyKeys []string) (int, error) {
 	deleted := 0
 	for len(bodyKeys) > 0 {
-		batch := bodyKeys[:min(len(bodyKeys), etcdtx.MaxOps/2)]
+		batch := bodyKeys[:min(len(bodyKeys), (etcdtx.MaxOps-1)/2)] // and the holds
 		bodyKeys = bodyKeys[len(batch):]
 		var ops []clientv3.Op
 		for _, key := range batch {
 			ops = append(ops, clientv3.OpGet(s.keys.Body(key), clientv3.WithCountOnly()),
 				clientv3.OpGet(s.keys.Upload(key), clientv3.WithCountOnly()))
 		}
-		resp, err := s.etcd.Txn(ctx).Then(ops...).Commit()
+		resp, err := s.etcd.Txn(ctx).Then(append(ops, s.opHolds())...).Commit()
 		if err != nil {
 			return deleted, err
+		}
+		if heldIn(resp) {
+			return deleted, errHeld
 		}
 		for i, key := range batch {
 			if resp.Responses[2*i].GetResponseRange().Count+resp.Responses[2*i+1].GetResponseRange().Count > 0 {
@@ -229,7 +244,7 @@ func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error)
 	}
 	orphans := 0
 	for len(candidates) > 0 {
-		batch := candidates[:min(len(candidates), etcdtx.MaxOps/3)]
+		batch := candidates[:min(len(candidates), (etcdtx.MaxOps-1)/3)] // and the holds
 		candidates = candidates[len(batch):]
 		var ops []clientv3.Op
 		for _, key := range batch {
@@ -237,9 +252,12 @@ func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error)
 				clientv3.OpGet(s.keys.Upload(key), clientv3.WithCountOnly()),
 				clientv3.OpGet(s.keys.GCMarker(key), clientv3.WithCountOnly()))
 		}
-		resp, err := s.etcd.Txn(ctx).Then(ops...).Commit()
+		resp, err := s.etcd.Txn(ctx).Then(append(ops, s.opHolds())...).Commit()
 		if err != nil {
 			return orphans, err
+		}
+		if heldIn(resp) {
+			return orphans, errHeld
 		}
 		for i, key := range batch {
 			var refs int64
@@ -257,4 +275,19 @@ func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error)
 		}
 	}
 	return orphans, nil
+}
+
+// errHeld stops a sweep that finds a hold: what it was deleting (and the
+// freed record or marker naming it) stays for a later sweep.
+var errHeld = errors.New("a backup or restore holds the sweeper")
+
+// opHolds reads whether a backup or restore holds the sweeper; put it last
+// in a transaction and ask heldIn.
+func (s *Server) opHolds() clientv3.Op {
+	return clientv3.OpGet(s.keys.Holds(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+}
+
+// heldIn reports what opHolds, the last operation of resp, found.
+func heldIn(resp *clientv3.TxnResponse) bool {
+	return resp.Responses[len(resp.Responses)-1].GetResponseRange().Count > 0
 }
