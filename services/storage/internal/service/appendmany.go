@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -40,9 +41,17 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 	var uploads []*upload
 	pool := &intentPool{s: s}
 	defer pool.release()
+	// Bodies of up to appendSmall bytes are read off the stream whole and
+	// stored by up to appendUploaders goroutines while the next ones
+	// arrive: the body store's latency per object no longer bounds an
+	// import. Larger ones stream straight into the store.
+	bg := &backgroundUploads{slots: make(chan struct{}, appendUploaders)}
 	discardAll := func() {
+		bg.wait()
 		for _, up := range uploads {
-			s.discardBody(up.key)
+			if up != nil {
+				s.discardBody(up.key)
+			}
 		}
 	}
 	// The announced sizes are checked against the quota (read once, at
@@ -77,6 +86,9 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 				ferr = toStatus(ferr)
 			}
 		}
+		if ferr == nil {
+			ferr = bg.failed()
+		}
 		if ferr != nil {
 			discardAll()
 			return ferr
@@ -88,7 +100,7 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 			discardAll()
 			return toStatus(kerr)
 		}
-		up, uerr := s.receiveBodyAs(ctx, key, func() ([]byte, error) {
+		fromStream := func() ([]byte, error) {
 			r, err := stream.Recv()
 			if err != nil {
 				return nil, err
@@ -101,16 +113,31 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 				return nil, errInvalid("a message's body must come in chunks")
 			}
 			return r.GetChunk().Data, nil
-		})
-		if uerr != nil {
-			discardAll()
-			return uerr
 		}
-		uploads = append(uploads, up)
-		msgs = append(msgs, &storagev1.Message{
-			Flags: flags, Size: up.size, InternalDate: timestamppb.New(timeOr(start.InternalDate, time.Now())),
-			BodyKey: up.key, HeaderSize: up.headerSize, CrlfSize: up.crlfSize,
-		})
+		i := len(msgs)
+		msgs = append(msgs, &storagev1.Message{Flags: flags, InternalDate: timestamppb.New(timeOr(start.InternalDate, time.Now())), BodyKey: key})
+		uploads = append(uploads, nil)
+		chunks, whole, rerr := readSmall(fromStream, appendSmall)
+		switch {
+		case rerr != nil:
+			discardAll()
+			return toStatus(rerr)
+		case whole:
+			bg.start(func() error {
+				up, err := s.receiveBodyAs(ctx, key, replay(chunks, nil))
+				if err == nil {
+					uploads[i] = up
+				}
+				return err
+			})
+		default:
+			up, uerr := s.receiveBodyAs(ctx, key, replay(chunks, fromStream))
+			if uerr != nil {
+				discardAll()
+				return uerr
+			}
+			uploads[i] = up
+		}
 		if nextStart == nil {
 			break // the stream ended with this message
 		}
@@ -119,6 +146,14 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 	if err != nil && !errors.Is(err, io.EOF) {
 		discardAll()
 		return toStatus(err)
+	}
+	if err := bg.wait(); err != nil {
+		discardAll()
+		return err
+	}
+	for i, m := range msgs {
+		up := uploads[i]
+		m.Size, m.HeaderSize, m.CrlfSize = up.size, up.headerSize, up.crlfSize
 	}
 
 	resp, staged, err := s.commitAppends(ctx, meta.AccountId, mailboxID, msgs, uploads)
@@ -288,4 +323,79 @@ func (s *Server) commitAppends(ctx context.Context, account, mailboxID string, m
 		out.Modseq = m.Modseq
 	}
 	return out, staged, nil
+}
+
+// Background body uploads of AppendMessages.
+const (
+	appendUploaders = 8
+	appendSmall     = 1 << 20
+)
+
+// readSmall reads a body from next until its end, or until it passes limit
+// bytes (whole is false then, and the rest is still to be read from next).
+func readSmall(next func() ([]byte, error), limit int) (chunks [][]byte, whole bool, err error) {
+	size := 0
+	for size <= limit {
+		data, err := next()
+		if err == io.EOF {
+			return chunks, true, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		chunks = append(chunks, data)
+		size += len(data)
+	}
+	return chunks, false, nil
+}
+
+// replay returns chunks one by one, then what rest returns (io.EOF if nil).
+func replay(chunks [][]byte, rest func() ([]byte, error)) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		if len(chunks) > 0 {
+			c := chunks[0]
+			chunks = chunks[1:]
+			return c, nil
+		}
+		if rest == nil {
+			return nil, io.EOF
+		}
+		return rest()
+	}
+}
+
+// backgroundUploads runs uploads a few at a time and keeps the first error.
+type backgroundUploads struct {
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error
+}
+
+func (b *backgroundUploads) start(upload func() error) {
+	b.slots <- struct{}{}
+	b.wg.Add(1)
+	go func() {
+		defer func() { <-b.slots; b.wg.Done() }()
+		if err := upload(); err != nil {
+			b.mu.Lock()
+			if b.err == nil {
+				b.err = err
+			}
+			b.mu.Unlock()
+		}
+	}()
+}
+
+// failed returns the first error so far.
+func (b *backgroundUploads) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// wait waits for every upload and returns the first error.
+func (b *backgroundUploads) wait() error {
+	b.wg.Wait()
+	return b.failed()
 }
