@@ -45,7 +45,7 @@ Usage: mailctl [--storage ADDR] [-o text|json] COMMAND ...
   selftest --smtp HOST:PORT --imaps HOST:PORT --domain D            (send through the MX, read over IMAPS)
   fsck [--repair]          check the whole cell: bodies, reference counts, orphans, counters (exit 1 if not clean)
   backup DIR               a consistent copy of the cell (etcd keys at one revision, then their bodies) while mail flows
-  restore DIR              load a backup into an empty cell (then run fsck)
+  restore [--allow-missing] DIR   load a backup into an empty cell (then run fsck)
 ` + mailmove.Usage + `
 The storage address comes from --storage or $MAILFLEET_STORAGE (default 127.0.0.1:7070).
 -o json prints listings (domain list, account list, dkim show, queue list, queue show) and fsck's findings as JSON.

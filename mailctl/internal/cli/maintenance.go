@@ -220,12 +220,15 @@ func (c *clients) backup(ctx context.Context, args []string, out io.Writer) erro
 	return nil
 }
 
-// restore loads a backup directory into an empty cell, then checks it.
+// restore loads a backup directory into an empty cell (run fsck after it).
 func (c *clients) restore(ctx context.Context, args []string, out io.Writer) error {
-	if len(args) != 1 {
-		return usageError("usage: restore DIR")
+	fl := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	allowMissing := fl.Bool("allow-missing", false, "restore a backup that lacks bodies its keys reference")
+	if err := fl.Parse(reorder(fl, args)); err != nil || fl.NArg() != 1 {
+		return usageError("usage: restore [--allow-missing] DIR")
 	}
-	dir := args[0]
+	dir := fl.Arg(0)
 	b, err := os.ReadFile(filepath.Join(dir, backupManifest))
 	if err != nil {
 		return fmt.Errorf("%s is not a finished backup: %w", dir, err)
@@ -233,6 +236,9 @@ func (c *clients) restore(ctx context.Context, args []string, out io.Writer) err
 	var m manifestFile
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("%s: %w", backupManifest, err)
+	}
+	if m.BodiesMissing > 0 && !*allowMissing {
+		return fmt.Errorf("%s lacks %d bodies its keys reference (the backup said so when it ran): restore it anyway with --allow-missing, and fsck will name the messages", dir, m.BodiesMissing)
 	}
 	start := time.Now()
 	stream, err := storagev1.NewMaintenanceServiceClient(c.conn).Restore(ctx)

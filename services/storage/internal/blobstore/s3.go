@@ -80,7 +80,6 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	// Most bodies are far smaller than singlePutMax: a pooled buffer saves
 	// allocating (and clearing) a megabyte per message.
 	buf := putBuffers.Get().(*[]byte)
-	defer putBuffers.Put(buf)
 	head := *buf
 	n, err := io.ReadFull(r, head)
 	switch {
@@ -88,12 +87,19 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 		// The whole body fits one PUT.
 		info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, bytes.NewReader(head[:n]), int64(n),
 			minio.PutObjectOptions{ContentType: "message/rfc822"})
+		if err == nil {
+			// After a failed request the transport may still be reading
+			// the buffer: only a finished one goes back to the pool.
+			putBuffers.Put(buf)
+		}
 		return info.Size, err
 	case err != nil:
+		putBuffers.Put(buf)
 		return 0, err
 	}
 	// Larger: stream it in parts of PartSize; minio-go aborts the multipart
-	// upload on error, so no partial object is left.
+	// upload on error, so no partial object is left. (Its buffer is not
+	// returned to the pool: a few large bodies cost an allocation each.)
 	info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, io.MultiReader(bytes.NewReader(head[:n]), r), -1,
 		minio.PutObjectOptions{ContentType: "message/rfc822", PartSize: s.partSize})
 	return info.Size, err

@@ -67,6 +67,19 @@ func (c *Cache) sum(account, hash, password string) [32]byte {
 // account) spends the time of a real check and fails. The error is ctx's when
 // it ends before the check could run.
 func (c *Cache) Verify(ctx context.Context, account, hash, password string) (bool, error) {
+	if hash == "" {
+		// An unknown account pays a whole check of its own: shared with
+		// others of the same password, it would answer sooner than a real
+		// account does, and tell a password spray which names exist.
+		select {
+		case c.slots <- struct{}{}:
+			Verify("", password)
+			<-c.slots
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
 	k := c.sum(account, hash, password)
 	for {
 		c.mu.Lock()
@@ -105,7 +118,7 @@ func (c *Cache) run(ctx context.Context, k [32]byte, ch *check, hash, password s
 	}
 	c.mu.Lock()
 	delete(c.inFlight, k)
-	if ch.ok && c.ttl > 0 && hash != "" {
+	if ch.ok && c.ttl > 0 {
 		c.remember(k, time.Now())
 	}
 	c.mu.Unlock()

@@ -38,7 +38,9 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 	}
 
 	var msgs []*storagev1.Message
-	var uploads []*upload
+	// One holder per message, written by its upload (in the background
+	// for small bodies): the holders stay put while the slice grows.
+	var uploads []*uploadResult
 	pool := &intentPool{s: s}
 	defer pool.release()
 	// Bodies of up to appendSmall bytes are read off the stream whole and
@@ -48,9 +50,9 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 	bg := &backgroundUploads{slots: make(chan struct{}, appendUploaders)}
 	discardAll := func() {
 		bg.wait()
-		for _, up := range uploads {
-			if up != nil {
-				s.discardBody(up.key)
+		for _, r := range uploads {
+			if r.up != nil {
+				s.discardBody(r.up.key)
 			}
 		}
 	}
@@ -114,20 +116,19 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 			}
 			return r.GetChunk().Data, nil
 		}
-		i := len(msgs)
+		result := &uploadResult{}
 		msgs = append(msgs, &storagev1.Message{Flags: flags, InternalDate: timestamppb.New(timeOr(start.InternalDate, time.Now())), BodyKey: key})
-		uploads = append(uploads, nil)
+		uploads = append(uploads, result)
 		chunks, whole, rerr := readSmall(fromStream, appendSmall)
 		switch {
 		case rerr != nil:
+			s.discardBody(key) // nothing stored yet: its intent goes
 			discardAll()
 			return toStatus(rerr)
 		case whole:
 			bg.start(func() error {
 				up, err := s.receiveBodyAs(ctx, key, replay(chunks, nil))
-				if err == nil {
-					uploads[i] = up
-				}
+				result.up = up
 				return err
 			})
 		default:
@@ -136,7 +137,7 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 				discardAll()
 				return uerr
 			}
-			uploads[i] = up
+			result.up = up
 		}
 		if nextStart == nil {
 			break // the stream ended with this message
@@ -151,17 +152,19 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 		discardAll()
 		return err
 	}
+	ups := make([]*upload, len(msgs))
 	for i, m := range msgs {
-		up := uploads[i]
+		up := uploads[i].up
 		m.Size, m.HeaderSize, m.CrlfSize = up.size, up.headerSize, up.crlfSize
+		ups[i] = up
 	}
 
-	resp, staged, err := s.commitAppends(ctx, meta.AccountId, mailboxID, msgs, uploads)
+	resp, staged, err := s.commitAppends(ctx, meta.AccountId, mailboxID, msgs, ups)
 	if err != nil {
 		if !etcdtx.IsUncertain(err) {
 			// Bodies a staging referenced are freed with its entries (the
 			// sweeper deletes them); the others go now.
-			for _, up := range uploads[staged:] {
+			for _, up := range ups[staged:] {
 				s.discardBody(up.key)
 			}
 		}
@@ -363,6 +366,10 @@ func replay(chunks [][]byte, rest func() ([]byte, error)) func() ([]byte, error)
 		return rest()
 	}
 }
+
+// uploadResult is where one message's upload leaves its result (nil until
+// it succeeded).
+type uploadResult struct{ up *upload }
 
 // backgroundUploads runs uploads a few at a time and keeps the first error.
 type backgroundUploads struct {

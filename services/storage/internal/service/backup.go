@@ -41,33 +41,50 @@ const backupChunk = 256 << 10
 
 // holdSweeper puts a hold on a fresh lease, kept alive until release. The
 // revision of the put is returned: everything the sweeper could delete
-// after it is on hold.
-func (s *Server) holdSweeper(ctx context.Context) (rev int64, release func(), err error) {
+// after it is on hold. The returned context ends if the lease is lost
+// (etcd unreachable for longer than its TTL): the work it guarded must
+// stop then, its guarantee gone.
+func (s *Server) holdSweeper(ctx context.Context) (held context.Context, rev int64, release func(), err error) {
 	grant, err := s.etcd.Grant(ctx, uploadLeaseTTL)
 	if err != nil {
-		return 0, nil, err
+		return nil, 0, nil, err
 	}
 	aliveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	alive, err := s.etcd.KeepAlive(aliveCtx, grant.ID)
 	if err != nil {
 		stop()
-		return 0, nil, err
+		return nil, 0, nil, err
 	}
+	held, lost := context.WithCancelCause(ctx)
 	go func() {
 		for range alive {
+		}
+		if aliveCtx.Err() == nil {
+			lost(errors.New("the backup's hold on the sweeper was lost (etcd lease expired)"))
 		}
 	}()
 	put, err := s.etcd.Put(ctx, s.keys.Hold(newID()), "", clientv3.WithLease(grant.ID))
 	if err != nil {
 		stop()
-		return 0, nil, err
+		lost(err)
+		return nil, 0, nil, err
 	}
-	return put.Header.Revision, func() {
+	return held, put.Header.Revision, func() {
 		stop()
+		lost(context.Canceled)
 		revokeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s.etcd.Revoke(revokeCtx, grant.ID)
 	}, nil
+}
+
+// heldStatus is the status for err from work under a hold: the lost hold
+// when that is why it stopped (the caller's own end is not).
+func heldStatus(held, caller context.Context, err error) error {
+	if held.Err() != nil && caller.Err() == nil {
+		return fail(reasonTemporary, "%v", context.Cause(held))
+	}
+	return toStatus(err)
 }
 
 // sweeperHeld reports whether a backup or restore holds the sweeper.
@@ -80,8 +97,7 @@ func (s *Server) sweeperHeld(ctx context.Context) (bool, error) {
 }
 
 func (s *Server) Backup(req *storagev1.BackupRequest, stream storagev1.MaintenanceService_BackupServer) error {
-	ctx := stream.Context()
-	rev, release, err := s.holdSweeper(ctx)
+	ctx, rev, release, err := s.holdSweeper(stream.Context())
 	if err != nil {
 		return toStatus(err)
 	}
@@ -122,7 +138,7 @@ func (s *Server) Backup(req *storagev1.BackupRequest, stream storagev1.Maintenan
 		err = flush()
 	}
 	if err != nil {
-		return toStatus(err)
+		return heldStatus(ctx, stream.Context(), err)
 	}
 	manifest := &storagev1.BackupManifest{Revision: rev, Prefix: s.keys.Prefix, Keys: keys, Objects: uint64(len(bodies))}
 	if err := stream.Send(&storagev1.BackupPart{Part: &storagev1.BackupPart_Manifest{Manifest: manifest}}); err != nil {
@@ -146,7 +162,7 @@ func (s *Server) Backup(req *storagev1.BackupRequest, stream storagev1.Maintenan
 		return o.send(stream)
 	})
 	if err != nil {
-		return toStatus(err)
+		return heldStatus(ctx, stream.Context(), err)
 	}
 	s.log.Info("backup done", "revision", rev, "keys", keys, "bodies", len(bodies), "missing", missing)
 	return nil
@@ -316,7 +332,7 @@ func (s *Server) Restore(stream storagev1.MaintenanceService_RestoreServer) erro
 			return status.Error(codes.FailedPrecondition, "restore needs an empty cell: this one has domains or accounts")
 		}
 	}
-	_, release, err := s.holdSweeper(ctx)
+	ctx, _, release, err := s.holdSweeper(ctx)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -403,8 +419,8 @@ func (s *Server) restoreKeys(ctx context.Context, kvs []*storagev1.BackupKeyValu
 		kvs = kvs[n:]
 		var gets []clientv3.Op
 		for _, kv := range batch {
-			if len(kv.Key) == 0 || strings.HasPrefix(string(kv.Key), "holds/") {
-				return put, kept, errInvalid("invalid key %q in a backup", kv.Key)
+			if len(kv.Key) == 0 || leaseScoped(string(kv.Key)) {
+				return put, kept, errInvalid("invalid key %q in a backup (keys that live on etcd leases are never in one)", kv.Key)
 			}
 			gets = append(gets, clientv3.OpGet(s.keys.Prefix+string(kv.Key), clientv3.WithCountOnly()))
 		}
@@ -470,6 +486,18 @@ func (p *putter) failed() error {
 	return p.err
 }
 
+// leaseScoped reports whether key (relative to the prefix) is one that
+// only ever exists on an etcd lease: restored without one it would never
+// go away (an intent keeps its body forever, a lock is held by nobody).
+func leaseScoped(key string) bool {
+	for _, p := range []string{"holds/", "uploads/", "locks/", "queue/leases/", "loginfail/"} {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return strings.Contains(key, "/locks/") && strings.HasPrefix(key, "accounts/")
+}
+
 // objectWriter is one object being restored.
 type objectWriter struct {
 	key  string
@@ -519,6 +547,10 @@ func (p *putter) finish(w *objectWriter) error {
 		return nil
 	}
 	if w.got != w.size {
+		if w.pw != nil { // the store must not wait for the rest forever
+			w.pw.CloseWithError(errors.New("short object"))
+			<-w.done
+		}
 		return errInvalid("object %s: %d of its %d bytes sent", w.key, w.got, w.size)
 	}
 	if w.pw != nil {

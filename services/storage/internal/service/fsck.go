@@ -53,6 +53,9 @@ type checker struct {
 	bodyRecs  map[string]bodyRec   // bodies/<key> at rev
 	scheduled map[string]bool      // bodies named by freed records or gc markers at rev
 	refs      map[string]uint32    // references counted from entries and queue items
+	// undecodable is set when an entry or queue item could not be read:
+	// its body's reference is then uncounted, and no record is dropped.
+	undecodable bool
 }
 
 type bodyRec struct {
@@ -129,10 +132,10 @@ func (c *checker) run(ctx context.Context) error {
 
 	// 2. The cell-wide records at that revision.
 	err = s.scanAt(ctx, s.keys.Bodies(), c.rev, func(kv *mvccpb.KeyValue) error {
+		// An undecodable record counts as 0: the comparison reports it,
+		// and a repair (on its ModRevision) writes the counted value.
 		ref := &records.BodyRef{}
-		if err := proto.Unmarshal(kv.Value, ref); err != nil {
-			return c.send(&storagev1.Finding{Kind: storagev1.Finding_KIND_BODY_REFS, Key: string(kv.Key), Detail: "undecodable reference record"})
-		}
+		proto.Unmarshal(kv.Value, ref)
 		c.bodyRecs[strings.TrimPrefix(string(kv.Key), s.keys.Bodies())] = bodyRec{refs: ref.Refs, modRev: kv.ModRevision}
 		return nil
 	})
@@ -188,6 +191,7 @@ func (c *checker) run(ctx context.Context) error {
 	err = s.scanAt(ctx, s.keys.QueueItems(), c.rev, func(kv *mvccpb.KeyValue) error {
 		rec := &records.QueueRecord{}
 		if err := proto.Unmarshal(kv.Value, rec); err != nil || rec.BodyKey == "" {
+			c.undecodable = true
 			return c.send(&storagev1.Finding{Kind: storagev1.Finding_KIND_BAD_ENTRY, Key: string(kv.Key), Detail: "undecodable queue item"})
 		}
 		c.sum.QueueItems++
@@ -250,6 +254,7 @@ func (c *checker) accountKey(ctx context.Context, acct *accountCheck, sub string
 		mailboxID, _, _ := strings.Cut(rest, "/")
 		msg, err := decodeEntryKV(kv.Key, kv.Value)
 		if err != nil {
+			c.undecodable = true
 			return c.send(&storagev1.Finding{Kind: storagev1.Finding_KIND_BAD_ENTRY, AccountId: acct.id, MailboxId: mailboxID,
 				Key: string(kv.Key), Detail: "undecodable index entry: " + err.Error()})
 		}
@@ -380,6 +385,15 @@ func (c *checker) checkRefs(ctx context.Context) error {
 		freed := c.s.keys.Freed(now.UnixMilli(), newID())
 		f := &storagev1.Finding{Kind: storagev1.Finding_KIND_BODY_REFS, Key: key,
 			Detail: fmt.Sprintf("reference record says %d, nothing references it", rec.refs)}
+		if c.undecodable {
+			// An entry that could not be read may be the one naming it:
+			// dropping the record could lose that message.
+			f.Detail += " (not repaired: some entries could not be read)"
+			if err := c.send(f); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := c.fix(ctx, f, clientv3.Compare(clientv3.ModRevision(bk), "=", rec.modRev), clientv3.OpDelete(bk),
 			clientv3.OpPut(freed, string(marshal(&records.FreedBodies{BodyKeys: []string{key}})))); err != nil {
 			return err

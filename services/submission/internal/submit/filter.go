@@ -18,7 +18,9 @@ import (
 // goes to the filter at the end of DATA (the message must be complete
 // before a verdict anyway): a refusal at any step refuses the message.
 // There is no Junk folder for mail going out, so a quarantine refuses it
-// too; a discard is accepted and dropped, as the filter asked.
+// too; a discard is accepted and dropped, as the filter asked. The sender
+// checks ran on the message as the user sent it: the filter is trusted
+// configuration, and what it changes is signed as it left it.
 
 // errDiscarded: the filter discarded the message; DATA answers 250.
 var errDiscarded = reply(250, smtp.EnhancedCode{2, 0, 0}, "Discarded by the content filter")
