@@ -13,7 +13,6 @@ import (
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/blobstore"
-	"github.com/mailfleet/mailfleet/services/storage/internal/etcdtx"
 	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
@@ -413,47 +412,21 @@ func (c *checker) checkOrphans(ctx context.Context) error {
 		}
 		candidates = append(candidates, key)
 	}
-	for len(candidates) > 0 {
-		batch := candidates[:min(len(candidates), (etcdtx.MaxOps-1)/3)] // and the holds
-		candidates = candidates[len(batch):]
-		var ops []clientv3.Op
-		for _, key := range batch {
-			ops = append(ops, clientv3.OpGet(c.s.keys.Body(key), clientv3.WithCountOnly()),
-				clientv3.OpGet(c.s.keys.Upload(key), clientv3.WithCountOnly()),
-				clientv3.OpGet(c.s.keys.GCMarker(key), clientv3.WithCountOnly()))
+	// A held sweeper means a backup may still copy it: report, do not delete.
+	return c.s.eachOrphan(ctx, candidates, func(key string, held bool) error {
+		if gone, err := c.s.bodyGone(ctx, key); err != nil || gone {
+			return err // gone: the sweeper removed it since the listing
 		}
-		resp, err := c.s.etcd.Txn(ctx).Then(append(ops, c.s.opHolds())...).Commit()
-		if err != nil {
-			return err
-		}
-		held := heldIn(resp) // a backup may still copy it: report, do not delete
-		for i, key := range batch {
-			var refs int64
-			for j := range 3 {
-				refs += resp.Responses[3*i+j].GetResponseRange().Count
-			}
-			if refs > 0 {
-				continue
-			}
-			if gone, err := c.s.bodyGone(ctx, key); err != nil {
-				return err
-			} else if gone {
-				continue // the sweeper removed it since the listing
-			}
-			f := &storagev1.Finding{Kind: storagev1.Finding_KIND_ORPHAN, Key: key,
-				Detail: "a stored body (or its summary) that nothing references or schedules for removal"}
-			if c.repair && !held {
-				if err := c.s.deleteBlobs(ctx, key); err != nil {
-					return err
-				}
-				f.Repaired = true
-			}
-			if err := c.send(f); err != nil {
+		f := &storagev1.Finding{Kind: storagev1.Finding_KIND_ORPHAN, Key: key,
+			Detail: "a stored body (or its summary) that nothing references or schedules for removal"}
+		if c.repair && !held {
+			if err := c.s.deleteBlobs(ctx, key); err != nil {
 				return err
 			}
+			f.Repaired = true
 		}
-	}
-	return nil
+		return c.send(f)
+	})
 }
 
 // bodyGone reports whether the body of key is no longer stored. A summary

@@ -243,9 +243,28 @@ func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error)
 		return 0, err
 	}
 	orphans := 0
-	for len(candidates) > 0 {
-		batch := candidates[:min(len(candidates), (etcdtx.MaxOps-1)/3)] // and the holds
-		candidates = candidates[len(batch):]
+	err = s.eachOrphan(ctx, candidates, func(key string, held bool) error {
+		if held {
+			return errHeld
+		}
+		if err := s.deleteBlobs(ctx, key); err != nil {
+			return err
+		}
+		s.log.Info("removed orphan body", "body", key)
+		orphans++
+		return nil
+	})
+	return orphans, err
+}
+
+// eachOrphan calls fn for each of the body keys that, read now, has no
+// reference record, no upload intent and no legacy gc marker (the orphan
+// scan's rule), with whether a backup or restore holds the sweeper at that
+// reading. It reads in budgeted transactions, the hold in each.
+func (s *Server) eachOrphan(ctx context.Context, keys []string, fn func(key string, held bool) error) error {
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), (etcdtx.MaxOps-1)/3)] // and the holds
+		keys = keys[len(batch):]
 		var ops []clientv3.Op
 		for _, key := range batch {
 			ops = append(ops, clientv3.OpGet(s.keys.Body(key), clientv3.WithCountOnly()),
@@ -254,27 +273,23 @@ func (s *Server) scanOrphans(ctx context.Context, cutoff time.Time) (int, error)
 		}
 		resp, err := s.etcd.Txn(ctx).Then(append(ops, s.opHolds())...).Commit()
 		if err != nil {
-			return orphans, err
+			return err
 		}
-		if heldIn(resp) {
-			return orphans, errHeld
-		}
+		held := heldIn(resp)
 		for i, key := range batch {
 			var refs int64
-			for j := 0; j < 3; j++ {
+			for j := range 3 {
 				refs += resp.Responses[3*i+j].GetResponseRange().Count
 			}
 			if refs > 0 {
 				continue
 			}
-			if err := s.deleteBlobs(ctx, key); err != nil {
-				return orphans, err
+			if err := fn(key, held); err != nil {
+				return err
 			}
-			s.log.Info("removed orphan body", "body", key)
-			orphans++
 		}
 	}
-	return orphans, nil
+	return nil
 }
 
 // errHeld stops a sweep that finds a hold: what it was deleting (and the
