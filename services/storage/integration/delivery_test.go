@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
@@ -31,8 +34,8 @@ func TestDeliveryStoresBodyOnceAndSweeperRemovesIt(t *testing.T) {
 			t.Fatalf("recipient %s: %v, want %v", res.Recipient, res.Status, wantStatus[i])
 		}
 	}
-	if bodies, summaries := c.objectCounts(); bodies != 1 || summaries != 1 {
-		t.Fatalf("bucket holds %d bodies and %d summaries after one delivery to three, want 1 and 1", bodies, summaries)
+	if bodies, summaries := c.objectCounts(); bodies != 1 || summaries != 0 {
+		t.Fatalf("bucket holds %d bodies and %d summary objects after one delivery to three, want 1 and 0 (the summary goes with the body)", bodies, summaries)
 	}
 	var bodyKey string
 	for i, acc := range accounts {
@@ -170,5 +173,50 @@ func TestDeliveryToJunk(t *testing.T) {
 	}
 	if _, msgs := listAll(t, r, kept.Id, mailboxID(t, r, kept.Id, "INBOX")); len(msgs) != 0 {
 		t.Fatalf("a junk delivery reached INBOX too (%d messages)", len(msgs))
+	}
+}
+
+// A body's summary travels in the body's own PUT (S3 user metadata), so a
+// message costs the object store one request; a body too large for one PUT
+// keeps its summary as an object of its own. Either way a replica that has
+// never seen the body (a cold summary cache) answers ENVELOPE and
+// BODYSTRUCTURE from the store.
+func TestSummaryTravelsWithItsBody(t *testing.T) {
+	c := newCluster(t, options{replicas: 2})
+	ctx := ctxT(t)
+	acc := setupAccount(t, c.replicas[0], "one@example.test", 0, 0)
+	small, large := message(1, 5000), message(2, 3<<20)
+	for _, body := range [][]byte{small, large} {
+		if _, err := deliver(ctx, c.replicas[0], []string{"one@example.test"}, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bodies, summaries := c.objectCounts(); bodies != 2 || summaries != 1 {
+		t.Fatalf("bucket holds %d bodies and %d summary objects, want 2 and 1 (the large body's)", bodies, summaries)
+	}
+	inbox := mailboxID(t, c.replicas[0], acc.Id, "INBOX")
+	_, msgs := listAll(t, c.replicas[0], acc.Id, inbox)
+	mc, err := minioServer.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := mc.StatObject(ctx, c.bucket, msgs[0].BodyKey, minio.StatObjectOptions{})
+	if err != nil || info.UserMetadata["Attachment"] == "" {
+		t.Fatalf("the small body's object carries no summary: %v %v", info.UserMetadata, err)
+	}
+
+	resp, err := c.replicas[1].Messages.ListMessages(ctx, &storagev1.ListMessagesRequest{AccountId: acc.Id, MailboxId: inbox,
+		IncludeEnvelope: true, IncludeStructure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Messages) != 2 {
+		t.Fatalf("%d messages listed, want 2", len(resp.Messages))
+	}
+	for i, m := range resp.Messages {
+		want := fmt.Sprintf("message %d", i+1)
+		if m.Envelope.GetSubject() != want || m.Structure.GetType() != "text" {
+			t.Errorf("UID %d from a cold replica: subject %q, structure %v; want %q, text", m.Uid, m.Envelope.GetSubject(), m.Structure, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package blobstore_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strings"
@@ -53,6 +54,40 @@ func TestS3Driver(t *testing.T) {
 		}
 		return s
 	})
+}
+
+// The S3 driver keeps a small attachment in the body's own PUT (one request
+// per message instead of two), and none with a multipart body, whose
+// metadata is sent before the body is read.
+func TestS3KeepsSmallAttachmentsInTheBodysPut(t *testing.T) {
+	ctx := context.Background()
+	bucket, err := minioServer.NewBucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := blobstore.NewS3(blobstore.S3Config{
+		Endpoint: minioServer.Endpoint, AccessKey: minioServer.AccessKey, SecretKey: minioServer.SecretKey,
+		Bucket: bucket, PartSize: 5 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary := bytes.Repeat([]byte{0, 1, 2, 0xfe, 0xff}, 250) // 1 250 bytes, the size of a long summary
+	_, attached, err := s.PutAttached(ctx, "small", bytes.NewReader([]byte("body")), func() []byte { return summary })
+	if err != nil || !attached {
+		t.Fatalf("PutAttached of a small body = attached %v, %v", attached, err)
+	}
+	if got, err := s.Attachment(ctx, "small"); err != nil || !bytes.Equal(got, summary) {
+		t.Fatalf("Attachment = %d bytes, %v", len(got), err)
+	}
+	big := bytes.NewReader(make([]byte, 2<<20))
+	_, attached, err = s.PutAttached(ctx, "big", big, func() []byte {
+		t.Error("attach called for a multipart body")
+		return summary
+	})
+	if err != nil || attached {
+		t.Fatalf("PutAttached of a 2 MiB body = attached %v, %v", attached, err)
+	}
 }
 
 func TestS3PingFailsForMissingBucket(t *testing.T) {

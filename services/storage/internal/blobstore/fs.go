@@ -62,6 +62,19 @@ func (s *FS) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	return n, syncDir(dir)
 }
 
+// PutAttached is Put: one file per object keeps nothing beside it, so attach
+// is never called.
+func (s *FS) PutAttached(ctx context.Context, key string, r io.Reader, attach func() []byte) (int64, bool, error) {
+	n, err := s.Put(ctx, key, r)
+	return n, false, err
+}
+
+// Attachment is always nil for an existing object.
+func (s *FS) Attachment(ctx context.Context, key string) ([]byte, error) {
+	_, err := s.Stat(ctx, key)
+	return nil, err
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -3,6 +3,7 @@ package blobstore
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -74,8 +75,21 @@ func NewS3(cfg S3Config) (*S3, error) {
 func (s *S3) Client() *minio.Client { return s.client }
 
 func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	n, _, err := s.PutAttached(ctx, key, r, nil)
+	return n, err
+}
+
+// attachmentHeader is the user metadata field (x-amz-meta-attachment) that
+// keeps an attachment, base64-encoded.
+const attachmentHeader = "Attachment"
+
+// maxAttachmentEncoded bounds an attachment as sent: S3 allows 2 KB of user
+// metadata per object, names included.
+const maxAttachmentEncoded = 2000
+
+func (s *S3) PutAttached(ctx context.Context, key string, r io.Reader, attach func() []byte) (int64, bool, error) {
 	if err := ValidKey(key); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	// Most bodies are far smaller than singlePutMax: a pooled buffer saves
 	// allocating (and clearing) a megabyte per message.
@@ -84,25 +98,53 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	n, err := io.ReadFull(r, head)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		// The whole body fits one PUT.
-		info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, bytes.NewReader(head[:n]), int64(n),
-			minio.PutObjectOptions{ContentType: "message/rfc822"})
+		// The whole body fits one PUT, which can carry the attachment.
+		opts := minio.PutObjectOptions{ContentType: "message/rfc822"}
+		attached := false
+		if attach != nil {
+			if a := attach(); len(a) > 0 && base64.StdEncoding.EncodedLen(len(a)) <= maxAttachmentEncoded {
+				opts.UserMetadata = map[string]string{attachmentHeader: base64.StdEncoding.EncodeToString(a)}
+				attached = true
+			}
+		}
+		info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, bytes.NewReader(head[:n]), int64(n), opts)
 		if err == nil {
 			// After a failed request the transport may still be reading
 			// the buffer: only a finished one goes back to the pool.
 			putBuffers.Put(buf)
 		}
-		return info.Size, err
+		return info.Size, attached && err == nil, err
 	case err != nil:
 		putBuffers.Put(buf)
-		return 0, err
+		return 0, false, err
 	}
 	// Larger: stream it in parts of PartSize; minio-go aborts the multipart
 	// upload on error, so no partial object is left. (Its buffer is not
 	// returned to the pool: a few large bodies cost an allocation each.)
+	// Metadata goes with the first request, before the body is read, so
+	// nothing is attached.
 	info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, io.MultiReader(bytes.NewReader(head[:n]), r), -1,
 		minio.PutObjectOptions{ContentType: "message/rfc822", PartSize: s.partSize})
-	return info.Size, err
+	return info.Size, false, err
+}
+
+func (s *S3) Attachment(ctx context.Context, key string) ([]byte, error) {
+	if err := ValidKey(key); err != nil {
+		return nil, err
+	}
+	oi, err := s.client.StatObject(ctx, s.bucket, s.prefix+key, minio.StatObjectOptions{})
+	if err != nil {
+		return nil, mapS3Error(err)
+	}
+	v, ok := oi.UserMetadata[attachmentHeader]
+	if !ok {
+		return nil, nil
+	}
+	a, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: attachment of %s: %w", key, err)
+	}
+	return a, nil
 }
 
 func (s *S3) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {

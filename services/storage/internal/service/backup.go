@@ -248,6 +248,19 @@ func (s *Server) fetchInOrder(ctx context.Context, bodies []string, fn func(*fet
 // fetchObject reads o: whole if small, else its first part and an open
 // reader of the rest.
 func (s *Server) fetchObject(ctx context.Context, o *fetchedObject) {
+	if o.summary {
+		// Kept with its body (summary.go), it is written out as the
+		// object of its own it would otherwise be.
+		a, err := s.blobs.Attachment(ctx, strings.TrimPrefix(o.key, summaryPrefix))
+		if err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+			o.err = err
+			return
+		}
+		if a != nil {
+			o.data, o.size = a, int64(len(a))
+			return
+		}
+	}
 	r, err := s.blobs.Get(ctx, o.key, 0, 0)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		o.size = -1
@@ -463,6 +476,8 @@ type putter struct {
 	slots chan struct{}
 	wg    sync.WaitGroup
 
+	summary *objectWriter // a small summary held for the body that follows it
+
 	mu  sync.Mutex
 	err error
 }
@@ -514,6 +529,8 @@ func (p *putter) start(key string, size int64) *objectWriter {
 		w.buf = make([]byte, 0, size)
 		return w
 	}
+	p.store(p.summary, nil) // a large body keeps its summary apart
+	p.summary = nil
 	pr, pw := io.Pipe()
 	w.pw, w.done = pw, make(chan error, 1)
 	go func() {
@@ -557,19 +574,52 @@ func (p *putter) finish(w *objectWriter) error {
 		w.pw.Close()
 		return <-w.done
 	}
+	// A summary comes just before its body: it is held, to go with the
+	// body's own PUT if the driver can keep it there.
+	summary := p.summary
+	p.summary = nil
+	if strings.HasPrefix(w.key, summaryPrefix) {
+		p.store(summary, nil)
+		p.summary = w
+		return nil
+	}
+	if summary != nil && summary.key != summaryKey(w.key) {
+		p.store(summary, nil)
+		summary = nil
+	}
+	p.store(w, summary)
+	return nil
+}
+
+// store puts the small object w (nil: nothing) in the background, with
+// summary (nil: none) attached if the driver can, else as its own object.
+func (p *putter) store(w, summary *objectWriter) {
+	if w == nil {
+		return
+	}
 	p.slots <- struct{}{}
 	p.wg.Add(1)
 	go func() {
 		defer func() { <-p.slots; p.wg.Done() }()
-		if _, err := p.s.blobs.Put(p.ctx, w.key, bytes.NewReader(w.buf)); err != nil {
+		var attach func() []byte
+		if summary != nil {
+			attach = func() []byte { return summary.buf }
+		}
+		_, attached, err := p.s.blobs.PutAttached(p.ctx, w.key, bytes.NewReader(w.buf), attach)
+		if err == nil && summary != nil && !attached {
+			w = summary
+			_, err = p.s.blobs.Put(p.ctx, w.key, bytes.NewReader(w.buf))
+		}
+		if err != nil {
 			p.setErr(fmt.Errorf("object %s: %w", w.key, err))
 		}
 	}()
-	return nil
 }
 
 // wait waits for the background stores and returns the first error.
 func (p *putter) wait() error {
+	p.store(p.summary, nil)
+	p.summary = nil
 	p.wg.Wait()
 	return p.failed()
 }

@@ -93,29 +93,32 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 			}
 		}
 	}()
-	// The summary is stored while the body's last (or only) PUT is still
-	// on its way: both must be durable before the upload counts as done,
-	// but neither has to wait for the other. A summary stored for a body
-	// that then fails goes with it (discardBody).
-	var n int64
-	var err error
-	stored := make(chan struct{})
-	go func() {
-		defer close(stored)
-		n, err = s.blobs.Put(ctx, key, pr)
-		pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
-	}()
+	// The summary goes with the body when the driver can keep it there (one
+	// request instead of two); otherwise it is stored as an object of its
+	// own once the body is. Both must be durable before the upload counts
+	// as done. A summary stored for a body that then fails goes with it
+	// (discardBody).
+	var encoded []byte // the summary, marshalled once
+	n, attached, err := s.blobs.PutAttached(ctx, key, pr, func() []byte {
+		<-summarized
+		if sumErr != nil {
+			return nil
+		}
+		encoded = marshal(sum)
+		return encoded
+	})
+	pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
 	<-summarized
-	summaryErr := sumErr
-	if summaryErr == nil {
-		summaryErr = s.putSummary(ctx, key, sum)
-	} else {
-		summaryErr = fmt.Errorf("summarize body: %w", summaryErr)
-	}
-	<-stored
 	<-done
+	if err == nil && sumErr != nil {
+		err = fmt.Errorf("summarize body: %w", sumErr)
+	}
 	if err == nil {
-		err = summaryErr
+		if attached {
+			s.summaries.add(key, encoded)
+		} else {
+			err = s.putSummary(ctx, key, sum)
+		}
 	}
 	if err != nil {
 		s.discardBody(key) // a partial object, if the driver left one

@@ -19,9 +19,11 @@ import (
 )
 
 // A body's summary (its envelope and MIME tree) never changes, so it is
-// computed once, when the body is uploaded, and kept as an object of its own
-// next to the body: etcd holds only the small mutable part of each message
-// (entry.go), which is what bounds a cell. Copies share the summary as they
+// computed once, when the body is uploaded, and kept in the body store: with
+// the body object itself when the driver can (S3 user metadata, written by
+// the body's own PUT), else as an object of its own next to the body. etcd
+// holds only the small mutable part of each message (entry.go), which is
+// what bounds a cell. Copies share the summary as they
 // share the body; the sweeper deletes both together. Reads go through a
 // per-replica cache that never needs invalidating.
 
@@ -85,6 +87,17 @@ func (s *Server) putSummary(ctx context.Context, bodyKey string, sum *records.Su
 func (s *Server) summary(ctx context.Context, bodyKey string) (*records.Summary, error) {
 	if b, ok := s.summaries.get(bodyKey); ok {
 		return decodeSummary(bodyKey, b)
+	}
+	// Kept with the body (most bodies stored since summaries moved there),
+	// else an object of its own (large bodies, and bodies stored before).
+	if b, err := s.blobs.Attachment(ctx, bodyKey); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+		return nil, err
+	} else if b != nil {
+		sum, err := decodeSummary(bodyKey, b)
+		if err == nil {
+			s.summaries.add(bodyKey, b)
+		}
+		return sum, err
 	}
 	rc, err := s.blobs.Get(ctx, summaryKey(bodyKey), 0, 0)
 	if err == nil {

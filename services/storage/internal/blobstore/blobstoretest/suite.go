@@ -139,11 +139,71 @@ func Run(t *testing.T, newStore func(t *testing.T) blobstore.Store) {
 		}
 	})
 
+	// PutAttached: what a driver says it kept comes back byte for byte;
+	// attach sees the whole body first; a missing object is ErrNotFound.
+	t.Run("Attachments", func(t *testing.T) {
+		s := newStore(t)
+		body := []byte("From: a@example.test\r\n\r\nhello\r\n")
+		cases := []struct {
+			key        string
+			attachment []byte
+		}{
+			{"att/small", []byte("summary \x00\xff bytes")},
+			{"att/too-long", bytes.Repeat([]byte("x"), 4<<10)},
+			{"att/none", nil},
+		}
+		for _, c := range cases {
+			r := &countingReader{r: bytes.NewReader(body)}
+			called := false
+			n, attached, err := s.PutAttached(ctx, c.key, r, func() []byte {
+				called = true
+				if r.n != len(body) {
+					t.Errorf("%s: attach called after %d of %d bytes", c.key, r.n, len(body))
+				}
+				return c.attachment
+			})
+			if err != nil || n != int64(len(body)) {
+				t.Fatalf("PutAttached %s = %d, %v", c.key, n, err)
+			}
+			if attached && (!called || c.attachment == nil) {
+				t.Errorf("%s: attached without an attachment (attach called: %v)", c.key, called)
+			}
+			got, err := s.Attachment(ctx, c.key)
+			if err != nil {
+				t.Fatalf("Attachment %s: %v", c.key, err)
+			}
+			if want := c.attachment; attached && !bytes.Equal(got, want) || !attached && got != nil {
+				t.Errorf("%s: Attachment = %q (attached %v)", c.key, got, attached)
+			}
+			if got := readAll(t, s, c.key, 0, 0); !bytes.Equal(got, body) {
+				t.Errorf("%s: body %q", c.key, got)
+			}
+		}
+		if _, err := s.Attachment(ctx, "att/missing"); !errors.Is(err, blobstore.ErrNotFound) {
+			t.Fatalf("Attachment of a missing object: %v, want ErrNotFound", err)
+		}
+		mustPut(t, s, "att/plain", body)
+		if got, err := s.Attachment(ctx, "att/plain"); got != nil || err != nil {
+			t.Fatalf("Attachment of a plain Put = %q, %v", got, err)
+		}
+	})
+
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(ctx); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 type errReader struct{ err error }
