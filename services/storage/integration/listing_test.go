@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,5 +166,120 @@ func checkUIDs(t *testing.T, uids []uint32, first, last, step uint32) {
 	}
 	if want <= last {
 		t.Fatalf("listing ended before UID %d (%d entries)", want, len(uids))
+	}
+}
+
+// A sparse UID set (a client's selection across a large mailbox) is read
+// span by span, skipping the gaps between: listing, STORE and EXPUNGE of
+// such a set touch exactly its messages, across pages of every size.
+func TestSparseUIDSets(t *testing.T) {
+	const n = 1200
+	c := newCluster(t, options{driver: "fs"})
+	r := c.replicas[0]
+	ctx := ctxT(t)
+	acc := setupAccount(t, r, "sparse@example.test", 0, 0)
+	inbox := mailboxID(t, r, acc.Id, "INBOX")
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if _, err := appendMsg(ctx, r, acc.Id, inbox, message(i, 300)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	// Spans far apart, two closer than the gap the reader bridges (300 and
+	// 330), a reversed range, and "n:*".
+	set := &storagev1.UIDSet{Ranges: []*storagev1.UIDRange{
+		{First: 700, Last: 705}, {First: 3, Last: 3}, {First: 300, Last: 300}, {First: 330, Last: 331},
+		{First: 910, Last: 900}, {First: 1190, Last: 0}}}
+	want := []uint32{3, 300, 330, 331}
+	for u := uint32(700); u <= 705; u++ {
+		want = append(want, u)
+	}
+	for u := uint32(900); u <= 910; u++ {
+		want = append(want, u)
+	}
+	for u := uint32(1190); u <= n; u++ {
+		want = append(want, u)
+	}
+	listSet := func(limit uint32) []uint32 {
+		req := &storagev1.ListMessagesRequest{AccountId: acc.Id, MailboxId: inbox, Uids: set, Limit: limit}
+		var got []uint32
+		for page := 0; ; page++ {
+			resp, err := r.Messages.ListMessages(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range resp.Messages {
+				got = append(got, m.Uid)
+			}
+			if !resp.More {
+				return got
+			}
+			if page > 100 {
+				t.Fatalf("limit %d: still More after %d pages", limit, page)
+			}
+			req.AfterUid, req.Revision = resp.NextAfterUid, resp.Revision
+		}
+	}
+	reversed := &storagev1.ListMessagesRequest{AccountId: acc.Id, MailboxId: inbox,
+		Uids: &storagev1.UIDSet{Ranges: []*storagev1.UIDRange{{First: 910, Last: 900}}}}
+	if resp, err := r.Messages.ListMessages(ctx, reversed); err != nil || len(resp.Messages) != 11 {
+		t.Fatalf("ListMessages of 910:900 alone: %v, %v; want 900 to 910", resp.GetMessages(), err)
+	}
+	for _, limit := range []uint32{1, 2, 4, 6, 7, 1000} {
+		if got := listSet(limit); !slices.Equal(got, want) {
+			t.Fatalf("ListMessages of the set, limit %d: %v, want %v", limit, got, want)
+		}
+	}
+
+	if _, err := r.Messages.StoreFlags(ctx, &storagev1.StoreFlagsRequest{AccountId: acc.Id, MailboxId: inbox,
+		Uids: set, Op: storagev1.StoreFlagsRequest_OP_ADD, Flags: []string{`\Flagged`}}); err != nil {
+		t.Fatal(err)
+	}
+	_, all := listAll(t, r, acc.Id, inbox)
+	var flagged []uint32
+	for _, m := range all {
+		if slices.Contains(m.Flags, `\Flagged`) {
+			flagged = append(flagged, m.Uid)
+		}
+	}
+	if !slices.Equal(flagged, want) {
+		t.Fatalf("STORE of the set flagged %v, want %v", flagged, want)
+	}
+
+	out, err := r.Messages.ExpungeMessages(ctx, &storagev1.ExpungeMessagesRequest{AccountId: acc.Id, MailboxId: inbox,
+		Uids: set, IgnoreDeletedFlag: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out.ExpungedUids, want) {
+		t.Fatalf("EXPUNGE of the set removed %v, want %v", out.ExpungedUids, want)
+	}
+	_, all = listAll(t, r, acc.Id, inbox)
+	if len(all) != n-len(want) {
+		t.Fatalf("%d messages left, want %d", len(all), n-len(want))
+	}
+	for _, m := range all {
+		if slices.Contains(want, m.Uid) || slices.Contains(m.Flags, `\Flagged`) {
+			t.Fatalf("UID %d left with flags %v", m.Uid, m.Flags)
+		}
 	}
 }

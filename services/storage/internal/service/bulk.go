@@ -74,6 +74,7 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 	}
 	from := max(first, 1)
 	inSet := uidMatcher(set)
+	spans := readSpans(set)
 	// Only entries below UIDNEXT exist for clients; those above belong to a
 	// staging (see staging.go).
 	var uidNext uint32
@@ -102,7 +103,7 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 		if from > upTo || uidNext == 0 {
 			return nil
 		}
-		page, next, more, err := s.readEntries(ctx, account, mailboxID, from, upTo, scanPage, mbResp.Header.Revision)
+		page, next, more, err := s.readEntriesIn(ctx, account, mailboxID, spans, from, upTo, scanPage, mbResp.Header.Revision)
 		if err != nil {
 			return err
 		}

@@ -80,12 +80,13 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 	if len(req.Uids.GetRanges()) > 0 {
 		filter = newUIDFilter(req.Uids)
 	}
+	spans := readSpans(req.Uids)
 	from := first
 	batch := min(int64(firstScanBatch), limit)
 	var scanned, readBytes int64
 	size := 0
 	for {
-		kvs, next, more, err := s.readEntries(ctx, req.AccountId, req.MailboxId, from, last, int(batch), rev)
+		kvs, next, more, err := s.readEntriesIn(ctx, req.AccountId, req.MailboxId, spans, from, last, int(batch), rev)
 		if err != nil {
 			return nil, toStatus(err)
 		}
@@ -157,7 +158,11 @@ func newUIDFilter(set *storagev1.UIDSet) *uidFilter {
 		if last == 0 {
 			last = ^uint32(0) // "n:*"
 		}
-		f.ranges = append(f.ranges, [2]uint32{r.First, last})
+		first := r.First
+		if first > last { // "910:900" is 900:910 (RFC 9051 section 9, seq-range)
+			first, last = last, first
+		}
+		f.ranges = append(f.ranges, [2]uint32{first, last})
 	}
 	slices.SortFunc(f.ranges, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
 	return f

@@ -153,12 +153,15 @@ func uidBounds(set *storagev1.UIDSet) (first, last uint32) {
 	first = ^uint32(0)
 	for _, r := range set.Ranges {
 		first = min(first, r.First)
+		if r.Last != 0 {
+			first = min(first, r.Last) // a reversed range, "910:900"
+		}
 	}
 	for _, r := range set.Ranges {
 		if r.Last == 0 {
 			return first, 0
 		}
-		last = max(last, r.Last)
+		last = max(last, r.First, r.Last)
 	}
 	return first, last
 }

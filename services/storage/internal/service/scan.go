@@ -1,11 +1,15 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
 // Reading a page of a big mailbox. etcd walks every key of a range to count
@@ -57,4 +61,74 @@ func (s *Server) readEntries(ctx context.Context, account, mailboxID string, fro
 // possible UID).
 func (s *Server) entryKey(account, mailboxID string, uid uint64) string {
 	return s.keys.Messages(account, mailboxID) + fmt.Sprintf("%010d", uid)
+}
+
+// spanGap is the widest run of UIDs outside a set that readEntriesIn reads
+// rather than skips: below it, another etcd request costs more than the
+// entries it would save.
+const spanGap = 64
+
+// uidSpan is an inclusive range of UIDs.
+type uidSpan struct{ first, last uint32 }
+
+// readSpans turns a UID set into the sorted, disjoint spans readEntriesIn
+// reads, joining spans less than spanGap apart; nil for an empty set (every
+// UID).
+func readSpans(set *storagev1.UIDSet) []uidSpan {
+	var spans []uidSpan
+	for _, r := range set.GetRanges() {
+		first, last := r.First, r.Last
+		if last == 0 {
+			last = ^uint32(0) // "n:*"
+		}
+		if first > last {
+			first, last = last, first
+		}
+		spans = append(spans, uidSpan{max(first, 1), last})
+	}
+	slices.SortFunc(spans, func(a, b uidSpan) int { return cmp.Compare(a.first, b.first) })
+	var out []uidSpan
+	for _, sp := range spans {
+		if n := len(out); n > 0 && uint64(sp.first) <= uint64(out[n-1].last)+spanGap {
+			out[n-1].last = max(out[n-1].last, sp.last)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// readEntriesIn is readEntries over spans only (nil: every UID), so that a
+// sparse set (a few messages picked across a large mailbox, as a client's
+// STORE of its selection is) reads those messages, not the whole mailbox
+// between them. The caller still filters by the exact set: a joined gap is
+// read too.
+func (s *Server) readEntriesIn(ctx context.Context, account, mailboxID string, spans []uidSpan, from, last uint32, limit int, rev int64) (kvs []*mvccpb.KeyValue, next uint32, more bool, err error) {
+	if spans == nil {
+		return s.readEntries(ctx, account, mailboxID, from, last, limit, rev)
+	}
+	for i, sp := range spans {
+		lo, hi := max(sp.first, from), min(sp.last, last)
+		if lo > hi {
+			continue
+		}
+		page, pageNext, pageMore, err := s.readEntries(ctx, account, mailboxID, lo, hi, limit-len(kvs), rev)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		kvs = append(kvs, page...)
+		if pageMore {
+			return kvs, pageNext, true, nil
+		}
+		if len(kvs) >= limit {
+			// Full at the end of this span: more if a later one is in reach.
+			for _, later := range spans[i+1:] {
+				if later.last > hi && max(later.first, hi+1) <= last {
+					return kvs, hi + 1, true, nil
+				}
+			}
+			return kvs, 0, false, nil
+		}
+	}
+	return kvs, 0, false, nil
 }
