@@ -113,9 +113,34 @@ func (s *session) search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 		data.All = uids
 	}
 	if options != nil && options.ReturnSave {
-		v.searchRes = uids
+		var first, last uint32
+		if len(uids) > 0 {
+			first, last = uint32(uids[0].Start), uint32(uids[len(uids)-1].Stop)
+		}
+		v.searchRes = savedResult(options, uids, first, last)
 	}
 	return data, uids, nil
+}
+
+// savedResult is what RETURN (SAVE) keeps for "$" of the matches all,
+// whose first and last in the result's order are first and last (mailbox
+// order for SEARCH, sort order for SORT, RFC 5267 section 3). RFC 5182
+// section 2.1: "If the SAVE result option is combined with both MIN and
+// MAX result options, and none of the other ESEARCH result options are
+// present, the corresponding MIN and MAX are remembered. Otherwise, all
+// found messages are remembered" (likewise with MIN or MAX alone).
+func savedResult(o *imap.SearchOptions, all imap.UIDSet, first, last uint32) imap.UIDSet {
+	if len(all) == 0 || o.ReturnAll || o.ReturnCount || (!o.ReturnMin && !o.ReturnMax) {
+		return all
+	}
+	var set imap.UIDSet
+	if o.ReturnMin {
+		set.AddNum(imap.UID(first))
+	}
+	if o.ReturnMax {
+		set.AddNum(imap.UID(last))
+	}
+	return set
 }
 
 // matchTarget reports whether message t matches criteria. meta is its
