@@ -800,6 +800,42 @@ func TestIMAPUTF8Accept(t *testing.T) {
 	if _, status := u.do(`CREATE "Grüße"`); !strings.HasPrefix(status, "BAD") {
 		t.Fatalf("8-bit mailbox name before ENABLE UTF8=ACCEPT: %q, want BAD", status)
 	}
+	// Section 4's UTF8 APPEND data item is part of UTF8=ACCEPT, which the
+	// client has not enabled (section 3): BAD, nothing appended, and the
+	// literal's bytes are read as the message, never run as commands.
+	evil := "Subject: x\r\n\r\nx1 CREATE Evil\r\n"
+	for _, sync := range []bool{false, true} {
+		plus := "+"
+		if sync {
+			plus = ""
+		}
+		fmt.Fprintf(u.conn, "a0 APPEND INBOX UTF8 (~{%d%s}\r\n", len(evil), plus)
+		if !sync {
+			fmt.Fprintf(u.conn, "%s)\r\n", evil)
+		}
+		for {
+			l := u.line()
+			if strings.HasPrefix(l, "+") && sync {
+				fmt.Fprintf(u.conn, "%s)\r\n", evil)
+				continue
+			}
+			if strings.HasPrefix(l, "a0 ") {
+				if !strings.HasPrefix(l, "a0 BAD") {
+					t.Fatalf("APPEND UTF8 before ENABLE UTF8=ACCEPT (synchronizing %v): %q, want BAD", sync, l)
+				}
+				break
+			}
+			if strings.HasPrefix(l, "x1 ") {
+				t.Fatalf("the literal's bytes ran as a command: %q", l)
+			}
+		}
+	}
+	if got := u.statusMessages("INBOX"); got != "(MESSAGES 0)" {
+		t.Fatalf("after the refused APPENDs: INBOX %s", got)
+	}
+	if l := u.expect(`LIST "" Evil`, "OK"); len(l) != 0 {
+		t.Fatalf("the literal's bytes ran as a command: LIST %q", l)
+	}
 	if en := u.expect("ENABLE UTF8=ACCEPT", "OK"); !contains(en, "* ENABLED UTF8=ACCEPT") {
 		t.Fatalf("ENABLE UTF8=ACCEPT: %q", en)
 	}
