@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -419,6 +420,28 @@ func TestIMAPRecent(t *testing.T) {
 	}
 	if !contains(d.expect("SELECT Other", "OK"), "* 1 RECENT") {
 		t.Fatalf("the IMAP4rev2 session took \\Recent")
+	}
+
+	// RFC 3501 7.3.2: RECENT "is generated whenever the size of the
+	// mailbox changes". A message arriving while the session idles is
+	// claimed then, and RECENT follows its EXISTS within the IDLE.
+	b.idle()
+	c.Deliver([]string{"recent@example.test"}, []byte("Subject: r4\r\n\r\nfour\r\n"))
+	got := b.waitLine("* 4 EXISTS")
+	got = append(got, b.waitFor("RECENT in IDLE", 15*time.Second, func(l string) bool { return strings.HasSuffix(l, " RECENT") })...)
+	after := b.done()
+	if l := got[len(got)-1]; l != "* 3 RECENT" && l != "* 4 RECENT" {
+		t.Fatalf("IDLE told %q, want * 3 RECENT or * 4 RECENT (1, 2, maybe 3, and 4)", got)
+	}
+	if contains(after, "RECENT") {
+		t.Fatalf("RECENT again after DONE: %q", after)
+	}
+	if f := b.fetchFlags("4"); len(f) != 1 || !strings.Contains(f[0], `\Recent`) {
+		t.Fatalf("the idling session's FETCH of the arrival: %q, want \\Recent", f)
+	}
+	a.expect("NOOP", "OK")
+	if f := a.fetchFlags("4"); len(f) != 1 || strings.Contains(f[0], `\Recent`) {
+		t.Fatalf("the other session's FETCH of the arrival: %q, want no \\Recent", f)
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 // them (ClaimRecent, a compare-and-swap), so one session, on any pod, gets
 // \Recent for a message, as in Dovecot. A SELECT claims what the mailbox
 // holds; later arrivals are claimed by the first session that looks (a
-// poll, FETCH, SEARCH or STORE with the mailbox selected). EXAMINE claims
+// poll, FETCH, SEARCH or STORE with the mailbox selected, or an IDLE as
+// they are announced). EXAMINE claims
 // nothing (RFC 3501 6.3.2): it shows the unclaimed messages as recent. An
 // IMAP4rev2 session (ENABLE IMAP4rev2) neither claims nor shows \Recent,
 // which RFC 9051 removed.
