@@ -130,10 +130,10 @@ func TestIMAPSort(t *testing.T) {
 
 	// SEARCHRES with ESORT. RFC 5182 section 1: "the result of a SEARCH
 	// (or UID SEARCH) command (as well as any command based on SEARCH,
-	// e.g., SORT and THREAD [SORT])" may be saved. Section 2.1: "In
-	// absence of any other SEARCH result option, the SAVE result option
-	// also suppresses any ESEARCH response"; combined with MIN and/or MAX
-	// alone, only the messages MIN and MAX name are saved, which in ESORT
+	// e.g., SORT and THREAD [SORT])" may be saved. RFC 9051 6.4.4 (from
+	// RFC 5182): "In absence of any other SEARCH result option, the SAVE
+	// result option also suppresses any ESEARCH response"; combined with
+	// MIN and/or MAX alone, only the messages MIN and MAX name are saved, which in ESORT
 	// are the first and last in sort order (RFC 5267 section 3); with
 	// ALL or COUNT, every match.
 	fetchUIDs := func(cmd string) string {

@@ -77,7 +77,7 @@ func (d *Decoder) ParseSort(uid bool) (*SortArgs, error) {
 		if err := d.SP(); err != nil {
 			return nil, err
 		}
-		// SAVE: RFC 5182 section 2.1, the result of "any command based
+		// SAVE: RFC 5182 section 1, the result of "any command based
 		// on SEARCH, e.g., SORT" may be saved (SEARCHRES is announced).
 		o := &imap.SearchOptions{}
 		err := d.atomOptions("SORT return option", map[string]*bool{
@@ -218,7 +218,7 @@ func (c *Conn) sortCmd(tag string, kind NumKind) error {
 		return err
 	}
 	if o := args.Return; o != nil {
-		// RFC 5182 section 2.1: SAVE alone suppresses the ESEARCH
+		// RFC 5182 (as for SEARCH): SAVE alone suppresses the ESEARCH
 		// response.
 		if o.ReturnMin || o.ReturnMax || o.ReturnAll || o.ReturnCount {
 			c.enc.ESort(tag, kind == NumKindUID, nums, modSeq, o)

@@ -26,7 +26,7 @@ func TestParseSort(t *testing.T) {
 	if len(a.Criteria.NotFlag) != 1 || len(a.Criteria.Header) != 1 {
 		t.Fatalf("criteria %+v", a.Criteria)
 	}
-	// RFC 5182 section 2.1: SAVE is a return option of SORT too; alone,
+	// RFC 5182 section 1: SAVE is a return option of SORT too; alone,
 	// it does not mean ALL.
 	d = NewDecoder(bufio.NewReader(strings.NewReader(" RETURN (SAVE) (DATE) UTF-8 ALL\r\n")))
 	if a, err = d.ParseSort(true); err != nil || a.Return == nil || !a.Return.ReturnSave || a.Return.ReturnAll {

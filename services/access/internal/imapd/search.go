@@ -125,10 +125,9 @@ func (s *session) search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 // savedResult is what RETURN (SAVE) keeps for "$" of the matches all,
 // whose first and last in the result's order are first and last (mailbox
 // order for SEARCH, sort order for SORT, RFC 5267 section 3). RFC 5182
-// section 2.1: "If the SAVE result option is combined with both MIN and
-// MAX result options, and none of the other ESEARCH result options are
-// present, the corresponding MIN and MAX are remembered. Otherwise, all
-// found messages are remembered" (likewise with MIN or MAX alone).
+// (kept by RFC 9051 section 6.4.4): SAVE with MIN and/or MAX and no other
+// result option saves only the messages MIN and MAX name; with ALL or
+// COUNT, or alone, every match.
 func savedResult(o *imap.SearchOptions, all imap.UIDSet, first, last uint32) imap.UIDSet {
 	if len(all) == 0 || o.ReturnAll || o.ReturnCount || (!o.ReturnMin && !o.ReturnMax) {
 		return all
