@@ -97,8 +97,14 @@ func (s *session) claimArrivals() bool {
 		return false
 	}
 	v.state.mu.Lock()
-	next := v.state.uidNext
+	next, podClaimed := v.state.uidNext, v.state.recentTo
 	v.state.mu.Unlock()
+	if next <= podClaimed {
+		// Another session of this pod claimed them (the storage
+		// tier's cutoff only grows): nothing to ask for. Sessions that
+		// idle together make one claim per arrival, not one each.
+		v.recent.upTo = max(v.recent.upTo, next)
+	}
 	if next <= v.recent.upTo {
 		return false
 	}
@@ -110,6 +116,9 @@ func (s *session) claimArrivals() bool {
 		s.log.Warn("claiming \\Recent failed", "mailbox", v.state.id, "err", err)
 		return false
 	}
+	v.state.mu.Lock()
+	v.state.recentTo = max(v.state.recentTo, next)
+	v.state.mu.Unlock()
 	v.recent.upTo = next
 	if resp.ToUid <= resp.FromUid {
 		return false
