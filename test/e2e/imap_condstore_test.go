@@ -531,3 +531,43 @@ func TestIMAPQResyncHeldExpungeKeepsHighestModSeqBelow(t *testing.T) {
 		t.Fatalf("NOOP: %q, want * VANISHED 2 and nothing held", u)
 	}
 }
+
+// An expunge is told to a QRESYNC session once. RFC 7162 3.2.10: VANISHED
+// (EARLIER) does not change the number of messages, while a VANISHED
+// without it "decrements the number of messages in the mailbox"; an
+// expunge the session has not been told of yet still counts in its view,
+// so it is told by that VANISHED at the next command that may report
+// expunges, and not also in a VANISHED (EARLIER) answered before (to UID
+// FETCH (VANISHED) here; to SELECT (QRESYNC ...) when another session
+// expunges while the SELECT runs). Expunges already told are still
+// answered (3.2.6).
+func TestIMAPQResyncExpungeToldOnce(t *testing.T) {
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Access: 1})
+	c.CreateAccount("qr5@example.test", "qr5-secret")
+	csDeliver(c, "qr5@example.test", 3)
+	q := csSelected(t, c, 0, "qr5@example.test", "qr5-secret", "QRESYNC")
+	other := csSelected(t, c, 0, "qr5@example.test", "qr5-secret", "")
+	since := number(t, q.expect("STATUS INBOX (HIGHESTMODSEQ)", "OK"), reHighestModSeq)
+
+	other.expect(`UID STORE 1 +FLAGS.SILENT (\Deleted)`, "OK")
+	other.expect("UID EXPUNGE 1", "OK")
+	if u := q.expect("NOOP", "OK"); !slices.Equal(linesWith(u, "* VANISHED"), []string{"* VANISHED 1"}) {
+		t.Fatalf("NOOP after the first expunge: %q, want * VANISHED 1", u)
+	}
+	// The second is made (and seen by this pod: the other session's
+	// EXPUNGE waits for it) but not told yet.
+	other.expect(`UID STORE 2 +FLAGS.SILENT (\Deleted)`, "OK")
+	other.expect("UID EXPUNGE 2", "OK")
+	u := q.expect(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", since), "OK")
+	if got := linesWith(u, "* VANISHED"); !slices.Equal(got, []string{"* VANISHED (EARLIER) 1"}) {
+		t.Errorf("UID FETCH (VANISHED) with UID 2's expunge not told yet: %q, want only * VANISHED (EARLIER) 1", got)
+	}
+	if u := q.expect("NOOP", "OK"); !slices.Equal(linesWith(u, "* VANISHED"), []string{"* VANISHED 2"}) {
+		t.Fatalf("NOOP after the second expunge: %q, want * VANISHED 2", u)
+	}
+	// Once told, it is answered as any other.
+	u = q.expect(fmt.Sprintf("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", since), "OK")
+	if got := linesWith(u, "* VANISHED"); !slices.Equal(got, []string{"* VANISHED (EARLIER) 1:2"}) {
+		t.Errorf("UID FETCH (VANISHED) after both were told: %q, want * VANISHED (EARLIER) 1:2", got)
+	}
+}

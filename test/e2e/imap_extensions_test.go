@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -420,6 +421,28 @@ func TestIMAPRecent(t *testing.T) {
 	if !contains(d.expect("SELECT Other", "OK"), "* 1 RECENT") {
 		t.Fatalf("the IMAP4rev2 session took \\Recent")
 	}
+
+	// RFC 3501 7.3.2: RECENT "is generated whenever the size of the
+	// mailbox changes". A message arriving while the session idles is
+	// claimed then, and RECENT follows its EXISTS within the IDLE.
+	b.idle()
+	c.Deliver([]string{"recent@example.test"}, []byte("Subject: r4\r\n\r\nfour\r\n"))
+	got := b.waitLine("* 4 EXISTS")
+	got = append(got, b.waitFor("RECENT in IDLE", 15*time.Second, func(l string) bool { return strings.HasSuffix(l, " RECENT") })...)
+	after := b.done()
+	if l := got[len(got)-1]; l != "* 3 RECENT" && l != "* 4 RECENT" {
+		t.Fatalf("IDLE told %q, want * 3 RECENT or * 4 RECENT (1, 2, maybe 3, and 4)", got)
+	}
+	if contains(after, "RECENT") {
+		t.Fatalf("RECENT again after DONE: %q", after)
+	}
+	if f := b.fetchFlags("4"); len(f) != 1 || !strings.Contains(f[0], `\Recent`) {
+		t.Fatalf("the idling session's FETCH of the arrival: %q, want \\Recent", f)
+	}
+	a.expect("NOOP", "OK")
+	if f := a.fetchFlags("4"); len(f) != 1 || strings.Contains(f[0], `\Recent`) {
+		t.Fatalf("the other session's FETCH of the arrival: %q, want no \\Recent", f)
+	}
 }
 
 // field returns the parenthesized or single value after name in a FETCH
@@ -799,6 +822,42 @@ func TestIMAPUTF8Accept(t *testing.T) {
 	c, u := extLogin(t, cluster.Options{Access: 1}, "utf8@example.test", "UTF8=ACCEPT")
 	if _, status := u.do(`CREATE "Grüße"`); !strings.HasPrefix(status, "BAD") {
 		t.Fatalf("8-bit mailbox name before ENABLE UTF8=ACCEPT: %q, want BAD", status)
+	}
+	// Section 4's UTF8 APPEND data item is part of UTF8=ACCEPT, which the
+	// client has not enabled (section 3): BAD, nothing appended, and the
+	// literal's bytes are read as the message, never run as commands.
+	evil := "Subject: x\r\n\r\nx1 CREATE Evil\r\n"
+	for _, sync := range []bool{false, true} {
+		plus := "+"
+		if sync {
+			plus = ""
+		}
+		fmt.Fprintf(u.conn, "a0 APPEND INBOX UTF8 (~{%d%s}\r\n", len(evil), plus)
+		if !sync {
+			fmt.Fprintf(u.conn, "%s)\r\n", evil)
+		}
+		for {
+			l := u.line()
+			if strings.HasPrefix(l, "+") && sync {
+				fmt.Fprintf(u.conn, "%s)\r\n", evil)
+				continue
+			}
+			if strings.HasPrefix(l, "a0 ") {
+				if !strings.HasPrefix(l, "a0 BAD") {
+					t.Fatalf("APPEND UTF8 before ENABLE UTF8=ACCEPT (synchronizing %v): %q, want BAD", sync, l)
+				}
+				break
+			}
+			if strings.HasPrefix(l, "x1 ") {
+				t.Fatalf("the literal's bytes ran as a command: %q", l)
+			}
+		}
+	}
+	if got := u.statusMessages("INBOX"); got != "(MESSAGES 0)" {
+		t.Fatalf("after the refused APPENDs: INBOX %s", got)
+	}
+	if l := u.expect(`LIST "" Evil`, "OK"); len(l) != 0 {
+		t.Fatalf("the literal's bytes ran as a command: LIST %q", l)
 	}
 	if en := u.expect("ENABLE UTF8=ACCEPT", "OK"); !contains(en, "* ENABLED UTF8=ACCEPT") {
 		t.Fatalf("ENABLE UTF8=ACCEPT: %q", en)

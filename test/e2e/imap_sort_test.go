@@ -128,6 +128,48 @@ func TestIMAPSort(t *testing.T) {
 		}
 	}
 
+	// SEARCHRES with ESORT. RFC 5182 section 1: "the result of a SEARCH
+	// (or UID SEARCH) command (as well as any command based on SEARCH,
+	// e.g., SORT and THREAD [SORT])" may be saved. RFC 9051 6.4.4 (from
+	// RFC 5182): "In absence of any other SEARCH result option, the SAVE
+	// result option also suppresses any ESEARCH response"; combined with
+	// MIN and/or MAX alone, only the messages MIN and MAX name are saved, which in ESORT
+	// are the first and last in sort order (RFC 5267 section 3); with
+	// ALL or COUNT, every match.
+	fetchUIDs := func(cmd string) string {
+		t.Helper()
+		var uids []string
+		for _, l := range r.expect(cmd, "OK") {
+			if i := strings.Index(l, "UID "); i >= 0 {
+				uids = append(uids, strings.TrimRight(strings.Fields(l[i+4:])[0], ")"))
+			}
+		}
+		return strings.Join(uids, " ")
+	}
+	for _, tc := range []struct{ cmd, want, saved string }{
+		{"SORT RETURN (SAVE) (DATE) UTF-8 SUBJECT apple", "", "3 5"},
+		{"SORT RETURN (MIN SAVE) (DATE) UTF-8 ALL", "* ESEARCH (TAG \"t%d\") MIN 5", "6"},
+		{"UID SORT RETURN (MAX SAVE MIN) (SIZE) UTF-8 ALL", "* ESEARCH (TAG \"t%d\") UID MIN 3 MAX 2", "2 3"},
+		{"SORT RETURN (COUNT SAVE) (SIZE) UTF-8 LARGER 2500", "* ESEARCH (TAG \"t%d\") COUNT 3", "2 4 5"},
+		{"SORT RETURN (SAVE ALL MIN) (REVERSE SIZE) UTF-8 SUBJECT banana", "* ESEARCH (TAG \"t%d\") MIN 1 ALL 1,5", "2 6"},
+		// "$" as a criterion of the next SORT, then saved anew.
+		{"SORT RETURN (MAX SAVE) (DATE) UTF-8 $", "* ESEARCH (TAG \"t%d\") MAX 1", "2"},
+		// The same rule for SEARCH: MAX alone saves the last match only.
+		{"SEARCH RETURN (MAX SAVE) SUBJECT apple", "* ESEARCH (TAG \"t%d\") MAX 4", "5"},
+	} {
+		lines := r.expect(tc.cmd, "OK")
+		want := tc.want
+		if want != "" {
+			want = fmt.Sprintf(want, r.n)
+		}
+		if got := strings.Join(lines, "\n"); got != want {
+			t.Errorf("%s:\n got  %q\n want %q", tc.cmd, got, want)
+		}
+		if got := fetchUIDs("UID FETCH $ (FLAGS)"); got != tc.saved {
+			t.Errorf("after %s: $ is UIDs %q, want %q", tc.cmd, got, tc.saved)
+		}
+	}
+
 	// RFC 7162 section 3.1.5: with a MODSEQ criterion, the highest modseq
 	// of the messages returned follows (in ESORT, as ESEARCH's MODSEQ).
 	var highest uint64

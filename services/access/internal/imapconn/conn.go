@@ -1149,6 +1149,14 @@ func (c *Conn) appendCmd(tag string) error {
 	}
 	for first := true; m != nil; first = false {
 		c.nc.SetReadDeadline(time.Now().Add(commandTimeout))
+		if m.utf8 && failed == nil && !c.rev2() && !c.enabled.Has(imap.CapUTF8Accept) {
+			// RFC 6855 section 4's UTF8 data item belongs to UTF8=ACCEPT,
+			// which a client must ENABLE first (section 3): before that
+			// the command is in error. Its literals are still read to
+			// their end below, so that none of their bytes runs as a
+			// command.
+			failed = badAfterLine("APPEND UTF8 needs ENABLE UTF8=ACCEPT first")
+		}
 		if failed != nil && !first && !m.NonSync {
 			// RFC 3502 section 3: once a message failed, the server may
 			// refuse the next literal instead of asking for it; the

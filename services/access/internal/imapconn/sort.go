@@ -59,8 +59,9 @@ type ThreadNode struct {
 type Sorter interface {
 	// Sort returns the matching messages' numbers (kind) in sort order,
 	// and with a MODSEQ criterion the highest modseq among them (RFC 7162
-	// section 3.1.5; else 0).
-	Sort(kind NumKind, keys []SortCriterion, criteria *imap.SearchCriteria) ([]uint32, uint64, error)
+	// section 3.1.5; else 0). ret is ESORT's RETURN options (nil for a
+	// plain SORT); with SAVE the result is kept for "$" (RFC 5182).
+	Sort(kind NumKind, keys []SortCriterion, criteria *imap.SearchCriteria, ret *imap.SearchOptions) ([]uint32, uint64, error)
 	// Thread returns the matching messages' threads, in order.
 	Thread(kind NumKind, alg imap.ThreadAlgorithm, criteria *imap.SearchCriteria) ([]*ThreadNode, error)
 }
@@ -76,13 +77,16 @@ func (d *Decoder) ParseSort(uid bool) (*SortArgs, error) {
 		if err := d.SP(); err != nil {
 			return nil, err
 		}
+		// SAVE: RFC 5182 section 1, the result of "any command based
+		// on SEARCH, e.g., SORT" may be saved (SEARCHRES is announced).
 		o := &imap.SearchOptions{}
 		err := d.atomOptions("SORT return option", map[string]*bool{
-			"MIN": &o.ReturnMin, "MAX": &o.ReturnMax, "ALL": &o.ReturnAll, "COUNT": &o.ReturnCount})
+			"MIN": &o.ReturnMin, "MAX": &o.ReturnMax, "ALL": &o.ReturnAll, "COUNT": &o.ReturnCount,
+			"SAVE": &o.ReturnSave})
 		if err != nil {
 			return nil, err
 		}
-		if !o.ReturnMin && !o.ReturnMax && !o.ReturnCount {
+		if !o.ReturnMin && !o.ReturnMax && !o.ReturnCount && !o.ReturnSave {
 			o.ReturnAll = true // RFC 4731 section 3.1: "RETURN ()" is ALL
 		}
 		a.Return = o
@@ -209,12 +213,16 @@ func (c *Conn) sortCmd(tag string, kind NumKind) error {
 	if UsesModSeq(args.Criteria) {
 		c.condstore = true // RFC 7162 3.1: a CONDSTORE enabling command
 	}
-	nums, modSeq, err := s.Sort(kind, args.Keys, args.Criteria)
+	nums, modSeq, err := s.Sort(kind, args.Keys, args.Criteria, args.Return)
 	if err != nil {
 		return err
 	}
-	if args.Return != nil {
-		c.enc.ESort(tag, kind == NumKindUID, nums, modSeq, args.Return)
+	if o := args.Return; o != nil {
+		// RFC 5182 (as for SEARCH): SAVE alone suppresses the ESEARCH
+		// response.
+		if o.ReturnMin || o.ReturnMax || o.ReturnAll || o.ReturnCount {
+			c.enc.ESort(tag, kind == NumKindUID, nums, modSeq, o)
+		}
 	} else {
 		c.enc.Sort(nums, modSeq)
 	}

@@ -26,8 +26,14 @@ func TestParseSort(t *testing.T) {
 	if len(a.Criteria.NotFlag) != 1 || len(a.Criteria.Header) != 1 {
 		t.Fatalf("criteria %+v", a.Criteria)
 	}
+	// RFC 5182 section 1: SAVE is a return option of SORT too; alone,
+	// it does not mean ALL.
+	d = NewDecoder(bufio.NewReader(strings.NewReader(" RETURN (SAVE) (DATE) UTF-8 ALL\r\n")))
+	if a, err = d.ParseSort(true); err != nil || a.Return == nil || !a.Return.ReturnSave || a.Return.ReturnAll {
+		t.Fatalf("RETURN (SAVE): %+v %v", a, err)
+	}
 	for _, bad := range []string{" (DATE) ALL\r\n", " DATE UTF-8 ALL\r\n", " () UTF-8 ALL\r\n", " (REVERSE) UTF-8 ALL\r\n",
-		" (DATE REVERSE) UTF-8 ALL\r\n", " (SIZE) UTF-8\r\n", " RETURN (SAVE) (SIZE) UTF-8 ALL\r\n"} {
+		" (DATE REVERSE) UTF-8 ALL\r\n", " (SIZE) UTF-8\r\n", " RETURN (SAVE SAVED) (SIZE) UTF-8 ALL\r\n"} {
 		d := NewDecoder(bufio.NewReader(strings.NewReader(bad)))
 		if _, err := d.ParseSort(false); err == nil || !IsClientError(err) {
 			t.Errorf("SORT%q: %v, want a client error", bad, err)

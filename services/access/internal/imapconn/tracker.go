@@ -637,6 +637,15 @@ func (d *deadSet) uids() []uint32 {
 	return out
 }
 
+// PendingExpunges returns the UIDs of the messages expunged from the
+// mailbox that the session has not been told of yet, in UID order (an
+// expunge queued without its UID is left out).
+func (s *SessionTracker) PendingExpunges() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead.uids()
+}
+
 // descending returns the positions, highest first.
 func (d *deadSet) descending() []uint32 {
 	out := make([]uint32, 0, d.len())

@@ -181,7 +181,12 @@ func (s *session) Vanished(w *imapconn.VanishedWriter, uids imap.UIDSet, modSeq 
 	}
 }
 
-// addVanished adds first..last to w, less the UIDs the view still has.
+// addVanished adds first..last to w, less the UIDs the view still has:
+// the mailbox's messages, and the ones expunged that the session has not
+// been told of yet. Those are told once, by the VANISHED that removes
+// them from the client's view (and count, RFC 7162 3.2.10) at its next
+// poll, not also here (an expunge that lands while a SELECT (QRESYNC ...)
+// or UID FETCH (VANISHED) runs would otherwise be told twice).
 func (s *session) addVanished(w *imapconn.VanishedWriter, first, last uint32) error {
 	m := s.selected.state
 	m.mu.Lock()
@@ -192,7 +197,19 @@ func (s *session) addVanished(w *imapconn.VanishedWriter, first, last uint32) er
 			break // a range this full of live UIDs is a client's guess: trimmed below
 		}
 	}
+	// Under m.mu, which the watch holds while it removes an entry and
+	// queues its expunge: a UID is in one or the other.
+	upTo := last // what this call covers (see the trimming below)
+	if len(present) > 4096 {
+		upTo = present[len(present)-1]
+	}
+	for _, u := range s.selected.tracker.PendingExpunges() {
+		if u >= first && u <= upTo {
+			present = append(present, u)
+		}
+	}
 	m.mu.Unlock()
+	slices.Sort(present)
 	from := first
 	for _, u := range present {
 		if u > from {

@@ -44,12 +44,15 @@ type mailboxState struct {
 	buffered    []batch // changes seen while loading
 	uidValidity uint32
 	uidNext     uint32
-	modseq      uint64
-	entries     []entry
-	keywords    map[string]bool // every keyword a message of the mailbox has had since it was loaded
-	deleted     bool
-	tracker     *imapconn.MailboxTracker
-	notify      chan struct{} // closed and replaced whenever modseq moves
+	// recentTo: a session of this pod claimed \Recent up to this UID
+	// (exclusive), so no claim below it can get anything (recent.go).
+	recentTo uint32
+	modseq   uint64
+	entries  []entry
+	keywords map[string]bool // every keyword a message of the mailbox has had since it was loaded
+	deleted  bool
+	tracker  *imapconn.MailboxTracker
+	notify   chan struct{} // closed and replaced whenever modseq moves
 }
 
 // ownChange names one flag change a session made itself.

@@ -16,7 +16,8 @@ import (
 // them (ClaimRecent, a compare-and-swap), so one session, on any pod, gets
 // \Recent for a message, as in Dovecot. A SELECT claims what the mailbox
 // holds; later arrivals are claimed by the first session that looks (a
-// poll, FETCH, SEARCH or STORE with the mailbox selected). EXAMINE claims
+// poll, FETCH, SEARCH or STORE with the mailbox selected, or an IDLE as
+// they are announced). EXAMINE claims
 // nothing (RFC 3501 6.3.2): it shows the unclaimed messages as recent. An
 // IMAP4rev2 session (ENABLE IMAP4rev2) neither claims nor shows \Recent,
 // which RFC 9051 removed.
@@ -96,8 +97,14 @@ func (s *session) claimArrivals() bool {
 		return false
 	}
 	v.state.mu.Lock()
-	next := v.state.uidNext
+	next, podClaimed := v.state.uidNext, v.state.recentTo
 	v.state.mu.Unlock()
+	if next <= podClaimed {
+		// Another session of this pod claimed them (the storage
+		// tier's cutoff only grows): nothing to ask for. Sessions that
+		// idle together make one claim per arrival, not one each.
+		v.recent.upTo = max(v.recent.upTo, next)
+	}
 	if next <= v.recent.upTo {
 		return false
 	}
@@ -109,6 +116,9 @@ func (s *session) claimArrivals() bool {
 		s.log.Warn("claiming \\Recent failed", "mailbox", v.state.id, "err", err)
 		return false
 	}
+	v.state.mu.Lock()
+	v.state.recentTo = max(v.state.recentTo, next)
+	v.state.mu.Unlock()
 	v.recent.upTo = next
 	if resp.ToUid <= resp.FromUid {
 		return false

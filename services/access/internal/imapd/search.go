@@ -113,9 +113,33 @@ func (s *session) search(kind imapconn.NumKind, criteria *imap.SearchCriteria, o
 		data.All = uids
 	}
 	if options != nil && options.ReturnSave {
-		v.searchRes = uids
+		var first, last uint32
+		if len(uids) > 0 {
+			first, last = uint32(uids[0].Start), uint32(uids[len(uids)-1].Stop)
+		}
+		v.searchRes = savedResult(options, uids, first, last)
 	}
 	return data, uids, nil
+}
+
+// savedResult is what RETURN (SAVE) keeps for "$" of the matches all,
+// whose first and last in the result's order are first and last (mailbox
+// order for SEARCH, sort order for SORT, RFC 5267 section 3). RFC 5182
+// (kept by RFC 9051 section 6.4.4): SAVE with MIN and/or MAX and no other
+// result option saves only the messages MIN and MAX name; with ALL or
+// COUNT, or alone, every match.
+func savedResult(o *imap.SearchOptions, all imap.UIDSet, first, last uint32) imap.UIDSet {
+	if len(all) == 0 || o.ReturnAll || o.ReturnCount || (!o.ReturnMin && !o.ReturnMax) {
+		return all
+	}
+	var set imap.UIDSet
+	if o.ReturnMin {
+		set.AddNum(imap.UID(first))
+	}
+	if o.ReturnMax {
+		set.AddNum(imap.UID(last))
+	}
+	return set
 }
 
 // matchTarget reports whether message t matches criteria. meta is its

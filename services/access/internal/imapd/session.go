@@ -271,7 +271,15 @@ func (s *session) Idle(w *imapconn.UpdateWriter, wake func()) (update, stop func
 			return imapconn.ErrSessionClosed
 		}
 		if t != nil {
+			// RFC 3501 7.3.2: RECENT "is generated whenever the size of
+			// the mailbox changes": arrivals are claimed as they are
+			// announced (one claim per wake that brings some), and RECENT
+			// follows their EXISTS.
+			claimed := s.claimArrivals()
 			if err := s.pollTracker(w, true); err != nil {
+				return err
+			}
+			if err := s.reportArrivals(w, claimed); err != nil {
 				return err
 			}
 			if err := s.fetchNew(w); err != nil {

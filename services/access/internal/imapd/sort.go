@@ -77,7 +77,7 @@ type sortRec struct {
 }
 
 // Sort implements imapconn.Sorter (RFC 5256 section 3, RFC 5957).
-func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, criteria *imap.SearchCriteria) ([]uint32, uint64, error) {
+func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, criteria *imap.SearchCriteria, ret *imap.SearchOptions) ([]uint32, uint64, error) {
 	targets, modSeq, err := s.matching(criteria)
 	if err != nil {
 		return nil, 0, err
@@ -112,6 +112,25 @@ func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, cri
 		if kind == imapconn.NumKindUID {
 			out[i] = r.uid
 		}
+	}
+	if ret != nil && ret.ReturnSave {
+		// "$" is a set: the saved messages, in UID order. MIN and MAX
+		// are the first and last in sort order (RFC 5267 section 3), and
+		// so are the messages they save.
+		sorted := make([]uint32, len(recs))
+		for i, r := range recs {
+			sorted[i] = r.uid
+		}
+		slices.Sort(sorted)
+		var uids imap.UIDSet
+		for _, u := range sorted {
+			uids.AddNum(imap.UID(u))
+		}
+		var first, last uint32
+		if len(recs) > 0 {
+			first, last = recs[0].uid, recs[len(recs)-1].uid
+		}
+		s.selected.searchRes = savedResult(ret, uids, first, last)
 	}
 	return out, modSeq, nil
 }
