@@ -179,30 +179,7 @@ func TestSparseUIDSets(t *testing.T) {
 	ctx := ctxT(t)
 	acc := setupAccount(t, r, "sparse@example.test", 0, 0)
 	inbox := mailboxID(t, r, acc.Id, "INBOX")
-	next := make(chan int, n)
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if _, err := appendMsg(ctx, r, acc.Id, inbox, message(i, 300)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	fillMailbox(ctx, t, r, acc.Id, inbox, n, 4, 8<<10)
 
 	// Spans far apart, two closer than the gap the reader bridges (300 and
 	// 330), a reversed range, and "n:*".
