@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/textproto"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/test/cluster"
@@ -246,4 +250,111 @@ func TestRspamdOnSubmission(t *testing.T) {
 	if m := metricsOf(t, &cluster.Inbound{Ops: c.Submission[0].Ops}); !strings.Contains(m, `mailfleet_submission_milter_actions_total{action="reject"} 1`) {
 		t.Errorf("submission metrics lack the reject count")
 	}
+}
+
+// Two MX pods filter through one rspamd while 16 senders keep sending, and
+// rspamd is restarted in the middle (fail-closed, the default). A sender
+// retries a 4xx reply, as an MTA does (RFC 5321 4.2.5). Every clean message
+// ends up in INBOX exactly once, with rspamd's fields; every GTUBE one ends
+// with 554 5.7.1 and is never stored; the restart did turn some messages
+// away with 451 4.7.1, and none of those was kept.
+func TestRspamdUnderLoadWithARestart(t *testing.T) {
+	rs, dns := startRspamd(t, rspamdtest.Options{})
+	c := cluster.Start(t, binDir, minioServer, cluster.Options{Inbound: 2, DNS: dns.Addr,
+		InboundArgs: []string{"--milter", rs.Addr, "--milter-timeout", "10s"}})
+	ann := c.CreateAccount("ann@example.test", "pw-ann-secret")
+	const senders, perSender = 16, 12
+	type outcome struct {
+		spam      bool
+		code      int // the final reply: 250 or the refusal's code
+		tempfails int // 4xx replies before it
+	}
+	outcomes := make([][]outcome, senders)
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for w := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addr := c.Inbound[w%2].SMTP
+			for i := range perSender {
+				o := outcome{spam: i%4 == 3}
+				body := fmt.Sprintf("Message %d of sender %d.\r\n", i, w)
+				if o.spam {
+					body += rspamdtest.GTUBE + "\r\n"
+				}
+				msg := milterMessage(fmt.Sprintf("load %d %d", w, i), body)
+				for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+					err := sendSMTP(addr, "s@example.org", []string{"ann@example.test"}, msg)
+					var tpErr *textproto.Error
+					switch {
+					case err == nil:
+						o.code = 250
+					case errors.As(err, &tpErr) && tpErr.Code/100 == 4 && time.Now().Before(deadline):
+						o.tempfails++
+						continue
+					case errors.As(err, &tpErr):
+						o.code = tpErr.Code
+						if !strings.HasPrefix(tpErr.Msg, "5.7.1 ") && !strings.HasPrefix(tpErr.Msg, "4.7.1 ") {
+							t.Errorf("sender %d message %d: %d %q", w, i, tpErr.Code, tpErr.Msg)
+						}
+					default:
+						t.Errorf("sender %d message %d: %v", w, i, err)
+					}
+					break
+				}
+				outcomes[w] = append(outcomes[w], o)
+				sent.Add(1)
+			}
+		}()
+	}
+	// Restart rspamd once a third of the messages are through.
+	for sent.Load() < senders*perSender/3 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := rs.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	clean, tempfails := 0, 0
+	for w, list := range outcomes {
+		for i, o := range list {
+			tempfails += o.tempfails
+			switch {
+			case o.spam && o.code != 554:
+				t.Errorf("GTUBE message %d of sender %d ended with %d, want 554", i, w, o.code)
+			case !o.spam && o.code != 250:
+				t.Errorf("clean message %d of sender %d ended with %d, want 250", i, w, o.code)
+			case !o.spam:
+				clean++
+			}
+		}
+	}
+	if tempfails == 0 {
+		t.Errorf("no sender got a 4xx while rspamd restarted: the fault was not exercised")
+	}
+	bodies, _ := inboxBodies(t, c, ann.Id)
+	seen := map[string]bool{}
+	for _, b := range bodies {
+		header, body, _ := strings.Cut(string(b), "\r\n\r\n")
+		id := regexp.MustCompile(`(?m)^Subject: (load \d+ \d+)\r$`).FindStringSubmatch(header)
+		switch {
+		case id == nil:
+			t.Errorf("stored message without a load subject:\n%s", header)
+		case seen[id[1]]:
+			t.Errorf("%q stored twice", id[1])
+		case strings.Contains(body, "GTUBE"):
+			t.Errorf("%q (GTUBE) was stored", id[1])
+		case !strings.Contains(header, "\r\nX-Spamd-Result: "):
+			t.Errorf("%q stored without rspamd's fields", id[1])
+		}
+		if id != nil {
+			seen[id[1]] = true
+		}
+	}
+	if len(bodies) != clean {
+		t.Errorf("INBOX holds %d messages, want the %d clean ones", len(bodies), clean)
+	}
+	t.Logf("%d messages, %d clean delivered, %d temporary refusals during the restart", senders*perSender, clean, tempfails)
 }

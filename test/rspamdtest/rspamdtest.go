@@ -48,6 +48,8 @@ type Server struct {
 	// Addr is the milter port, host:port.
 	Addr string
 	dir  string
+	bin  string
+	conf string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -133,13 +135,30 @@ func Start(dir string, o Options) (*Server, error) {
 	if err := os.WriteFile(confPath, []byte(conf.String()), 0o644); err != nil {
 		return nil, err
 	}
-	// -f: stay in the foreground; -i: run workers as root too (CI is root).
-	s.cmd = exec.Command(bin, "-f", "-i", "-c", confPath,
-		"--var=DBDIR="+dir, "--var=RUNDIR="+dir, "--var=LOGDIR="+dir)
-	s.cmd.Env = append(os.Environ(), "TMPDIR="+dir)
-	out, err := os.Create(filepath.Join(dir, "rspamd.out"))
-	if err != nil {
+	s.bin, s.conf = bin, confPath
+	if err := s.start(); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// Restart stops rspamd and starts it again on the same port, with the same
+// configuration (a filter restarted under load).
+func (s *Server) Restart() error {
+	s.Stop()
+	s.done = make(chan struct{})
+	return s.start()
+}
+
+// start starts the process and waits until its milter port answers.
+func (s *Server) start() error {
+	// -f: stay in the foreground; -i: run workers as root too (CI is root).
+	s.cmd = exec.Command(s.bin, "-f", "-i", "-c", s.conf,
+		"--var=DBDIR="+s.dir, "--var=RUNDIR="+s.dir, "--var=LOGDIR="+s.dir)
+	s.cmd.Env = append(os.Environ(), "TMPDIR="+s.dir)
+	out, err := os.OpenFile(filepath.Join(s.dir, "rspamd.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	// Its own process group, so that Stop reaches the workers too; the main
@@ -147,22 +166,23 @@ func Start(dir string, o Options) (*Server, error) {
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		out.Close()
-		return nil, err
+		return err
 	}
-	go func() { s.cmd.Wait(); out.Close(); close(s.done) }()
+	done := s.done
+	go func() { s.cmd.Wait(); out.Close(); close(done) }()
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if c, err := net.DialTimeout("tcp", s.Addr, time.Second); err == nil {
 			c.Close()
-			return s, nil
+			return nil
 		}
 		select {
-		case <-s.done:
-			return nil, fmt.Errorf("rspamd exited: %s\n%s", s.cmd.ProcessState, s.Log())
+		case <-done:
+			return fmt.Errorf("rspamd exited: %s\n%s", s.cmd.ProcessState, s.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("rspamd's milter port %s did not open in 60s:\n%s", s.Addr, s.Log())
+			return fmt.Errorf("rspamd's milter port %s did not open in 60s:\n%s", s.Addr, s.Log())
 		}
 	}
 }
