@@ -2,7 +2,6 @@ package imapd
 
 import (
 	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
-	"slices"
 	"sort"
 	"time"
 
@@ -262,8 +261,6 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if mb.Id == s.selected.state.id {
 		// The copies are announced (EXISTS) by the poll that follows.
 		s.catchUp()
-	} else {
-		s.markOwnCopy(mb.Id, resp.DestUids)
 	}
 	return copyData(resp.DestUidValidity, resp.SourceUids, resp.DestUids), nil
 }
@@ -290,36 +287,11 @@ func (s *session) Move(w *imapconn.MoveWriter, numSet imap.NumSet, dest string) 
 	if err != nil {
 		return mapError(err)
 	}
-	if mb.Id != v.state.id {
-		s.markOwnCopy(mb.Id, resp.DestUids)
-	}
 	if err := w.WriteCopyData(copyData(resp.DestUidValidity, resp.SourceUids, resp.DestUids)); err != nil {
 		return err
 	}
 	v.state.waitModseq(resp.HighestModseq, selfWait)
 	return nil
-}
-
-// markOwnCopy marks a COPY or MOVE into another mailbox as the session's
-// own change under NOTIFY (ownchanges.go). The storage tier answers no
-// modseq of the destination, but gives each message it places there the
-// next one: the last copy's modseq is the destination's HIGHESTMODSEQ
-// after the copy, which its STATUS notification carries. One read of one
-// index entry; a copy too large for one transaction is marked by its last
-// step only (the earlier steps' STATUS is told).
-func (s *session) markOwnCopy(destID string, destUIDs []uint32) {
-	if s.notify == nil || len(destUIDs) == 0 {
-		return
-	}
-	last := slices.Max(destUIDs)
-	ctx, cancel := s.ctx()
-	defer cancel()
-	resp, err := s.srv.store.Messages.ListMessages(ctx, &storagev1.ListMessagesRequest{AccountId: s.account.Id,
-		MailboxId: destID, Uids: storeclient.UIDSetOf([]uint32{last}), Limit: 1})
-	if err != nil || len(resp.Messages) != 1 || resp.Messages[0].Uid != last {
-		return // not marked: the STATUS is told
-	}
-	s.markOwn(ownMark{kind: ownStatus, id: destID, modseq: resp.Messages[0].Modseq})
 }
 
 // RFC 9051 6.4.3 EXPUNGE and RFC 4315 UID EXPUNGE; the EXPUNGE responses

@@ -9,9 +9,9 @@ package imapd
 // after ownMarkTTL, so it cannot hide another client's change for long.
 //
 // Marked: CREATE, DELETE, RENAME (with the children it renames),
-// SUBSCRIBE, UNSUBSCRIBE, and APPEND, COPY and MOVE to a mailbox that is
-// not selected (its revision is known by the modseq the append answered,
-// or that the last copy got: markOwnCopy).
+// SUBSCRIBE, UNSUBSCRIBE, and APPEND to a mailbox that is not selected (its
+// revision is known by the modseq the append answered). A COPY or MOVE
+// answers no modseq of its destination: its STATUS is told.
 
 import (
 	"strings"
