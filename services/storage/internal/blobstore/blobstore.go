@@ -39,6 +39,10 @@ type Store interface {
 	// Attachment returns what PutAttached kept with the object at key, nil
 	// if nothing, or ErrNotFound if there is no object.
 	Attachment(ctx context.Context, key string) ([]byte, error)
+	// Attaches reports whether PutAttached can keep an attachment at all
+	// (false: it never calls attach, so the caller can store what it would
+	// have attached elsewhere, at the same time).
+	Attaches() bool
 	// Get opens the object at key from offset on, at most length bytes
 	// (length 0 = to the end). ErrNotFound if there is no object.
 	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)

@@ -69,6 +69,9 @@ func (s *FS) PutAttached(ctx context.Context, key string, r io.Reader, attach fu
 	return n, false, err
 }
 
+// Attaches is false: one file per object keeps nothing beside it.
+func (s *FS) Attaches() bool { return false }
+
 // Attachment is always nil for an existing object.
 func (s *FS) Attachment(ctx context.Context, key string) ([]byte, error) {
 	_, err := s.Stat(ctx, key)

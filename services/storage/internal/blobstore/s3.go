@@ -128,6 +128,9 @@ func (s *S3) PutAttached(ctx context.Context, key string, r io.Reader, attach fu
 	return info.Size, false, err
 }
 
+// Attaches is true: user metadata keeps it (bodies up to singlePutMax).
+func (s *S3) Attaches() bool { return true }
+
 func (s *S3) Attachment(ctx context.Context, key string) ([]byte, error) {
 	if err := ValidKey(key); err != nil {
 		return nil, err

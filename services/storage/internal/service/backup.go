@@ -250,13 +250,9 @@ func (s *Server) fetchInOrder(ctx context.Context, bodies []string, fn func(*fet
 func (s *Server) fetchObject(ctx context.Context, o *fetchedObject) {
 	if o.summary {
 		// Kept with its body (summary.go), it is written out as the
-		// object of its own it would otherwise be.
-		a, err := s.blobs.Attachment(ctx, strings.TrimPrefix(o.key, summaryPrefix))
-		if err != nil && !errors.Is(err, blobstore.ErrNotFound) {
-			o.err = err
-			return
-		}
-		if a != nil {
+		// object of its own it would otherwise be. (A failed HEAD falls
+		// back to that object, as a reader does.)
+		if a, _ := s.blobs.Attachment(ctx, strings.TrimPrefix(o.key, summaryPrefix)); a != nil {
 			o.data, o.size = a, int64(len(a))
 			return
 		}

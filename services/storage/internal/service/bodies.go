@@ -94,26 +94,45 @@ func (s *Server) receiveBodyAs(ctx context.Context, key string, next func() ([]b
 		}
 	}()
 	// The summary goes with the body when the driver can keep it there (one
-	// request instead of two); otherwise it is stored as an object of its
-	// own once the body is. Both must be durable before the upload counts
-	// as done. A summary stored for a body that then fails goes with it
-	// (discardBody).
+	// request instead of two). Otherwise it is stored as an object of its
+	// own: while the body's PUT is still on its way for a driver that never
+	// attaches, after it for a body that turned out too large to. Both must
+	// be durable before the upload counts as done. A summary stored for a
+	// body that then fails goes with it (discardBody).
 	var encoded []byte // the summary, marshalled once
-	n, attached, err := s.blobs.PutAttached(ctx, key, pr, func() []byte {
+	attach := func() []byte {
 		<-summarized
 		if sumErr != nil {
 			return nil
 		}
 		encoded = marshal(sum)
 		return encoded
-	})
-	pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
-	<-summarized
-	<-done
-	if err == nil && sumErr != nil {
-		err = fmt.Errorf("summarize body: %w", sumErr)
 	}
+	if !s.blobs.Attaches() {
+		attach = nil
+	}
+	var n int64
+	var attached bool
+	var err error
+	stored := make(chan struct{})
+	go func() {
+		defer close(stored)
+		n, attached, err = s.blobs.PutAttached(ctx, key, pr, attach)
+		pr.CloseWithError(errors.New("upload finished")) // unblocks the reader goroutine
+	}()
+	<-summarized
+	var summaryErr error
+	if sumErr != nil {
+		summaryErr = fmt.Errorf("summarize body: %w", sumErr)
+	} else if attach == nil {
+		summaryErr = s.putSummary(ctx, key, sum)
+	}
+	<-stored
+	<-done
 	if err == nil {
+		err = summaryErr
+	}
+	if err == nil && attach != nil {
 		if attached {
 			s.summaries.add(key, encoded)
 		} else {

@@ -98,6 +98,11 @@ func readSpans(set *storagev1.UIDSet) []uidSpan {
 	return out
 }
 
+// spansPerRead bounds the etcd requests one readEntriesIn makes, one per
+// span: a set of thousands of scattered UIDs is read a page at a time like
+// any other.
+const spansPerRead = 16
+
 // readEntriesIn is readEntries over spans only (nil: every UID), so that a
 // sparse set (a few messages picked across a large mailbox, as a client's
 // STORE of its selection is) reads those messages, not the whole mailbox
@@ -107,11 +112,18 @@ func (s *Server) readEntriesIn(ctx context.Context, account, mailboxID string, s
 	if spans == nil {
 		return s.readEntries(ctx, account, mailboxID, from, last, limit, rev)
 	}
-	for i, sp := range spans {
+	// The first span that reaches from; each after it starts higher.
+	first, _ := slices.BinarySearchFunc(spans, from, func(sp uidSpan, uid uint32) int { return cmp.Compare(sp.last, uid) })
+	requests := 0
+	for _, sp := range spans[first:] {
 		lo, hi := max(sp.first, from), min(sp.last, last)
 		if lo > hi {
-			continue
+			break // this span, and every later one, starts past last
 		}
+		if requests == spansPerRead || len(kvs) >= limit {
+			return kvs, lo, true, nil
+		}
+		requests++
 		page, pageNext, pageMore, err := s.readEntries(ctx, account, mailboxID, lo, hi, limit-len(kvs), rev)
 		if err != nil {
 			return nil, 0, false, err
@@ -119,15 +131,6 @@ func (s *Server) readEntriesIn(ctx context.Context, account, mailboxID string, s
 		kvs = append(kvs, page...)
 		if pageMore {
 			return kvs, pageNext, true, nil
-		}
-		if len(kvs) >= limit {
-			// Full at the end of this span: more if a later one is in reach.
-			for _, later := range spans[i+1:] {
-				if later.last > hi && max(later.first, hi+1) <= last {
-					return kvs, hi + 1, true, nil
-				}
-			}
-			return kvs, 0, false, nil
 		}
 	}
 	return kvs, 0, false, nil

@@ -90,9 +90,8 @@ func (s *Server) summary(ctx context.Context, bodyKey string) (*records.Summary,
 	}
 	// Kept with the body (most bodies stored since summaries moved there),
 	// else an object of its own (large bodies, and bodies stored before).
-	if b, err := s.blobs.Attachment(ctx, bodyKey); err != nil && !errors.Is(err, blobstore.ErrNotFound) {
-		return nil, err
-	} else if b != nil {
+	// A failed HEAD is no answer: the object of its own may still be there.
+	if b, _ := s.blobs.Attachment(ctx, bodyKey); b != nil {
 		sum, err := decodeSummary(bodyKey, b)
 		if err == nil {
 			s.summaries.add(bodyKey, b)
