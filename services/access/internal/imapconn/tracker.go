@@ -637,13 +637,38 @@ func (d *deadSet) uids() []uint32 {
 	return out
 }
 
-// PendingExpunges returns the UIDs of the messages expunged from the
-// mailbox that the session has not been told of yet, in UID order (an
-// expunge queued without its UID is left out).
-func (s *SessionTracker) PendingExpunges() []uint32 {
+// uidsIn returns the UIDs within [first, last], ascending. UIDs ascend with
+// positions, so a subtree wholly outside the range is skipped (a node
+// without its UID says nothing about its subtrees).
+func (d *deadSet) uidsIn(first, last uint32) []uint32 {
+	var out []uint32
+	var walk func(*deadNode)
+	walk = func(n *deadNode) {
+		if n == nil {
+			return
+		}
+		if n.uid == 0 || n.uid >= first {
+			walk(n.left)
+		}
+		if n.uid != 0 && n.uid >= first && n.uid <= last {
+			out = append(out, n.uid)
+		}
+		if n.uid == 0 || n.uid <= last {
+			walk(n.right)
+		}
+	}
+	walk(d.root)
+	return out
+}
+
+// PendingExpungesIn returns the UIDs within [first, last] of the messages
+// expunged from the mailbox that the session has not been told of yet, in
+// UID order (an expunge queued without its UID is left out). Its cost is
+// that of the UIDs it returns, not of every expunge pending.
+func (s *SessionTracker) PendingExpungesIn(first, last uint32) []uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.dead.uids()
+	return s.dead.uidsIn(first, last)
 }
 
 // descending returns the positions, highest first.

@@ -907,3 +907,30 @@ func TestTrackerIdleStopped(t *testing.T) {
 	}
 	wantLines(t, l.take(), "1 EXPUNGE")
 }
+
+// uidsIn returns exactly the UIDs in range, in order, whatever the tree's
+// shape, and skips the nodes queued without a UID.
+func TestDeadSetUIDsIn(t *testing.T) {
+	var d deadSet
+	var all []uint32
+	for pos := uint32(1); pos <= 500; pos++ {
+		uid := pos * 3
+		if pos%50 == 0 {
+			uid = 0 // the feeder did not say
+		} else {
+			all = append(all, uid)
+		}
+		d.insert(pos, uid)
+	}
+	for _, r := range [][2]uint32{{1, 1500}, {0, ^uint32(0)}, {3, 3}, {4, 5}, {100, 200}, {1499, 1600}, {1501, 2000}} {
+		var want []uint32
+		for _, u := range all {
+			if u >= r[0] && u <= r[1] {
+				want = append(want, u)
+			}
+		}
+		if got := d.uidsIn(r[0], r[1]); !slices.Equal(got, want) {
+			t.Errorf("uidsIn(%d, %d) = %v, want %v", r[0], r[1], got, want)
+		}
+	}
+}

@@ -203,11 +203,7 @@ func (s *session) addVanished(w *imapconn.VanishedWriter, first, last uint32) er
 	if len(present) > 4096 {
 		upTo = present[len(present)-1]
 	}
-	for _, u := range s.selected.tracker.PendingExpunges() {
-		if u >= first && u <= upTo {
-			present = append(present, u)
-		}
-	}
+	present = append(present, s.selected.tracker.PendingExpungesIn(first, upTo)...)
 	m.mu.Unlock()
 	slices.Sort(present)
 	from := first
@@ -219,7 +215,7 @@ func (s *session) addVanished(w *imapconn.VanishedWriter, first, last uint32) er
 		}
 		from = u + 1
 	}
-	if len(present) > 4096 {
+	if len(present) > 4096 && from != 0 { // from 0: the last was UID 2^32-1
 		// Too many live UIDs to hold at once: go on from the last one.
 		return s.addVanished(w, from, last)
 	}
