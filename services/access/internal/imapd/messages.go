@@ -1,7 +1,8 @@
 package imapd
 
 import (
-	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
+	"cmp"
+	"slices"
 	"sort"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/pkg/storeclient"
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/access/internal/imapconn"
 )
 
 // selfWait bounds how long a command waits for its own change to come back
@@ -77,9 +79,26 @@ func (v *view) walk(numSet imap.NumSet) *targetWalk {
 		if n := len(m.entries); n > 0 {
 			maxUID = m.entries[n-1].uid
 		}
-		w.uids = staticUIDSet(set, maxUID)
+		// Sorted, so that next can jump from range to range: a UID
+		// FETCH of the newest messages ("n:*") or of a few scattered
+		// ones costs their entries, not the whole mailbox's.
+		w.uids = mergedUIDSet(staticUIDSet(set, maxUID))
 	}
 	return w
+}
+
+// skipTo returns the index of the first entry at or after i whose UID
+// may be in the walk's UID set, len(entries) if none is.
+func (w *targetWalk) skipTo(entries []entry, i int) int {
+	uid := entries[i].uid
+	r := sort.Search(len(w.uids), func(r int) bool { return uint32(w.uids[r].Stop) >= uid })
+	if r == len(w.uids) {
+		return len(entries)
+	}
+	if start := uint32(w.uids[r].Start); start > uid {
+		return i + sort.Search(len(entries)-i, func(j int) bool { return entries[i+j].uid >= start })
+	}
+	return i
 }
 
 // next returns up to limit more targets (none: the walk is over).
@@ -89,6 +108,11 @@ func (w *targetWalk) next(limit int) []target {
 	defer m.mu.Unlock()
 	var out []target
 	for i := sort.Search(len(m.entries), func(i int) bool { return m.entries[i].uid > w.after }); i < len(m.entries) && len(out) < limit; i++ {
+		if w.uids != nil {
+			if i = w.skipTo(m.entries, i); i == len(m.entries) {
+				break
+			}
+		}
 		e := m.entries[i]
 		// seq 0: not in the client's view yet, nor is any after it (they
 		// arrived since the command's poll announced EXISTS). A command
@@ -139,6 +163,21 @@ func staticUIDSet(set imap.UIDSet, maxUID uint32) imap.UIDSet {
 			r.Start, r.Stop = r.Stop, r.Start
 		}
 		out[i] = r
+	}
+	return out
+}
+
+// mergedUIDSet sorts a static set's ranges and merges those that overlap
+// or touch, so that both their starts and their ends ascend.
+func mergedUIDSet(set imap.UIDSet) imap.UIDSet {
+	slices.SortFunc(set, func(a, b imap.UIDRange) int { return cmp.Compare(a.Start, b.Start) })
+	var out imap.UIDSet
+	for _, r := range set {
+		if n := len(out); n > 0 && uint64(r.Start) <= uint64(out[n-1].Stop)+1 {
+			out[n-1].Stop = max(out[n-1].Stop, r.Stop)
+			continue
+		}
+		out = append(out, r)
 	}
 	return out
 }

@@ -127,20 +127,31 @@ func (s *session) claimArrivals() bool {
 	return true
 }
 
-// visibleRecent counts the recent messages the client knows of.
+// visibleRecent counts the recent messages the client knows of: a walk
+// over the recent UIDs only (mostly the newest messages), so an idling
+// session's count after each arrival costs the recent messages, not the
+// mailbox.
 func (s *session) visibleRecent() uint32 {
 	v := s.selected
+	if v.recent == nil {
+		return 0
+	}
+	var set imap.UIDSet
+	if v.recent.cutoff > 0 {
+		set.AddRange(imap.UID(v.recent.cutoff), imap.UID(^uint32(0)))
+	} else {
+		set = append(set, v.recent.uids...)
+	}
+	if len(set) == 0 {
+		return 0
+	}
 	var n uint32
-	for walk := v.walk(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}); ; {
+	for walk := v.walk(set); ; {
 		window := walk.next(windowSize)
 		if len(window) == 0 {
 			return n
 		}
-		for _, t := range window {
-			if v.recent.has(t.uid) {
-				n++
-			}
-		}
+		n += uint32(len(window))
 	}
 }
 
