@@ -171,7 +171,7 @@ func staticUIDSet(set imap.UIDSet, maxUID uint32) imap.UIDSet {
 // or touch, so that both their starts and their ends ascend.
 func mergedUIDSet(set imap.UIDSet) imap.UIDSet {
 	slices.SortFunc(set, func(a, b imap.UIDRange) int { return cmp.Compare(a.Start, b.Start) })
-	var out imap.UIDSet
+	out := imap.UIDSet{} // never nil: an empty set matches nothing
 	for _, r := range set {
 		if n := len(out); n > 0 && uint64(r.Start) <= uint64(out[n-1].Stop)+1 {
 			out[n-1].Stop = max(out[n-1].Stop, r.Stop)

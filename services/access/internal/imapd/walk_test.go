@@ -19,9 +19,13 @@ func TestUIDWalkSkipsToItsRanges(t *testing.T) {
 		{{Start: 1, Stop: 2}, {Start: 4000, Stop: 4100}},
 		{{Start: 100, Stop: 200}, {Start: 150, Stop: 160}, {Start: 10, Stop: 12}, {Start: 201, Stop: 205}},
 		{{Start: 300, Stop: 300}, {Start: 301, Stop: 301}, {Start: 900, Stop: 903}, {Start: 2999, Stop: 3000}},
+		{}, // matches nothing (SEARCH RECENT with no recent message)
 	}
 	for _, set := range sets {
 		w := &targetWalk{uids: mergedUIDSet(slices.Clone(set))}
+		if w.uids == nil {
+			t.Fatalf("set %v merged to nil, which a walk takes for no UID filter", set)
+		}
 		var want, got []uint32
 		for _, e := range entries {
 			for _, r := range set {
