@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,18 +156,30 @@ func countV1(t *testing.T, cli *clientv3.Client, prefix string) int {
 	return v1
 }
 
-// removeSummaries deletes every summary object of the cluster's bucket.
+// removeSummaries takes every summary out of the cluster's bucket, both the
+// summary objects and those carried by bodies (S3 user metadata): the
+// bucket as index version 1 left it.
 func removeSummaries(t *testing.T, c *cluster) {
 	t.Helper()
 	mc, err := minioServer.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for o := range mc.ListObjects(context.Background(), c.bucket, minio.ListObjectsOptions{Prefix: "summaries/", Recursive: true}) {
+	ctx := context.Background()
+	for o := range mc.ListObjects(ctx, c.bucket, minio.ListObjectsOptions{Recursive: true}) {
 		if o.Err != nil {
 			t.Fatal(o.Err)
 		}
-		if err := mc.RemoveObject(context.Background(), c.bucket, o.Key, minio.RemoveObjectOptions{}); err != nil {
+		if strings.HasPrefix(o.Key, "summaries/") {
+			if err := mc.RemoveObject(ctx, c.bucket, o.Key, minio.RemoveObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		// A body carrying its summary (S3 user metadata): copied onto
+		// itself without it, as version 1 stored bodies.
+		dst := minio.CopyDestOptions{Bucket: c.bucket, Object: o.Key, ReplaceMetadata: true, UserMetadata: map[string]string{}}
+		if _, err := mc.CopyObject(ctx, dst, minio.CopySrcOptions{Bucket: c.bucket, Object: o.Key}); err != nil {
 			t.Fatal(err)
 		}
 	}

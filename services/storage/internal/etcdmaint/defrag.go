@@ -112,6 +112,7 @@ func (m *Maintainer) noteNoSpace(members []Member, on bool) {
 // room again. It does nothing while a member does not answer.
 func (m *Maintainer) Defragment(ctx context.Context) error {
 	done := map[uint64]bool{}
+	leaderDone := false
 	for {
 		// Fresh statuses each time: the leader may have moved.
 		members, alarms, err := m.Refresh(ctx)
@@ -125,6 +126,12 @@ func (m *Maintainer) Defragment(ctx context.Context) error {
 		}
 		noSpace := hasAlarm(alarms, nospace)
 		next, reason, ok := pickNext(members, done, m.cfg.MinFree, noSpace)
+		if leaderDone {
+			// The leader closes a round. A follower that needs it only
+			// now (it applied the compaction late) waits for the next
+			// round, so no follower is ever taken after the leader.
+			ok = false
+		}
 		if !ok {
 			if len(done) > 0 {
 				m.log.Info("etcd defragmentation round done", "members", len(done))
@@ -138,6 +145,7 @@ func (m *Maintainer) Defragment(ctx context.Context) error {
 			return err
 		}
 		done[next.ID] = true
+		leaderDone = next.isLeader()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
