@@ -74,7 +74,7 @@ func (s *Server) runBulk(ctx context.Context, account, mailboxID, mailboxKey str
 	}
 	from := max(first, 1)
 	inSet := uidMatcher(set)
-	spans := readSpans(set)
+	spans := uidSpans(set, spanGap)
 	// Only entries below UIDNEXT exist for clients; those above belong to a
 	// staging (see staging.go).
 	var uidNext uint32

@@ -1,9 +1,7 @@
 package service
 
 import (
-	"cmp"
 	"context"
-	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
@@ -80,7 +78,7 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 	if len(req.Uids.GetRanges()) > 0 {
 		filter = newUIDFilter(req.Uids)
 	}
-	spans := readSpans(req.Uids)
+	spans := uidSpans(req.Uids, spanGap)
 	from := first
 	batch := min(int64(firstScanBatch), limit)
 	var scanned, readBytes int64
@@ -147,33 +145,20 @@ func (s *Server) ListMessages(ctx context.Context, req *storagev1.ListMessagesRe
 // ranges, sorted: a scattered set of many ranges costs a sort, not a search
 // per entry.
 type uidFilter struct {
-	ranges [][2]uint32 // first, last (inclusive), by first
-	i      int
+	spans []uidSpan
+	i     int
 }
 
 func newUIDFilter(set *storagev1.UIDSet) *uidFilter {
-	f := &uidFilter{}
-	for _, r := range set.GetRanges() {
-		last := r.Last
-		if last == 0 {
-			last = ^uint32(0) // "n:*"
-		}
-		first := r.First
-		if first > last { // "910:900" is 900:910 (RFC 9051 section 9, seq-range)
-			first, last = last, first
-		}
-		f.ranges = append(f.ranges, [2]uint32{first, last})
-	}
-	slices.SortFunc(f.ranges, func(a, b [2]uint32) int { return cmp.Compare(a[0], b[0]) })
-	return f
+	return &uidFilter{spans: uidSpans(set, 1)}
 }
 
 // contains reports whether uid is in the set; uids must come in ascending order.
 func (f *uidFilter) contains(uid uint32) bool {
-	for f.i < len(f.ranges) && f.ranges[f.i][1] < uid {
+	for f.i < len(f.spans) && f.spans[f.i].last < uid {
 		f.i++
 	}
-	return f.i < len(f.ranges) && f.ranges[f.i][0] <= uid
+	return f.i < len(f.spans) && f.spans[f.i].first <= uid
 }
 
 // getMessage reads one index entry.

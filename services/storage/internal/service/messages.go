@@ -147,21 +147,13 @@ func chunkReader(recv func() (chunk *storagev1.BodyChunk, isMetadata bool, err e
 // uidBounds returns the smallest range of UIDs that covers set (last 0 = no
 // upper bound). An empty set means every UID.
 func uidBounds(set *storagev1.UIDSet) (first, last uint32) {
-	if len(set.GetRanges()) == 0 {
+	spans := uidSpans(set, 1)
+	if spans == nil {
 		return 1, 0
 	}
-	first = ^uint32(0)
-	for _, r := range set.Ranges {
-		first = min(first, r.First)
-		if r.Last != 0 {
-			first = min(first, r.Last) // a reversed range, "910:900"
-		}
-	}
-	for _, r := range set.Ranges {
-		if r.Last == 0 {
-			return first, 0
-		}
-		last = max(last, r.First, r.Last)
+	first, last = spans[0].first, spans[len(spans)-1].last
+	if last == ^uint32(0) {
+		last = 0 // "n:*"
 	}
 	return first, last
 }

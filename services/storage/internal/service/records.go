@@ -1,7 +1,9 @@
 package service
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -324,39 +326,47 @@ func sameFlags(a, b []string) bool {
 	return true
 }
 
+// uidSpan is an inclusive range of UIDs.
+type uidSpan struct{ first, last uint32 }
+
+// uidSpans turns a UID set into sorted, disjoint spans: reversed ranges
+// ("910:900") turned round, "n:*" up to the highest UID, and spans at most
+// join UIDs apart joined (1: those that touch). nil for an empty set.
+func uidSpans(set *storagev1.UIDSet, join uint32) []uidSpan {
+	var spans []uidSpan
+	for _, r := range set.GetRanges() {
+		first, last := r.First, r.Last
+		if last == 0 {
+			last = ^uint32(0) // "n:*"
+		}
+		if first > last {
+			first, last = last, first
+		}
+		spans = append(spans, uidSpan{max(first, 1), last})
+	}
+	slices.SortFunc(spans, func(a, b uidSpan) int { return cmp.Compare(a.first, b.first) })
+	var out []uidSpan
+	for _, sp := range spans {
+		if n := len(out); n > 0 && uint64(sp.first) <= uint64(out[n-1].last)+uint64(join) {
+			out[n-1].last = max(out[n-1].last, sp.last)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
 // uidMatcher returns a membership test for set (empty: every UID) that
 // costs O(log ranges) per UID: a sparse selection of a big mailbox may have
 // tens of thousands of ranges, tested against every entry scanned.
 func uidMatcher(set *storagev1.UIDSet) func(uint32) bool {
-	if len(set.GetRanges()) == 0 {
+	spans := uidSpans(set, 1)
+	if spans == nil {
 		return func(uint32) bool { return true }
 	}
-	type span struct{ first, last uint32 }
-	spans := make([]span, 0, len(set.Ranges))
-	for _, r := range set.Ranges {
-		last := r.Last
-		if last == 0 {
-			last = ^uint32(0)
-		}
-		first := r.First
-		if first > last {
-			first, last = last, first
-		}
-		spans = append(spans, span{first, last})
-	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].first < spans[j].first })
-	merged := spans[:1]
-	for _, sp := range spans[1:] {
-		top := &merged[len(merged)-1]
-		if sp.first <= top.last || sp.first == top.last+1 {
-			top.last = max(top.last, sp.last)
-			continue
-		}
-		merged = append(merged, sp)
-	}
 	return func(uid uint32) bool {
-		i := sort.Search(len(merged), func(i int) bool { return merged[i].last >= uid })
-		return i < len(merged) && merged[i].first <= uid
+		i := sort.Search(len(spans), func(i int) bool { return spans[i].last >= uid })
+		return i < len(spans) && spans[i].first <= uid
 	}
 }
 

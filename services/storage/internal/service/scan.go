@@ -8,8 +8,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 )
 
 // Reading a page of a big mailbox. etcd walks every key of a range to count
@@ -64,39 +62,9 @@ func (s *Server) entryKey(account, mailboxID string, uid uint64) string {
 }
 
 // spanGap is the widest run of UIDs outside a set that readEntriesIn reads
-// rather than skips: below it, another etcd request costs more than the
-// entries it would save.
+// rather than skips (uidSpans joins spans this close): below it, another
+// etcd request costs more than the entries it would save.
 const spanGap = 64
-
-// uidSpan is an inclusive range of UIDs.
-type uidSpan struct{ first, last uint32 }
-
-// readSpans turns a UID set into the sorted, disjoint spans readEntriesIn
-// reads, joining spans less than spanGap apart; nil for an empty set (every
-// UID).
-func readSpans(set *storagev1.UIDSet) []uidSpan {
-	var spans []uidSpan
-	for _, r := range set.GetRanges() {
-		first, last := r.First, r.Last
-		if last == 0 {
-			last = ^uint32(0) // "n:*"
-		}
-		if first > last {
-			first, last = last, first
-		}
-		spans = append(spans, uidSpan{max(first, 1), last})
-	}
-	slices.SortFunc(spans, func(a, b uidSpan) int { return cmp.Compare(a.first, b.first) })
-	var out []uidSpan
-	for _, sp := range spans {
-		if n := len(out); n > 0 && uint64(sp.first) <= uint64(out[n-1].last)+spanGap {
-			out[n-1].last = max(out[n-1].last, sp.last)
-			continue
-		}
-		out = append(out, sp)
-	}
-	return out
-}
 
 // spansPerRead bounds the etcd requests one readEntriesIn makes, one per
 // span: a set of thousands of scattered UIDs is read a page at a time like
