@@ -188,6 +188,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := newRPCMetrics(reg)
+	registerRecipientCache(reg, svc)
 
 	sessionKey, err := svc.SessionKey(ctx)
 	if err != nil {
@@ -241,6 +242,14 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			}
 		}()
 		svc.RunSweeper(sweepCtx, cfg.SweepInterval, cfg.OrphanScanInterval)
+	}()
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("recipient watch panicked", "panic", r)
+			}
+		}()
+		svc.RunRecipientWatch(sweepCtx)
 	}()
 	maintCfg := etcdmaint.DefaultConfig()
 	maintCfg.StatusInterval, maintCfg.DefragInterval = cfg.EtcdStatusInterval, cfg.EtcdDefragInterval
@@ -366,4 +375,31 @@ func newBlobStore(cfg *Config) (blobstore.Store, error) {
 		})
 	}
 	return nil, fmt.Errorf("unknown --blob-driver %q (want s3 or fs)", cfg.BlobDriver)
+}
+
+// registerRecipientCache exports the address directory cache's figures: its
+// hit rate, and whether its etcd watch runs (0: every lookup reads etcd).
+func registerRecipientCache(reg *prometheus.Registry, svc *service.Server) {
+	stat := func(pick func(hits, misses uint64, live bool) float64) func() float64 {
+		return func() float64 { return pick(svc.RecipientCacheStats()) }
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mailfleet_storage_recipient_cache_hits_total",
+			Help: "Recipient lookups (RCPT, deliveries) answered from the replica's directory cache.",
+		}, stat(func(h, _ uint64, _ bool) float64 { return float64(h) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "mailfleet_storage_recipient_cache_misses_total",
+			Help: "Recipient lookups that read the address directory in etcd.",
+		}, stat(func(_, m uint64, _ bool) float64 { return float64(m) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "mailfleet_storage_recipient_cache_live",
+			Help: "1 while the directory watch runs and the cache keeps answers, 0 while it is off.",
+		}, stat(func(_, _ uint64, live bool) float64 {
+			if live {
+				return 1
+			}
+			return 0
+		})),
+	)
 }

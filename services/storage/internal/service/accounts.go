@@ -79,6 +79,7 @@ func (s *Server) domainExists(ctx context.Context, domain string) (bool, error) 
 }
 
 func (s *Server) CreateDomain(ctx context.Context, req *storagev1.CreateDomainRequest) (*storagev1.CreateDomainResponse, error) {
+	defer s.recipients.clear() // this replica answers from the new directory at once
 	name, err := normalizeDomain(req.Name)
 	if err != nil {
 		return nil, err
@@ -101,6 +102,7 @@ func (s *Server) CreateDomain(ctx context.Context, req *storagev1.CreateDomainRe
 }
 
 func (s *Server) DeleteDomain(ctx context.Context, req *storagev1.DeleteDomainRequest) (*storagev1.DeleteDomainResponse, error) {
+	defer s.recipients.clear() // this replica answers from the new directory at once
 	name, err := normalizeDomain(req.Name)
 	if err != nil {
 		return nil, err
@@ -146,6 +148,7 @@ func (s *Server) ListDomains(ctx context.Context, req *storagev1.ListDomainsRequ
 }
 
 func (s *Server) CreateAccount(ctx context.Context, req *storagev1.CreateAccountRequest) (*storagev1.CreateAccountResponse, error) {
+	defer s.recipients.clear() // this replica answers from the new directory at once
 	local, domain, err := normalizeAddress(req.Address)
 	if err != nil {
 		return nil, err
@@ -376,6 +379,7 @@ func aliasString(local, domain string) string {
 }
 
 func (s *Server) AddAlias(ctx context.Context, req *storagev1.AddAliasRequest) (*storagev1.AddAliasResponse, error) {
+	defer s.recipients.clear() // this replica answers from the new directory at once
 	local, domain, kind, err := parseAlias(req.Alias)
 	if err != nil {
 		return nil, err
@@ -408,6 +412,7 @@ func (s *Server) AddAlias(ctx context.Context, req *storagev1.AddAliasRequest) (
 }
 
 func (s *Server) RemoveAlias(ctx context.Context, req *storagev1.RemoveAliasRequest) (*storagev1.RemoveAliasResponse, error) {
+	defer s.recipients.clear() // this replica answers from the new directory at once
 	local, domain, _, err := parseAlias(req.Alias)
 	if err != nil {
 		return nil, err
@@ -530,34 +535,18 @@ func (s *Server) ResolveRecipient(ctx context.Context, req *storagev1.ResolveRec
 }
 
 // resolve finds the account for local@domain: the exact address, then without
-// its +subaddress, then the domain's catch-all.
+// its +subaddress, then the domain's catch-all. The account is read fresh
+// (disabled, quota); the directory step may come from the replica's cache.
 func (s *Server) resolve(ctx context.Context, local, domain string) (*storagev1.ResolveRecipientResponse, error) {
-	candidates := []string{local}
-	if base, _, found := strings.Cut(local, recipientDelimiter); found && base != "" {
-		candidates = append(candidates, base)
-	}
-	candidates = append(candidates, "@")
-	ops := []clientv3.Op{clientv3.OpGet(s.keys.Domain(domain), clientv3.WithCountOnly())}
-	for _, c := range candidates {
-		ops = append(ops, clientv3.OpGet(s.keys.Address(domain, c)))
-	}
-	resp, err := s.etcd.Txn(ctx).Then(ops...).Commit()
+	l, err := s.routeAddress(ctx, local, domain)
 	if err != nil {
 		return nil, err
 	}
-	if resp.Responses[0].GetResponseRange().Count == 0 {
+	if !l.domainKnown {
 		return &storagev1.ResolveRecipientResponse{Result: storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL}, nil
 	}
-	for _, r := range resp.Responses[1:] {
-		kvs := r.GetResponseRange().Kvs
-		if len(kvs) == 0 {
-			continue
-		}
-		addr := &records.AddressRecord{}
-		if err := proto.Unmarshal(kvs[0].Value, addr); err != nil {
-			return nil, err
-		}
-		rec, q, err := s.getAccount(ctx, addr.AccountId)
+	for _, id := range l.accounts {
+		rec, q, err := s.getAccount(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -573,6 +562,7 @@ func (s *Server) resolve(ctx context.Context, local, domain string) (*storagev1.
 }
 
 func (s *Server) DeleteAccount(ctx context.Context, req *storagev1.DeleteAccountRequest) (*storagev1.DeleteAccountResponse, error) {
+	defer s.recipients.clear() // this replica answers from the new directory at once
 	id := req.AccountId
 	if id == "" || strings.Contains(id, "/") {
 		return nil, errInvalid("account id is required")

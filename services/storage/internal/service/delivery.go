@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -62,25 +63,23 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			r.Status, r.Detail = storagev1.RecipientResult_STATUS_UNKNOWN_USER, "invalid address"
 			continue
 		}
-		res, err := s.resolve(ctx, local, domain)
+		// The directory only: deliverOne reads the account itself.
+		l, err := s.routeAddress(ctx, local, domain)
 		if err != nil {
 			return toStatus(err)
 		}
-		switch res.Result {
-		case storagev1.ResolveRecipientResponse_RESULT_LOCAL:
-			r.AccountId = res.Account.Id
+		switch {
+		case !l.domainKnown:
+			r.Status = storagev1.RecipientResult_STATUS_NOT_LOCAL
+		case len(l.accounts) == 0:
+			r.Status = storagev1.RecipientResult_STATUS_UNKNOWN_USER
+			waiting = append(waiting, r)
+		default:
+			r.AccountId = l.accounts[0]
 			if _, seen := byAccount[r.AccountId]; !seen {
 				accounts = append(accounts, r.AccountId)
 			}
 			byAccount[r.AccountId] = append(byAccount[r.AccountId], r)
-		case storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL:
-			r.Status = storagev1.RecipientResult_STATUS_NOT_LOCAL
-		case storagev1.ResolveRecipientResponse_RESULT_DISABLED:
-			r.Status = storagev1.RecipientResult_STATUS_DISABLED
-			waiting = append(waiting, r)
-		default:
-			r.Status = storagev1.RecipientResult_STATUS_UNKNOWN_USER
-			waiting = append(waiting, r)
 		}
 	}
 
@@ -123,6 +122,10 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 				status, detail := storagev1.RecipientResult_STATUS_DELIVERED, ""
 				switch storagev1.ReasonOf(err) {
 				case storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED:
+					if errors.Is(err, errDisabled) {
+						status, detail = storagev1.RecipientResult_STATUS_DISABLED, "mailbox disabled"
+						break
+					}
 					if err != nil {
 						return err // etcd trouble: the whole step fails
 					}
@@ -242,11 +245,32 @@ func (s *Server) newLocalQueueRecord(mailFrom string, rs []*storagev1.RecipientR
 	return rec
 }
 
+// errDisabled: the account may not receive now (it was disabled after the
+// directory said where the address goes).
+var errDisabled = errors.New("account disabled")
+
 // deliverOne stages the delivery of a body to one account's INBOX, or to its
 // Junk mailbox when junk is set (a content filter quarantined the message)
 // and the account has one: every account is made with one, but users may
 // delete or rename it.
 func (s *Server) deliverOne(tx *etcdtx.Tx, account string, junk bool, up *upload, internalDate *timestamppb.Timestamp) (uint32, string, error) {
+	// What a delivery reads first, in one round trip.
+	first := []string{s.keys.Account(account), s.keys.Quota(account), s.keys.Name(account, "INBOX")}
+	if junk {
+		first = append(first, s.keys.Name(account, "Junk"))
+	}
+	if err := tx.Prefetch(first); err != nil {
+		return 0, "", err
+	}
+	// The account is checked here, in the transaction, not where the
+	// address was resolved: that answer may come from the replica's cache.
+	rec, err := s.loadAccount(tx, account)
+	if err != nil {
+		return 0, "", err
+	}
+	if rec.Disabled {
+		return 0, "", errDisabled
+	}
 	q, err := s.loadQuota(tx, account)
 	if err != nil {
 		return 0, "", err

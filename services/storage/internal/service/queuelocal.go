@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -71,6 +72,11 @@ func (s *Server) DeliverQueued(ctx context.Context, req *storagev1.DeliverQueued
 			_, _, err := s.deliverOne(tx, account, false, up, now) // queue records carry no junk flag yet: a quarantined copy queued for a full mailbox lands in INBOX
 			switch storagev1.ReasonOf(err) {
 			case storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED:
+				if errors.Is(err, errDisabled) { // disabled since it was resolved above
+					tx.Rollback(sp)
+					setOutcomes(group, storagev1.RecipientResult_STATUS_DISABLED)
+					return nil
+				}
 				if err != nil {
 					return err
 				}

@@ -117,7 +117,10 @@ type Server struct {
 	authCache *password.Cache
 	leases    *leaseKeeper
 	summaries *summaryCache
-	sessions  *authz.Sessions // nil: logins get no session token
+	// recipients caches the address directory (recipients.go); it keeps
+	// nothing until RunRecipientWatch runs.
+	recipients *recipientCache
+	sessions   *authz.Sessions // nil: logins get no session token
 
 	// draining ends when the process starts shutting down: Watch streams,
 	// which never finish by themselves, end then so that graceful stop
@@ -143,6 +146,7 @@ func New(etcd *clientv3.Client, prefix string, blobs blobstore.Store, cfg Config
 	}
 	s.summaries = newSummaryCache(cfg.SummaryCacheBytes)
 	s.committer = newCommitter(etcd)
+	s.recipients = newRecipientCache(recipientCacheTTL, recipientCacheEntries)
 	s.leases = &leaseKeeper{etcd: etcd}
 	s.authCache = password.NewCache(cfg.AuthCacheTTL, 100000)
 	s.draining, s.drainDone = context.WithCancel(context.Background())

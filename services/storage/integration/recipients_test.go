@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"testing"
+	"time"
+
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+)
+
+// Each replica keeps the address directory's answers in memory (the storage
+// service's recipients.go). A directory change made through another replica
+// reaches its cache through an etcd watch within moments, also after etcd
+// restarted under the watch; what the directory cannot say (an account
+// disabled a moment ago) is checked in the delivery's own transaction.
+func TestRecipientCacheFollowsTheDirectory(t *testing.T) {
+	c := newCluster(t, options{driver: "fs", replicas: 2})
+	a, b := c.replicas[0], c.replicas[1]
+	ctx := ctxT(t)
+	alice := setupAccount(t, a, "alice@example.test", 0, 0)
+	bob := setupAccount(t, a, "bob@example.test", 0, 0)
+
+	resolve := func(addr string) *storagev1.ResolveRecipientResponse {
+		t.Helper()
+		resp, err := b.Accounts.ResolveRecipient(ctx, &storagev1.ResolveRecipientRequest{Address: addr})
+		if err != nil {
+			t.Fatalf("resolve %s: %v", addr, err)
+		}
+		return resp
+	}
+	// resolvesTo waits (the watch takes moments, the cache's TTL minutes)
+	// until replica b answers addr with want and account.
+	resolvesTo := func(addr string, want storagev1.ResolveRecipientResponse_Result, account string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			resp := resolve(addr)
+			if resp.Result == want && resp.Account.GetId() == account {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica b still resolves %s to %v %q, want %v %q", addr, resp.Result, resp.Account.GetId(), want, account)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	hits := func() float64 {
+		return metricValue(scrape(t, b), "mailfleet_storage_recipient_cache_hits_total")
+	}
+	deliverTo := func(addr string) *storagev1.RecipientResult {
+		t.Helper()
+		resp, err := deliver(ctx, b, []string{addr}, message(1, 2000))
+		if err != nil {
+			t.Fatalf("deliver to %s: %v", addr, err)
+		}
+		return resp.Results[0]
+	}
+	waitMetric(t, b, "mailfleet_storage_recipient_cache_live", 1)
+
+	// An unknown address, answered from the cache the second time, becomes
+	// an account made through replica a.
+	resolvesTo("carol@example.test", storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER, "")
+	before := hits()
+	resolvesTo("carol@example.test", storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER, "")
+	if hits() <= before {
+		t.Fatal("replica b read etcd again for an address it had just resolved: the cache is off")
+	}
+	carol := setupAccount(t, a, "carol@example.test", 0, 0)
+	resolvesTo("carol@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, carol.Id)
+	if r := deliverTo("carol@example.test"); r.Status != storagev1.RecipientResult_STATUS_DELIVERED || r.AccountId != carol.Id {
+		t.Fatalf("delivery to the new account: %v", r)
+	}
+
+	// An alias moves from alice to bob: mail through b follows it.
+	if _, err := a.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "sales@example.test", AccountId: alice.Id}); err != nil {
+		t.Fatal(err)
+	}
+	resolvesTo("sales+q4@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, alice.Id)
+	if _, err := a.Accounts.RemoveAlias(ctx, &storagev1.RemoveAliasRequest{Alias: "sales@example.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "sales@example.test", AccountId: bob.Id}); err != nil {
+		t.Fatal(err)
+	}
+	resolvesTo("sales+q4@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, bob.Id)
+	if r := deliverTo("sales+q4@example.test"); r.Status != storagev1.RecipientResult_STATUS_DELIVERED || r.AccountId != bob.Id {
+		t.Fatalf("delivery to the moved alias: %v", r)
+	}
+
+	// Disabled through a: b's very next delivery refuses it, although its
+	// cache still sends the address to alice's account.
+	deliverTo("alice@example.test")
+	if _, err := a.Accounts.SetDisabled(ctx, &storagev1.SetDisabledRequest{AccountId: alice.Id, Disabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r := deliverTo("alice@example.test"); r.Status != storagev1.RecipientResult_STATUS_DISABLED {
+		t.Fatalf("delivery to an account disabled a moment ago: %v", r)
+	}
+	if _, msgs := listAll(t, a, alice.Id, mailboxID(t, a, alice.Id, "INBOX")); len(msgs) != 1 {
+		t.Fatalf("alice's INBOX holds %d messages, want the one from before she was disabled", len(msgs))
+	}
+	if _, err := a.Accounts.SetDisabled(ctx, &storagev1.SetDisabledRequest{AccountId: alice.Id, Disabled: false}); err != nil {
+		t.Fatal(err)
+	}
+	if r := deliverTo("alice@example.test"); r.Status != storagev1.RecipientResult_STATUS_DELIVERED {
+		t.Fatalf("delivery after enabling again: %v", r)
+	}
+
+	// A new domain, and a deleted account.
+	resolvesTo("dora@new.test", storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL, "")
+	dora := setupAccount(t, a, "dora@new.test", 0, 0)
+	resolvesTo("dora@new.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, dora.Id)
+	if _, err := a.Accounts.DeleteAccount(ctx, &storagev1.DeleteAccountRequest{AccountId: carol.Id}); err != nil {
+		t.Fatal(err)
+	}
+	resolvesTo("carol@example.test", storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER, "")
+	if r := deliverTo("carol@example.test"); r.Status != storagev1.RecipientResult_STATUS_UNKNOWN_USER {
+		t.Fatalf("delivery to a deleted account: %v", r)
+	}
+
+	// etcd restarts under the watch: the cache goes off, comes back, and
+	// still follows changes made meanwhile.
+	resolvesTo("erin@example.test", storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER, "")
+	member := c.etcd.Members[0]
+	member.Stop()
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.WaitHealthy(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	erin := setupAccount(t, a, "erin@example.test", 0, 0)
+	resolvesTo("erin@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, erin.Id)
+	waitMetric(t, b, "mailfleet_storage_recipient_cache_live", 1)
+	resolvesTo("frank@example.test", storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER, "")
+	frank := setupAccount(t, a, "frank@example.test", 0, 0)
+	resolvesTo("frank@example.test", storagev1.ResolveRecipientResponse_RESULT_LOCAL, frank.Id)
+}

@@ -1,0 +1,67 @@
+package service
+
+import (
+	"testing"
+	"time"
+)
+
+// An answer read from etcd before a directory change and stored after it
+// must not stay; nothing is kept while the watch is down; a change drops the
+// whole domain (a catch-all serves every local part).
+func TestRecipientCacheKeepsNoStaleAnswer(t *testing.T) {
+	now := time.Now()
+	c := newRecipientCache(time.Minute, 3)
+	alice := addressLookup{domainKnown: true, accounts: []string{"a1"}}
+
+	_, _, gen := c.get("alice", "example.test", now)
+	c.put("alice", "example.test", alice, gen, now)
+	if _, ok, _ := c.get("alice", "example.test", now); ok {
+		t.Fatal("an answer was kept while the watch was not running")
+	}
+
+	c.setLive(true)
+	_, _, gen = c.get("alice", "example.test", now)
+	c.forgetDomain("example.test") // the directory changed while etcd was read
+	c.put("alice", "example.test", alice, gen, now)
+	if _, ok, _ := c.get("alice", "example.test", now); ok {
+		t.Fatal("an answer read before a change was kept after it")
+	}
+
+	_, _, gen = c.get("alice", "example.test", now)
+	c.put("alice", "example.test", alice, gen, now)
+	_, _, gen = c.get("bob", "example.test", now)
+	c.put("bob", "example.test", addressLookup{domainKnown: true}, gen, now)
+	_, _, gen = c.get("x", "other.test", now)
+	c.put("x", "other.test", addressLookup{}, gen, now)
+	if l, ok, _ := c.get("alice", "example.test", now); !ok || l.accounts[0] != "a1" {
+		t.Fatalf("alice: %v %v", l, ok)
+	}
+	if _, ok, _ := c.get("alice", "example.test", now.Add(2*time.Minute)); ok {
+		t.Fatal("an answer outlived its TTL")
+	}
+	c.forgetDomain("example.test")
+	if _, ok, _ := c.get("bob", "example.test", now); ok {
+		t.Fatal("a change in the domain left another address's answer")
+	}
+	if _, ok, _ := c.get("x", "other.test", now); !ok {
+		t.Fatal("a change in one domain dropped another domain's answers")
+	}
+
+	// Full: the cache starts over rather than growing.
+	for _, l := range []string{"a", "b", "c", "d"} {
+		_, _, gen = c.get(l, "big.test", now)
+		c.put(l, "big.test", addressLookup{domainKnown: true}, gen, now)
+	}
+	if c.size > c.max {
+		t.Fatalf("%d entries kept, bound %d", c.size, c.max)
+	}
+	hits, misses := c.hits.Load(), c.misses.Load()
+	if hits == 0 || misses == 0 {
+		t.Fatalf("hits %d, misses %d", hits, misses)
+	}
+
+	c.setLive(false)
+	if _, ok, _ := c.get("d", "big.test", now); ok {
+		t.Fatal("answers survived the watch stopping")
+	}
+}
