@@ -47,6 +47,8 @@ func (e *UncertainError) Unwrap() error { return e.Err }
 type read struct {
 	value  []byte // nil when the key is absent
 	modRev int64  // 0 when the key is absent
+	// assumed: not read, only required to exist at commit (Assume).
+	assumed bool
 }
 
 type write struct {
@@ -63,6 +65,8 @@ type Tx struct {
 	writes map[string]write
 	order  []string // write order, for readable transactions
 	bytes  int      // keys and values of reads (compares) and writes so far
+	// retry: an earlier attempt did not commit, so Assume reads.
+	retry bool
 }
 
 // Get returns the value of key as this transaction sees it (its own staged
@@ -71,7 +75,7 @@ func (t *Tx) Get(key string) (value []byte, ok bool, err error) {
 	if w, staged := t.writes[key]; staged {
 		return w.value, !w.delete, nil
 	}
-	if r, seen := t.reads[key]; seen {
+	if r, seen := t.reads[key]; seen && !r.assumed {
 		return r.value, r.value != nil, nil
 	}
 	resp, err := t.kv.Get(t.ctx, key)
@@ -89,10 +93,29 @@ func (t *Tx) Get(key string) (value []byte, ok bool, err error) {
 	return r.value, r.value != nil, nil
 }
 
+// Assume is Get's answer for a key that almost always exists, without a
+// round trip: it says the key exists, and the commit requires it to. If the
+// commit then fails (that key is gone, or any other compare failed), Run
+// calls fn again and this time Assume reads the key.
+func (t *Tx) Assume(key string) (ok bool, err error) {
+	if !t.retry {
+		if _, staged := t.writes[key]; !staged {
+			if _, seen := t.reads[key]; !seen {
+				t.addRead(key, read{assumed: true})
+			}
+			return true, nil
+		}
+	}
+	_, ok, err = t.Get(key)
+	return ok, err
+}
+
 // addRead remembers a read (compared at commit) and counts its bytes.
 func (t *Tx) addRead(key string, r read) {
+	if _, again := t.reads[key]; !again { // an assumed key read after all
+		t.bytes += len(key) + opOverhead
+	}
 	t.reads[key] = r
-	t.bytes += len(key) + opOverhead
 }
 
 // Put stages a write of key.
@@ -159,8 +182,8 @@ func (t *Tx) Rollback(sp Savepoint) {
 // commit (0 when fn staged nothing).
 func Run(ctx context.Context, kv clientv3.KV, fn func(tx *Tx) error) (int64, error) {
 	backoff := 2 * time.Millisecond
-	for {
-		tx := &Tx{ctx: ctx, kv: kv, reads: map[string]read{}, writes: map[string]write{}}
+	for attempt := 0; ; attempt++ {
+		tx := &Tx{ctx: ctx, kv: kv, reads: map[string]read{}, writes: map[string]write{}, retry: attempt > 0}
 		if err := fn(tx); err != nil {
 			return 0, err
 		}
@@ -174,6 +197,10 @@ func Run(ctx context.Context, kv clientv3.KV, fn func(tx *Tx) error) (int64, err
 		}
 		cmps := make([]clientv3.Cmp, 0, len(tx.reads))
 		for key, r := range tx.reads {
+			if r.assumed {
+				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), ">", 0))
+				continue
+			}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", r.modRev))
 		}
 		ops := make([]clientv3.Op, 0, len(tx.order))

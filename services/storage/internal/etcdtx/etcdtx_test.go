@@ -176,3 +176,48 @@ func TestByteBudget(t *testing.T) {
 		t.Fatalf("9 × 100 KiB: %v", err)
 	}
 }
+
+// Assume saves the read of a key that exists; when the key is gone, the
+// commit fails, the function runs again, and this time it learns the truth
+// and nothing it staged on the assumption is written.
+func TestAssumeIsCheckedAtCommit(t *testing.T) {
+	cli := newClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := cli.Put(ctx, "intent", ""); err != nil {
+		t.Fatal(err)
+	}
+	attempts := 0
+	commit := func() (bool, error) {
+		var exists bool
+		_, err := etcdtx.Run(ctx, cli, func(tx *etcdtx.Tx) error {
+			attempts++
+			ok, err := tx.Assume("intent")
+			if err != nil {
+				return err
+			}
+			exists = ok
+			if ok {
+				tx.Put("ref", []byte(strconv.Itoa(attempts)))
+			} else {
+				tx.Put("refused", []byte("yes"))
+			}
+			return nil
+		})
+		return exists, err
+	}
+	if ok, err := commit(); err != nil || !ok || attempts != 1 {
+		t.Fatalf("existing key: ok %v, err %v, %d attempts", ok, err, attempts)
+	}
+	if _, err := cli.Delete(ctx, "intent"); err != nil {
+		t.Fatal(err)
+	}
+	attempts = 0
+	if ok, err := commit(); err != nil || ok || attempts != 2 {
+		t.Fatalf("deleted key: ok %v, err %v, %d attempts (want the assumption refused, then a read)", ok, err, attempts)
+	}
+	resp, err := cli.Get(ctx, "ref")
+	if err != nil || string(resp.Kvs[0].Value) != "1" {
+		t.Fatalf("ref = %v (%v): the write made on a false assumption landed", resp.Kvs, err)
+	}
+}

@@ -25,8 +25,8 @@ var errTooLarge = errors.New("message too large")
 // body object and summarizes it on the way (summary.go). Memory stays bounded by the
 // chunk size, the header capture and the driver's part size.
 func (s *Server) receiveBody(ctx context.Context, next func() ([]byte, error)) (*upload, error) {
-	key := newBodyKey(time.Now())
-	if err := s.registerUpload(ctx, key); err != nil {
+	key, err := s.uploadKeys.next(ctx)
+	if err != nil {
 		drain(next)
 		return nil, toStatus(err)
 	}

@@ -58,14 +58,57 @@ func (k *leaseKeeper) lease(ctx context.Context) (clientv3.LeaseID, error) {
 	return k.id, nil
 }
 
-// registerUpload puts the intent for a body about to be written.
-func (s *Server) registerUpload(ctx context.Context, key string) error {
-	id, err := s.leases.lease(ctx)
+// uploadKeys hands out body keys whose intents are registered, from a
+// replica-wide batch: deliveries, APPENDs and queue hand-offs then cost one
+// etcd write per intentBatch messages instead of one each. A batch belongs
+// to one lease; when the replica's lease changes (the old one expired, and
+// its intents with it) the rest of the batch is dropped.
+type uploadKeys struct {
+	s *Server
+
+	mu    sync.Mutex
+	lease clientv3.LeaseID
+	keys  []string
+}
+
+// next returns a body key whose upload intent is registered.
+func (u *uploadKeys) next(ctx context.Context) (string, error) {
+	id, err := u.s.leases.lease(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = s.etcd.Put(ctx, s.keys.Upload(key), "", clientv3.WithLease(id))
-	return err
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.lease != id {
+		u.lease, u.keys = id, nil
+	}
+	if len(u.keys) == 0 {
+		keys, err := u.s.registerIntents(ctx, id, intentBatch)
+		if err != nil {
+			return "", err
+		}
+		u.keys = keys
+	}
+	key := u.keys[0]
+	u.keys = u.keys[1:]
+	return key, nil
+}
+
+// registerIntents makes n new body keys and puts their intents on lease id
+// in one write.
+func (s *Server) registerIntents(ctx context.Context, id clientv3.LeaseID, n int) ([]string, error) {
+	ops := make([]clientv3.Op, 0, n)
+	keys := make([]string, 0, n)
+	now := time.Now()
+	for range n {
+		key := newBodyKey(now)
+		keys = append(keys, key)
+		ops = append(ops, clientv3.OpPut(s.keys.Upload(key), "", clientv3.WithLease(id)))
+	}
+	if _, err := s.etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+		return nil, err
+	}
+	return keys, nil
 }
 
 // forgetUpload deletes an intent outside a transaction (the request ends
@@ -96,15 +139,8 @@ func (p *intentPool) next(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		var ops []clientv3.Op
-		var fresh []string
-		now := time.Now()
-		for i := 0; i < intentBatch; i++ {
-			key := newBodyKey(now)
-			fresh = append(fresh, key)
-			ops = append(ops, clientv3.OpPut(p.s.keys.Upload(key), "", clientv3.WithLease(id)))
-		}
-		if _, err := p.s.etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+		fresh, err := p.s.registerIntents(ctx, id, intentBatch)
+		if err != nil {
 			return "", err
 		}
 		p.keys = fresh

@@ -97,7 +97,9 @@ func errBodyGone(key string) error {
 // upload's intent must still exist: a replica whose lease ran out (its
 // intents gone, its body possibly swept as an orphan) cannot commit.
 func (s *Server) newBodyRef(tx *etcdtx.Tx, up *upload, refs uint32) error {
-	if _, ok, err := tx.Get(s.keys.Upload(up.key)); err != nil {
+	// Assumed, not read: the commit requires the intent anyway, and it is
+	// read only if that fails (one round trip less per message).
+	if ok, err := tx.Assume(s.keys.Upload(up.key)); err != nil {
 		return err
 	} else if !ok {
 		return fail(reasonTemporary, "the upload took too long (its intent expired); try again")

@@ -120,6 +120,8 @@ type Server struct {
 	// recipients caches the address directory (recipients.go); it keeps
 	// nothing until RunRecipientWatch runs.
 	recipients *recipientCache
+	// uploadKeys hands out body keys with registered intents (intents.go).
+	uploadKeys *uploadKeys
 	sessions   *authz.Sessions // nil: logins get no session token
 
 	// draining ends when the process starts shutting down: Watch streams,
@@ -147,6 +149,7 @@ func New(etcd *clientv3.Client, prefix string, blobs blobstore.Store, cfg Config
 	s.summaries = newSummaryCache(cfg.SummaryCacheBytes)
 	s.committer = newCommitter(etcd)
 	s.recipients = newRecipientCache(recipientCacheTTL, recipientCacheEntries)
+	s.uploadKeys = &uploadKeys{s: s}
 	s.leases = &leaseKeeper{etcd: etcd}
 	s.authCache = password.NewCache(cfg.AuthCacheTTL, 100000)
 	s.draining, s.drainDone = context.WithCancel(context.Background())
