@@ -244,6 +244,8 @@ func (s *session) outcome(id string, resp *storagev1.DeliverResponse) error {
 		return s.reject("over-quota", reply(452, smtp.EnhancedCode{4, 2, 2}, "Mailbox full, try again later"))
 	case storagev1.RecipientResult_STATUS_TEMPORARY_FAILURE:
 		return s.reject("storage", reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary storage failure, try again later"))
+	case storagev1.RecipientResult_STATUS_DISABLED: // since RCPT
+		return s.reject("disabled", reply(550, smtp.EnhancedCode{5, 2, 1}, "Mailbox disabled"))
 	}
 	return s.reject("unknown-user", reply(550, smtp.EnhancedCode{5, 1, 1}, "No such user here"))
 }

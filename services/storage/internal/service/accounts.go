@@ -303,6 +303,7 @@ func (s *Server) ListAccounts(ctx context.Context, req *storagev1.ListAccountsRe
 
 // updateAccount applies fn to an account record in a transaction.
 func (s *Server) updateAccount(ctx context.Context, id string, fn func(rec *records.AccountRecord) error) error {
+	defer s.recipients.clear() // this replica answers from the new state at once
 	_, err := etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
 		rec, err := s.loadAccount(tx, id)
 		if err != nil {
@@ -344,6 +345,7 @@ func (s *Server) SetDisabled(ctx context.Context, req *storagev1.SetDisabledRequ
 }
 
 func (s *Server) SetQuota(ctx context.Context, req *storagev1.SetQuotaRequest) (*storagev1.SetQuotaResponse, error) {
+	defer s.recipients.clear() // this replica answers from the new state at once
 	var q *storagev1.Quota
 	_, err := etcdtx.Run(ctx, s.etcd, func(tx *etcdtx.Tx) error {
 		var err error
@@ -535,8 +537,9 @@ func (s *Server) ResolveRecipient(ctx context.Context, req *storagev1.ResolveRec
 }
 
 // resolve finds the account for local@domain: the exact address, then without
-// its +subaddress, then the domain's catch-all. The account is read fresh
-// (disabled, quota); the directory step may come from the replica's cache.
+// its +subaddress, then the domain's catch-all, for an RCPT answer. Both steps
+// may come from the replica's cache (recipients.go); a delivery checks the
+// account again in its own transaction.
 func (s *Server) resolve(ctx context.Context, local, domain string) (*storagev1.ResolveRecipientResponse, error) {
 	l, err := s.routeAddress(ctx, local, domain)
 	if err != nil {
@@ -546,7 +549,7 @@ func (s *Server) resolve(ctx context.Context, local, domain string) (*storagev1.
 		return &storagev1.ResolveRecipientResponse{Result: storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL}, nil
 	}
 	for _, id := range l.accounts {
-		rec, q, err := s.getAccount(ctx, id)
+		rec, q, err := s.rcptAccount(ctx, id)
 		if err != nil {
 			return nil, err
 		}

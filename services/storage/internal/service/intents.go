@@ -24,8 +24,34 @@ const uploadLeaseTTL = 60
 type leaseKeeper struct {
 	etcd *clientv3.Client
 
-	mu sync.Mutex
-	id clientv3.LeaseID
+	mu          sync.Mutex
+	id          clientv3.LeaseID
+	stopRenewal context.CancelFunc
+}
+
+// checkLost drops the lease if etcd no longer has it (expired or revoked:
+// its intents are gone), so that the next upload gets a new one at once
+// instead of when the keep-alive notices, up to a third of the TTL later.
+// Called when a commit finds an intent missing or a register fails.
+func (k *leaseKeeper) checkLost(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	k.mu.Lock()
+	id := k.id
+	k.mu.Unlock()
+	if id == 0 {
+		return
+	}
+	resp, err := k.etcd.TimeToLive(ctx, id)
+	if err != nil || resp.TTL > 0 {
+		return // unknown, or alive
+	}
+	k.mu.Lock()
+	if k.id == id {
+		k.id = 0
+		k.stopRenewal()
+	}
+	k.mu.Unlock()
 }
 
 // lease returns the replica's live lease, granting a new one if needed.
@@ -41,11 +67,13 @@ func (k *leaseKeeper) lease(ctx context.Context) (clientv3.LeaseID, error) {
 	}
 	// The keep-alive lives as long as the client; when its channel closes
 	// the lease is gone (expired or revoked) and the next call grants anew.
-	alive, err := k.etcd.KeepAlive(context.WithoutCancel(ctx), grant.ID)
+	renewCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	alive, err := k.etcd.KeepAlive(renewCtx, grant.ID)
 	if err != nil {
+		stop()
 		return 0, err
 	}
-	k.id = grant.ID
+	k.id, k.stopRenewal = grant.ID, stop
 	go func(id clientv3.LeaseID) {
 		for range alive {
 		}
@@ -85,6 +113,7 @@ func (u *uploadKeys) next(ctx context.Context) (string, error) {
 	if len(u.keys) == 0 {
 		keys, err := u.s.registerIntents(ctx, id, intentBatch)
 		if err != nil {
+			u.s.leases.checkLost(ctx)
 			return "", err
 		}
 		u.keys = keys

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
 	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
@@ -25,9 +26,13 @@ import (
 
 // recipientCacheTTL bounds how long an answer is kept even if a watch event
 // were lost; recipientCacheEntries bounds the cache (about 100 bytes each).
+// accountViewTTL is how old the account state behind an RCPT answer may be
+// (disabled, mailbox full): no watch follows it (its keys change with every
+// delivery), and the delivery's transaction has the last word anyway.
 const (
 	recipientCacheTTL     = 10 * time.Minute
 	recipientCacheEntries = 100000
+	accountViewTTL        = 2 * time.Second
 )
 
 // addressLookup is what the directory says about one local@domain.
@@ -51,15 +56,52 @@ type recipientCache struct {
 
 	hits, misses atomic.Uint64 // lookups answered from memory, from etcd
 
-	mu      sync.Mutex
-	live    bool // the watch is running: answers may be kept
-	gen     uint64
-	size    int
-	domains map[string]map[string]addressLookup // domain → local part → answer
+	mu       sync.Mutex
+	live     bool // the watch is running: answers may be kept
+	gen      uint64
+	size     int
+	domains  map[string]map[string]addressLookup // domain → local part → answer
+	accounts map[string]accountState             // account id → its state a moment ago
+}
+
+// accountState is an account record and its quota as read for an RCPT answer.
+type accountState struct {
+	rec     *records.AccountRecord // nil: the account is gone
+	quota   *storagev1.Quota
+	expires time.Time
 }
 
 func newRecipientCache(ttl time.Duration, max int) *recipientCache {
-	return &recipientCache{ttl: ttl, max: max, domains: map[string]map[string]addressLookup{}}
+	return &recipientCache{ttl: ttl, max: max, domains: map[string]map[string]addressLookup{}, accounts: map[string]accountState{}}
+}
+
+// getAccount returns an account view younger than accountViewTTL, or the
+// generation to pass to putAccount.
+func (c *recipientCache) getAccount(id string, now time.Time) (accountState, bool, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live {
+		if v, ok := c.accounts[id]; ok && now.Before(v.expires) {
+			c.hits.Add(1)
+			return v, true, c.gen
+		}
+	}
+	c.misses.Add(1)
+	return accountState{}, false, c.gen
+}
+
+// putAccount keeps an account view read after getAccount returned gen.
+func (c *recipientCache) putAccount(id string, v accountState, gen uint64, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live || gen != c.gen {
+		return
+	}
+	if len(c.accounts) >= c.max {
+		c.accounts = map[string]accountState{}
+	}
+	v.expires = now.Add(accountViewTTL)
+	c.accounts[id] = v
 }
 
 // get returns a kept answer, or the generation to pass to put.
@@ -108,13 +150,14 @@ func (c *recipientCache) forgetDomain(domain string) {
 	delete(c.domains, domain)
 }
 
-// clear drops every answer: this replica changed the directory, and its own
-// next lookups must not wait for the watch to say so.
+// clear drops every answer: this replica changed the directory or an
+// account, and its own next answers must not wait for the watch or the TTL.
 func (c *recipientCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	c.domains, c.size = map[string]map[string]addressLookup{}, 0
+	c.accounts = map[string]accountState{}
 }
 
 // setLive starts (watch running) or stops keeping answers; either way the
@@ -125,6 +168,7 @@ func (c *recipientCache) setLive(live bool) {
 	c.live = live
 	c.gen++
 	c.domains, c.size = map[string]map[string]addressLookup{}, 0
+	c.accounts = map[string]accountState{}
 }
 
 // RecipientCacheStats reports the lookups the recipient cache answered and
@@ -134,6 +178,22 @@ func (s *Server) RecipientCacheStats() (hits, misses uint64, live bool) {
 	live = s.recipients.live
 	s.recipients.mu.Unlock()
 	return s.recipients.hits.Load(), s.recipients.misses.Load(), live
+}
+
+// rcptAccount is getAccount for an RCPT answer: it may be up to
+// accountViewTTL old.
+func (s *Server) rcptAccount(ctx context.Context, id string) (*records.AccountRecord, *storagev1.Quota, error) {
+	now := time.Now()
+	v, ok, gen := s.recipients.getAccount(id, now)
+	if ok {
+		return v.rec, v.quota, nil
+	}
+	rec, q, err := s.getAccount(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.recipients.putAccount(id, accountState{rec: rec, quota: q}, gen, now)
+	return rec, q, nil
 }
 
 // routeAddress asks the directory which accounts local@domain may reach,

@@ -2,6 +2,7 @@ package service
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -102,6 +103,7 @@ func (s *Server) newBodyRef(tx *etcdtx.Tx, up *upload, refs uint32) error {
 	if ok, err := tx.Assume(s.keys.Upload(up.key)); err != nil {
 		return err
 	} else if !ok {
+		go s.leases.checkLost(context.Background()) // not in the batch's way
 		return fail(reasonTemporary, "the upload took too long (its intent expired); try again")
 	}
 	tx.Put(s.keys.Body(up.key), marshal(&records.BodyRef{Refs: refs}))
