@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	storagev1 "github.com/mailfleet/mailfleet/proto/mailfleet/storage/v1"
+	"github.com/mailfleet/mailfleet/services/storage/internal/keys"
+	"github.com/mailfleet/mailfleet/services/storage/internal/records"
 )
 
 // Each replica keeps the address directory's answers in memory (the storage
@@ -108,6 +112,23 @@ func TestRecipientCacheFollowsTheDirectory(t *testing.T) {
 		t.Fatalf("delivery after enabling again: %v", r)
 	}
 
+	// A directory entry that its account's record does not list: what a
+	// replica whose cache is behind sees while an alias moves. The delivery
+	// is refused for a retry, not made to that account.
+	ghost, err := proto.Marshal(&records.AddressRecord{AccountId: alice.Id, Kind: records.AddressRecord_KIND_ALIAS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.etcdClient().Put(ctx, keys.Layout{Prefix: keys.DefaultPrefix}.Address("example.test", "ghost"), string(ghost)); err != nil {
+		t.Fatal(err)
+	}
+	if r := deliverTo("ghost@example.test"); r.Status != storagev1.RecipientResult_STATUS_TEMPORARY_FAILURE {
+		t.Fatalf("delivery through an address alice's record does not list: %v", r)
+	}
+	if _, msgs := listAll(t, a, alice.Id, mailboxID(t, a, alice.Id, "INBOX")); len(msgs) != 2 {
+		t.Fatalf("alice's INBOX holds %d messages, want 2: one reached her through an address that is not hers", len(msgs))
+	}
+
 	// A new domain, and a deleted account.
 	resolvesTo("dora@new.test", storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL, "")
 	dora := setupAccount(t, a, "dora@new.test", 0, 0)
@@ -120,8 +141,8 @@ func TestRecipientCacheFollowsTheDirectory(t *testing.T) {
 		t.Fatalf("delivery to a deleted account: %v", r)
 	}
 
-	// etcd restarts under the watch: the cache goes off, comes back, and
-	// still follows changes made meanwhile.
+	// etcd restarts under the watch (which resumes, or ends and starts
+	// again): changes made afterwards still reach b's cache.
 	resolvesTo("erin@example.test", storagev1.ResolveRecipientResponse_RESULT_UNKNOWN_USER, "")
 	member := c.etcd.Members[0]
 	member.Stop()
@@ -186,9 +207,13 @@ func TestDeliveriesSurviveALostUploadLease(t *testing.T) {
 	for i := 5; i < 40; i++ {
 		send(i)
 	}
-	// The first refusal makes the replica check its lease and take a new
-	// one; keeping the lost one would refuse every delivery for up to a
-	// third of the lease's TTL (20 s).
+	// The batch handed out before the revoke is on the dead lease: the next
+	// delivery's commit finds its intent gone. That first refusal makes the
+	// replica check its lease and take a new one; keeping the lost one would
+	// refuse every delivery for up to a third of the lease's TTL (20 s).
+	if retried == 0 {
+		t.Fatal("no delivery was refused after the lease went: the test did not reach the missing-intent path")
+	}
 	if retried > 5 {
 		t.Fatalf("%d deliveries refused after the lease went: the replica kept its lost lease", retried)
 	}

@@ -98,13 +98,15 @@ func (t *Tx) Get(key string) (value []byte, ok bool, err error) {
 // commit then fails (that key is gone, or any other compare failed), Run
 // calls fn again and this time Assume reads the key.
 func (t *Tx) Assume(key string) (ok bool, err error) {
-	if !t.retry {
-		if _, staged := t.writes[key]; !staged {
-			if _, seen := t.reads[key]; !seen {
-				t.addRead(key, read{assumed: true})
-			}
-			return true, nil
-		}
+	_, staged := t.writes[key]
+	r, seen := t.reads[key]
+	switch {
+	case seen && r.assumed:
+		return true, nil
+	case t.retry || staged || seen: // Get answers from what it knows, or reads
+	default:
+		t.addRead(key, read{assumed: true})
+		return true, nil
 	}
 	_, ok, err = t.Get(key)
 	return ok, err

@@ -3,6 +3,7 @@ package etcdtx_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -179,7 +180,8 @@ func TestByteBudget(t *testing.T) {
 
 // Assume saves the read of a key that exists; when the key is gone, the
 // commit fails, the function runs again, and this time it learns the truth
-// and nothing it staged on the assumption is written.
+// and nothing it staged on the assumption is written. A key the attempt has
+// read and found absent is not assumed back into existence.
 func TestAssumeIsCheckedAtCommit(t *testing.T) {
 	cli := newClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -188,8 +190,9 @@ func TestAssumeIsCheckedAtCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	attempts := 0
-	commit := func() (bool, error) {
+	commit := func(ref string) (bool, error) {
 		var exists bool
+		attempts = 0
 		_, err := etcdtx.Run(ctx, cli, func(tx *etcdtx.Tx) error {
 			attempts++
 			ok, err := tx.Assume("intent")
@@ -198,26 +201,47 @@ func TestAssumeIsCheckedAtCommit(t *testing.T) {
 			}
 			exists = ok
 			if ok {
-				tx.Put("ref", []byte(strconv.Itoa(attempts)))
+				tx.Put("ref", []byte(ref))
 			} else {
-				tx.Put("refused", []byte("yes"))
+				tx.Put("refused", []byte(ref))
 			}
 			return nil
 		})
 		return exists, err
 	}
-	if ok, err := commit(); err != nil || !ok || attempts != 1 {
-		t.Fatalf("existing key: ok %v, err %v, %d attempts", ok, err, attempts)
+	get := func(key string) string {
+		resp, err := cli.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) == 0 {
+			return ""
+		}
+		return string(resp.Kvs[0].Value)
+	}
+	if ok, err := commit("first"); err != nil || !ok || attempts != 1 || get("ref") != "first" {
+		t.Fatalf("existing key: ok %v, err %v, %d attempts, ref %q", ok, err, attempts, get("ref"))
 	}
 	if _, err := cli.Delete(ctx, "intent"); err != nil {
 		t.Fatal(err)
 	}
-	attempts = 0
-	if ok, err := commit(); err != nil || ok || attempts != 2 {
+	if ok, err := commit("second"); err != nil || ok || attempts != 2 {
 		t.Fatalf("deleted key: ok %v, err %v, %d attempts (want the assumption refused, then a read)", ok, err, attempts)
 	}
-	resp, err := cli.Get(ctx, "ref")
-	if err != nil || string(resp.Kvs[0].Value) != "1" {
-		t.Fatalf("ref = %v (%v): the write made on a false assumption landed", resp.Kvs, err)
+	if ref, refused := get("ref"), get("refused"); ref != "first" || refused != "second" {
+		t.Fatalf("after the refused assumption: ref %q, refused %q; want the write made on the assumption dropped", ref, refused)
+	}
+
+	_, err := etcdtx.Run(ctx, cli, func(tx *etcdtx.Tx) error {
+		if _, ok, err := tx.Get("intent"); err != nil || ok {
+			return fmt.Errorf("get: %v %v", ok, err)
+		}
+		if ok, err := tx.Assume("intent"); err != nil || ok {
+			return fmt.Errorf("Assume after reading the key absent: %v %v", ok, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

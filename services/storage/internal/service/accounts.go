@@ -548,8 +548,8 @@ func (s *Server) resolve(ctx context.Context, local, domain string) (*storagev1.
 	if !l.domainKnown {
 		return &storagev1.ResolveRecipientResponse{Result: storagev1.ResolveRecipientResponse_RESULT_NOT_LOCAL}, nil
 	}
-	for _, id := range l.accounts {
-		rec, q, err := s.rcptAccount(ctx, id)
+	for _, rt := range l.routes {
+		rec, q, err := s.rcptAccount(ctx, rt.account)
 		if err != nil {
 			return nil, err
 		}

@@ -55,6 +55,7 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 	var waiting []*storagev1.RecipientResult
 	var accounts []string
 	byAccount := map[string][]*storagev1.RecipientResult{}
+	viaAddresses := map[string][]string{} // account → directory entries that led to it
 	for _, rcpt := range meta.Recipients {
 		r := &storagev1.RecipientResult{Recipient: rcpt}
 		resp.Results = append(resp.Results, r)
@@ -71,15 +72,17 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 		switch {
 		case !l.domainKnown:
 			r.Status = storagev1.RecipientResult_STATUS_NOT_LOCAL
-		case len(l.accounts) == 0:
+		case len(l.routes) == 0:
 			r.Status = storagev1.RecipientResult_STATUS_UNKNOWN_USER
 			waiting = append(waiting, r)
 		default:
-			r.AccountId = l.accounts[0]
+			rt := l.routes[0]
+			r.AccountId = rt.account
 			if _, seen := byAccount[r.AccountId]; !seen {
 				accounts = append(accounts, r.AccountId)
 			}
 			byAccount[r.AccountId] = append(byAccount[r.AccountId], r)
+			viaAddresses[r.AccountId] = append(viaAddresses[r.AccountId], rt.address)
 		}
 	}
 
@@ -118,12 +121,18 @@ func (s *Server) Deliver(stream storagev1.DeliveryService_DeliverServer) error {
 			for _, account := range batch {
 				rs := byAccount[account]
 				sp := tx.Savepoint()
-				uid, mbID, err := s.deliverOne(tx, account, meta.Junk, up, internalDate)
+				uid, mbID, err := s.deliverOne(tx, account, viaAddresses[account], meta.Junk, up, internalDate)
 				status, detail := storagev1.RecipientResult_STATUS_DELIVERED, ""
 				switch storagev1.ReasonOf(err) {
 				case storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED:
 					if errors.Is(err, errDisabled) {
 						status, detail = storagev1.RecipientResult_STATUS_DISABLED, "mailbox disabled"
+						break
+					}
+					if errors.Is(err, errMoved) {
+						// Queued with the others that wait (the queue
+						// resolves again), or the sender retries.
+						status, detail = storagev1.RecipientResult_STATUS_TEMPORARY_FAILURE, "address changed; try again"
 						break
 					}
 					if err != nil {
@@ -249,11 +258,21 @@ func (s *Server) newLocalQueueRecord(mailFrom string, rs []*storagev1.RecipientR
 // directory said where the address goes).
 var errDisabled = errors.New("account disabled")
 
+// errMoved: an address no longer leads to the account the replica's
+// directory cache named (an alias moved a moment ago, the watch has not
+// told this replica yet).
+var errMoved = errors.New("address no longer belongs to the account")
+
 // deliverOne stages the delivery of a body to one account's INBOX, or to its
 // Junk mailbox when junk is set (a content filter quarantined the message)
 // and the account has one: every account is made with one, but users may
 // delete or rename it.
-func (s *Server) deliverOne(tx *etcdtx.Tx, account string, junk bool, up *upload, internalDate *timestamppb.Timestamp) (uint32, string, error) {
+//
+// via lists the directory entries ("local@domain", "@domain") that led to
+// the account; each must still be the account's, checked in the transaction
+// (the account record changes with every alias change), because they may
+// come from the replica's cache.
+func (s *Server) deliverOne(tx *etcdtx.Tx, account string, via []string, junk bool, up *upload, internalDate *timestamppb.Timestamp) (uint32, string, error) {
 	// What a delivery reads first, in one round trip.
 	first := []string{s.keys.Account(account), s.keys.Quota(account), s.keys.Name(account, "INBOX")}
 	if junk {
@@ -270,6 +289,12 @@ func (s *Server) deliverOne(tx *etcdtx.Tx, account string, junk bool, up *upload
 	}
 	if rec.Disabled {
 		return 0, "", errDisabled
+	}
+	for _, a := range via {
+		if !strings.EqualFold(a, rec.Address) && !slices.ContainsFunc(rec.Aliases, func(alias string) bool { return strings.EqualFold(a, alias) }) {
+			s.recipients.clear() // this replica's answers are behind
+			return 0, "", errMoved
+		}
 	}
 	q, err := s.loadQuota(tx, account)
 	if err != nil {

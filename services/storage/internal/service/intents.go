@@ -33,25 +33,28 @@ type leaseKeeper struct {
 // its intents are gone), so that the next upload gets a new one at once
 // instead of when the keep-alive notices, up to a third of the TTL later.
 // Called when a commit finds an intent missing or a register fails.
-func (k *leaseKeeper) checkLost(ctx context.Context) {
+// It reports whether it dropped the lease.
+func (k *leaseKeeper) checkLost(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	k.mu.Lock()
 	id := k.id
 	k.mu.Unlock()
 	if id == 0 {
-		return
+		return false
 	}
 	resp, err := k.etcd.TimeToLive(ctx, id)
 	if err != nil || resp.TTL > 0 {
-		return // unknown, or alive
+		return false // unknown, or alive
 	}
 	k.mu.Lock()
-	if k.id == id {
-		k.id = 0
-		k.stopRenewal()
+	defer k.mu.Unlock()
+	if k.id != id {
+		return false
 	}
-	k.mu.Unlock()
+	k.id = 0
+	k.stopRenewal()
+	return true
 }
 
 // lease returns the replica's live lease, granting a new one if needed.
@@ -99,28 +102,36 @@ type uploadKeys struct {
 	keys  []string
 }
 
-// next returns a body key whose upload intent is registered.
+// next returns a body key whose upload intent is registered. A batch that
+// cannot be registered because the lease is gone is tried once more on a new
+// lease.
 func (u *uploadKeys) next(ctx context.Context) (string, error) {
-	id, err := u.s.leases.lease(ctx)
-	if err != nil {
-		return "", err
-	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.lease != id {
-		u.lease, u.keys = id, nil
-	}
-	if len(u.keys) == 0 {
-		keys, err := u.s.registerIntents(ctx, id, intentBatch)
+	for attempt := 0; ; attempt++ {
+		// Under u.mu, so that a caller holding an older lease cannot
+		// replace a batch registered on the newer one.
+		id, err := u.s.leases.lease(ctx)
 		if err != nil {
-			u.s.leases.checkLost(ctx)
 			return "", err
 		}
-		u.keys = keys
+		if u.lease != id {
+			u.lease, u.keys = id, nil
+		}
+		if len(u.keys) > 0 {
+			key := u.keys[0]
+			u.keys = u.keys[1:]
+			return key, nil
+		}
+		keys, err := u.s.registerIntents(ctx, id, intentBatch)
+		if err == nil {
+			u.keys = keys
+			continue
+		}
+		if attempt > 0 || !u.s.leases.checkLost(ctx) {
+			return "", err
+		}
 	}
-	key := u.keys[0]
-	u.keys = u.keys[1:]
-	return key, nil
 }
 
 // registerIntents makes n new body keys and puts their intents on lease id
@@ -134,6 +145,10 @@ func (s *Server) registerIntents(ctx context.Context, id clientv3.LeaseID, n int
 		keys = append(keys, key)
 		ops = append(ops, clientv3.OpPut(s.keys.Upload(key), "", clientv3.WithLease(id)))
 	}
+	// Not the caller's context: a caller gone after etcd applied the write
+	// would leave the batch's intents unused for the lease's whole life.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
 	if _, err := s.etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
 		return nil, err
 	}

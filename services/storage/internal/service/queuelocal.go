@@ -27,6 +27,7 @@ func (s *Server) DeliverQueued(ctx context.Context, req *storagev1.DeliverQueued
 	}
 	out := &storagev1.DeliverQueuedResponse{}
 	var accounts []string
+	via := map[string][]string{} // account → directory entries that led to it
 	byAccount := map[string][]*storagev1.RecipientOutcome{}
 	for _, rc := range rec.Item.Recipients {
 		if rc.State != storagev1.QueueRecipient_STATE_PENDING {
@@ -39,21 +40,22 @@ func (s *Server) DeliverQueued(ctx context.Context, req *storagev1.DeliverQueued
 			setOutcome(o, storagev1.RecipientResult_STATUS_UNKNOWN_USER)
 			continue
 		}
-		res, err := s.resolve(ctx, local, domain)
+		// The directory only (maybe cached): deliverOne checks the account
+		// and that the address still leads to it.
+		l, err := s.routeAddress(ctx, local, domain)
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		switch res.Result {
-		case storagev1.ResolveRecipientResponse_RESULT_LOCAL:
-			if _, seen := byAccount[res.Account.Id]; !seen {
-				accounts = append(accounts, res.Account.Id)
-			}
-			byAccount[res.Account.Id] = append(byAccount[res.Account.Id], o)
-		case storagev1.ResolveRecipientResponse_RESULT_DISABLED:
-			setOutcome(o, storagev1.RecipientResult_STATUS_DISABLED)
-		default:
+		if len(l.routes) == 0 {
 			setOutcome(o, storagev1.RecipientResult_STATUS_UNKNOWN_USER)
+			continue
 		}
+		rt := l.routes[0]
+		if _, seen := byAccount[rt.account]; !seen {
+			accounts = append(accounts, rt.account)
+		}
+		byAccount[rt.account] = append(byAccount[rt.account], o)
+		via[rt.account] = append(via[rt.account], rt.address)
 	}
 	if len(accounts) == 0 {
 		return out, nil
@@ -69,12 +71,17 @@ func (s *Server) DeliverQueued(ctx context.Context, req *storagev1.DeliverQueued
 		group := byAccount[account]
 		err := s.withLeasedItem(ctx, req.Id, req.LeaseId, func(tx *etcdtx.Tx, cur *records.QueueRecord) error {
 			sp := tx.Savepoint()
-			_, _, err := s.deliverOne(tx, account, false, up, now) // queue records carry no junk flag yet: a quarantined copy queued for a full mailbox lands in INBOX
+			_, _, err := s.deliverOne(tx, account, via[account], false, up, now) // queue records carry no junk flag yet: a quarantined copy queued for a full mailbox lands in INBOX
 			switch storagev1.ReasonOf(err) {
 			case storagev1.ErrorReason_ERROR_REASON_UNSPECIFIED:
-				if errors.Is(err, errDisabled) { // disabled since it was resolved above
+				if errors.Is(err, errDisabled) {
 					tx.Rollback(sp)
 					setOutcomes(group, storagev1.RecipientResult_STATUS_DISABLED)
+					return nil
+				}
+				if errors.Is(err, errMoved) { // the cache was behind: the next attempt resolves again
+					tx.Rollback(sp)
+					setOutcomes(group, storagev1.RecipientResult_STATUS_TEMPORARY_FAILURE)
 					return nil
 				}
 				if err != nil {

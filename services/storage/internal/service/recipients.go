@@ -39,11 +39,16 @@ const (
 type addressLookup struct {
 	// domainKnown is false when the domain is not one of ours.
 	domainKnown bool
-	// accounts holds, in the order they are tried (the address, the address
-	// without its +subaddress, the catch-all), the accounts the candidates
-	// that exist point to.
-	accounts []string
-	expires  time.Time
+	// routes holds, in the order they are tried (the address, the address
+	// without its +subaddress, the catch-all), the candidates that exist.
+	routes  []route
+	expires time.Time
+}
+
+// route is one directory entry: an address as its account's record lists
+// it ("local@domain", or "@domain" for a catch-all) and that account.
+type route struct {
+	account, address string
 }
 
 // recipientCache holds addressLookups while its watch runs. Every change in
@@ -219,7 +224,7 @@ func (s *Server) routeAddress(ctx context.Context, local, domain string) (addres
 	}
 	l = addressLookup{domainKnown: resp.Responses[0].GetResponseRange().Count > 0}
 	if l.domainKnown {
-		for _, r := range resp.Responses[1:] {
+		for i, r := range resp.Responses[1:] {
 			kvs := r.GetResponseRange().Kvs
 			if len(kvs) == 0 {
 				continue
@@ -228,7 +233,7 @@ func (s *Server) routeAddress(ctx context.Context, local, domain string) (addres
 			if err := proto.Unmarshal(kvs[0].Value, addr); err != nil {
 				return addressLookup{}, err
 			}
-			l.accounts = append(l.accounts, addr.AccountId)
+			l.routes = append(l.routes, route{account: addr.AccountId, address: aliasString(candidates[i], domain)})
 		}
 	}
 	s.recipients.put(local, domain, l, gen, now)

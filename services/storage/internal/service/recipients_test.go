@@ -11,7 +11,7 @@ import (
 func TestRecipientCacheKeepsNoStaleAnswer(t *testing.T) {
 	now := time.Now()
 	c := newRecipientCache(time.Minute, 3)
-	alice := addressLookup{domainKnown: true, accounts: []string{"a1"}}
+	alice := addressLookup{domainKnown: true, routes: []route{{account: "a1", address: "alice@example.test"}}}
 
 	_, _, gen := c.get("alice", "example.test", now)
 	c.put("alice", "example.test", alice, gen, now)
@@ -33,7 +33,7 @@ func TestRecipientCacheKeepsNoStaleAnswer(t *testing.T) {
 	c.put("bob", "example.test", addressLookup{domainKnown: true}, gen, now)
 	_, _, gen = c.get("x", "other.test", now)
 	c.put("x", "other.test", addressLookup{}, gen, now)
-	if l, ok, _ := c.get("alice", "example.test", now); !ok || l.accounts[0] != "a1" {
+	if l, ok, _ := c.get("alice", "example.test", now); !ok || l.routes[0].account != "a1" {
 		t.Fatalf("alice: %v %v", l, ok)
 	}
 	if _, ok, _ := c.get("alice", "example.test", now.Add(2*time.Minute)); ok {
