@@ -306,6 +306,18 @@ func (c *Conn) Bye(text string) error {
 	return nil
 }
 
+// setReadDeadline sets the read deadline, unless Bye has asked to wake the
+// reader: then it stays in the past. Bye stores its text before it sets the
+// deadline, so checking the text after setting ours leaves no moment in which
+// ours could overwrite Bye's (the session would then sleep through the
+// shutdown until its idle timeout).
+func (c *Conn) setReadDeadline(t time.Time) {
+	c.nc.SetReadDeadline(t)
+	if c.bye.Load() != nil {
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
 func (c *Conn) rev2() bool { return c.enabled.Has(imap.CapIMAP4rev2) }
 
 // applyEnabled passes what ENABLE switched on to the parser and encoder.
@@ -398,7 +410,7 @@ func (c *Conn) readAndRun() error {
 	case imap.ConnStateAuthenticated, imap.ConnStateSelected:
 		timeout = idleTimeout
 	}
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
+	c.setReadDeadline(time.Now().Add(timeout))
 	// Every response is flushed: wait for the next command without buffers.
 	if err := c.waitForCommand(); err != nil {
 		return err
@@ -412,7 +424,7 @@ func (c *Conn) readAndRun() error {
 	}
 	tag, err := c.dec.Tag()
 	if err == nil {
-		c.nc.SetReadDeadline(time.Now().Add(commandTimeout))
+		c.setReadDeadline(time.Now().Add(commandTimeout))
 		err = c.dec.SP()
 	}
 	if err != nil {
@@ -1148,7 +1160,7 @@ func (c *Conn) appendCmd(tag string) error {
 		defer tx.Abort()
 	}
 	for first := true; m != nil; first = false {
-		c.nc.SetReadDeadline(time.Now().Add(commandTimeout))
+		c.setReadDeadline(time.Now().Add(commandTimeout))
 		if m.utf8 && failed == nil && !c.rev2() && !c.enabled.Has(imap.CapUTF8Accept) {
 			// RFC 6855 section 4's UTF8 data item belongs to UTF8=ACCEPT,
 			// which a client must ENABLE first (section 3): before that
@@ -1228,7 +1240,7 @@ func (c *Conn) idle(tag string) error {
 	if err != nil {
 		return err
 	}
-	c.nc.SetReadDeadline(time.Now().Add(idleTimeout))
+	c.setReadDeadline(time.Now().Add(idleTimeout))
 	c.waitForInput()
 	line, readErr := c.readLine(64)
 	idleErr := p.end()

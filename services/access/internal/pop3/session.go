@@ -77,6 +77,11 @@ func (s *session) serve() {
 	}
 	for {
 		s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
+		// shutdown sets stopping before it wakes the reader: checked after
+		// our deadline, so that ours cannot undo its wake-up.
+		if s.isStopping() {
+			return
+		}
 		line, err := s.readLine()
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
