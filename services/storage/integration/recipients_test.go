@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,5 +229,217 @@ func TestDeliveriesSurviveALostUploadLease(t *testing.T) {
 			t.Fatalf("UID %d: %q (%v)", m.Uid, body, err)
 		}
 		delete(stored, string(body)) // a second copy would not find it
+	}
+}
+
+// An alias moves from account to account through replica a while senders
+// deliver to it through replica b, whose directory answers come from its
+// cache: every delivery lands in an account that owned the alias at some
+// moment while the delivery ran, never in one that had lost it before the
+// delivery began, and every acknowledged message is in that account's
+// INBOX exactly once. A quarter of the way in, etcd restarts under the
+// watch.
+func TestRecipientCacheUnderConcurrentAliasMoves(t *testing.T) {
+	c := newCluster(t, options{driver: "fs", replicas: 2})
+	a, b := c.replicas[0], c.replicas[1]
+	ctx := ctxT(t)
+	const owners = 4
+	var accounts []*storagev1.Account
+	for i := range owners {
+		accounts = append(accounts, setupAccount(t, a, fmt.Sprintf("owner%d@example.test", i), 0, 0))
+	}
+	if _, err := a.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "shared@example.test", AccountId: accounts[0].Id}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The alias's owners in turn, with when each got and began to lose it.
+	type tenure struct {
+		account        string
+		from, lostFrom time.Time // lostFrom: RemoveAlias began (zero: still owner)
+	}
+	var mu sync.Mutex
+	tenures := []*tenure{{account: accounts[0].Id, from: time.Now()}}
+	stop := make(chan struct{})
+	moverDone := make(chan error, 1)
+	go func() {
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				moverDone <- nil
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			next := accounts[i%owners].Id
+			mu.Lock()
+			tenures[len(tenures)-1].lostFrom = time.Now()
+			mu.Unlock()
+			// Retried while etcd restarts; a retry of a change that did
+			// land finds it done.
+			if err := retryTemporary(func() error {
+				_, err := a.Accounts.RemoveAlias(ctx, &storagev1.RemoveAliasRequest{Alias: "shared@example.test"})
+				if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_ACCOUNT_NOT_FOUND {
+					return nil
+				}
+				return err
+			}); err != nil {
+				moverDone <- err
+				return
+			}
+			if err := retryTemporary(func() error {
+				_, err := a.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "shared@example.test", AccountId: next})
+				if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_ADDRESS_EXISTS {
+					return nil
+				}
+				return err
+			}); err != nil {
+				moverDone <- err
+				return
+			}
+			mu.Lock()
+			tenures = append(tenures, &tenure{account: next, from: time.Now()})
+			mu.Unlock()
+		}
+	}()
+
+	type delivery struct {
+		body       string
+		account    string
+		start, end time.Time
+	}
+	var deliveries []delivery
+	refused := map[storagev1.RecipientResult_Status]int{}
+	failedCalls := 0 // temporary errors of the whole call (etcd restarting)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	const senders, perSender = 8, 25
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			made := 0
+			for i := 0; made < perSender; i++ {
+				if i == 50*perSender {
+					errs <- fmt.Errorf("sender %d: %d of %d deliveries made in %d tries", s, made, perSender, i)
+					return
+				}
+				body := message(s*100000+i, 1500)
+				start := time.Now()
+				resp, err := deliver(ctx, b, []string{"shared@example.test"}, body)
+				end := time.Now()
+				if err != nil {
+					if storagev1.IsTemporary(err) {
+						mu.Lock()
+						failedCalls++
+						mu.Unlock()
+						continue // etcd restarting: the sender retries later
+					}
+					errs <- err
+					return
+				}
+				r := resp.Results[0]
+				switch r.Status {
+				case storagev1.RecipientResult_STATUS_DELIVERED:
+					made++
+					mu.Lock()
+					deliveries = append(deliveries, delivery{string(body), r.AccountId, start, end})
+					mu.Unlock()
+				case storagev1.RecipientResult_STATUS_UNKNOWN_USER, storagev1.RecipientResult_STATUS_TEMPORARY_FAILURE:
+					// Between RemoveAlias and AddAlias there is no owner;
+					// a cache behind the move gives a temporary failure.
+					mu.Lock()
+					refused[r.Status]++
+					mu.Unlock()
+				default:
+					errs <- fmt.Errorf("delivery %d/%d: %v", s, i, r)
+					return
+				}
+			}
+		}()
+	}
+	// etcd restarts once a quarter of the deliveries are made.
+	for {
+		mu.Lock()
+		n := len(deliveries)
+		mu.Unlock()
+		if n >= senders*perSender/4 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	member := c.etcd.Members[0]
+	member.Stop()
+	if err := member.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.WaitHealthy(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-moverDone; err != nil {
+		t.Fatalf("moving the alias: %v", err)
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(tenures) < 5 {
+		t.Fatalf("the alias moved %d times during %d deliveries: too few to test anything", len(tenures)-1, len(deliveries))
+	}
+
+	// Every delivery went to an account that owned the alias at some moment
+	// during it: owned from before its end, and not lost before its start.
+	for _, d := range deliveries {
+		ok := false
+		for _, tn := range tenures {
+			if tn.account == d.account && tn.from.Before(d.end) && (tn.lostFrom.IsZero() || tn.lostFrom.After(d.start)) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			t.Fatalf("a delivery from %s to %s went to account %s, which did not own the alias meanwhile", d.start.Format(time.StampMicro), d.end.Format(time.StampMicro), d.account)
+		}
+	}
+	// And each acknowledged message is in that INBOX, once.
+	want := map[string]string{}
+	for _, d := range deliveries {
+		want[d.body] = d.account
+	}
+	got := 0
+	for _, acc := range accounts {
+		inbox := mailboxID(t, a, acc.Id, "INBOX")
+		_, msgs := listAll(t, a, acc.Id, inbox)
+		for _, m := range msgs {
+			body, err := readBody(ctx, a, acc.Id, inbox, m.Uid, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			owner, acked := want[string(body)]
+			if acked && owner != acc.Id {
+				t.Fatalf("a message acknowledged for account %s is in %s's INBOX", owner, acc.Id)
+			}
+			if acked {
+				delete(want, string(body))
+				got++
+			}
+		}
+	}
+	if len(want) != 0 {
+		t.Fatalf("%d acknowledged messages are missing (%d found)", len(want), got)
+	}
+	t.Logf("%d deliveries over %d moves of the alias; refused per recipient: %v; calls failed while etcd restarted: %d", len(deliveries), len(tenures)-1, refused, failedCalls)
+}
+
+// retryTemporary calls fn until it succeeds or fails with a permanent
+// error, for up to 30 seconds.
+func retryTemporary(fn func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := fn()
+		if err == nil || !storagev1.IsTemporary(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
