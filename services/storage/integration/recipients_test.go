@@ -252,10 +252,12 @@ func TestRecipientCacheUnderConcurrentAliasMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The alias's owners in turn, with when each got and began to lose it.
+	// The alias's owners in turn. Each change commits at some moment while
+	// its call runs, so an owner may hold the alias from when AddAlias was
+	// called (from) until RemoveAlias returned (lostBy; zero: still owner).
 	type tenure struct {
-		account        string
-		from, lostFrom time.Time // lostFrom: RemoveAlias began (zero: still owner)
+		account      string
+		from, lostBy time.Time
 	}
 	var mu sync.Mutex
 	tenures := []*tenure{{account: accounts[0].Id, from: time.Now()}}
@@ -270,9 +272,6 @@ func TestRecipientCacheUnderConcurrentAliasMoves(t *testing.T) {
 			case <-time.After(100 * time.Millisecond):
 			}
 			next := accounts[i%owners].Id
-			mu.Lock()
-			tenures[len(tenures)-1].lostFrom = time.Now()
-			mu.Unlock()
 			// Retried while etcd restarts; a retry of a change that did
 			// land finds it done.
 			if err := retryTemporary(func() error {
@@ -285,6 +284,10 @@ func TestRecipientCacheUnderConcurrentAliasMoves(t *testing.T) {
 				moverDone <- err
 				return
 			}
+			mu.Lock()
+			tenures[len(tenures)-1].lostBy = time.Now()
+			mu.Unlock()
+			addCalled := time.Now()
 			if err := retryTemporary(func() error {
 				_, err := a.Accounts.AddAlias(ctx, &storagev1.AddAliasRequest{Alias: "shared@example.test", AccountId: next})
 				if storagev1.ReasonOf(err) == storagev1.ErrorReason_ERROR_REASON_ADDRESS_EXISTS {
@@ -296,7 +299,7 @@ func TestRecipientCacheUnderConcurrentAliasMoves(t *testing.T) {
 				return
 			}
 			mu.Lock()
-			tenures = append(tenures, &tenure{account: next, from: time.Now()})
+			tenures = append(tenures, &tenure{account: next, from: addCalled})
 			mu.Unlock()
 		}
 	}()
@@ -387,12 +390,14 @@ func TestRecipientCacheUnderConcurrentAliasMoves(t *testing.T) {
 		t.Fatalf("the alias moved %d times during %d deliveries: too few to test anything", len(tenures)-1, len(deliveries))
 	}
 
-	// Every delivery went to an account that owned the alias at some moment
-	// during it: owned from before its end, and not lost before its start.
+	// Every delivery went to an account that may have owned the alias at
+	// some moment during it: its AddAlias called before the delivery ended,
+	// its RemoveAlias not yet returned when the delivery began. A delivery
+	// that began after RemoveAlias returned must not reach that account.
 	for _, d := range deliveries {
 		ok := false
 		for _, tn := range tenures {
-			if tn.account == d.account && tn.from.Before(d.end) && (tn.lostFrom.IsZero() || tn.lostFrom.After(d.start)) {
+			if tn.account == d.account && tn.from.Before(d.end) && (tn.lostBy.IsZero() || tn.lostBy.After(d.start)) {
 				ok = true
 				break
 			}
