@@ -41,6 +41,8 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 	// One holder per message, written by its upload (in the background
 	// for small bodies): the holders stay put while the slice grows.
 	var uploads []*uploadResult
+	pool := &intentPool{s: s}
+	defer pool.release()
 	// Bodies of up to appendSmall bytes are read off the stream whole and
 	// stored by up to appendUploaders goroutines while the next ones
 	// arrive: the body store's latency per object no longer bounds an
@@ -95,7 +97,7 @@ func (s *Server) AppendMessages(stream storagev1.MessageService_AppendMessagesSe
 		}
 		// The body runs until the next start or the end of the stream.
 		var nextStart *storagev1.AppendMessagesRequest
-		key, kerr := s.uploadKeys.next(ctx)
+		key, kerr := pool.next(ctx)
 		if kerr != nil {
 			discardAll()
 			return toStatus(kerr)

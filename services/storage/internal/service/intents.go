@@ -90,7 +90,7 @@ func (k *leaseKeeper) lease(ctx context.Context) (clientv3.LeaseID, error) {
 }
 
 // uploadKeys hands out body keys whose intents are registered, from a
-// replica-wide batch: deliveries, APPENDs, imports and queue hand-offs cost one
+// replica-wide batch: deliveries, APPENDs and queue hand-offs then cost one
 // etcd write per intentBatch messages instead of one each. A batch belongs
 // to one lease; when the replica's lease changes (the old one expired, and
 // its intents with it) the rest of the batch is dropped.
@@ -165,5 +165,48 @@ func (s *Server) forgetUpload(key string) {
 	}
 }
 
+// intentPool hands out body keys whose intents were registered together, a
+// batch per etcd write: a stream of many messages (AppendMessages) then
+// costs one write per batch instead of one per message.
+type intentPool struct {
+	s    *Server
+	keys []string
+}
+
 // intentBatch is how many intents one write registers.
 const intentBatch = 64
+
+// next returns a registered key.
+func (p *intentPool) next(ctx context.Context) (string, error) {
+	if len(p.keys) == 0 {
+		id, err := p.s.leases.lease(ctx)
+		if err != nil {
+			return "", err
+		}
+		fresh, err := p.s.registerIntents(ctx, id, intentBatch)
+		if err != nil {
+			return "", err
+		}
+		p.keys = fresh
+	}
+	key := p.keys[0]
+	p.keys = p.keys[1:]
+	return key, nil
+}
+
+// release deletes the intents of the keys never used.
+func (p *intentPool) release() {
+	if len(p.keys) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	var ops []clientv3.Op
+	for _, key := range p.keys {
+		ops = append(ops, clientv3.OpDelete(p.s.keys.Upload(key)))
+	}
+	if _, err := p.s.etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+		p.s.log.Warn("could not delete unused upload intents; they end with the lease", "err", err)
+	}
+	p.keys = nil
+}
