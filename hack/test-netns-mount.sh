@@ -18,7 +18,13 @@ case_body() {
   set -o errexit -o nounset -o pipefail
   source hack/netns-mount.sh
   # A private, empty /run: the host's /run/netns (and any namespace a run
-  # holds there right now) stays out of sight and untouched.
+  # holds there right now) stays out of sight and untouched. Mounts under
+  # the host's /run are detached first (in this namespace only): a tmpfs on
+  # top would hide them from paths but not from findmnt, which would then
+  # report a host /run/netns mount as this case's own.
+  local m
+  findmnt -rn -o TARGET | awk '$1 == "/run" || index($1, "/run/") == 1' | sort -r |
+    while read -r m; do umount -l "${m}" 2>/dev/null || true; done
   mount -t tmpfs -o size=1m,mode=0755 mailfleet-netns-test /run
   if [[ $1 == mounted ]]; then
     ip netns add "mf-probe-$$"
