@@ -30,11 +30,12 @@ type Store interface {
 	// durable; a failed Put leaves no object behind.
 	Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	// PutAttached is Put that can also keep a small byte string with the
-	// object, in the same write (S3 user metadata), saving a second object.
-	// attach is called once r has been read to its end, before the object
-	// is written, and only by a driver that can keep its result here (not
-	// the fs driver, not an S3 body too large for one request); attached
-	// reports whether it was kept (false also when it was too long).
+	// object, in the same write (S3 user metadata, an fs file's extended
+	// attribute), saving a second object. attach is called once r has been
+	// read to its end, before the object is written, and only by a driver
+	// that can keep its result here (not an S3 body too large for one
+	// request, not an fs driver on a file system without user attributes);
+	// attached reports whether it was kept (false also when it was too long).
 	PutAttached(ctx context.Context, key string, r io.Reader, attach func() []byte) (size int64, attached bool, err error)
 	// Attachment returns what PutAttached kept with the object at key, nil
 	// if nothing, or ErrNotFound if there is no object.

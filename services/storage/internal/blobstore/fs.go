@@ -13,9 +13,13 @@ import (
 
 // FS stores each object as a file under root/objects. A Put writes a temporary
 // file under root/tmp, fsyncs it, renames it into place and fsyncs the
-// directory, so an object is either whole and durable or absent.
+// directory, so an object is either whole and durable or absent. An
+// attachment is an extended attribute of the file (Linux, on a file system
+// that has them: ext4, XFS, btrfs, tmpfs), set before the fsync: one file
+// per message instead of a body and a summary, half the files and fsyncs.
 type FS struct {
-	root string
+	root     string
+	attaches bool // the file system keeps extended attributes
 }
 
 // NewFS opens (creating if needed) a directory-backed store.
@@ -25,7 +29,25 @@ func NewFS(root string) (*FS, error) {
 			return nil, err
 		}
 	}
-	return &FS{root: root}, nil
+	s := &FS{root: root}
+	s.attaches = s.probeAttachments()
+	return s, nil
+}
+
+// probeAttachments reports whether a file under root keeps an attachment.
+func (s *FS) probeAttachments() bool {
+	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "probe-*")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	want := []byte("probe")
+	if setAttachment(f, want) != nil {
+		return false
+	}
+	got, err := getAttachment(f.Name())
+	return err == nil && string(got) == string(want)
 }
 
 func (s *FS) path(key string) string {
@@ -33,15 +55,27 @@ func (s *FS) path(key string) string {
 }
 
 func (s *FS) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	n, _, err := s.PutAttached(ctx, key, r, nil)
+	return n, err
+}
+
+func (s *FS) PutAttached(ctx context.Context, key string, r io.Reader, attach func() []byte) (int64, bool, error) {
 	if err := ValidKey(key); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "put-*")
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	n, err := io.Copy(tmp, ctxReader{ctx, r})
+	attached := false
+	if err == nil && attach != nil && s.attaches {
+		if a := attach(); len(a) > 0 && len(a) <= maxXattrAttachment {
+			err = setAttachment(tmp, a)
+			attached = err == nil
+		}
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -49,33 +83,28 @@ func (s *FS) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 		err = cerr
 	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	dst := s.path(key)
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return n, syncDir(dir)
+	return n, attached, syncDir(dir)
 }
 
-// PutAttached is Put: one file per object keeps nothing beside it, so attach
-// is never called.
-func (s *FS) PutAttached(ctx context.Context, key string, r io.Reader, attach func() []byte) (int64, bool, error) {
-	n, err := s.Put(ctx, key, r)
-	return n, false, err
-}
+// Attaches is true where the file system keeps extended attributes.
+func (s *FS) Attaches() bool { return s.attaches }
 
-// Attaches is false: one file per object keeps nothing beside it.
-func (s *FS) Attaches() bool { return false }
-
-// Attachment is always nil for an existing object.
+// Attachment reads the object's attribute: nil when it has none.
 func (s *FS) Attachment(ctx context.Context, key string) ([]byte, error) {
-	_, err := s.Stat(ctx, key)
-	return nil, err
+	if _, err := s.Stat(ctx, key); err != nil {
+		return nil, err
+	}
+	return getAttachment(s.path(key))
 }
 
 func syncDir(dir string) error {

@@ -53,10 +53,19 @@ var putBuffers = sync.Pool{New: func() any { b := make([]byte, singlePutMax+1); 
 
 // NewS3 connects to the object store; it does not check the bucket (Ping does).
 func NewS3(cfg S3Config) (*S3, error) {
+	transport, err := minio.DefaultTransport(cfg.UseTLS)
+	if err != nil {
+		return nil, err
+	}
+	// Every delivery is a PUT of its own: minio-go's default keeps 16 idle
+	// connections per host, so with more deliveries in flight each burst
+	// closed some and dialled (and, with TLS, handshook) them again.
+	transport.MaxIdleConnsPerHost = transport.MaxIdleConns
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
-		Secure: cfg.UseTLS,
-		Region: cfg.Region,
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:    cfg.UseTLS,
+		Region:    cfg.Region,
+		Transport: transport,
 	})
 	if err != nil {
 		return nil, err
