@@ -170,6 +170,28 @@ func TestIMAPSort(t *testing.T) {
 		}
 	}
 
+	// A failed SEARCH or SORT with SAVE. RFC 5182 section 2.1: "A SEARCH
+	// command with the SAVE result option that caused the server to return
+	// the NO tagged response sets the value of the search result variable
+	// to the empty sequence", and "a SEARCH command that caused the server
+	// to return the BAD tagged response" MUST NOT change it. (Section 1:
+	// SORT is a command "based on SEARCH".)
+	const apples = "3 5"
+	for _, tc := range []struct{ cmd, status, saved string }{
+		{"SEARCH RETURN (SAVE) SUBJECT apple", "OK", apples},
+		{"SORT RETURN (SAVE) (DATE) KOI8-R SUBJECT apple", "NO [BADCHARSET", ""},
+		{"SEARCH RETURN (SAVE) SUBJECT apple", "OK", apples},
+		{"SEARCH RETURN (SAVE) CHARSET KOI8-R ALL", "NO [BADCHARSET", ""},
+		{"UID SORT RETURN (SAVE) (DATE) UTF-8 SUBJECT apple", "OK", apples},
+		{"SEARCH RETURN (SAVE) NO-SUCH-KEY", "BAD", apples},
+		{"SORT RETURN (SAVE) (NO-SUCH-KEY) UTF-8 ALL", "BAD", apples},
+	} {
+		r.expect(tc.cmd, tc.status)
+		if got := fetchUIDs("UID FETCH $ (FLAGS)"); got != tc.saved {
+			t.Errorf("after %s (%s): $ is UIDs %q, want %q", tc.cmd, tc.status, got, tc.saved)
+		}
+	}
+
 	// RFC 7162 section 3.1.5: with a MODSEQ criterion, the highest modseq
 	// of the messages returned follows (in ESORT, as ESEARCH's MODSEQ).
 	var highest uint64

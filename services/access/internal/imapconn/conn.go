@@ -1352,13 +1352,16 @@ func (p *pusher) end() error {
 	return p.err
 }
 
-func (c *Conn) search(tag string, kind NumKind) error {
+func (c *Conn) search(tag string, kind NumKind) (err error) {
 	args, err := c.dec.ParseSearch(kind == NumKindUID)
 	if err != nil {
 		return err
 	}
 	if err := c.dec.CRLF(); err != nil {
 		return err
+	}
+	if args.Options.ReturnSave {
+		defer func() { c.resetSavedOnNo(err) }()
 	}
 	if args.Charset != "" && c.enabled.Has(imap.CapUTF8Accept) {
 		// RFC 6855 section 3 (erratum 4029): after ENABLE UTF8=ACCEPT a

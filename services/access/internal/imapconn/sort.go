@@ -1,6 +1,7 @@
 package imapconn
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -64,6 +65,31 @@ type Sorter interface {
 	Sort(kind NumKind, keys []SortCriterion, criteria *imap.SearchCriteria, ret *imap.SearchOptions) ([]uint32, uint64, error)
 	// Thread returns the matching messages' threads, in order.
 	Thread(kind NumKind, alg imap.ThreadAlgorithm, criteria *imap.SearchCriteria) ([]*ThreadNode, error)
+}
+
+// SearchResultResetter is implemented by sessions that keep RFC 5182's
+// search result variable ("$").
+type SearchResultResetter interface {
+	// ResetSearchResult sets "$" to the empty sequence.
+	ResetSearchResult()
+}
+
+// resetSavedOnNo applies RFC 5182 section 2.1 to a SEARCH or SORT with the
+// SAVE result option that failed: "A SEARCH command with the SAVE result
+// option that caused the server to return the NO tagged response sets the
+// value of the search result variable to the empty sequence", while one
+// answered BAD "MUST NOT change the search result variable".
+func (c *Conn) resetSavedOnNo(err error) {
+	if err == nil {
+		return
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeBad {
+		return
+	}
+	if r, ok := c.session.(SearchResultResetter); ok {
+		r.ResetSearchResult()
+	}
 }
 
 // ParseSort reads ["RETURN" SP "(" ... ")" SP] sort-criteria SP charset
@@ -198,13 +224,16 @@ func (c *Conn) sorter(charset string) (Sorter, error) {
 }
 
 // sortCmd runs SORT or UID SORT.
-func (c *Conn) sortCmd(tag string, kind NumKind) error {
+func (c *Conn) sortCmd(tag string, kind NumKind) (err error) {
 	args, err := c.dec.ParseSort(kind == NumKindUID)
 	if err != nil {
 		return err
 	}
 	if err := c.dec.CRLF(); err != nil {
 		return err
+	}
+	if args.Return != nil && args.Return.ReturnSave {
+		defer func() { c.resetSavedOnNo(err) }()
 	}
 	s, err := c.sorter(args.Charset)
 	if err != nil {

@@ -76,6 +76,14 @@ type sortRec struct {
 	strs     []string // the string keys, in the order of the criteria
 }
 
+// ResetSearchResult implements imapconn.SearchResultResetter (RFC 5182:
+// a SEARCH or SORT with SAVE that failed with NO leaves "$" empty).
+func (s *session) ResetSearchResult() {
+	if s.selected != nil {
+		s.selected.searchRes = nil
+	}
+}
+
 // Sort implements imapconn.Sorter (RFC 5256 section 3, RFC 5957).
 func (s *session) Sort(kind imapconn.NumKind, keys []imapconn.SortCriterion, criteria *imap.SearchCriteria, ret *imap.SearchOptions) ([]uint32, uint64, error) {
 	targets, modSeq, err := s.matching(criteria)
