@@ -49,6 +49,8 @@ type read struct {
 	modRev int64  // 0 when the key is absent
 	// assumed: not read, only required to exist at commit (Assume).
 	assumed bool
+	// known: answered from a Known, not read now.
+	known bool
 }
 
 type write struct {
@@ -67,6 +69,10 @@ type Tx struct {
 	bytes  int      // keys and values of reads (compares) and writes so far
 	// retry: an earlier attempt did not commit, so Assume reads.
 	retry bool
+	// known answers reads on a first attempt (RunKnown); droppedKnown: a
+	// Rollback dropped a read it answered.
+	known        map[string]read
+	droppedKnown bool
 }
 
 // Get returns the value of key as this transaction sees it (its own staged
@@ -76,6 +82,10 @@ func (t *Tx) Get(key string) (value []byte, ok bool, err error) {
 		return w.value, !w.delete, nil
 	}
 	if r, seen := t.reads[key]; seen && !r.assumed {
+		return r.value, r.value != nil, nil
+	}
+	if r, ok := t.known[key]; ok {
+		t.addRead(key, r)
 		return r.value, r.value != nil, nil
 	}
 	resp, err := t.kv.Get(t.ctx, key)
@@ -172,6 +182,13 @@ func (t *Tx) Savepoint() Savepoint {
 
 // Rollback drops every read and write made after sp.
 func (t *Tx) Rollback(sp Savepoint) {
+	for key, r := range t.reads {
+		if _, kept := sp.reads[key]; !kept && r.known {
+			// What the step decided (it failed) rests on a value the
+			// commit will not check: RunKnown tries again with reads.
+			t.droppedKnown = true
+		}
+	}
 	t.reads = sp.reads
 	t.writes = sp.writes
 	t.order = t.order[:sp.order]
@@ -183,10 +200,27 @@ func (t *Tx) Rollback(sp Savepoint) {
 // fn is returned as is and nothing is written. It returns the revision of the
 // commit (0 when fn staged nothing).
 func Run(ctx context.Context, kv clientv3.KV, fn func(tx *Tx) error) (int64, error) {
+	return RunKnown(ctx, kv, nil, fn)
+}
+
+// RunKnown is Run whose first attempt reads from known what known holds
+// (nil: nothing), instead of asking etcd, and whose successful commit
+// leaves in known what it read and wrote. A value in known is only as old
+// as this process's last commit of it; the commit compares its revision,
+// so a stale one costs a retry, never a wrong write. What is not checked
+// by a commit — fn failed, staged nothing, or a step that read from known
+// was rolled back — is decided again with reads.
+func RunKnown(ctx context.Context, kv clientv3.KV, known *Known, fn func(tx *Tx) error) (int64, error) {
 	backoff := 2 * time.Millisecond
+	useKnown := known.snapshot()
 	for attempt := 0; ; attempt++ {
-		tx := &Tx{ctx: ctx, kv: kv, reads: map[string]read{}, writes: map[string]write{}, retry: attempt > 0}
-		if err := fn(tx); err != nil {
+		tx := &Tx{ctx: ctx, kv: kv, reads: map[string]read{}, writes: map[string]write{}, retry: attempt > 0, known: useKnown}
+		useKnown = nil // later attempts read
+		err := fn(tx)
+		if tx.usedKnown() && (err != nil || len(tx.writes) == 0 || tx.droppedKnown) {
+			continue
+		}
+		if err != nil {
 			return 0, err
 		}
 		if len(tx.writes) == 0 {
@@ -216,10 +250,17 @@ func Run(ctx context.Context, kv clientv3.KV, fn func(tx *Tx) error) (int64, err
 		}
 		resp, err := kv.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
+			known.forget(false)
 			return 0, &UncertainError{Err: err}
 		}
 		if resp.Succeeded {
+			known.learn(tx, resp.Header.Revision)
 			return resp.Header.Revision, nil
+		}
+		if tx.usedKnown() {
+			// Someone else changed what this process knew: read, at once.
+			known.forget(true)
+			continue
 		}
 		// Someone else changed a key we read: back off a little (with jitter,
 		// so that competing replicas do not collide again) and redo.
@@ -248,6 +289,10 @@ func (t *Tx) Prefetch(keys []string) error {
 			continue
 		}
 		if _, seen := t.reads[key]; seen {
+			continue
+		}
+		if r, ok := t.known[key]; ok {
+			t.addRead(key, r)
 			continue
 		}
 		ops = append(ops, clientv3.OpGet(key))

@@ -21,7 +21,15 @@ type committer struct {
 
 	mu       sync.Mutex
 	accounts map[string]*accountQueue
+	// known keeps, per account, what this replica's last commit for it
+	// read and wrote (mailbox, quota and account records), so that the
+	// next batch's first attempt commits in one round trip instead of
+	// reading them again (etcdtx.RunKnown; a stale value costs a retry).
+	known map[string]*etcdtx.Known
 }
+
+// maxKnownAccounts bounds committer.known; beyond it, it starts over.
+const maxKnownAccounts = 10000
 
 type accountQueue struct {
 	pending []*change
@@ -47,7 +55,7 @@ const commitTimeout = 30 * time.Second
 var errDeferred = errors.New("deferred to the next batch")
 
 func newCommitter(etcd *clientv3.Client) *committer {
-	return &committer{etcd: etcd, accounts: map[string]*accountQueue{}}
+	return &committer{etcd: etcd, accounts: map[string]*accountQueue{}, known: map[string]*etcdtx.Known{}}
 }
 
 // do runs fn for account in a transaction, possibly together with other
@@ -86,7 +94,7 @@ func (c *committer) lead(account string, q *accountQueue) {
 		q.pending = q.pending[len(batch):]
 		c.mu.Unlock()
 
-		left := c.commit(batch)
+		left := c.commit(c.knownOf(account), batch)
 		if len(left) > 0 {
 			c.mu.Lock()
 			q.pending = append(left, q.pending...)
@@ -95,9 +103,24 @@ func (c *committer) lead(account string, q *accountQueue) {
 	}
 }
 
+// knownOf returns account's Known (made on first use).
+func (c *committer) knownOf(account string) *etcdtx.Known {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.known[account]
+	if !ok {
+		if len(c.known) >= maxKnownAccounts {
+			c.known = map[string]*etcdtx.Known{}
+		}
+		k = &etcdtx.Known{}
+		c.known[account] = k
+	}
+	return k
+}
+
 // commit runs one batch and finishes every change in it except those that did
 // not fit, which it returns.
-func (c *committer) commit(batch []*change) (left []*change) {
+func (c *committer) commit(known *etcdtx.Known, batch []*change) (left []*change) {
 	// A change whose caller gave up is dropped before it is staged. Once
 	// staged, the batch commits on its own deadline: one caller going away
 	// must not fail the others.
@@ -115,7 +138,7 @@ func (c *committer) commit(batch []*change) (left []*change) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	rev, err := etcdtx.Run(ctx, c.etcd, func(tx *etcdtx.Tx) error {
+	rev, err := etcdtx.RunKnown(ctx, c.etcd, known, func(tx *etcdtx.Tx) error {
 		left = left[:0]
 		for i, ch := range live {
 			ch.err = nil
