@@ -354,6 +354,18 @@ func TestIMAPQResyncSessionResync(t *testing.T) {
 	if !slices.Equal(linesWith(uf, "* VANISHED"), []string{"* VANISHED (EARLIER) 5"}) {
 		t.Errorf("UID FETCH 5:6 (CHANGEDSINCE VANISHED): %q", uf)
 	}
+	// "$" (RFC 5182) is the UIDs asked about: empty since this SELECT
+	// (section 2.1: "Upon successful completion of a SELECT or EXAMINE
+	// command ... the current search result variable is reset to the
+	// empty sequence"), then one UID that is still there.
+	if uf = r.expect(fmt.Sprintf("UID FETCH $ (FLAGS) (CHANGEDSINCE %d VANISHED)", ms), "OK"); len(uf) != 0 {
+		t.Errorf("UID FETCH $ (CHANGEDSINCE VANISHED) with nothing saved: %q, want nothing", uf)
+	}
+	r.expect("UID SEARCH RETURN (SAVE) UID 5:6", "OK")
+	uf = r.expect(fmt.Sprintf("UID FETCH $ (FLAGS) (CHANGEDSINCE %d VANISHED)", ms), "OK")
+	if len(linesWith(uf, "* VANISHED")) != 0 || len(fetches(uf)) != 1 {
+		t.Errorf("UID FETCH $ (CHANGEDSINCE VANISHED) with $ = UID 6: %q, want UID 6's FETCH alone", uf)
+	}
 	// A UIDVALIDITY that is not the mailbox's: the parameters are ignored.
 	sel = r.expect(fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d 1:5))", uv+1, ms), "OK")
 	if len(linesWith(sel, "* VANISHED")) != 0 || len(fetches(sel)) != 0 {

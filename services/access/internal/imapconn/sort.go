@@ -84,8 +84,9 @@ func (c *Conn) resetSavedOnNo(err error) {
 		return
 	}
 	var ie *imap.Error
-	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeBad {
-		return
+	var se *SyntaxError
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeBad || errors.As(err, &se) {
+		return // answered BAD
 	}
 	if r, ok := c.session.(SearchResultResetter); ok {
 		r.ResetSearchResult()

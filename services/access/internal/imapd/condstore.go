@@ -143,10 +143,15 @@ func changedSince(targets []target, since uint64) []target {
 func (s *session) Vanished(w *imapconn.VanishedWriter, uids imap.UIDSet, modSeq uint64) error {
 	v := s.selected
 	if imap.IsSearchRes(uids) {
-		uids = v.searchRes // RFC 5182 "$"
+		// RFC 5182 "$": never "all" (nil), even when nothing is saved
+		// (after SELECT, a SAVE that matched nothing or failed with NO).
+		if len(v.searchRes) == 0 {
+			return w.Flush()
+		}
+		uids = v.searchRes
 	}
 	if uids != nil && len(uids) == 0 {
-		return w.Flush() // no UIDs asked about (an empty "$")
+		return w.Flush() // no UIDs asked about
 	}
 	var within *storagev1.UIDSet
 	if uids != nil {

@@ -171,7 +171,11 @@ func (c *committer) commit(known *etcdtx.Known, batch []*change) (left []*change
 		if deferred[ch] {
 			continue
 		}
-		if err != nil && ch.err == nil {
+		if err != nil && (ch.err == nil || etcdtx.IsUncertain(err)) {
+			// With the commit's outcome unknown, a change's own refusal
+			// may rest on a remembered record (etcdtx.Known) that no
+			// commit checked: it gets the uncertain error too, and its
+			// caller retries. (Its own writes were rolled back.)
 			ch.err = err
 		}
 		if ch.err == nil {
