@@ -61,12 +61,17 @@ type recipientCache struct {
 
 	hits, misses atomic.Uint64 // lookups answered from memory, from etcd
 
-	mu       sync.Mutex
-	live     bool // the watch is running: answers may be kept
-	gen      uint64
-	size     int
-	domains  map[string]map[string]addressLookup // domain → local part → answer
-	accounts map[string]accountState             // account id → its state a moment ago
+	mu   sync.Mutex
+	live bool // the watch is running: answers may be kept
+	gen  uint64
+	size int
+	// negatives counts the kept answers that route nowhere (unknown local
+	// part, foreign domain). They may take half of max: a flood of random
+	// RCPTs (a dictionary attack) then goes uncached instead of making the
+	// cache start over and drop every real recipient's answer.
+	negatives int
+	domains   map[string]map[string]addressLookup // domain → local part → answer
+	accounts  map[string]accountState             // account id → its state a moment ago
 }
 
 // accountState is an account record and its quota as read for an RCPT answer.
@@ -130,16 +135,27 @@ func (c *recipientCache) put(local, domain string, l addressLookup, gen uint64, 
 	if !c.live || gen != c.gen {
 		return
 	}
+	negative := len(l.routes) == 0
+	old, had := c.domains[domain][local]
+	if negative && !(had && len(old.routes) == 0) && c.negatives >= c.max/2 {
+		return // answered from etcd each time while the flood lasts
+	}
 	if c.size >= c.max {
-		c.domains, c.size = map[string]map[string]addressLookup{}, 0
+		c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
+		had = false
 	}
 	byLocal := c.domains[domain]
 	if byLocal == nil {
 		byLocal = map[string]addressLookup{}
 		c.domains[domain] = byLocal
 	}
-	if _, ok := byLocal[local]; !ok {
+	if !had {
 		c.size++
+	} else if len(old.routes) == 0 {
+		c.negatives--
+	}
+	if negative {
+		c.negatives++
 	}
 	l.expires = now.Add(c.ttl)
 	byLocal[local] = l
@@ -152,6 +168,11 @@ func (c *recipientCache) forgetDomain(domain string) {
 	defer c.mu.Unlock()
 	c.gen++
 	c.size -= len(c.domains[domain])
+	for _, l := range c.domains[domain] {
+		if len(l.routes) == 0 {
+			c.negatives--
+		}
+	}
 	delete(c.domains, domain)
 }
 
@@ -161,7 +182,7 @@ func (c *recipientCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.domains, c.size = map[string]map[string]addressLookup{}, 0
+	c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
 	c.accounts = map[string]accountState{}
 }
 
@@ -172,7 +193,7 @@ func (c *recipientCache) setLive(live bool) {
 	defer c.mu.Unlock()
 	c.live = live
 	c.gen++
-	c.domains, c.size = map[string]map[string]addressLookup{}, 0
+	c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
 	c.accounts = map[string]accountState{}
 }
 

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -10,7 +11,7 @@ import (
 // whole domain (a catch-all serves every local part).
 func TestRecipientCacheKeepsNoStaleAnswer(t *testing.T) {
 	now := time.Now()
-	c := newRecipientCache(time.Minute, 3)
+	c := newRecipientCache(time.Minute, 8)
 	alice := addressLookup{domainKnown: true, routes: []route{{account: "a1", address: "alice@example.test"}}}
 
 	_, _, gen := c.get("alice", "example.test", now)
@@ -48,7 +49,7 @@ func TestRecipientCacheKeepsNoStaleAnswer(t *testing.T) {
 	}
 
 	// Full: the cache starts over rather than growing.
-	for _, l := range []string{"a", "b", "c", "d"} {
+	for _, l := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
 		_, _, gen = c.get(l, "big.test", now)
 		c.put(l, "big.test", addressLookup{domainKnown: true}, gen, now)
 	}
@@ -63,5 +64,43 @@ func TestRecipientCacheKeepsNoStaleAnswer(t *testing.T) {
 	c.setLive(false)
 	if _, ok, _ := c.get("d", "big.test", now); ok {
 		t.Fatal("answers survived the watch stopping")
+	}
+}
+
+// A flood of RCPTs to addresses that do not exist (a dictionary attack)
+// does not push real recipients out: answers that route nowhere take at
+// most half of the cache, and the rest go to etcd each time.
+func TestRecipientCacheKeepsRealRecipientsThroughAFlood(t *testing.T) {
+	now := time.Now()
+	c := newRecipientCache(time.Minute, 100)
+	c.setLive(true)
+	put := func(local string, l addressLookup) {
+		_, _, gen := c.get(local, "example.test", now)
+		c.put(local, "example.test", l, gen, now)
+	}
+	for i := range 40 {
+		put(fmt.Sprintf("user%d", i), addressLookup{domainKnown: true, routes: []route{{account: fmt.Sprint(i), address: fmt.Sprintf("user%d@example.test", i)}}})
+	}
+	for i := range 10000 {
+		put(fmt.Sprintf("random%d", i), addressLookup{domainKnown: true})
+	}
+	for i := range 40 {
+		if l, ok, _ := c.get(fmt.Sprintf("user%d", i), "example.test", now); !ok || l.routes[0].account != fmt.Sprint(i) {
+			t.Fatalf("user%d was dropped by the flood", i)
+		}
+	}
+	if c.negatives != c.max/2 || c.size != 40+c.max/2 {
+		t.Fatalf("%d answers kept, %d of them negative; want 40 real ones and %d negative", c.size, c.negatives, c.max/2)
+	}
+	// A kept negative answer can turn positive (the address was made) and
+	// back; the counts follow.
+	put("random0", addressLookup{domainKnown: true, routes: []route{{account: "n", address: "random0@example.test"}}})
+	put("user0", addressLookup{domainKnown: true})
+	if c.negatives != c.max/2 || c.size != 40+c.max/2 {
+		t.Fatalf("after two answers changed: %d kept, %d negative", c.size, c.negatives)
+	}
+	c.forgetDomain("example.test")
+	if c.size != 0 || c.negatives != 0 {
+		t.Fatalf("after the domain changed: %d kept, %d negative", c.size, c.negatives)
 	}
 }
