@@ -338,16 +338,19 @@ func (c *clients) run(ctx context.Context, args []string, stdin io.Reader, out i
 		}
 		fmt.Fprintf(out, "retired DKIM key %s of %s removed; its DNS record can go\n", rest[1], rest[0])
 	case "queue list":
-		resp, err := c.queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
-		if err != nil {
+		var items []*storagev1.QueueItem
+		if err := storagev1.ListAllQueue(ctx, c.queue, func(page []*storagev1.QueueItem) error {
+			items = append(items, page...)
+			return nil
+		}); err != nil {
 			return err
 		}
 		if c.json {
-			return printJSON(out, resp.Items)
+			return printJSON(out, items)
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tDELIVERY\tFROM\tRECIPIENTS\tSIZE\tATTEMPTS\tNEXT ATTEMPT\tLEASED")
-		for _, it := range resp.Items {
+		for _, it := range items {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%v\n", it.Id, deliveryKind(it), orNull(it.MailFrom), len(it.Recipients), it.Size, it.Attempts,
 				it.NextAttemptAt.AsTime().Format(time.RFC3339), it.Leased)
 		}

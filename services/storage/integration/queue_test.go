@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -129,6 +131,44 @@ func TestQueueLeaseSkipsLeasedItems(t *testing.T) {
 			held[it.Id] = true
 		}
 	}
+	// The queue lists in pages, in id order, each item once, leased or not
+	// (a queue in an outage is larger than one gRPC message).
+	var pages, listed []string
+	leasedListed := 0
+	req := &storagev1.ListQueueRequest{PageSize: 25}
+	for {
+		page, err := b.Queue.ListQueue(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, fmt.Sprint(len(page.Items)))
+		for _, it := range page.Items {
+			listed = append(listed, it.Id)
+			if it.Leased != held[it.Id] {
+				t.Errorf("item %s listed leased=%v, held %v", it.Id, it.Leased, held[it.Id])
+			}
+			if it.Leased {
+				leasedListed++
+			}
+		}
+		if page.NextAfterId == "" {
+			break
+		}
+		req.AfterId = page.NextAfterId
+	}
+	if strings.Join(pages, " ") != "25 25 25 25 20" || len(listed) != total || !slices.IsSorted(listed) || leasedListed != 60 {
+		t.Fatalf("pages of 25: %v, %d items (sorted %v), %d leased", pages, len(listed), slices.IsSorted(listed), leasedListed)
+	}
+	var all []string
+	if err := storagev1.ListAllQueue(ctx, a.Queue, func(items []*storagev1.QueueItem) error {
+		for _, it := range items {
+			all = append(all, it.Id)
+		}
+		return nil
+	}); err != nil || !slices.Equal(all, listed) {
+		t.Fatalf("ListAllQueue: %d items, %v; want the %d of the pages", len(all), err, len(listed))
+	}
+
 	// Two runners take the other 60 concurrently, one item at a time.
 	var mu sync.Mutex
 	got := map[string]int{}

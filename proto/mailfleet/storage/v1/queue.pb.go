@@ -1334,8 +1334,15 @@ func (x *DeliverQueuedResponse) GetOutcomes() []*RecipientOutcome {
 	return nil
 }
 
+// ListQueue answers a page of the queue in item id order: a queue in an
+// outage holds tens of thousands of items, more than one message carries.
 type ListQueueRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many items (0: 1000; at most 5000).
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Items after this id (empty: from the start); a response's
+	// next_after_id.
+	AfterId       string `protobuf:"bytes,2,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1370,9 +1377,25 @@ func (*ListQueueRequest) Descriptor() ([]byte, []int) {
 	return file_mailfleet_storage_v1_queue_proto_rawDescGZIP(), []int{21}
 }
 
+func (x *ListQueueRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListQueueRequest) GetAfterId() string {
+	if x != nil {
+		return x.AfterId
+	}
+	return ""
+}
+
 type ListQueueResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*QueueItem           `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*QueueItem           `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Set when more items follow: the after_id of the next page.
+	NextAfterId   string `protobuf:"bytes,2,opt,name=next_after_id,json=nextAfterId,proto3" json:"next_after_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1435,13 @@ func (x *ListQueueResponse) GetItems() []*QueueItem {
 		return x.Items
 	}
 	return nil
+}
+
+func (x *ListQueueResponse) GetNextAfterId() string {
+	if x != nil {
+		return x.NextAfterId
+	}
+	return ""
 }
 
 type GetQueueItemRequest struct {
@@ -1848,10 +1878,13 @@ const file_mailfleet_storage_v1_queue_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\"[\n" +
 	"\x15DeliverQueuedResponse\x12B\n" +
-	"\boutcomes\x18\x01 \x03(\v2&.mailfleet.storage.v1.RecipientOutcomeR\boutcomes\"\x12\n" +
-	"\x10ListQueueRequest\"J\n" +
+	"\boutcomes\x18\x01 \x03(\v2&.mailfleet.storage.v1.RecipientOutcomeR\boutcomes\"J\n" +
+	"\x10ListQueueRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x19\n" +
+	"\bafter_id\x18\x02 \x01(\tR\aafterId\"n\n" +
 	"\x11ListQueueResponse\x125\n" +
-	"\x05items\x18\x01 \x03(\v2\x1f.mailfleet.storage.v1.QueueItemR\x05items\"%\n" +
+	"\x05items\x18\x01 \x03(\v2\x1f.mailfleet.storage.v1.QueueItemR\x05items\x12\"\n" +
+	"\rnext_after_id\x18\x02 \x01(\tR\vnextAfterId\"%\n" +
 	"\x13GetQueueItemRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"K\n" +
 	"\x14GetQueueItemResponse\x123\n" +

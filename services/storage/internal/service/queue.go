@@ -434,9 +434,27 @@ func (s *Server) GetQueueBody(req *storagev1.GetQueueBodyRequest, stream storage
 	}))
 }
 
+// listQueuePage and listQueueMax bound a ListQueue answer (items of a few
+// hundred bytes: far below gRPC's 4 MiB per message).
+const (
+	listQueuePage = 1000
+	listQueueMax  = 5000
+)
+
 func (s *Server) ListQueue(ctx context.Context, req *storagev1.ListQueueRequest) (*storagev1.ListQueueResponse, error) {
+	limit := int64(req.PageSize)
+	if limit == 0 {
+		limit = listQueuePage
+	}
+	limit = min(limit, listQueueMax)
+	from := s.keys.QueueItems()
+	if req.AfterId != "" {
+		from = s.keys.QueueItem(req.AfterId) + "\x00"
+	}
+	end := clientv3.GetPrefixRangeEnd(s.keys.QueueItems())
+	// Leases are few (one per item being delivered): all of them, keys only.
 	resp, err := s.etcd.Txn(ctx).Then(
-		clientv3.OpGet(s.keys.QueueItems(), clientv3.WithPrefix()),
+		clientv3.OpGet(from, clientv3.WithRange(end), clientv3.WithLimit(limit)),
 		clientv3.OpGet(s.keys.QueueLease(""), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
@@ -446,14 +464,18 @@ func (s *Server) ListQueue(ctx context.Context, req *storagev1.ListQueueRequest)
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		leased[strings.TrimPrefix(string(kv.Key), s.keys.QueueLease(""))] = true
 	}
+	items := resp.Responses[0].GetResponseRange()
 	out := &storagev1.ListQueueResponse{}
-	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+	for _, kv := range items.Kvs {
 		rec := &records.QueueRecord{}
 		if err := proto.Unmarshal(kv.Value, rec); err != nil {
 			return nil, toStatus(err)
 		}
 		rec.Item.Leased = leased[rec.Item.Id]
 		out.Items = append(out.Items, rec.Item)
+	}
+	if items.More && len(items.Kvs) > 0 {
+		out.NextAfterId = strings.TrimPrefix(string(items.Kvs[len(items.Kvs)-1].Key), s.keys.QueueItems())
 	}
 	return out, nil
 }

@@ -221,28 +221,32 @@ func (g *queueGauges) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(g.inFlight, prometheus.GaugeValue, float64(st.InFlight), dest)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := g.store.Queue.ListQueue(ctx, &storagev1.ListQueueRequest{})
+	depth := 0
+	oldest := 0.0
+	queued := map[string]int{}
+	err := storagev1.ListAllQueue(ctx, g.store.Queue, func(items []*storagev1.QueueItem) error {
+		depth += len(items)
+		for _, it := range items {
+			oldest = max(oldest, time.Since(it.CreatedAt.AsTime()).Seconds())
+			for _, rc := range it.Recipients {
+				if rc.State != storagev1.QueueRecipient_STATE_PENDING {
+					continue
+				}
+				dest := "(local)"
+				if !it.Local {
+					dest = strings.ToLower(rc.Address[strings.LastIndexByte(rc.Address, '@')+1:])
+				}
+				queued[dest]++
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return
 	}
-	oldest := 0.0
-	queued := map[string]int{}
-	for _, it := range resp.Items {
-		oldest = max(oldest, time.Since(it.CreatedAt.AsTime()).Seconds())
-		for _, rc := range it.Recipients {
-			if rc.State != storagev1.QueueRecipient_STATE_PENDING {
-				continue
-			}
-			dest := "(local)"
-			if !it.Local {
-				dest = strings.ToLower(rc.Address[strings.LastIndexByte(rc.Address, '@')+1:])
-			}
-			queued[dest]++
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(g.depth, prometheus.GaugeValue, float64(len(resp.Items)))
+	ch <- prometheus.MustNewConstMetric(g.depth, prometheus.GaugeValue, float64(depth))
 	ch <- prometheus.MustNewConstMetric(g.age, prometheus.GaugeValue, oldest)
 	for dest, n := range queued {
 		ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(n), dest)
