@@ -24,7 +24,9 @@ import (
 //     that the server is about to close the connection");
 //   - every POP3 session gets "-ERR [SYS/TEMP]" (RFC 3206 section 4's
 //     code for a temporary system problem) and then its connection
-//     closes, and no message is deleted;
+//     closes, and the message it marked with DELE is still there (RFC 1939
+//     section 6: messages are removed in the UPDATE state, which only QUIT
+//     enters);
 //   - the maildrop locks are released at once: pod B opens each account's
 //     maildrop right after (RFC 1939 section 4: a session in the
 //     TRANSACTION state holds an exclusive-access lock on its maildrop, so
@@ -62,6 +64,7 @@ func TestShutdownTellsEverySession(t *testing.T) {
 		p := pop3Dial(t, c.Access[0].POP3S)
 		p.do("USER "+users[i], "+OK")
 		p.do("PASS shut-secret", "+OK")
+		p.do("DELE 1", "+OK") // marked only: deleted at QUIT, never at a shutdown
 		onA = append(onA, session{"POP3 of " + users[i], p.conn, p.r, true})
 	}
 	b := rawDial(t, c.Access[1].IMAPS, true)

@@ -70,8 +70,11 @@ type recipientCache struct {
 	// RCPTs (a dictionary attack) then goes uncached instead of making the
 	// cache start over and drop every real recipient's answer.
 	negatives int
-	domains   map[string]map[string]addressLookup // domain → local part → answer
-	accounts  map[string]accountState             // account id → its state a moment ago
+	// swept is when expired negative answers were last taken out (they
+	// count against their half until then).
+	swept    time.Time
+	domains  map[string]map[string]addressLookup // domain → local part → answer
+	accounts map[string]accountState             // account id → its state a moment ago
 }
 
 // accountState is an account record and its quota as read for an RCPT answer.
@@ -138,7 +141,14 @@ func (c *recipientCache) put(local, domain string, l addressLookup, gen uint64, 
 	negative := len(l.routes) == 0
 	old, had := c.domains[domain][local]
 	if negative && !(had && len(old.routes) == 0) && c.negatives >= c.max/2 {
-		return // answered from etcd each time while the flood lasts
+		if now.Sub(c.swept) < c.ttl/10 {
+			return // answered from etcd each time while the flood lasts
+		}
+		c.sweepNegatives(now)
+		old, had = c.domains[domain][local]
+		if c.negatives >= c.max/2 {
+			return
+		}
 	}
 	if c.size >= c.max {
 		c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
@@ -159,6 +169,24 @@ func (c *recipientCache) put(local, domain string, l addressLookup, gen uint64, 
 	}
 	l.expires = now.Add(c.ttl)
 	byLocal[local] = l
+}
+
+// sweepNegatives takes out the expired answers that route nowhere, so that
+// a flood that is over stops counting against their half.
+func (c *recipientCache) sweepNegatives(now time.Time) {
+	c.swept = now
+	for domain, byLocal := range c.domains {
+		for local, l := range byLocal {
+			if len(l.routes) == 0 && !now.Before(l.expires) {
+				delete(byLocal, local)
+				c.size--
+				c.negatives--
+			}
+		}
+		if len(byLocal) == 0 {
+			delete(c.domains, domain)
+		}
+	}
 }
 
 // forgetDomain drops a domain's answers: one of its directory keys changed

@@ -51,7 +51,7 @@ func TestRecipientCacheKeepsNoStaleAnswer(t *testing.T) {
 	// Full: the cache starts over rather than growing.
 	for _, l := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
 		_, _, gen = c.get(l, "big.test", now)
-		c.put(l, "big.test", addressLookup{domainKnown: true}, gen, now)
+		c.put(l, "big.test", addressLookup{domainKnown: true, routes: []route{{account: l, address: l + "@big.test"}}}, gen, now)
 	}
 	if c.size > c.max {
 		t.Fatalf("%d entries kept, bound %d", c.size, c.max)
@@ -98,6 +98,13 @@ func TestRecipientCacheKeepsRealRecipientsThroughAFlood(t *testing.T) {
 	put("user0", addressLookup{domainKnown: true})
 	if c.negatives != c.max/2 || c.size != 40+c.max/2 {
 		t.Fatalf("after two answers changed: %d kept, %d negative", c.size, c.negatives)
+	}
+	// Once the flood's answers expire, new negative answers are kept again.
+	later := now.Add(2 * time.Minute)
+	_, _, gen := c.get("late", "example.test", later)
+	c.put("late", "example.test", addressLookup{domainKnown: true}, gen, later)
+	if _, ok, _ := c.get("late", "example.test", later); !ok || c.negatives != 1 {
+		t.Fatalf("a negative answer after the flood expired: kept %v, %d negative counted", ok, c.negatives)
 	}
 	c.forgetDomain("example.test")
 	if c.size != 0 || c.negatives != 0 {

@@ -221,7 +221,10 @@ func (g *queueGauges) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(g.inFlight, prometheus.GaugeValue, float64(st.InFlight), dest)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Within Prometheus's default scrape timeout (10 s) with room to spare:
+	// a queue too long to page through in time leaves these gauges out of
+	// one scrape rather than failing the scrape.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	depth := 0
 	oldest := 0.0
