@@ -151,7 +151,7 @@ func (c *recipientCache) put(local, domain string, l addressLookup, gen uint64, 
 		}
 	}
 	if c.size >= c.max {
-		c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
+		c.dropAnswers()
 		had = false
 	}
 	byLocal := c.domains[domain]
@@ -169,6 +169,11 @@ func (c *recipientCache) put(local, domain string, l addressLookup, gen uint64, 
 	}
 	l.expires = now.Add(c.ttl)
 	byLocal[local] = l
+}
+
+// dropAnswers empties the address answers and their counts.
+func (c *recipientCache) dropAnswers() {
+	c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
 }
 
 // sweepNegatives takes out the expired answers that route nowhere, so that
@@ -210,7 +215,7 @@ func (c *recipientCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
+	c.dropAnswers()
 	c.accounts = map[string]accountState{}
 }
 
@@ -221,7 +226,7 @@ func (c *recipientCache) setLive(live bool) {
 	defer c.mu.Unlock()
 	c.live = live
 	c.gen++
-	c.domains, c.size, c.negatives = map[string]map[string]addressLookup{}, 0, 0
+	c.dropAnswers()
 	c.accounts = map[string]accountState{}
 }
 
